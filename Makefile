@@ -1,0 +1,33 @@
+# cato: `make example` sets everything up and runs the main job on a real corpus; `make test` runs all tests.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+CORPORA ?= ../shared/corpora
+
+.PHONY: setup example test btest pytest bench clean
+
+$(BIN)/cato: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/cato
+
+example: setup
+	$(BIN)/cato extract $(CORPORA)/iot-sentinel --features all --depth 10 -o iot-sentinel.parquet
+	$(BIN)/python examples/summarize.py iot-sentinel.parquet
+
+btest: setup
+	cd tests/btest && PATH=$(abspath $(BIN)):$$PATH btest -c btest.cfg -d -j 2
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+test: btest pytest
+
+bench: setup
+	$(BIN)/python benchmarks/extraction_strategies.py --corpus $(CORPORA)/iot-sentinel --corpus $(CORPORA)/ndpi
+
+clean:
+	rm -rf $(VENV) tests/btest/.tmp .pytest_cache

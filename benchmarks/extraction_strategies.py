@@ -1,0 +1,130 @@
+"""Whole-process Zeek CPU of each extraction strategy, against bare `zeek -b -r`.
+
+Each corpus is merged into one stream per link type (as `cato extract` does), so start-up does not
+drown the per-packet cost. For each configuration the Zeek CPU (user+sys, from wait4) is summed over
+the streams; the median of --repeat runs is reported with the ratio to bare Zeek.
+
+    python benchmarks/extraction_strategies.py --corpus ../shared/corpora/iot-sentinel \
+        --corpus ../shared/corpora/ndpi [--repeat 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from cato.capture import merge_captures, read_capture
+from cato.capture.pcapio import CaptureError
+from cato.codegen import generate
+from cato.corpus import load_corpus
+from cato.features import resolve
+from cato.zeek import find_zeek, run_zeek, static_load_script, zeek_version
+from cato.zeek.corpus_run import STREAM_REDEFS
+
+FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
+FIVE_PACKET = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
+EMPTY_NEW_PACKET = "event new_packet(c: connection, p: pkt_hdr) { }\n"
+CONN_THRESHOLD_FRAMEWORK = """@load base/protocols/conn/thresholds
+# The ConnThreshold framework re-armed for each of the first 10 packets (a common pattern).
+event new_connection(c: connection) { ConnThreshold::set_packets_threshold(c, 1, T); ConnThreshold::set_packets_threshold(c, 1, F); }
+event ConnThreshold::packets_threshold_crossed(c: connection, threshold: count, is_orig: bool)
+	{ if ( c$orig$num_pkts + c$resp$num_pkts < 10 ) ConnThreshold::set_packets_threshold(c, threshold + 1, is_orig); }
+"""
+
+
+def merged_streams(corpus_dir: Path, workdir: Path) -> list[Path]:
+    corpus = load_corpus(corpus_dir)
+    caps = []
+    for c in corpus.captures:
+        try:
+            cap = read_capture(corpus.path_of(c))
+        except CaptureError:
+            continue
+        if cap.packets:
+            cap.path = c
+            caps.append(cap)
+    return [s.path for s in merge_captures(caps, workdir, corpus_dir.name)]
+
+
+def cpu_of(streams: list[Path], scripts: list[Path], workdir: Path, repeat: int, zeek: Path) -> list[float]:
+    runs = []
+    for r in range(repeat):
+        total = 0.0
+        for i, s in enumerate(streams):
+            run = run_zeek(s, scripts, workdir=workdir / f"r{r}-{i}", redefs=STREAM_REDEFS, zeek=zeek,
+                           check=False)
+            if run.returncode != 0 and i == 0:
+                raise RuntimeError(run.stderr)
+            total += run.cpu_s
+        runs.append(total)
+    return runs
+
+
+def configurations(tmp: Path) -> list[tuple[str, list[Path]]]:
+    def script(name: str, text: str) -> Path:
+        p = tmp / f"{name}.zeek"
+        p.write_text(text)
+        return p
+
+    static = static_load_script()
+    confs: list[tuple[str, list[Path]]] = [
+        ("bare zeek -b", []),
+        ("cato static scripts only", [static]),
+        ("empty new_packet handler", [script("empty", EMPTY_NEW_PACKET)]),
+        ("ConnThreshold framework, first 10 packets", [script("ctf", CONN_THRESHOLD_FRAMEWORK)]),
+        ("flowmeter-style: all features, new_packet, whole connections",
+         [static, script("flowmeter", generate(resolve("all"), [10**9], "new_packet").text)]),
+    ]
+    for label, sel in (("5 counters", FIVE_COUNTERS), ("5 per-packet", FIVE_PACKET), ("all 97", "all")):
+        feats = resolve(sel)
+        strategies = ["counters"] if not any(f.per_packet for f in feats) else ["new_packet", "thresholds"]
+        for depth in (1, 10, 50):
+            for strat in strategies:
+                gen = generate(feats, [depth], strat)
+                confs.append((f"{label} @{depth} {strat}", [static, script(f"{label}-{depth}-{strat}".replace(" ", "_"),
+                                                                        gen.text)]))
+    gen = generate(resolve("all"), [1, 2, 5, 10, 20, 50], "thresholds")
+    confs.append(("all 97 @1,2,5,10,20,50 thresholds (one pass)", [static, script("multi", gen.text)]))
+    return confs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", action="append", type=Path, required=True)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "extraction_strategies.json")
+    args = ap.parse_args()
+    zeek = find_zeek()
+    results = {"zeek": zeek_version(zeek), "repeat": args.repeat, "corpora": {}}
+    with tempfile.TemporaryDirectory(prefix="cato-bench-") as t:
+        tmp = Path(t)
+        confs = configurations(tmp)
+        for corpus in args.corpus:
+            streams = merged_streams(corpus, tmp)
+            rows = []
+            for name, scripts in confs:
+                cpu = cpu_of(streams, scripts, tmp / "runs", args.repeat, zeek)
+                rows.append({"config": name, "cpu_s": statistics.median(cpu), "min": min(cpu), "max": max(cpu)})
+                print(f"{corpus.name:14s} {name:60s} {statistics.median(cpu):7.3f}s", flush=True)
+            base = rows[0]["cpu_s"]
+            for r in rows:
+                r["ratio"] = r["cpu_s"] / base
+            results["corpora"][corpus.name] = {"streams": len(streams), "rows": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    names = list(results["corpora"])
+    print("\n| configuration | " + " | ".join(f"{n} CPU s (×bare)" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for i, (name, _) in enumerate(confs):
+        cells = []
+        for n in names:
+            r = results["corpora"][n]["rows"][i]
+            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

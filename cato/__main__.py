@@ -1,0 +1,3 @@
+from cato.cli import app
+
+app(prog_name="cato")

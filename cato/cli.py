@@ -1,0 +1,142 @@
+"""The ``cato`` command line. Each command parses, calls the public API and formats the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cato import __version__
+from cato.codegen import STRATEGIES, GeneratorError, generate, normalize_depths
+from cato.features import CATALOG, UnknownFeatureError, catalog_hash, resolve
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cato: cost-aware ML traffic features, computed natively in Zeek.")
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _depths(depth: Optional[int], depths: Optional[str]) -> tuple[int, ...]:
+    if depth is not None and depths:
+        _fail("give --depth or --depths, not both")
+    try:
+        if depths:
+            return normalize_depths([int(x) for x in depths.split(",") if x.strip()])
+        return normalize_depths(depth if depth is not None else 10)
+    except ValueError as e:
+        _fail(f"bad depth: {e}")
+    raise AssertionError
+
+
+def _features(selection: str):
+    try:
+        return resolve(selection)
+    except UnknownFeatureError as e:
+        _fail(str(e))
+
+
+@app.command()
+def features(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    group: Optional[str] = typer.Option(None, help="Only this group."),
+) -> None:
+    """Print the feature catalog."""
+    feats = [f for f in CATALOG if group is None or f.group == group]
+    if as_json:
+        json.dump({"catalog_hash": catalog_hash(), "count": len(feats), "features": [f.to_dict() for f in feats]},
+                  sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"cato feature catalog ({len(feats)} features)")
+    for col in ("name", "group", "type", "dir", "needs", "description"):
+        table.add_column(col)
+    for f in feats:
+        table.add_row(f.name, f.group, f.dtype, f.direction, ",".join(f.needs), f.description)
+    Console().print(table)
+
+
+@app.command(name="generate")
+def generate_cmd(
+    features_: str = typer.Option(..., "--features", "-f", help="Comma-separated names, group:NAME, or 'all'."),
+    depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
+    depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass, e.g. 1,2,5,10."),
+    strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
+) -> None:
+    """Write the Zeek script computing the selected features from each connection's first packets."""
+    feats = _features(features_)
+    try:
+        script = generate(feats, _depths(depth, depths), strategy)
+    except GeneratorError as e:
+        _fail(str(e))
+    if output:
+        output.write_text(script.text)
+        err.print(f"wrote {output} ({len(feats)} features, depths {','.join(map(str, script.depths))}, "
+                  f"strategy {script.strategy}); load it after cato's zeek-scripts/")
+    else:
+        sys.stdout.write(script.text)
+
+
+@app.command()
+def extract(
+    corpus: Path = typer.Argument(..., help="Corpus folder (labels.csv and captures)."),
+    features_: str = typer.Option("all", "--features", "-f", help="Comma-separated names, group:NAME, or 'all'."),
+    depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
+    depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass, e.g. 1,2,5,10."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output table (.parquet or .csv)."),
+    label_column: str = typer.Option("label", help="labels.csv column to use as the label."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes (default: cores)."),
+    strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
+) -> None:
+    """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
+    from cato.corpus import CorpusError, load_corpus
+    from cato.extract import extract as run_extract, write_table
+    from cato.zeek import ZeekNotFoundError
+
+    feats = _features(features_)
+    depth_list = _depths(depth, depths)
+    try:
+        corp = load_corpus(corpus, label_column)
+    except CorpusError as e:
+        _fail(str(e))
+    for p in corp.problems:
+        err.print(f"[yellow]warning:[/] {p}")
+    n = len(corp.captures)
+    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("captures"),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("captures", total=n)
+        try:
+            result = run_extract(corp, feats, depth_list, strategy=strategy, jobs=jobs,
+                                 progress=lambda k: bar.advance(task, k))
+        except (ZeekNotFoundError, GeneratorError) as e:
+            _fail(str(e))
+    for p in result.problems:
+        err.print(f"[yellow]{'skipped' if p.skipped else 'warning'}:[/] {p.capture}: {p.reason}")
+    write_table(result.table, output)
+    t = result.table
+    err.print(f"wrote {output}: {len(t)} rows ({t['uid'].nunique() if len(t) else 0} labelled connections "
+              f"× {len(depth_list)} depth(s)), {t['label'].nunique() if len(t) else 0} labels, "
+              f"{len(feats)} features, strategy {result.script.strategy}; "
+              f"{n - len(result.skipped)}/{n} captures read, Zeek CPU {result.zeek_cpu_s:.1f}s "
+              f"in {result.zeek_runs} run(s)")
+
+
+@app.callback(invoke_without_command=True)
+def main(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    if version:
+        typer.echo(f"cato {__version__}")
+        raise typer.Exit()
+
+
+if __name__ == "__main__":
+    app()

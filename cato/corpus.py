@@ -1,0 +1,133 @@
+"""Labelled pcap corpora: a folder with ``labels.csv`` and the captures it names.
+
+``labels.csv`` columns: ``pcap`` (path relative to the folder) and ``label`` are required; other
+columns are alternative labels (``--label-column``); ``group`` is optional (default: the capture).
+With ``proto,src_ip,src_port,dst_ip,dst_port`` a row labels one connection, matched without regard
+to direction; otherwise it labels every connection of its capture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+FLOW_COLUMNS = ("proto", "src_ip", "src_port", "dst_ip", "dst_port")
+
+
+class CorpusError(ValueError):
+    pass
+
+
+@dataclass
+class Corpus:
+    root: Path
+    labels: pd.DataFrame  # pcap, label, group (+ flow columns when flow-level)
+    label_column: str
+    flow_level: bool
+    #: Problems found while loading (missing captures, unusable rows), one message each.
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def captures(self) -> list[str]:
+        """Capture paths relative to ``root``, each once, in labels.csv order."""
+        return list(dict.fromkeys(self.labels["pcap"]))
+
+    def path_of(self, capture: str) -> Path:
+        return self.root / capture
+
+    def content_hash(self) -> str:
+        """Hash of labels.csv and every capture's bytes: a cache key for anything computed on it."""
+        h = hashlib.sha256((self.root / "labels.csv").read_bytes())
+        for cap in sorted(self.captures):
+            h.update(cap.encode())
+            h.update(self.path_of(cap).read_bytes())
+        return h.hexdigest()
+
+
+def _canonical_ip(value: str) -> str | None:
+    try:
+        return ipaddress.ip_address(str(value).strip()).compressed
+    except ValueError:
+        return None
+
+
+def flow_key(proto: str, a_ip: str, a_port: int, b_ip: str, b_port: int) -> tuple:
+    """A direction-free connection key."""
+    a, b = (a_ip, int(a_port)), (b_ip, int(b_port))
+    return (proto.lower(),) + (a + b if a <= b else b + a)
+
+
+def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
+    root = Path(root)
+    csv = root / "labels.csv"
+    if not root.is_dir():
+        raise CorpusError(f"{root}: corpus folder not found")
+    if not csv.is_file():
+        raise CorpusError(f"{csv}: missing (a corpus is a folder with labels.csv and its captures)")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as e:  # pandas raises many types for bad CSV
+        raise CorpusError(f"{csv}: cannot parse: {e}") from None
+    for col in ("pcap", label_column):
+        if col not in df.columns:
+            raise CorpusError(f"{csv}: no '{col}' column (columns: {', '.join(df.columns)})")
+    present = [c for c in FLOW_COLUMNS if c in df.columns]
+    if present and len(present) != len(FLOW_COLUMNS):
+        missing = sorted(set(FLOW_COLUMNS) - set(present))
+        raise CorpusError(f"{csv}: flow-level labels need all of {', '.join(FLOW_COLUMNS)}; "
+                          f"missing {', '.join(missing)}")
+    flow_level = bool(present)
+    problems: list[str] = []
+
+    out = pd.DataFrame({"pcap": df["pcap"].str.strip(), "label": df[label_column].str.strip()})
+    out["group"] = df["group"].str.strip() if "group" in df.columns else out["pcap"]
+    out.loc[out["group"] == "", "group"] = out["pcap"]
+    keep = pd.Series(True, index=df.index)
+
+    empty = out["label"] == ""
+    if empty.any():
+        problems.append(f"{csv}: {int(empty.sum())} row(s) without a '{label_column}' value were left out "
+                        f"(first: line {int(empty.idxmax()) + 2})")
+        keep &= ~empty
+
+    if flow_level:
+        out["proto"] = df["proto"].str.strip().str.lower()
+        for col in ("src_ip", "dst_ip"):
+            out[col] = df[col].map(_canonical_ip)
+        for col in ("src_port", "dst_port"):
+            out[col] = pd.to_numeric(df[col], errors="coerce")
+        bad = out[["src_ip", "dst_ip", "src_port", "dst_port"]].isna().any(axis=1) | (out["proto"] == "")
+        bad &= keep
+        if bad.any():
+            problems.append(f"{csv}: {int(bad.sum())} row(s) with a bad address, port or protocol were left "
+                            f"out (first: line {int(bad.idxmax()) + 2})")
+            keep &= ~bad
+
+    exists = {p: (root / p).is_file() for p in out["pcap"].unique()}
+    missing = sorted(p for p, ok in exists.items() if not ok)
+    if missing:
+        problems.append(f"{csv}: {len(missing)} capture(s) not found, their rows were left out: "
+                        + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+        keep &= out["pcap"].map(exists)
+
+    out = out[keep].reset_index(drop=True)
+    if flow_level:
+        out["src_port"] = out["src_port"].astype(int)
+        out["dst_port"] = out["dst_port"].astype(int)
+        out["key"] = [flow_key(*t) for t in zip(out["proto"], out["src_ip"], out["src_port"],
+                                                   out["dst_ip"], out["dst_port"])]
+        conflicts = out.groupby(["pcap", "key"])["label"].nunique()
+        conflicts = conflicts[conflicts > 1]
+        if len(conflicts):
+            bad_keys = set(conflicts.index)
+            drop = [(p, k) in bad_keys for p, k in zip(out["pcap"], out["key"])]
+            problems.append(f"{csv}: {len(conflicts)} connection(s) carry conflicting labels and were left out")
+            out = out[[not d for d in drop]].reset_index(drop=True)
+        out = out.drop_duplicates(["pcap", "key"]).reset_index(drop=True)
+    if out.empty:
+        raise CorpusError(f"{csv}: no usable labelled rows")
+    return Corpus(root, out, label_column, flow_level, problems)

@@ -1,0 +1,99 @@
+"""Extraction: run a generated script over a labelled corpus and build the feature table.
+
+One row per labelled connection and depth: capture, uid, 5-tuple, start time, label, group,
+depth, packets seen, then the feature columns in catalog order.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from cato.codegen import GeneratedScript, generate
+from cato.corpus import Corpus, flow_key
+from cato.features import Feature
+from cato.zeek.corpus_run import CaptureProblem, run_over_captures
+
+ID_COLUMNS = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts",
+              "label", "group", "depth", "pkts_seen"]
+
+
+@dataclass
+class Extraction:
+    table: pd.DataFrame
+    script: GeneratedScript
+    problems: list[CaptureProblem] = field(default_factory=list)
+    corpus_problems: list[str] = field(default_factory=list)
+    connections: int = 0  # vectors Zeek emitted (all depths), labelled or not
+    zeek_cpu_s: float = 0.0
+    zeek_runs: int = 0
+
+    @property
+    def skipped(self) -> list[CaptureProblem]:
+        return [p for p in self.problems if p.skipped]
+
+
+def extract(
+    corpus: Corpus,
+    features: Sequence[Feature],
+    depths: int | Iterable[int],
+    *,
+    strategy: str = "auto",
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    zeek: Path | None = None,
+) -> Extraction:
+    script = generate(features, depths, strategy)
+    with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
+        path = Path(tmp) / "cato-features.zeek"
+        path.write_text(script.text)
+        run = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures],
+                                jobs=jobs, progress=progress, zeek=zeek)
+    vectors = _normalize(run.vectors, script)
+    table = label_vectors(vectors, corpus)
+    return Extraction(table, script, run.problems, list(corpus.problems), len(vectors), run.zeek_cpu_s,
+                      run.zeek_runs)
+
+
+def _normalize(vectors: pd.DataFrame, script: GeneratedScript) -> pd.DataFrame:
+    if vectors.empty:
+        cols = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts", "depth",
+                "pkts_seen", *script.columns]
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    return vectors.rename(columns={"id.orig_h": "orig_h", "id.orig_p": "orig_p",
+                                   "id.resp_h": "resp_h", "id.resp_p": "resp_p"})
+
+
+def label_vectors(vectors: pd.DataFrame, corpus: Corpus) -> pd.DataFrame:
+    """Join labels: by capture (file-level) or by direction-free 5-tuple (flow-level)."""
+    labels = corpus.labels
+    if corpus.flow_level:
+        keys = [flow_key(str(p), str(a), int(ap), str(b), int(bp))
+                for p, a, ap, b, bp in zip(vectors["proto"], vectors["orig_h"], vectors["orig_p"],
+                                           vectors["resp_h"], vectors["resp_p"])]
+        vectors = vectors.assign(_key=keys)
+        merged = vectors.merge(labels[["pcap", "key", "label", "group"]],
+                               left_on=["capture", "_key"], right_on=["pcap", "key"], how="inner")
+        merged = merged.drop(columns=["_key", "key", "pcap"])
+    else:
+        per_file = labels.drop_duplicates("pcap")[["pcap", "label", "group"]]
+        merged = vectors.merge(per_file, left_on="capture", right_on="pcap", how="inner").drop(columns=["pcap"])
+    feature_cols = [c for c in vectors.columns if c not in ID_COLUMNS and c != "_key"]
+    merged = merged[ID_COLUMNS + feature_cols]
+    merged = merged.sort_values(["capture", "ts", "uid", "depth"], kind="stable").reset_index(drop=True)
+    for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group"):
+        merged[col] = merged[col].astype("string")
+    return merged
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Write the table as Parquet (or CSV when the name ends in .csv)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)

@@ -1,0 +1,12 @@
+"""Feature catalog: what cato can compute per connection, declared once."""
+
+from cato.features.catalog import (
+    CATALOG,
+    FEATURES_BY_NAME,
+    Feature,
+    UnknownFeatureError,
+    catalog_hash,
+    resolve,
+)
+
+__all__ = ["CATALOG", "FEATURES_BY_NAME", "Feature", "UnknownFeatureError", "catalog_hash", "resolve"]

@@ -1,0 +1,182 @@
+"""Run one generated script over many captures: merged streams, parallel Zeek processes.
+
+Zeek starts in 0.1-0.3 s and reads one capture per run, so captures are merged into a few streams
+(``cato.capture.merge``) and each stream is one Zeek run. A capture cato cannot read is reported
+by name and skipped; if Zeek fails on a merged stream, each of its captures is run alone so that
+one bad capture never costs the others.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from cato.capture import Capture, CaptureError, MergedStream, merge_captures, read_capture
+from cato.zeek.logs import read_zeek_log
+from cato.zeek.runner import ZeekError, find_zeek, run_zeek
+from cato.zeek.scripts import static_load_script
+
+#: Redefinitions every corpus run needs: fire all overdue timers before each packet, so that a
+#: merged stream's captures never share a connection.
+STREAM_REDEFS = {"max_timer_expires": "0"}
+
+
+@dataclass
+class CaptureProblem:
+    capture: str
+    reason: str
+    skipped: bool  # True: nothing came out of this capture
+
+    def __str__(self) -> str:
+        return f"{self.capture}: {self.reason}" + (" (skipped)" if self.skipped else "")
+
+
+@dataclass
+class CorpusRun:
+    """Vectors of all captures (column ``capture`` added, ``ts`` in original time)."""
+
+    vectors: pd.DataFrame
+    problems: list[CaptureProblem] = field(default_factory=list)
+    zeek_cpu_s: float = 0.0
+    zeek_runs: int = 0
+    captures_done: int = 0
+
+
+@dataclass
+class _BatchResult:
+    vectors: list[pd.DataFrame]
+    problems: list[CaptureProblem]
+    cpu_s: float
+    runs: int
+    captures: int
+
+
+def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
+                timeout: float) -> tuple[pd.DataFrame, float, list[str]]:
+    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout)
+    notes = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    log = run.log("cato")
+    df = read_zeek_log(log) if log.exists() else pd.DataFrame()
+    if df.empty:
+        return df, run.cpu_s, notes
+    caps, ts = [], []
+    for t in df["ts"]:
+        seg = ms.segment_at(t)
+        caps.append(seg.capture if seg else None)
+        ts.append(t - seg.offset_ns / 1e9 if seg else t)
+    df.insert(0, "capture", pd.array(caps, dtype="string"))
+    df["ts"] = ts
+    return df, run.cpu_s, notes
+
+
+def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str, timeout: float) -> _BatchResult:
+    workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
+    scripts = [static_load_script(), Path(script)]
+    problems: list[CaptureProblem] = []
+    loaded: dict[str, Capture] = {}
+    for name, path in captures:
+        try:
+            cap = read_capture(path)
+        except CaptureError as e:
+            problems.append(CaptureProblem(name, e.reason, True))
+            continue
+        cap.path = name
+        if cap.truncated:
+            problems.append(CaptureProblem(name, f"{cap.truncated}; the {len(cap.packets)} packets before "
+                                                 "it were used", False))
+        if cap.packets:
+            loaded[name] = cap
+    out = _BatchResult([], problems, 0.0, 0, len(captures))
+    streams = merge_captures(list(loaded.values()), workdir, "stream")
+    for i, ms in enumerate(streams):
+        try:
+            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout)
+            out.vectors.append(df)
+            out.cpu_s += cpu
+            out.runs += 1
+            for note in notes[:3]:
+                problems.append(CaptureProblem(",".join(s.capture for s in ms.segments[:3]), note, False))
+            continue
+        except ZeekError as e:
+            if len(ms.segments) == 1:
+                problems.append(CaptureProblem(ms.segments[0].capture, f"Zeek cannot read it: {e}", True))
+                continue
+        # Zeek failed on the merged stream: find the culprit by running each capture alone.
+        for j, seg in enumerate(ms.segments):
+            single = merge_captures([loaded[seg.capture]], workdir, f"alone{i}-{j}")
+            for k, one in enumerate(single):
+                try:
+                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout)
+                    out.vectors.append(df)
+                    out.cpu_s += cpu
+                    out.runs += 1
+                except ZeekError as e:
+                    problems.append(CaptureProblem(seg.capture, f"Zeek cannot read it: {e}", True))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def plan_batches(paths: Sequence[Path], jobs: int) -> list[list[int]]:
+    """Split captures (indices) into batches of similar byte size: a few per job, for a live
+    progress bar and balanced workers, each far larger than Zeek's start-up cost."""
+    sizes = [max(p.stat().st_size, 1) if p.exists() else 1 for p in paths]
+    total = sum(sizes)
+    target = max(total / (jobs * 4), 2 * 1024 * 1024)
+    batches: list[list[int]] = [[]]
+    acc = 0
+    for i, size in enumerate(sizes):
+        if acc >= target and batches[-1]:
+            batches.append([])
+            acc = 0
+        batches[-1].append(i)
+        acc += size
+    return [b for b in batches if b]
+
+
+def run_over_captures(
+    script_path: Path,
+    captures: Sequence[tuple[str, Path]],
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    zeek: Path | None = None,
+    timeout: float = 600.0,
+) -> CorpusRun:
+    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path)."""
+    zeek = zeek or find_zeek()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    batches = plan_batches([p for _, p in captures], jobs)
+    frames: list[pd.DataFrame] = []
+    result = CorpusRun(pd.DataFrame())
+    with tempfile.TemporaryDirectory(prefix="cato-run-") as tmp:
+        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout)
+                for b in batches]
+        if jobs == 1 or len(batches) == 1:
+            outcomes = (_run_batch(*a) for a in args)
+            for br in outcomes:
+                _collect(result, frames, br, progress)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(_run_batch, *a) for a in args]
+                for fut in as_completed(futures):
+                    _collect(result, frames, fut.result(), progress)
+    frames = [f for f in frames if not f.empty]
+    result.vectors = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return result
+
+
+def _collect(result: CorpusRun, frames: list, br: _BatchResult, progress) -> None:
+    frames.extend(br.vectors)
+    result.problems.extend(br.problems)
+    result.zeek_cpu_s += br.cpu_s
+    result.zeek_runs += br.runs
+    result.captures_done += br.captures
+    if progress:
+        progress(br.captures)

@@ -1,0 +1,133 @@
+"""One typed entry point to run Zeek: capture, scripts and options in; logs and resource use out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+#: Where Zeek's own packages install it.
+DEFAULT_ZEEK = Path("/opt/zeek/bin/zeek")
+#: The btests' pinned environment, so that runs are reproducible.
+PINNED_ENV = {"TZ": "UTC", "LC_ALL": "C"}
+
+
+class ZeekNotFoundError(RuntimeError):
+    pass
+
+
+class ZeekError(RuntimeError):
+    """Zeek exited with an error; carries its stderr."""
+
+    def __init__(self, message: str, stderr: str = "", returncode: int | None = None):
+        self.stderr = stderr
+        self.returncode = returncode
+        tail = "\n".join(stderr.strip().splitlines()[-8:])
+        super().__init__(f"{message}" + (f"\n{tail}" if tail else ""))
+
+
+def find_zeek() -> Path:
+    """Zeek from ``$ZEEK``, then ``PATH``, then /opt/zeek/bin."""
+    env = os.environ.get("ZEEK")
+    if env:
+        p = Path(env)
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+        raise ZeekNotFoundError(f"$ZEEK={env} is not an executable file")
+    on_path = shutil.which("zeek")
+    if on_path:
+        return Path(on_path)
+    if DEFAULT_ZEEK.is_file():
+        return DEFAULT_ZEEK
+    raise ZeekNotFoundError(
+        "Zeek not found: set $ZEEK, put zeek on PATH, or install Zeek >= 8.0 into /opt/zeek "
+        "(Zeek's own packages)")
+
+
+def zeek_version(zeek: Path | None = None) -> str:
+    out = subprocess.run([str(zeek or find_zeek()), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.strip().split()[-1]
+
+
+@dataclass
+class ZeekRun:
+    """What one Zeek process did."""
+
+    workdir: Path
+    returncode: int
+    stderr: str
+    user_s: float
+    sys_s: float
+    wall_s: float
+    max_rss_kb: int
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+    def log(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+
+def run_zeek(
+    pcap: Path | None,
+    scripts: Sequence[str | Path],
+    *,
+    workdir: Path | None = None,
+    bare: bool = True,
+    redefs: Mapping[str, str] | None = None,
+    ignore_checksums: bool = True,
+    extra_args: Sequence[str] = (),
+    timeout: float | None = None,
+    zeek: Path | None = None,
+    check: bool = True,
+) -> ZeekRun:
+    """Run Zeek over ``pcap`` (or no input) with ``scripts`` in ``workdir`` (a new temp dir if None).
+
+    ``redefs`` are command-line redefinitions (``name=value``). Raises :class:`ZeekError` when Zeek
+    fails and ``check`` is set.
+    """
+    zeek = zeek or find_zeek()
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="cato-zeek-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [str(zeek)]
+    if bare:
+        argv.append("-b")
+    if ignore_checksums:
+        argv.append("-C")
+    if pcap is not None:
+        argv += ["-r", str(Path(pcap).resolve())]
+    argv += list(extra_args)
+    argv += [str(Path(s).resolve()) if isinstance(s, Path) else s for s in scripts]
+    argv += [f"{k}={v}" for k, v in (redefs or {}).items()]
+    env = {**os.environ, **PINNED_ENV}
+    start = time.perf_counter()
+    with open(workdir / "zeek.stdout", "wb") as out, open(workdir / "zeek.stderr", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            # wait4, not waitpid: it also reports the resources of this Zeek process alone.
+            _, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            if timer:
+                timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    stderr = (workdir / "zeek.stderr").read_text(errors="replace")
+    run = ZeekRun(workdir, proc.returncode, stderr, ru.ru_utime, ru.ru_stime, wall, ru.ru_maxrss, argv)
+    if check and proc.returncode != 0:
+        what = f"on {pcap}" if pcap else "without input"
+        if timeout and wall >= timeout:
+            raise ZeekError(f"Zeek timed out after {timeout:.0f}s {what}", stderr, proc.returncode)
+        raise ZeekError(f"Zeek failed (exit {proc.returncode}) {what}", stderr, proc.returncode)
+    return run

@@ -1,0 +1,19 @@
+"""Where the package's static Zeek scripts (the zkg script_dir) live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def static_scripts_dir() -> Path:
+    """The ``zeek-scripts`` directory: in a wheel it is packaged as ``cato/zeek_scripts``."""
+    for candidate in (_HERE.parent / "zeek_scripts", _HERE.parent.parent / "zeek-scripts"):
+        if (candidate / "__load__.zeek").is_file():
+            return candidate
+    raise FileNotFoundError("cato's Zeek scripts (zeek-scripts/__load__.zeek) are missing from this install")
+
+
+def static_load_script() -> Path:
+    return static_scripts_dir() / "__load__.zeek"

@@ -1,0 +1,60 @@
+"""Shared fixtures. Zeek tests skip only outside CI; with CI=true a missing Zeek is an error."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = Path(os.environ.get("CATO_CORPORA", ROOT.parent / "shared" / "corpora"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _zeek_or_none():
+    from cato.zeek import ZeekNotFoundError, find_zeek
+
+    try:
+        return find_zeek()
+    except ZeekNotFoundError:
+        return None
+
+
+def pytest_sessionstart(session):
+    if IN_CI and _zeek_or_none() is None:
+        raise pytest.UsageError("CI=true but Zeek was not found ($ZEEK, PATH, /opt/zeek/bin): "
+                                "the Zeek tests must run in CI")
+
+
+@pytest.fixture(scope="session")
+def zeek() -> Path:
+    path = _zeek_or_none()
+    if path is None:
+        pytest.skip("Zeek not installed (set $ZEEK or install into /opt/zeek)")
+    return path
+
+
+def corpus_path(name: str) -> Path:
+    path = CORPORA / name
+    if not path.is_dir():
+        pytest.skip(f"corpus {path} absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def iot_corpus() -> Path:
+    return corpus_path("iot-sentinel")
+
+
+@pytest.fixture(scope="session")
+def ndpi_corpus() -> Path:
+    return corpus_path("ndpi")
+
+
+@pytest.fixture(scope="session")
+def malformed_dir() -> Path:
+    return corpus_path("malformed")

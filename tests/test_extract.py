@@ -1,0 +1,133 @@
+"""Extraction over real corpora with real Zeek: labels, schema, merged streams, bad captures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cato.cli import app
+from cato.codegen import generate
+from cato.corpus import load_corpus
+from cato.extract import ID_COLUMNS, extract
+from cato.features import CATALOG, resolve
+from cato.zeek import read_zeek_log, run_zeek, static_load_script
+from cato.zeek.corpus_run import run_over_captures
+
+pytestmark = pytest.mark.zeek
+TRACES = Path(__file__).parent / "btest" / "Traces"
+
+
+def sub_corpus(src: Path, dst: Path, n: int, every: int = 1) -> Path:
+    """A corpus of ``n`` of ``src``'s captures, referenced where they lie (never copied)."""
+    labels = pd.read_csv(src / "labels.csv", dtype=str, keep_default_na=False)
+    caps = list(dict.fromkeys(labels["pcap"]))[::every][:n]
+    sub = labels[labels["pcap"].isin(caps)].copy()
+    sub["pcap"] = [str((src / p).resolve()) for p in sub["pcap"]]
+    dst.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(dst / "labels.csv", index=False)
+    return dst
+
+
+@pytest.mark.corpora
+def test_merged_streams_give_what_single_runs_give(zeek, iot_corpus, tmp_path):
+    """The merge trick must not change any vector: compare with one Zeek run per capture."""
+    corpus = load_corpus(sub_corpus(iot_corpus, tmp_path / "c", 24, every=23))
+    script = generate(resolve("all"), [1, 5, 20])
+    path = tmp_path / "gen.zeek"
+    path.write_text(script.text)
+    merged = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures], jobs=2, zeek=zeek)
+    assert not [p for p in merged.problems if p.skipped]
+    singles = []
+    for i, cap in enumerate(corpus.captures):
+        run = run_zeek(corpus.path_of(cap), [static_load_script(), path], workdir=tmp_path / f"s{i}", zeek=zeek)
+        df = read_zeek_log(run.log("cato"))
+        df.insert(0, "capture", cap)
+        singles.append(df)
+    single = pd.concat(singles, ignore_index=True)
+    key = ["capture", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "depth"]
+    a = merged.vectors.drop(columns=["uid"]).sort_values(key).reset_index(drop=True)
+    b = single.drop(columns=["uid"]).sort_values(key).reset_index(drop=True)
+    a["capture"] = a["capture"].astype(str)
+    b["capture"] = b["capture"].astype(str)
+    assert len(a) > 500
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=0, atol=2e-6)
+
+
+@pytest.mark.corpora
+def test_iot_sentinel_extraction_schema_and_labels(zeek, iot_corpus, tmp_path):
+    corpus = load_corpus(sub_corpus(iot_corpus, tmp_path / "c", 40, every=13))
+    result = extract(corpus, resolve("all"), [1, 10], jobs=2)
+    t = result.table
+    assert list(t.columns) == ID_COLUMNS + [f.name for f in CATALOG]
+    assert set(t["depth"]) == {1, 10}
+    assert len(t) == 2 * t["uid"].nunique() > 300
+    labels = corpus.labels.set_index("pcap")["label"]
+    assert (t["label"] == t["capture"].map(labels)).all()
+    assert (t["pkts_seen"] <= t["depth"]).all()
+    assert not result.skipped
+
+
+@pytest.mark.corpora
+def test_ndpi_flow_labels_match_by_five_tuple(zeek, ndpi_corpus, tmp_path):
+    corpus = load_corpus(sub_corpus(ndpi_corpus, tmp_path / "c", 60, every=8))
+    result = extract(corpus, resolve("orig_pkts,resp_pkts,orig_size_mean"), [5], jobs=2)
+    t = result.table
+    labelled = corpus.labels
+    usable = labelled[~labelled["pcap"].isin({p.capture for p in result.skipped})]
+    # Nearly every labelled flow is found (nDPI and Zeek may split a few differently).
+    assert t.groupby(["capture"]).size().sum() >= 0.85 * len(usable)
+    for row in t.head(50).itertuples():
+        match = labelled[(labelled["pcap"] == row.capture) & (labelled["proto"] == row.proto)
+                         & (((labelled["src_ip"] == row.orig_h) & (labelled["src_port"] == row.orig_p))
+                            | ((labelled["dst_ip"] == row.orig_h) & (labelled["dst_port"] == row.orig_p)))]
+        assert row.label in set(match["label"])
+
+
+@pytest.mark.corpora
+def test_bad_captures_are_named_and_do_not_stop_the_corpus(zeek, malformed_dir, tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    rows = ["pcap,label"]
+    for p in sorted(malformed_dir.iterdir()):
+        rows.append(f"{p.resolve()},broken")
+    (root / "empty.pcap").write_bytes(b"")
+    (root / "garbage.pcap").write_bytes(b"this is not a capture at all")
+    shutil.copy(TRACES / "small.pcap", root / "good.pcap")
+    rows += ["empty.pcap,broken", "garbage.pcap,broken", "good.pcap,fine", "missing.pcap,gone"]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    corpus = load_corpus(root)
+    assert any("missing.pcap" in p for p in corpus.problems)
+    result = extract(corpus, resolve("all"), [10], jobs=2)
+    skipped = {Path(p.capture).name: p.reason for p in result.skipped}
+    assert "garbage.pcap" in skipped and "not a pcap" in skipped["garbage.pcap"]
+    assert "empty.pcap" in skipped
+    good = result.table[result.table["capture"] == "good.pcap"]
+    assert len(good) == 5 and set(good["label"]) == {"fine"}
+    # Most malformed captures still yield connections.
+    assert result.table["capture"].nunique() > 5
+
+
+def test_cli_generate_and_extract(zeek, tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    shutil.copy(TRACES / "small.pcap", root / "a.pcap")
+    shutil.copy(TRACES / "long.pcap", root / "b.pcap")
+    (root / "labels.csv").write_text("pcap,label\na.pcap,x\nb.pcap,y\n")
+    runner = CliRunner()
+    out = runner.invoke(app, ["generate", "--features", "orig_pkts,tcp_rtt", "--depths", "1,5", "-o",
+                              str(tmp_path / "g.zeek")])
+    assert out.exit_code == 0, out.output
+    assert "redef depths = vector(1, 5);" in (tmp_path / "g.zeek").read_text()
+    out = runner.invoke(app, ["extract", str(root), "--features", "all", "--depths", "1,5", "-o",
+                              str(tmp_path / "x.parquet"), "-j", "1"])
+    assert out.exit_code == 0, out.output
+    t = pd.read_parquet(tmp_path / "x.parquet")
+    assert len(t) == 2 * 6 and set(t["label"]) == {"x", "y"}
+    out = runner.invoke(app, ["extract", str(tmp_path / "nope"), "-o", str(tmp_path / "y.parquet")])
+    assert out.exit_code == 2 and "not found" in out.output
+    out = runner.invoke(app, ["generate", "--features", "bogus"])
+    assert out.exit_code == 2 and "bogus" in out.output
