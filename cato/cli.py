@@ -131,6 +131,71 @@ def extract(
               f"in {result.zeek_runs} run(s)")
 
 
+@app.command(name="profile")
+def profile_cmd(
+    corpus: Path = typer.Argument(..., help="Corpus folder (labels.csv and captures)."),
+    features_: str = typer.Option("all", "--features", "-f", help="Comma-separated names, group:NAME, or 'all'."),
+    depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
+    depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass."),
+    baseline: str = typer.Option("bare", help="bare (zeek -b), default (zeek local) or a Zeek script file."),
+    repeat: int = typer.Option(3, "--repeat", "-k", min=1, help="Runs of each configuration."),
+    strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Measure again even if cached."),
+) -> None:
+    """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
+    from cato.corpus import CorpusError, load_corpus
+    from cato.profiling import ProfileError, profile
+    from cato.zeek import ZeekError, ZeekNotFoundError
+
+    feats = _features(features_)
+    try:
+        script = generate(feats, _depths(depth, depths), strategy)
+        corp = load_corpus(corpus)
+    except (GeneratorError, CorpusError) as e:
+        _fail(str(e))
+    steps = 2 * repeat + 2
+    with Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        task = bar.add_task("", total=steps)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg, advance=1)
+
+        try:
+            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache, progress=step)
+        except (ProfileError, ZeekNotFoundError, ZeekError) as e:
+            _fail(str(e))
+        bar.update(task, completed=steps, description="cached" if result.cached else "done")
+    if as_json:
+        json.dump(result.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    r = result
+    table = Table(title=f"{len(r.features)} feature(s) @ depth {','.join(map(str, r.depths))} ({r.strategy}), "
+                        f"baseline {r.baseline}" + (" [cached]" if r.cached else ""))
+    table.add_column("figure")
+    table.add_column("with script", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_row("Zeek CPU s (median; spread)", f"{r.cpu_s:.3f} ({_spread_txt(r.cpu_s_runs)})",
+                  f"{r.baseline_cpu_s:.3f} ({_spread_txt(r.baseline_cpu_s_runs)})")
+    table.add_row("CPU ratio", f"{r.cpu_ratio:.2f}x", "1.00x")
+    table.add_row("peak RSS MB", f"{r.peak_rss_mb:.1f}", f"{r.baseline_peak_rss_mb:.1f}")
+    table.add_row("packets / CPU s", f"{r.pkts_per_cpu_s:,.0f}", f"{r.baseline_pkts_per_cpu_s:,.0f}")
+    table.add_row("connections / CPU s", f"{r.conns_per_cpu_s:,.0f}", f"{r.baseline_conns_per_cpu_s:,.0f}")
+    table.add_row("marginal CPU µs / connection", f"{r.marginal_cpu_us_per_conn:.2f}", "")
+    table.add_row("script CPU µs / connection (profiler, calibrated)", f"{r.script_cpu_us_per_conn:.2f}", "")
+    table.add_row("time-to-decision ms p50 / p95",
+                  f"{r.time_to_decision_ms['p50']:.1f} / {r.time_to_decision_ms['p95']:.1f}", "")
+    Console().print(table)
+    Console().print(f"{r.connections} connections, {r.packets} packets; profiler slow-down "
+                    f"{r.profiler_slowdown:.1f}x")
+
+
+def _spread_txt(values: list[float]) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}"
+
+
 @app.callback(invoke_without_command=True)
 def main(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
     if version:

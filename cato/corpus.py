@@ -30,6 +30,7 @@ class Corpus:
     flow_level: bool
     #: Problems found while loading (missing captures, unusable rows), one message each.
     problems: list[str] = field(default_factory=list)
+    _hash: str | None = field(default=None, repr=False)
 
     @property
     def captures(self) -> list[str]:
@@ -40,12 +41,15 @@ class Corpus:
         return self.root / capture
 
     def content_hash(self) -> str:
-        """Hash of labels.csv and every capture's bytes: a cache key for anything computed on it."""
-        h = hashlib.sha256((self.root / "labels.csv").read_bytes())
-        for cap in sorted(self.captures):
-            h.update(cap.encode())
-            h.update(self.path_of(cap).read_bytes())
-        return h.hexdigest()
+        """Hash of the labels and every capture's bytes: a cache key for anything computed on it."""
+        if self._hash is None:
+            h = hashlib.sha256(pd.util.hash_pandas_object(self.labels.drop(columns=["key"], errors="ignore"),
+                                                          index=False).values.tobytes())
+            for cap in sorted(self.captures):
+                h.update(cap.encode())
+                h.update(self.path_of(cap).read_bytes())
+            self._hash = h.hexdigest()
+        return self._hash
 
 
 def _canonical_ip(value: str) -> str | None:

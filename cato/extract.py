@@ -20,6 +20,8 @@ from cato.zeek.corpus_run import CaptureProblem, run_over_captures
 
 ID_COLUMNS = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts",
               "label", "group", "depth", "pkts_seen"]
+#: Columns of cato.log that describe the run, not the connection: kept out of the feature table.
+RUN_COLUMNS = ("decided_after",)
 
 
 @dataclass
@@ -82,7 +84,7 @@ def label_vectors(vectors: pd.DataFrame, corpus: Corpus) -> pd.DataFrame:
     else:
         per_file = labels.drop_duplicates("pcap")[["pcap", "label", "group"]]
         merged = vectors.merge(per_file, left_on="capture", right_on="pcap", how="inner").drop(columns=["pcap"])
-    feature_cols = [c for c in vectors.columns if c not in ID_COLUMNS and c != "_key"]
+    feature_cols = [c for c in vectors.columns if c not in ID_COLUMNS and c not in ("_key",) + RUN_COLUMNS]
     merged = merged[ID_COLUMNS + feature_cols]
     merged = merged.sort_values(["capture", "ts", "uid", "depth"], kind="stable").reset_index(drop=True)
     for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group"):

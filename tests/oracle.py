@@ -87,6 +87,8 @@ def read_flows(path: str) -> dict[tuple, list[Flow]]:
                 size, ttl, hl, proto = ip.plen + 40, ip.hlim, 40, ip.nxt
                 frag = False
             l4 = ip.data
+            if isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP)) and hl + len(l4) < size:
+                continue  # captured shorter than its IP length: Zeek drops it (truncated_IP)
             if proto == 6 and isinstance(l4, dpkt.tcp.TCP):
                 payload = size - hl - l4.off * 4
                 key = ("tcp", frozenset({(src, l4.sport), (dst, l4.dport)}))
@@ -145,13 +147,12 @@ def features(flow: Flow, orig: tuple, depth: int) -> dict:
     for p in pkts:
         if p.flags is None:
             continue
-        is_orig = p.src == orig
         syn, ack = bool(p.flags & 0x02), bool(p.flags & 0x10)
-        if is_orig and syn and not ack:
+        if syn and not ack:
             marks.setdefault("syn", p.t)
-        if not is_orig and syn and ack:
+        if syn and ack:
             marks.setdefault("synack", p.t)
-        if is_orig and ack and not syn and "synack" in marks:
+        if ack and not syn and "synack" in marks:
             marks.setdefault("ack", p.t)
         if p.payload > 0 and "ack" in marks:
             marks.setdefault("data", p.t)

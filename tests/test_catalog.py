@@ -30,7 +30,7 @@ def test_catalog_covers_what_cato_uses():
         for s in ("mean", "min", "max", "median", "std"):
             assert f"{d}_ttl_{s}" in names and f"{d}_win_{s}" in names
         assert {f"{d}_pkts", f"{d}_ip_bytes", f"{d}_bytes", f"{d}_load"} <= names
-    assert {"duration", "proto", "orig_port", "resp_port", "tcp_rtt", "tcp_syn_synack", "tcp_ack_data",
+    assert {"duration", "ip_proto", "orig_port", "resp_port", "tcp_rtt", "tcp_syn_synack", "tcp_ack_data",
             "history"} <= names
 
 

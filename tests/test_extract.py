@@ -54,7 +54,11 @@ def test_merged_streams_give_what_single_runs_give(zeek, iot_corpus, tmp_path):
     a["capture"] = a["capture"].astype(str)
     b["capture"] = b["capture"].astype(str)
     assert len(a) > 500
-    pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=0, atol=2e-6)
+    # Loads divide by durations that can be a few µs: time arithmetic at different epochs (1e-7 s
+    # apart) moves them slightly.
+    loads = ["orig_load", "resp_load"]
+    pd.testing.assert_frame_equal(a.drop(columns=loads), b.drop(columns=loads), check_dtype=False, rtol=0, atol=2e-6)
+    pd.testing.assert_frame_equal(a[loads], b[loads], check_dtype=False, rtol=1e-2)
 
 
 @pytest.mark.corpora

@@ -21,7 +21,7 @@ def test_counter_only_selection_handles_no_per_packet_event():
 
 @pytest.mark.parametrize("strategy,events", [
     ("new_packet", {"new_packet"}),
-    ("thresholds", {"new_connection", "conn_packets_threshold_crossed"}),
+    ("thresholds", {"new_connection", "conn_packets_threshold_crossed", "connection_flipped"}),
 ])
 def test_per_packet_strategies(strategy, events):
     script = generate(resolve("orig_size_mean,tcp_rtt"), 10, strategy)
@@ -39,7 +39,7 @@ def test_only_selected_features_and_state():
     script = generate(resolve("orig_ttl_max"), 3)
     assert "orig_ttl_max: count &log" in script.text
     assert "size_" not in script.text and "iat_" not in script.text and "hs_" not in script.text
-    assert "ttl_orig_max: double &optional;" in script.text
+    assert "ttl_max: double &optional;" in script.text
     # No median requested: no vector of values kept.
     assert "_vals" not in script.text
 

@@ -28,6 +28,9 @@ export {
 		## Packets of the connection seen when the vector was made
 		## (below ``depth`` when the connection ended first).
 		pkts_seen: count &log;
+		## Network time from the connection's first packet to the packet that completed
+		## this vector (the last one seen when the connection ended first).
+		decided_after: interval &log;
 	};
 
 	## Per-connection extraction state; it lives on the connection and goes with it.
@@ -65,8 +68,8 @@ export {
 	## Emits the vectors of every depth reached by the packets counted in *s*.
 	global packet_seen: function(c: connection, s: State);
 
-	## Emits the vector of depth *depth*.
-	global emit: function(c: connection, depth: count, pkts_seen: count);
+	## Emits the vector of depth *depth*, completed *decided_after* after the first packet.
+	global emit: function(c: connection, depth: count, pkts_seen: count, decided_after: interval);
 
 	## Median of a non-empty vector (mean of the middle two for an even length).
 	global median: function(v: vector of double): double;
@@ -86,17 +89,18 @@ function compare_doubles(a: double, b: double): int
 
 function median(v: vector of double): double
 	{
-	local sorted = sort(copy(v), compare_doubles);
+	local sorted = copy(v);
+	sort(sorted, compare_doubles);
 	local n = |sorted|;
 	local mid = n / 2;
 	return n % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0;
 	}
 
-function emit(c: connection, depth: count, pkts_seen: count)
+function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval)
 	{
 	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
 	                  $proto=get_port_transport_proto(c$id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen);
+	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after);
 	hook fill_vector(c, info);
 
 	if ( log_vectors )
@@ -112,7 +116,7 @@ function packet_seen(c: connection, s: State)
 	{
 	while ( s$next_depth < |depths| && depths[s$next_depth] <= s$pkts )
 		{
-		emit(c, depths[s$next_depth], s$pkts);
+		emit(c, depths[s$next_depth], s$pkts, network_time() - c$start_time);
 		++s$next_depth;
 		}
 	}
@@ -137,7 +141,7 @@ event connection_state_remove(c: connection) &priority=-5
 	local seen = script_counts_packets ? s$pkts : c$orig$num_pkts + c$resp$num_pkts;
 	while ( s$next_depth < |depths| )
 		{
-		emit(c, depths[s$next_depth], seen);
+		emit(c, depths[s$next_depth], seen, c$duration);
 		++s$next_depth;
 		}
 	}

@@ -85,19 +85,11 @@ def choose_strategy(features: Sequence[Feature], depths: Sequence[int], strategy
 
 
 # --- accumulators -------------------------------------------------------------------------------
-
-@dataclass
-class _Acc:
-    """Running statistics of one quantity in one direction, as fields of Cato::State."""
-
-    quantity: str
-    direction: str  # orig | resp | flow
-    parts: set[str] = field(default_factory=set)  # n sum mean m2 min max vals first pos
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.quantity}_{self.direction}"
-
+#
+# Per-direction state lives in two records of type Cato::Dir: ``a`` for the endpoint that sent the
+# connection's first packet, ``b`` for the other. Zeek may flip a connection's roles after its
+# first packets (a SYN-ACK seen first, say); which of a and b is the originator is decided only
+# when a vector is filled, from the connection's final orientation.
 
 _STAT_PARTS = {
     "sum": {"n", "sum"}, "mean": {"n", "mean"}, "std": {"n", "mean", "m2"}, "min": {"n", "min"},
@@ -109,26 +101,27 @@ class _Plan:
     """What the per-packet code must track for a selection."""
 
     def __init__(self, features: Sequence[Feature]):
-        self.accs: dict[tuple[str, str], _Acc] = {}
-        self.flags: set[tuple[str, str]] = set()
+        self.dir_parts: dict[str, set[str]] = {}  # quantity -> parts, kept for both directions
+        self.flow_parts: dict[str, set[str]] = {}  # quantity -> parts over both directions
+        self.flags: set[str] = set()
         self.marks: set[str] = set()
         for f in features:
             comp = f.computation
-            d = "flow" if f.direction == "both" else f.direction
             if isinstance(comp, PacketStat):
-                acc = self.accs.setdefault((comp.quantity, d), _Acc(comp.quantity, d))
-                acc.parts |= _STAT_PARTS[comp.stat]
+                target = self.flow_parts if f.direction == "both" else self.dir_parts
+                target.setdefault(comp.quantity, set()).update(_STAT_PARTS[comp.stat])
             elif isinstance(comp, FlagCount):
-                self.flags.add((d, comp.flag))
+                self.flags.add(comp.flag)
             elif isinstance(comp, Handshake):
                 self.marks.update((comp.start, comp.end))
         # Marks depend on earlier marks.
         if "ack" in self.marks or "data" in self.marks:
             self.marks.update({"synack", "ack"})
-        if "data" in self.marks:
-            self.marks.add("ack")
-        self.quantities = {q for q, _ in self.accs}
-        self.iat_dirs = sorted({d for q, d in self.accs if q == "iat"})
+        self.quantities = set(self.dir_parts) | set(self.flow_parts)
+
+    @property
+    def per_direction(self) -> bool:
+        return bool(self.dir_parts or self.flags)
 
     @property
     def needs_now(self) -> bool:
@@ -143,123 +136,106 @@ class _Plan:
         return "payload" in self.quantities or "data" in self.marks
 
 
+def _acc_fields(prefix: str, parts: set[str], iat: bool) -> list[str]:
+    out: list[str] = []
+    if "n" in parts:
+        out.append(f"{prefix}_n: count &default=0;")
+    for part in ("sum", "mean", "m2"):
+        if part in parts:
+            out.append(f"{prefix}_{part}: double &default=0.0;")
+    for part in ("min", "max", "first"):
+        if part in parts:
+            out.append(f"{prefix}_{part}: double &optional;")
+    if "vals" in parts:
+        out.append(f"{prefix}_vals: vector of double &default=vector();")
+    if "pos" in parts:
+        out.append(f"{prefix}_pos: count &default=0;")
+    if iat:
+        out.append(f"{prefix}_last: time &optional;")
+    return out
+
+
+def _dir_fields(plan: _Plan) -> list[str]:
+    out: list[str] = []
+    for q in sorted(plan.dir_parts):
+        out += _acc_fields(q, plan.dir_parts[q], q == "iat")
+    out += [f"{flag}: count &default=0;" for flag in sorted(plan.flags)]
+    return out
+
+
 def _state_fields(plan: _Plan) -> list[str]:
     out: list[str] = []
-    for acc in plan.accs.values():
-        p = acc.prefix
-        if "n" in acc.parts:
-            out.append(f"{p}_n: count &default=0;")
-        for part in ("sum", "mean", "m2"):
-            if part in acc.parts:
-                out.append(f"{p}_{part}: double &default=0.0;")
-        for part in ("min", "max", "first"):
-            if part in acc.parts:
-                out.append(f"{p}_{part}: double &optional;")
-        if "vals" in acc.parts:
-            out.append(f"{p}_vals: vector of double &default=vector();")
-        if "pos" in acc.parts:
-            out.append(f"{p}_pos: count &default=0;")
-    for d in plan.iat_dirs:
-        out.append(f"last_ts_{d}: time &optional;")
-    for d, flag in sorted(plan.flags):
-        out.append(f"{d}_{flag}: count &default=0;")
+    if plan.per_direction:
+        out += ["## The endpoint (address, port) that sent the first packet.", "a_h: addr &optional;",
+                "a_p: port &optional;", "a: Dir &optional;", "b: Dir &optional;"]
+    for q in sorted(plan.flow_parts):
+        out += _acc_fields(f"{q}_flow", plan.flow_parts[q], q == "iat")
     for mark in sorted(plan.marks):
         out.append(f"hs_{mark}: time &optional;")
     return out
 
 
-def _acc_update(acc: _Acc, value: str, indent: str) -> list[str]:
-    """Zeek statements folding ``value`` (a double expression) into ``acc``."""
-    p = f"s${acc.prefix}"
+def _acc_update(rec: str, prefix: str, parts: set[str], value: str, indent: str) -> list[str]:
+    """Zeek statements folding ``value`` (a double expression) into ``rec$prefix_*``."""
+    p = f"{rec}${prefix}"
     lines: list[str] = []
-    if "first" in acc.parts:
-        lines.append(f"if ( ! s?${acc.prefix}_first ) {p}_first = {value};")
-    if "pos" in acc.parts:
+    if "first" in parts:
+        lines.append(f"if ( ! {rec}?${prefix}_first ) {p}_first = {value};")
+    if "pos" in parts:
         lines.append(f"if ( {value} > 0.0 ) ++{p}_pos;")
-    if "n" in acc.parts:
+    if "n" in parts:
         lines.append(f"++{p}_n;")
-    if "sum" in acc.parts:
+    if "sum" in parts:
         lines.append(f"{p}_sum += {value};")
-    if "mean" in acc.parts:
-        delta = f"delta_{acc.prefix}"
+    if "mean" in parts:
+        delta = f"delta_{rec}_{prefix}"
         lines.append(f"local {delta} = {value} - {p}_mean;")
         lines.append(f"{p}_mean += {delta} / {p}_n;")
-        if "m2" in acc.parts:
+        if "m2" in parts:
             lines.append(f"{p}_m2 += {delta} * ({value} - {p}_mean);")
-    if "min" in acc.parts:
-        lines.append(f"if ( ! s?${acc.prefix}_min || {value} < {p}_min ) {p}_min = {value};")
-    if "max" in acc.parts:
-        lines.append(f"if ( ! s?${acc.prefix}_max || {value} > {p}_max ) {p}_max = {value};")
-    if "vals" in acc.parts:
+    if "min" in parts:
+        lines.append(f"if ( ! {rec}?${prefix}_min || {value} < {p}_min ) {p}_min = {value};")
+    if "max" in parts:
+        lines.append(f"if ( ! {rec}?${prefix}_max || {value} > {p}_max ) {p}_max = {value};")
+    if "vals" in parts:
         lines.append(f"{p}_vals[|{p}_vals|] = {value};")
     return [indent + line for line in lines]
 
 
-def _direction_updates(plan: _Plan, direction: str, indent: str) -> list[str]:
+def _quantity_updates(rec: str, suffix: str, parts_by_q: dict[str, set[str]], indent: str) -> list[str]:
     lines: list[str] = []
-    for (q, d), acc in sorted(plan.accs.items()):
-        if d != direction:
-            continue
+    for q in sorted(parts_by_q):
+        parts = parts_by_q[q]
+        prefix = f"{q}{suffix}"
         if q == "iat":
-            last = f"s$last_ts_{d}"
-            inner = _acc_update(acc, f"iat_{d}", indent + "\t")
-            lines.append(f"{indent}if ( s?$last_ts_{d} )")
+            last = f"{rec}${prefix}_last"
+            var = f"iat_{rec}"
+            lines.append(f"{indent}if ( {rec}?${prefix}_last )")
             lines.append(f"{indent}\t{{")
-            lines.append(f"{indent}\tlocal iat_{d} = interval_to_double(now - {last});")
-            lines.extend(inner)
+            lines.append(f"{indent}\tlocal {var} = interval_to_double(now - {last});")
+            lines.extend(_acc_update(rec, prefix, parts, var, indent + "\t"))
             lines.append(f"{indent}\t}}")
             lines.append(f"{indent}{last} = now;")
         elif q == "win":
             lines.append(f"{indent}if ( p?$tcp )")
             lines.append(f"{indent}\t{{")
-            lines.extend(_acc_update(acc, "win", indent + "\t"))
+            lines.extend(_acc_update(rec, prefix, parts, "win", indent + "\t"))
             lines.append(f"{indent}\t}}")
         else:
-            value = {"size": "size", "ttl": "ttl", "payload": "payload"}[q]
-            lines.extend(_acc_update(acc, value, indent))
-    flags = sorted(flag for d, flag in plan.flags if d == direction)
-    if flags:
-        lines.append(f"{indent}if ( p?$tcp )")
-        lines.append(f"{indent}\t{{")
-        for flag in flags:
-            lines.append(f"{indent}\tif ( (flags & {TCP_FLAG_BITS[flag]}) != 0 ) ++s${direction}_{flag};")
-        lines.append(f"{indent}\t}}")
+            lines.extend(_acc_update(rec, prefix, parts, q, indent))
     return lines
 
 
 def _observe_function(plan: _Plan, header_type: str) -> list[str]:
     q = plan.quantities
-    body: list[str] = []
     t = "\t"
+    body: list[str] = []
     if plan.needs_now:
         body.append(f"{t}local now = network_time();")
-    body.append(f"{t}local is_orig = T;")
-    need_size = "size" in q
-    need_ttl = "ttl" in q
-    if need_size:
-        body.append(f"{t}local size = 0.0;")
-    if need_ttl:
-        body.append(f"{t}local ttl = 0.0;")
-    body.append(f"{t}if ( p?$ip )")
-    body.append(f"{t}\t{{")
-    body.append(f"{t}\tis_orig = p$ip$src == c$id$orig_h;")
-    if need_size:
-        body.append(f"{t}\tsize = p$ip$len;")
-    if need_ttl:
-        body.append(f"{t}\tttl = p$ip$ttl;")
-    body.append(f"{t}\t}}")
-    body.append(f"{t}else if ( p?$ip6 )")
-    body.append(f"{t}\t{{")
-    body.append(f"{t}\tis_orig = p$ip6$src == c$id$orig_h;")
-    if need_size:
-        body.append(f"{t}\tsize = p$ip6$len + 40;")
-    if need_ttl:
-        body.append(f"{t}\tttl = p$ip6$hlim;")
-    body.append(f"{t}\t}}")
-    body.append(f"{t}# A connection to itself: tell the directions apart by port.")
-    body.append(f"{t}if ( c$id$orig_h == c$id$resp_h )")
-    body.append(f"{t}\tis_orig = (p?$tcp && p$tcp$sport == c$id$orig_p) || "
-                f"(p?$udp && p$udp$sport == c$id$orig_p);")
+    if "size" in q:
+        body.append(f"{t}local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));")
+    if "ttl" in q:
+        body.append(f"{t}local ttl = 0.0 + (p?$ip ? p$ip$ttl : (p?$ip6 ? p$ip6$hlim : 0));")
     if plan.needs_payload:
         body.append(f"{t}local payload = 0.0;")
         body.append(f"{t}if ( p?$tcp )")
@@ -270,59 +246,71 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
         body.append(f"{t}local win = p?$tcp ? p$tcp$win + 0.0 : 0.0;")
     if plan.needs_flags:
         body.append(f"{t}local flags = p?$tcp ? p$tcp$flags : 0;")
-
-    body.append(f"{t}if ( is_orig )")
-    body.append(f"{t}\t{{")
-    body.extend(_direction_updates(plan, "orig", t + "\t"))
-    body.append(f"{t}\t}}")
-    body.append(f"{t}else")
-    body.append(f"{t}\t{{")
-    body.extend(_direction_updates(plan, "resp", t + "\t"))
-    body.append(f"{t}\t}}")
-    body.extend(_direction_updates(plan, "flow", t))
-
+    if plan.per_direction:
+        body += [
+            f"{t}local src = p?$ip ? p$ip$src : p$ip6$src;",
+            f"{t}local sport = p?$tcp ? p$tcp$sport : (p?$udp ? p$udp$sport : 0/unknown);",
+            f"{t}if ( ! s?$a_h )",
+            f"{t}\t{{",
+            f"{t}\ts$a_h = src;",
+            f"{t}\ts$a_p = sport;",
+            f"{t}\t}}",
+            f"{t}# A connection to itself: tell the endpoints apart by port.",
+            f"{t}local d = (c$id$orig_h == c$id$resp_h ? sport == s$a_p : src == s$a_h) ? s$a : s$b;",
+        ]
+        body += _quantity_updates("d", "", plan.dir_parts, t)
+        if plan.flags:
+            body.append(f"{t}if ( p?$tcp )")
+            body.append(f"{t}\t{{")
+            for flag in sorted(plan.flags):
+                body.append(f"{t}\tif ( (flags & {TCP_FLAG_BITS[flag]}) != 0 ) ++d${flag};")
+            body.append(f"{t}\t}}")
+    body += _quantity_updates("s", "_flow", plan.flow_parts, t)
     if plan.marks:
+        # Direction-free marks: they hold whatever Zeek later decides the roles are.
         body.append(f"{t}if ( p?$tcp )")
         body.append(f"{t}\t{{")
         body.append(f"{t}\tlocal syn = (flags & 2) != 0;")
         body.append(f"{t}\tlocal ack = (flags & 16) != 0;")
-        body.append(f"{t}\tif ( is_orig && syn && ! ack && ! s?$hs_syn ) s$hs_syn = now;")
-        body.append(f"{t}\tif ( ! is_orig && syn && ack && ! s?$hs_synack ) s$hs_synack = now;")
-        body.append(f"{t}\tif ( is_orig && ack && ! syn && s?$hs_synack && ! s?$hs_ack ) s$hs_ack = now;")
+        if "syn" in plan.marks:
+            body.append(f"{t}\tif ( syn && ! ack && ! s?$hs_syn ) s$hs_syn = now;")
+        if "synack" in plan.marks:
+            body.append(f"{t}\tif ( syn && ack && ! s?$hs_synack ) s$hs_synack = now;")
+        if "ack" in plan.marks:
+            body.append(f"{t}\tif ( ack && ! syn && s?$hs_synack && ! s?$hs_ack ) s$hs_ack = now;")
         if "data" in plan.marks:
             body.append(f"{t}\tif ( payload > 0.0 && s?$hs_ack && ! s?$hs_data ) s$hs_data = now;")
         body.append(f"{t}\t}}")
-    # Drop blank-bodied blocks for directions with nothing to track.
-    return ([f"# Folds one packet of the first depths into the connection's state.",
-             f"function observe(c: connection, s: Cato::State, p: {header_type})", "\t{"]
+    return ([f"# Folds one of the connection's first packets into its state.",
+             f"function observe(c: connection, s: State, p: {header_type})", "\t{"]
             + body + ["\t}"])
 
 
 def _fill_value(f: Feature) -> tuple[str, str]:
     """(condition, Zeek expression) of a feature at emission."""
     comp = f.computation
-    d = "flow" if f.direction == "both" else f.direction
     if isinstance(comp, ConnExpr):
         return comp.applies, comp.expr
+    rec = {"orig": "o", "resp": "r"}.get(f.direction, "s")
     if isinstance(comp, FlagCount):
-        return "", f"s${d}_{comp.flag}"
+        return "", f"{rec}${comp.flag}"
     if isinstance(comp, Handshake):
         cond = f"s?$hs_{comp.start} && s?$hs_{comp.end}"
         return cond, f"interval_to_double(s$hs_{comp.end} - s$hs_{comp.start})"
     assert isinstance(comp, PacketStat)
-    p = f"s${comp.quantity}_{d}"
+    prefix = comp.quantity + ("_flow" if f.direction == "both" else "")
+    p = f"{rec}${prefix}"
     has = f"{p}_n > 0"
-    as_count = f.dtype == "count"
     expr = {
         "sum": f"{p}_sum", "mean": f"{p}_mean", "min": f"{p}_min", "max": f"{p}_max",
         "median": f"Cato::median({p}_vals)", "std": f"sqrt({p}_m2 / {p}_n)",
         "first": f"{p}_first", "count": f"{p}_pos",
     }[comp.stat]
     if comp.stat == "first":
-        has = f"s?${comp.quantity}_{d}_first"
+        has = f"{rec}?${prefix}_first"
     if comp.stat == "count":
         return "", expr
-    if as_count:
+    if f.dtype == "count":
         expr = f"double_to_count({expr})"
     return has, expr
 
@@ -340,10 +328,18 @@ def _info_fields(features: Sequence[Feature]) -> list[str]:
     return out
 
 
-def _fill_hook(features: Sequence[Feature], per_packet: bool) -> list[str]:
+def _fill_hook(features: Sequence[Feature], plan: _Plan | None) -> list[str]:
     lines = ["hook Cato::fill_vector(c: connection, info: Cato::Info)", "\t{"]
-    if per_packet and any(f.per_packet for f in features):
+    if plan is not None and any(f.per_packet for f in features):
         lines.append("\tlocal s = c$cato;")
+        if plan.per_direction:
+            lines += [
+                "\t# Which endpoint is the originator is Zeek's final word on the roles.",
+                "\tlocal a_is_orig = ! s?$a_h || (c$id$orig_h == c$id$resp_h ? s$a_p == c$id$orig_p "
+                ": s$a_h == c$id$orig_h);",
+                "\tlocal o = a_is_orig ? s$a : s$b;",
+                "\tlocal r = a_is_orig ? s$b : s$a;",
+            ]
     for f in features:
         cond, expr = _fill_value(f)
         if cond:
@@ -382,10 +378,17 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
         "",
         f"redef depths = vector({', '.join(map(str, depths_t))});",
     ]
+    if plan.per_direction:
+        out += ["", "# Per-direction state: one record for each endpoint.", "type Dir: record {",
+                *("\t" + f for f in _dir_fields(plan)), "};"]
     state = _state_fields(plan)
+    if strategy == "thresholds":
+        state.append("## ConnSize's packet total when the script last observed a packet.")
+        state.append("taken: count &default=0;")
     if state:
-        out += ["", "redef record State += {", *("\t" + s for s in state), "};"]
+        out += ["", "redef record State += {", *("\t" + f for f in state), "};"]
     out.append("")
+    new_state = "State($a=Dir(), $b=Dir())" if plan.per_direction else "State()"
 
     if strategy == "counters":
         out += [
@@ -431,7 +434,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "event new_packet(c: connection, p: pkt_hdr)",
                 "\t{",
                 "\tif ( ! c?$cato )",
-                "\t\tc$cato = State();",
+                f"\t\tc$cato = {new_state};",
                 "\tlocal s = c$cato;",
                 "\tif ( s$next_depth >= |depths| )",
                 "\t\treturn;",
@@ -441,35 +444,54 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
             ]
         else:
             out += [
-                "# Asks ConnSize for the next packet of the direction just seen; after the last",
-                "# depth nothing is armed and no script code runs for this connection again.",
-                "function arm(c: connection, s: State, is_orig: bool, next: count)",
+                "# Asks ConnSize for the next packet of one direction; after the last depth",
+                "# nothing is armed and no script code runs for this connection again.",
+                "function arm(c: connection, s: State, is_orig: bool)",
                 "\t{",
                 "\tif ( s$next_depth < |depths| )",
-                "\t\tset_current_conn_packets_threshold(c$id, next, is_orig);",
+                "\t\tset_current_conn_packets_threshold(c$id, 1 + (is_orig ? c$orig$num_pkts : c$resp$num_pkts), is_orig);",
+                "\t}",
+                "",
+                "# Observes the current packet unless it was already: ConnSize's packet total tells.",
+                "function take(c: connection, s: State)",
+                "\t{",
+                "\tlocal total = c$orig$num_pkts + c$resp$num_pkts;",
+                "\tif ( total <= s$taken || s$next_depth >= |depths| )",
+                "\t\treturn;",
+                "\ts$taken = total;",
+                "\tcount_packet(c, s, get_current_packet_header());",
                 "\t}",
                 "",
                 "event new_connection(c: connection)",
                 "\t{",
-                "\tlocal s = State();",
-                "\tc$cato = s;",
-                "\tlocal p = get_current_packet_header();",
-                "\tcount_packet(c, s, p);",
-                "\t# The first packet may be the responder's when Zeek flipped the roles.",
-                "\tlocal first_orig = ! (p?$ip && p$ip$src != c$id$orig_h) && "
-                "! (p?$ip6 && p$ip6$src != c$id$orig_h);",
-                "\tarm(c, s, T, first_orig ? 2 : 1);",
-                "\tarm(c, s, F, first_orig ? 1 : 2);",
+                f"\tc$cato = {new_state};",
+                "\t# Refresh the connection's counters: ConnSize counted the packet after this event was queued.",
+                "\tlookup_connection(c$id);",
+                "\ttake(c, c$cato);",
+                "\tarm(c, c$cato, T);",
+                "\tarm(c, c$cato, F);",
                 "\t}",
                 "",
                 "event conn_packets_threshold_crossed(c: connection, threshold: count, is_orig: bool)",
                 "\t{",
-                "\tif ( ! c?$cato || c$cato$next_depth >= |depths| )",
+                "\tif ( ! c?$cato )",
                 "\t\treturn;",
-                "\tcount_packet(c, c$cato, get_current_packet_header());",
-                "\tarm(c, c$cato, is_orig, threshold + 1);",
+                "\ttake(c, c$cato);",
+                "\tarm(c, c$cato, is_orig);",
+                "\t}",
+                "",
+                "# ConnSize swaps its counters but not its thresholds when Zeek flips the roles, and",
+                "# the packet that made Zeek flip may have crossed none: take it and re-arm both.",
+                "event connection_flipped(c: connection)",
+                "\t{",
+                "\tif ( ! c?$cato )",
+                "\t\treturn;",
+                "\tlookup_connection(c$id);",
+                "\ttake(c, c$cato);",
+                "\tarm(c, c$cato, T);",
+                "\tarm(c, c$cato, F);",
                 "\t}",
                 "",
             ]
-    out += _fill_hook(features, per_packet_script)
+    out += _fill_hook(features, plan if per_packet_script else None)
     return GeneratedScript("\n".join(out) + "\n", tuple(features), depths_t, strategy)

@@ -154,7 +154,7 @@ def _build() -> tuple[Feature, ...]:
 
     add_conn("duration", "Seconds from the first to the last packet seen", "double", "none",
              "interval_to_double(c$duration)", unit="s")
-    add_conn("proto", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)", "count", "none",
+    add_conn("ip_proto", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)", "count", "none",
              "c$id$proto")
     add_conn("orig_port", "Originator port (ICMP: type)", "count", "orig", "port_to_count(c$id$orig_p)")
     add_conn("resp_port", "Responder port (ICMP: code)", "count", "resp", "port_to_count(c$id$resp_p)")

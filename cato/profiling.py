@@ -1,0 +1,272 @@
+"""Measured serving cost of a generated script: ``cato profile``.
+
+Everything here is measured on real Zeek over a real corpus, merged into streams as for
+extraction so that Zeek's start-up does not drown the per-packet cost:
+
+* whole-process Zeek CPU (user+sys, from wait4) and peak memory, with the script and with a
+  baseline (the same invocation without it), median and spread of ``repeat`` runs;
+* attribution from Zeek's ``--profile-scripts``: CPU spent in the event handlers of cato's scripts
+  (including everything they call), calibrated by the profiler's own slow-down;
+* time-to-decision per connection: network time from its first packet to the packet that completed
+  its vector (the Nth, or the last one when it ended first), p50 and p95.
+
+Results are cached by (script hash, corpus content hash, Zeek version, baseline, repeat).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cato.capture import CaptureError, merge_captures, read_capture
+from cato.codegen import GeneratedScript
+from cato.corpus import Corpus
+from cato.zeek.corpus_run import STREAM_REDEFS
+from cato.zeek.logs import read_zeek_log
+from cato.zeek.runner import find_zeek, run_zeek, zeek_version
+from cato.zeek.scripts import static_load_script, static_scripts_dir
+
+BASELINES = ("bare", "default")
+PROFILE_VERSION = 1
+
+
+class ProfileError(RuntimeError):
+    pass
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CATO_CACHE", Path.home() / ".cache" / "cato"))
+
+
+@dataclass
+class CostProfile:
+    features: list[str]
+    depths: list[int]
+    strategy: str
+    baseline: str
+    repeat: int
+    connections: int
+    packets: int
+    cpu_s: float
+    cpu_s_runs: list[float]
+    baseline_cpu_s: float
+    baseline_cpu_s_runs: list[float]
+    cpu_ratio: float
+    marginal_cpu_us_per_conn: float
+    marginal_cpu_us_per_pkt: float
+    script_cpu_s: float
+    script_cpu_us_per_conn: float
+    script_cpu_us_per_pkt: float
+    profiler_slowdown: float
+    peak_rss_mb: float
+    baseline_peak_rss_mb: float
+    pkts_per_cpu_s: float
+    baseline_pkts_per_cpu_s: float
+    conns_per_cpu_s: float
+    baseline_conns_per_cpu_s: float
+    time_to_decision_ms: dict
+    zeek_version: str
+    script_sha256: str
+    corpus_hash: str
+    cached: bool = False
+    attribution: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _spread(values: Sequence[float]) -> float:
+    return (max(values) - min(values)) if values else 0.0
+
+
+def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str) -> tuple[list[Path], int]:
+    """The corpus merged into streams, cached by content hash. Returns (stream paths, packets)."""
+    root = cache_dir / "streams" / corpus_hash[:24]
+    manifest = root / "manifest.json"
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        paths = [root / p for p in data["streams"]]
+        if all(p.exists() for p in paths):
+            return paths, data["packets"]
+    root.mkdir(parents=True, exist_ok=True)
+    caps = []
+    for name in corpus.captures:
+        try:
+            cap = read_capture(corpus.path_of(name))
+        except CaptureError:
+            continue  # extraction reports unreadable captures; cost is measured on the rest
+        if cap.packets:
+            cap.path = name
+            caps.append(cap)
+    streams = merge_captures(caps, root, "stream")
+    packets = sum(seg.packets for s in streams for seg in s.segments)
+    manifest.write_text(json.dumps({"streams": [s.path.name for s in streams], "packets": packets}))
+    return [s.path for s in streams], packets
+
+
+def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
+    """(bare?, scripts) of the baseline Zeek invocation."""
+    if baseline == "bare":
+        return True, []
+    if baseline == "default":
+        return False, ["local"]
+    path = Path(baseline)
+    if not path.is_file():
+        raise ProfileError(f"baseline {baseline!r} is neither bare, default nor a Zeek script file")
+    return False, [path]
+
+
+def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, zeek: Path,
+             extra_args: Sequence[str] = ()) -> tuple[float, float, list[Path]]:
+    """Run over every stream; return (total CPU s, peak RSS MB, run dirs)."""
+    cpu, rss, dirs = 0.0, 0.0, []
+    for i, stream in enumerate(streams):
+        d = workdir / f"s{i}"
+        run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
+                       extra_args=extra_args)
+        cpu += run.cpu_s
+        rss = max(rss, run.max_rss_kb / 1024)
+        dirs.append(d)
+    return cpu, rss, dirs
+
+
+def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
+                   step) -> tuple[list[float], float]:
+    """CPU of each baseline run and its peak RSS; cached, since every configuration shares it."""
+    if use_cache and cache_file.exists():
+        data = json.loads(cache_file.read_text())
+        return data["cpu_s_runs"], data["peak_rss_mb"]
+    runs, rss = [], 0.0
+    with tempfile.TemporaryDirectory(prefix="cato-baseline-") as tmp:
+        for r in range(repeat):
+            step(f"baseline run {r + 1}/{repeat}")
+            c, m, _ = _run_all(streams, scripts, bare, Path(tmp) / f"b{r}", zeek)
+            runs.append(c)
+            rss = max(rss, m)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss}))
+    return runs, rss
+
+
+def parse_script_profile(path: Path, our_files: Sequence[Path]) -> tuple[float, float, list[dict]]:
+    """From a ``--profile-scripts`` file: (CPU of our event handlers incl. callees, total script CPU,
+    per-body rows of our files)."""
+    df = read_zeek_log(path)
+    ours = tuple(str(p.resolve()) for p in our_files)
+    loc = df["location"].fillna("")
+    mine = df[loc.map(lambda s: s.rsplit(":", 1)[0].startswith(ours))]
+    events = mine[mine["type"] == "event"]
+    total = df[df["function"] == "total"]["tot_CPU"]
+    rows = [{"function": r.function, "location": Path(str(r.location)).name, "type": r.type,
+             "calls": int(r.ncall), "cpu_s": float(r.tot_CPU)} for r in mine.itertuples()]
+    return float(events["tot_CPU"].sum()), float(total.iloc[0]) if len(total) else 0.0, rows
+
+
+def profile(
+    corpus: Corpus,
+    script: GeneratedScript,
+    *,
+    baseline: str = "bare",
+    repeat: int = 3,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    attribute: bool = True,
+    progress: Callable[[str], None] | None = None,
+    zeek: Path | None = None,
+) -> CostProfile:
+    zeek = zeek or find_zeek()
+    cache_dir = cache_dir or default_cache_dir()
+    version = zeek_version(zeek)
+    chash = corpus.content_hash()
+    bare, base_scripts = _baseline_invocation(baseline)
+    base_key = baseline if baseline in BASELINES else hashlib.sha256(Path(baseline).read_bytes()).hexdigest()
+    static_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek"))))
+    key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_hash.hexdigest(), chash, version,
+                                     base_key, repeat, attribute]).encode()).hexdigest()
+    cache_file = cache_dir / "profiles" / f"{key}.json"
+    if use_cache and cache_file.exists():
+        data = json.loads(cache_file.read_text())
+        data["cached"] = True
+        return CostProfile(**data)
+
+    step = progress or (lambda _msg: None)
+    step("merging captures")
+    streams, packets = corpus_streams(corpus, cache_dir, chash)
+    if not streams:
+        raise ProfileError(f"{corpus.root}: no readable packets")
+    base_runs, base_rss = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
+                                         cache_dir / "baselines" / f"{chash[:24]}-{base_key[:16]}-{version}-{repeat}.json",
+                                         use_cache, step)
+    with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
+        work = Path(tmp)
+        gen = work / "cato-features.zeek"
+        gen.write_text(script.text)
+        with_script = [*base_scripts, static_load_script(), gen]
+        cpu_runs, rss = [], 0.0
+        dirs: list[Path] = []
+        for r in range(repeat):
+            step(f"script run {r + 1}/{repeat}")
+            c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek)
+            cpu_runs.append(c)
+            rss = max(rss, m)
+        vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
+                            ignore_index=True)
+        attributed, attribution, prof_cpu = 0.0, {}, float("nan")
+        if attribute:
+            step("profiled run")
+            prof_cpu, _, prof_dirs = _run_all(streams, with_script, bare, work / "prof", zeek,
+                                              extra_args=["--profile-scripts=prof.log"])
+            ours = [*static_scripts_dir().glob("*.zeek"), gen]
+            for d in prof_dirs:
+                mine, _, rows = parse_script_profile(d / "prof.log", ours)
+                attributed += mine
+                for row in rows:
+                    k = (row["function"], row["location"], row["type"])
+                    acc = attribution.setdefault(k, {**row, "calls": 0, "cpu_s": 0.0})
+                    acc["calls"] += row["calls"]
+                    acc["cpu_s"] += row["cpu_s"]
+
+    cpu = statistics.median(cpu_runs)
+    base = statistics.median(base_runs)
+    conns = int(vectors["uid"].nunique()) if len(vectors) else 0
+    slowdown = prof_cpu / cpu if cpu > 0 else float("nan")
+    # The profiler slows Zeek down; scale what it attributes back to unprofiled CPU.
+    script_cpu = attributed / slowdown if slowdown > 0 else float("nan")
+    last_depth = max(script.depths)
+    ttd = vectors.loc[vectors["depth"] == last_depth, "decided_after"].to_numpy(dtype=float) * 1000.0
+    at_end = vectors.loc[vectors["depth"] == last_depth, "pkts_seen"] < last_depth
+    result = CostProfile(
+        features=[f.name for f in script.features], depths=list(script.depths), strategy=script.strategy,
+        baseline=baseline, repeat=repeat, connections=conns, packets=packets,
+        cpu_s=cpu, cpu_s_runs=cpu_runs, baseline_cpu_s=base, baseline_cpu_s_runs=base_runs,
+        cpu_ratio=cpu / base if base > 0 else float("nan"),
+        marginal_cpu_us_per_conn=(cpu - base) / max(conns, 1) * 1e6,
+        marginal_cpu_us_per_pkt=(cpu - base) / max(packets, 1) * 1e6,
+        script_cpu_s=script_cpu,
+        script_cpu_us_per_conn=script_cpu / max(conns, 1) * 1e6,
+        script_cpu_us_per_pkt=script_cpu / max(packets, 1) * 1e6,
+        profiler_slowdown=slowdown,
+        peak_rss_mb=rss, baseline_peak_rss_mb=base_rss,
+        pkts_per_cpu_s=packets / cpu if cpu else 0.0, baseline_pkts_per_cpu_s=packets / base if base else 0.0,
+        conns_per_cpu_s=conns / cpu if cpu else 0.0, baseline_conns_per_cpu_s=conns / base if base else 0.0,
+        time_to_decision_ms={
+            "p50": float(np.percentile(ttd, 50)) if len(ttd) else 0.0,
+            "p95": float(np.percentile(ttd, 95)) if len(ttd) else 0.0,
+            "mean": float(ttd.mean()) if len(ttd) else 0.0,
+            "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
+        },
+        zeek_version=version, script_sha256=script.sha256, corpus_hash=chash,
+        attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
+    )
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(result.to_dict(), indent=1))
+    return result

@@ -1,0 +1,30 @@
+"""The generated scripts the btests run are golden files: they must match the generator.
+
+Regenerate after an intended change with: CATO_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cato.codegen import generate
+from cato.features import resolve
+
+FILES = Path(__file__).parent / "btest" / "Files"
+GOLDEN = {
+    "counters.zeek": ("duration,ip_proto,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes,orig_bytes,resp_load,history",
+                      [1, 5, 10], "auto"),
+    "all-new_packet.zeek": ("all", [1, 5, 10], "new_packet"),
+    "all-thresholds.zeek": ("all", [1, 5, 10], "thresholds"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_generated_scripts(name):
+    features, depths, strategy = GOLDEN[name]
+    text = generate(resolve(features), depths, strategy).text
+    path = FILES / name
+    if os.environ.get("CATO_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.read_text() == text, f"{path} is stale: regenerate (see this file's docstring)"
