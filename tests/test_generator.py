@@ -5,6 +5,9 @@ import pytest
 from cato.codegen import GeneratorError, generate, normalize_depths
 from cato.features import CATALOG, resolve
 
+from cato.codegen.generator import _ICMP_EVENTS
+
+ICMP = set(_ICMP_EVENTS)
 PER_PACKET_EVENTS = ("new_packet", "conn_packets_threshold_crossed", "new_connection", "tcp_packet", "udp_request")
 
 
@@ -21,7 +24,7 @@ def test_counter_only_selection_handles_no_per_packet_event():
 
 @pytest.mark.parametrize("strategy,events", [
     ("new_packet", {"new_packet"}),
-    ("thresholds", {"new_connection", "conn_packets_threshold_crossed", "connection_flipped"}),
+    ("thresholds", {"new_connection", "conn_packets_threshold_crossed", "connection_flipped"} | ICMP),
 ])
 def test_per_packet_strategies(strategy, events):
     script = generate(resolve("orig_size_mean,tcp_rtt"), 10, strategy)

@@ -71,6 +71,11 @@ export {
 	## Emits the vector of depth *depth*, completed *decided_after* after the first packet.
 	global emit: function(c: connection, depth: count, pkts_seen: count, decided_after: interval);
 
+	## Brings the connection record's counters up to the current packet: Zeek fills them
+	## in when an event is queued, and packet events are queued before the packet is
+	## counted. (Zeek cannot look ICMP connections up by their ID: they keep what they have.)
+	global refresh: function(c: connection);
+
 	## Median of a non-empty vector (mean of the middle two for an even length).
 	global median: function(v: vector of double): double;
 
@@ -81,6 +86,12 @@ export {
 redef record connection += {
 	cato: State &optional;
 };
+
+function refresh(c: connection)
+	{
+	if ( get_port_transport_proto(c$id$resp_p) != icmp )
+		lookup_connection(c$id);
+	}
 
 function compare_doubles(a: double, b: double): int
 	{

@@ -229,7 +229,12 @@ def _quantity_updates(rec: str, suffix: str, parts_by_q: dict[str, set[str]], in
 def _observe_function(plan: _Plan, header_type: str) -> list[str]:
     q = plan.quantities
     t = "\t"
-    body: list[str] = []
+    body: list[str] = [
+        f"{t}# A packet captured shorter than its headers claim counts toward the depth but",
+        f"{t}# adds nothing: Zeek gives no transport header for it.",
+        f"{t}if ( ! p?$tcp && ! p?$udp && ! p?$icmp )",
+        f"{t}\treturn;",
+    ]
     if plan.needs_now:
         body.append(f"{t}local now = network_time();")
     if "size" in q:
@@ -351,6 +356,38 @@ def _fill_hook(features: Sequence[Feature], plan: _Plan | None) -> list[str]:
     return lines
 
 
+#: Every ICMP packet raises exactly one of these (Zeek's ICMP analyzer), with its arguments.
+_ICMP_EVENTS = {
+    "icmp_sent": "info: icmp_info",
+    "icmp_echo_request": "info: icmp_info, id: count, seq: count, payload: string",
+    "icmp_echo_reply": "info: icmp_info, id: count, seq: count, payload: string",
+    "icmp_error_message": "info: icmp_info, code: count, context: icmp_context",
+    "icmp_unreachable": "info: icmp_info, code: count, context: icmp_context",
+    "icmp_packet_too_big": "info: icmp_info, code: count, context: icmp_context",
+    "icmp_time_exceeded": "info: icmp_info, code: count, context: icmp_context",
+    "icmp_parameter_problem": "info: icmp_info, code: count, context: icmp_context",
+    "icmp_router_solicitation": "info: icmp_info, options: icmp6_nd_options",
+    "icmp_router_advertisement": "info: icmp_info, cur_hop_limit: count, managed: bool, other: bool, "
+                                 "home_agent: bool, pref: count, proxy: bool, rsv: count, router_lifetime: interval, "
+                                 "reachable_time: interval, retrans_timer: interval, options: icmp6_nd_options",
+    "icmp_neighbor_solicitation": "info: icmp_info, tgt: addr, options: icmp6_nd_options",
+    "icmp_neighbor_advertisement": "info: icmp_info, router: bool, solicited: bool, override: bool, tgt: addr, "
+                                   "options: icmp6_nd_options",
+    "icmp_redirect": "info: icmp_info, tgt: addr, dest: addr, options: icmp6_nd_options",
+}
+
+
+def _icmp_handlers() -> list[str]:
+    """ICMP connections cannot be looked up by ID, so packet thresholds cannot be armed for them;
+    their first packets come from the ICMP analyzer's events instead."""
+    out = ["function take_icmp(c: connection)", "\t{",
+           "\tif ( c?$cato && c$cato$next_depth < |depths| )",
+           "\t\tcount_packet(c, c$cato, get_current_packet_header());", "\t}", ""]
+    for name, params in _ICMP_EVENTS.items():
+        out += [f"event {name}(c: connection, {params})", "\t{", "\ttake_icmp(c);", "\t}", ""]
+    return out
+
+
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto") -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``."""
     if not features:
@@ -413,7 +450,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
         if has_conn_features:
             refresh = [
                 "\t\t# Zeek updates the connection record after packet events: refresh it.",
-                "\t\tlookup_connection(c$id);",
+                "\t\trefresh(c);",
             ]
         out += [
             "# Counts the packet and emits the vector of every depth it completes.",
@@ -465,8 +502,10 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "event new_connection(c: connection)",
                 "\t{",
                 f"\tc$cato = {new_state};",
+                "\tif ( get_port_transport_proto(c$id$resp_p) == icmp )",
+                "\t\treturn;  # ICMP connections are taken by their ICMP events (below)",
                 "\t# Refresh the connection's counters: ConnSize counted the packet after this event was queued.",
-                "\tlookup_connection(c$id);",
+                "\trefresh(c);",
                 "\ttake(c, c$cato);",
                 "\tarm(c, c$cato, T);",
                 "\tarm(c, c$cato, F);",
@@ -480,13 +519,14 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "\tarm(c, c$cato, is_orig);",
                 "\t}",
                 "",
+                *_icmp_handlers(),
                 "# ConnSize swaps its counters but not its thresholds when Zeek flips the roles, and",
                 "# the packet that made Zeek flip may have crossed none: take it and re-arm both.",
                 "event connection_flipped(c: connection)",
                 "\t{",
                 "\tif ( ! c?$cato )",
                 "\t\treturn;",
-                "\tlookup_connection(c$id);",
+                "\trefresh(c);",
                 "\ttake(c, c$cato);",
                 "\tarm(c, c$cato, T);",
                 "\tarm(c, c$cato, F);",

@@ -282,6 +282,10 @@ redef script_counts_packets = T;
 # Folds one of the connection's first packets into its state.
 function observe(c: connection, s: State, p: pkt_hdr)
 	{
+	# A packet captured shorter than its headers claim counts toward the depth but
+	# adds nothing: Zeek gives no transport header for it.
+	if ( ! p?$tcp && ! p?$udp && ! p?$icmp )
+		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));
 	local ttl = 0.0 + (p?$ip ? p$ip$ttl : (p?$ip6 ? p$ip6$hlim : 0));
@@ -396,7 +400,7 @@ function count_packet(c: connection, s: State, p: pkt_hdr)
 	if ( s$pkts >= depths[s$next_depth] )
 		{
 		# Zeek updates the connection record after packet events: refresh it.
-		lookup_connection(c$id);
+		refresh(c);
 		packet_seen(c, s);
 		}
 	}

@@ -284,6 +284,10 @@ redef script_counts_packets = T;
 # Folds one of the connection's first packets into its state.
 function observe(c: connection, s: State, p: raw_pkt_hdr)
 	{
+	# A packet captured shorter than its headers claim counts toward the depth but
+	# adds nothing: Zeek gives no transport header for it.
+	if ( ! p?$tcp && ! p?$udp && ! p?$icmp )
+		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));
 	local ttl = 0.0 + (p?$ip ? p$ip$ttl : (p?$ip6 ? p$ip6$hlim : 0));
@@ -398,7 +402,7 @@ function count_packet(c: connection, s: State, p: raw_pkt_hdr)
 	if ( s$pkts >= depths[s$next_depth] )
 		{
 		# Zeek updates the connection record after packet events: refresh it.
-		lookup_connection(c$id);
+		refresh(c);
 		packet_seen(c, s);
 		}
 	}
@@ -424,8 +428,10 @@ function take(c: connection, s: State)
 event new_connection(c: connection)
 	{
 	c$cato = State($a=Dir(), $b=Dir());
+	if ( get_port_transport_proto(c$id$resp_p) == icmp )
+		return;  # ICMP connections are taken by their ICMP events (below)
 	# Refresh the connection's counters: ConnSize counted the packet after this event was queued.
-	lookup_connection(c$id);
+	refresh(c);
 	take(c, c$cato);
 	arm(c, c$cato, T);
 	arm(c, c$cato, F);
@@ -439,13 +445,84 @@ event conn_packets_threshold_crossed(c: connection, threshold: count, is_orig: b
 	arm(c, c$cato, is_orig);
 	}
 
+function take_icmp(c: connection)
+	{
+	if ( c?$cato && c$cato$next_depth < |depths| )
+		count_packet(c, c$cato, get_current_packet_header());
+	}
+
+event icmp_sent(c: connection, info: icmp_info)
+	{
+	take_icmp(c);
+	}
+
+event icmp_echo_request(c: connection, info: icmp_info, id: count, seq: count, payload: string)
+	{
+	take_icmp(c);
+	}
+
+event icmp_echo_reply(c: connection, info: icmp_info, id: count, seq: count, payload: string)
+	{
+	take_icmp(c);
+	}
+
+event icmp_error_message(c: connection, info: icmp_info, code: count, context: icmp_context)
+	{
+	take_icmp(c);
+	}
+
+event icmp_unreachable(c: connection, info: icmp_info, code: count, context: icmp_context)
+	{
+	take_icmp(c);
+	}
+
+event icmp_packet_too_big(c: connection, info: icmp_info, code: count, context: icmp_context)
+	{
+	take_icmp(c);
+	}
+
+event icmp_time_exceeded(c: connection, info: icmp_info, code: count, context: icmp_context)
+	{
+	take_icmp(c);
+	}
+
+event icmp_parameter_problem(c: connection, info: icmp_info, code: count, context: icmp_context)
+	{
+	take_icmp(c);
+	}
+
+event icmp_router_solicitation(c: connection, info: icmp_info, options: icmp6_nd_options)
+	{
+	take_icmp(c);
+	}
+
+event icmp_router_advertisement(c: connection, info: icmp_info, cur_hop_limit: count, managed: bool, other: bool, home_agent: bool, pref: count, proxy: bool, rsv: count, router_lifetime: interval, reachable_time: interval, retrans_timer: interval, options: icmp6_nd_options)
+	{
+	take_icmp(c);
+	}
+
+event icmp_neighbor_solicitation(c: connection, info: icmp_info, tgt: addr, options: icmp6_nd_options)
+	{
+	take_icmp(c);
+	}
+
+event icmp_neighbor_advertisement(c: connection, info: icmp_info, router: bool, solicited: bool, override: bool, tgt: addr, options: icmp6_nd_options)
+	{
+	take_icmp(c);
+	}
+
+event icmp_redirect(c: connection, info: icmp_info, tgt: addr, dest: addr, options: icmp6_nd_options)
+	{
+	take_icmp(c);
+	}
+
 # ConnSize swaps its counters but not its thresholds when Zeek flips the roles, and
 # the packet that made Zeek flip may have crossed none: take it and re-arm both.
 event connection_flipped(c: connection)
 	{
 	if ( ! c?$cato )
 		return;
-	lookup_connection(c$id);
+	refresh(c);
 	take(c, c$cato);
 	arm(c, c$cato, T);
 	arm(c, c$cato, F);
