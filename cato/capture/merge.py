@@ -15,21 +15,25 @@ from pathlib import Path
 
 from cato.capture.pcapio import Capture, write_packet, write_pcap_header
 
-#: Shifted streams start here (2001-09-09); pcap seconds are unsigned 32-bit.
-STREAM_START_NS = 1_000_000_000 * 1_000_000_000
+#: Shifted streams start here (1973) and end before 2038: Zeek misreads later pcap times (seen:
+#: no connections at all past 2^31 s), so a full stream ends there and a new one begins.
+STREAM_START_NS = 100_000_000 * 1_000_000_000
+STREAM_END_NS = (2**31 - 86_400) * 1_000_000_000
 #: Gap between two captures: far above Zeek's longest inactivity timeout (5 min for TCP).
 GAP_NS = 86_400 * 1_000_000_000
-#: A capture spanning longer than this (corrupt timestamps) gets a stream of its own, unshifted.
-MAX_SPAN_NS = 30 * 86_400 * 1_000_000_000
 
 
 @dataclass
 class Segment:
-    """Where one capture's packets of one link type lie in a merged stream."""
+    """Where one capture's packets of one link type lie in a merged stream.
+
+    Offsets are whole microseconds: Zeek reads pcap times in microseconds, so every shifted time
+    is the original one (as Zeek would read it) plus the offset, exactly.
+    """
 
     capture: str
-    start_ns: int  # shifted time of its earliest packet
-    end_ns: int  # shifted time of its latest packet
+    start_us: int  # shifted time of its earliest packet, as Zeek reads it
+    end_us: int  # shifted time of its latest packet
     offset_ns: int  # shifted = original + offset
     packets: int
 
@@ -47,53 +51,53 @@ class MergedStream:
     def add(self, cap: Capture, packets: list, out) -> Segment:
         lo = min(p.ts_ns for p in packets)
         hi = max(p.ts_ns for p in packets)
-        offset = self._cursor_ns - lo
+        offset = self._cursor_ns - (lo - lo % 1000)
         for p in packets:
             write_packet(out, p.ts_ns + offset, p.data, p.orig_len)
-        seg = Segment(cap.path, lo + offset, hi + offset, offset, len(packets))
+        seg = Segment(cap.path, (lo + offset) // 1000, (hi + offset) // 1000, offset, len(packets))
         self.segments.append(seg)
-        self._starts.append(seg.start_ns)
-        self._cursor_ns = seg.end_ns + GAP_NS
+        self._starts.append(seg.start_us)
+        self._cursor_ns = (seg.end_us + 1) * 1000 + GAP_NS
         return seg
 
     def segment_at(self, shifted_ts: float) -> Segment | None:
-        """The segment holding a shifted timestamp in seconds (as Zeek logs it)."""
-        ts_ns = round(shifted_ts * 1e9)
-        i = bisect.bisect_right(self._starts, ts_ns + 1_000) - 1
+        """The segment holding a shifted timestamp in seconds (as Zeek logs it, in microseconds)."""
+        ts_us = round(shifted_ts * 1e6)
+        i = bisect.bisect_right(self._starts, ts_us) - 1
         if i < 0:
             return None
         seg = self.segments[i]
-        return seg if ts_ns <= seg.end_ns + 1_000 else None
+        return seg if ts_us <= seg.end_us else None
 
 
 def merge_captures(captures: list[Capture], workdir: Path, stem: str) -> list[MergedStream]:
-    """Write ``captures`` into merged pcap files under ``workdir``, one per link type (and one per
-    capture whose timestamps span too long to shift safely)."""
-    streams: dict[int, MergedStream] = {}
-    files: dict[int, object] = {}
-    alone: list[MergedStream] = []
+    """Write ``captures`` into merged pcap files under ``workdir``: one stream per link type, and a
+    new one whenever a stream's time range is full (captures with timestamps decades apart exist)."""
+    done: list[MergedStream] = []
+    open_streams: dict[int, tuple[MergedStream, object]] = {}
     try:
         for cap in captures:
             by_link: dict[int, list] = {}
             for p in cap.packets:
                 by_link.setdefault(p.linktype, []).append(p)
             for linktype, packets in by_link.items():
-                span = max(p.ts_ns for p in packets) - min(p.ts_ns for p in packets)
-                if span > MAX_SPAN_NS:
-                    path = workdir / f"{stem}-alone{len(alone)}-{linktype}.pcap"
-                    ms = MergedStream(path, linktype, _cursor_ns=min(p.ts_ns for p in packets))
-                    with open(path, "wb") as out:
-                        write_pcap_header(out, linktype)
-                        ms.add(cap, packets, out)
-                    alone.append(ms)
-                    continue
-                if linktype not in streams:
-                    path = workdir / f"{stem}-{linktype}.pcap"
-                    streams[linktype] = MergedStream(path, linktype)
-                    files[linktype] = open(path, "wb")
-                    write_pcap_header(files[linktype], linktype)
-                streams[linktype].add(cap, packets, files[linktype])
+                lo = min(p.ts_ns for p in packets)
+                span = max(p.ts_ns for p in packets) - lo
+                current = open_streams.get(linktype)
+                if current and current[0]._cursor_ns + span > STREAM_END_NS:
+                    current[1].close()
+                    done.append(current[0])
+                    current = None
+                if current is None:
+                    path = workdir / f"{stem}-{linktype}-{len(done) + len(open_streams)}.pcap"
+                    # A capture too long to shift at all keeps its own times.
+                    start = STREAM_START_NS if STREAM_START_NS + span <= STREAM_END_NS else lo - lo % 1000
+                    ms = MergedStream(path, linktype, _cursor_ns=start)
+                    out = open(path, "wb")
+                    write_pcap_header(out, linktype)
+                    current = open_streams[linktype] = (ms, out)
+                current[0].add(cap, packets, current[1])
     finally:
-        for f in files.values():
-            f.close()
-    return list(streams.values()) + alone
+        for ms, out in open_streams.values():
+            out.close()
+    return done + [ms for ms, _ in open_streams.values()]
