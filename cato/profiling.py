@@ -160,15 +160,27 @@ def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: P
 def parse_script_profile(path: Path, our_files: Sequence[Path]) -> tuple[float, float, list[dict]]:
     """From a ``--profile-scripts`` file: (CPU of our event handlers incl. callees, total script CPU,
     per-body rows of our files)."""
-    df = read_zeek_log(path)
     ours = tuple(str(p.resolve()) for p in our_files)
-    loc = df["location"].fillna("")
-    mine = df[loc.map(lambda s: s.rsplit(":", 1)[0].startswith(ours))]
-    events = mine[mine["type"] == "event"]
-    total = df[df["function"] == "total"]["tot_CPU"]
-    rows = [{"function": r.function, "location": Path(str(r.location)).name, "type": r.type,
-             "calls": int(r.ncall), "cpu_s": float(r.tot_CPU)} for r in mine.itertuples()]
-    return float(events["tot_CPU"].sum()), float(total.iloc[0]) if len(total) else 0.0, rows
+    fields: list[str] = []
+    rows, events_cpu, total = [], 0.0, 0.0
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split("\t")
+        if line.startswith("#fields"):
+            fields = parts[1:]
+            continue
+        if line.startswith("#") or not fields or len(parts) < len(fields):
+            continue
+        r = dict(zip(fields, parts))
+        if r["function"] == "total":
+            total = float(r["tot_CPU"])
+        if not r["location"].rsplit(":", 1)[0].startswith(ours):
+            continue
+        cpu = float(r["tot_CPU"])
+        if r["type"] == "event":
+            events_cpu += cpu
+        rows.append({"function": r["function"], "location": Path(r["location"]).name, "type": r["type"],
+                     "calls": int(r["ncall"]), "cpu_s": cpu})
+    return events_cpu, total, rows
 
 
 def profile(
