@@ -16,11 +16,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from cato.capture import merge_captures, read_capture
-from cato.capture.pcapio import CaptureError
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
+from cato.profiling import corpus_streams
 from cato.zeek import find_zeek, run_zeek, static_load_script, zeek_version
 from cato.zeek.corpus_run import STREAM_REDEFS
 
@@ -35,18 +34,9 @@ event ConnThreshold::packets_threshold_crossed(c: connection, threshold: count, 
 """
 
 
-def merged_streams(corpus_dir: Path, workdir: Path) -> list[Path]:
+def merged_streams(corpus_dir: Path, cache_dir: Path) -> list[Path]:
     corpus = load_corpus(corpus_dir)
-    caps = []
-    for c in corpus.captures:
-        try:
-            cap = read_capture(corpus.path_of(c))
-        except CaptureError:
-            continue
-        if cap.packets:
-            cap.path = c
-            caps.append(cap)
-    return [s.path for s in merge_captures(caps, workdir, corpus_dir.name)]
+    return corpus_streams(corpus, cache_dir, corpus.content_hash())[0]
 
 
 def cpu_of(streams: list[Path], scripts: list[Path], workdir: Path, repeat: int, zeek: Path) -> list[float]:

@@ -57,6 +57,11 @@ class _BatchResult:
     runs: int
     captures: int
 
+    def add_run(self, vectors: pd.DataFrame, cpu_s: float) -> None:
+        self.vectors.append(vectors)
+        self.cpu_s += cpu_s
+        self.runs += 1
+
 
 def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
                 timeout: float) -> tuple[pd.DataFrame, float, list[str]]:
@@ -98,9 +103,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
     for i, ms in enumerate(streams):
         try:
             df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout)
-            out.vectors.append(df)
-            out.cpu_s += cpu
-            out.runs += 1
+            out.add_run(df, cpu)
             for note in notes[:3]:
                 problems.append(CaptureProblem(",".join(s.capture for s in ms.segments[:3]), note, False))
             continue
@@ -114,9 +117,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
             for k, one in enumerate(single):
                 try:
                     df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout)
-                    out.vectors.append(df)
-                    out.cpu_s += cpu
-                    out.runs += 1
+                    out.add_run(df, cpu)
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, f"Zeek cannot read it: {e}", True))
     shutil.rmtree(workdir, ignore_errors=True)
