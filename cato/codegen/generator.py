@@ -12,8 +12,8 @@ per-connection work past the last depth. Three extraction strategies:
     The low-level ConnSize BiF ``set_current_conn_packets_threshold`` re-armed packet by packet,
     reading headers with ``get_current_packet_header``: no script call at all past the last depth.
 
-``auto`` picks the cheapest for the selection as measured in ``benchmarks/RESULTS.md``: counters
-when it can, thresholds at depth 1, new_packet otherwise.
+``auto`` picks counters when the selection allows it and thresholds otherwise: the only per-packet
+strategy whose cost does not grow with packets past the depth (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ def choose_strategy(features: Sequence[Feature], depths: Sequence[int], strategy
         return strategy
     if not per_packet:
         return "counters"
-    # Measured on both dev corpora (benchmarks/RESULTS.md): at depth 1 the thresholds strategy
-    # handles only new_connection and wins; past it, re-arming a threshold per packet costs more
-    # than a new_packet handler that returns at once after the last depth.
-    return "thresholds" if max(depths) == 1 else "new_packet"
+    # Measured (benchmarks/RESULTS.md): thresholds keep the cost per connection bounded whatever the
+    # flow length; a new_packet handler still runs (and returns) for every packet past the depth,
+    # about 1.5 µs each, which on long flows costs far more than it saves on short ones.
+    return "thresholds"
 
 
 # --- accumulators -------------------------------------------------------------------------------
