@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cato.codegen import generate
 from cato.corpus import load_corpus
-from cato.features import CATALOG, resolve
+from cato.features import resolve
 from cato.profiling import profile
 
 

@@ -19,12 +19,11 @@ strategy whose cost does not grow with packets past the depth (``benchmarks/RESU
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from cato import __version__
 from cato.features.catalog import (
-    HANDSHAKE_SPANS,
     TCP_FLAG_BITS,
     ConnExpr,
     Feature,
@@ -288,7 +287,7 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
         if "data" in plan.marks:
             body.append(f"{t}\tif ( payload > 0.0 && s?$hs_ack && ! s?$hs_data ) s$hs_data = now;")
         body.append(f"{t}\t}}")
-    return ([f"# Folds one of the connection's first packets into its state.",
+    return (["# Folds one of the connection's first packets into its state.",
              f"function observe(c: connection, s: State, p: {header_type})", "\t{"]
             + body + ["\t}"])
 
