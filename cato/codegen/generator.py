@@ -232,8 +232,8 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
     t = "\t"
     body: list[str] = [
         f"{t}# A packet captured shorter than its headers claim counts toward the depth but",
-        f"{t}# adds nothing: Zeek gives no transport header for it.",
-        f"{t}if ( ! p?$tcp && ! p?$udp && ! p?$icmp )",
+        f"{t}# adds nothing: Zeek gives no (transport) header for it.",
+        f"{t}if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )",
         f"{t}\treturn;",
     ]
     if plan.needs_now:
@@ -525,7 +525,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "# the packet that made Zeek flip may have crossed none: take it and re-arm both.",
                 "event connection_flipped(c: connection)",
                 "\t{",
-                "\tif ( ! c?$cato )",
+                "\tif ( ! c?$cato || get_port_transport_proto(c$id$resp_p) == icmp )",
                 "\t\treturn;",
                 "\trefresh(c);",
                 "\ttake(c, c$cato);",

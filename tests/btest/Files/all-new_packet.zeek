@@ -283,8 +283,8 @@ redef script_counts_packets = T;
 function observe(c: connection, s: State, p: pkt_hdr)
 	{
 	# A packet captured shorter than its headers claim counts toward the depth but
-	# adds nothing: Zeek gives no transport header for it.
-	if ( ! p?$tcp && ! p?$udp && ! p?$icmp )
+	# adds nothing: Zeek gives no (transport) header for it.
+	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )
 		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));

@@ -285,8 +285,8 @@ redef script_counts_packets = T;
 function observe(c: connection, s: State, p: raw_pkt_hdr)
 	{
 	# A packet captured shorter than its headers claim counts toward the depth but
-	# adds nothing: Zeek gives no transport header for it.
-	if ( ! p?$tcp && ! p?$udp && ! p?$icmp )
+	# adds nothing: Zeek gives no (transport) header for it.
+	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )
 		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));
@@ -520,7 +520,7 @@ event icmp_redirect(c: connection, info: icmp_info, tgt: addr, dest: addr, optio
 # the packet that made Zeek flip may have crossed none: take it and re-arm both.
 event connection_flipped(c: connection)
 	{
-	if ( ! c?$cato )
+	if ( ! c?$cato || get_port_transport_proto(c$id$resp_p) == icmp )
 		return;
 	refresh(c);
 	take(c, c$cato);
