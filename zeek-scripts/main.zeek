@@ -93,15 +93,11 @@ function refresh(c: connection)
 		lookup_connection(c$id);
 	}
 
-function compare_doubles(a: double, b: double): int
-	{
-	return a < b ? -1 : (a > b ? 1 : 0);
-	}
-
 function median(v: vector of double): double
 	{
+	# Without a comparison function the sort runs in C++, not in script.
 	local sorted = copy(v);
-	sort(sorted, compare_doubles);
+	sort(sorted);
 	local n = |sorted|;
 	local mid = n / 2;
 	return n % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0;
