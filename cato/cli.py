@@ -142,9 +142,11 @@ def profile_cmd(
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure again even if cached."),
+    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model: also time its inference per vector."),
 ) -> None:
     """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
     from cato.corpus import CorpusError, load_corpus
+    from cato.inference import ModelError
     from cato.profiling import ProfileError, profile
     from cato.zeek import ZeekError, ZeekNotFoundError
 
@@ -154,7 +156,7 @@ def profile_cmd(
         corp = load_corpus(corpus)
     except (GeneratorError, CorpusError) as e:
         _fail(str(e))
-    steps = 2 * repeat + 2
+    steps = 2 * repeat + 2 + (model is not None)
     with Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         task = bar.add_task("", total=steps)
@@ -163,8 +165,9 @@ def profile_cmd(
             bar.update(task, description=msg, advance=1)
 
         try:
-            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache, progress=step)
-        except (ProfileError, ZeekNotFoundError, ZeekError) as e:
+            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache, model=model,
+                             progress=step)
+        except (ProfileError, ModelError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))
         bar.update(task, completed=steps, description="cached" if result.cached else "done")
     if as_json:
@@ -187,6 +190,9 @@ def profile_cmd(
     table.add_row("script CPU µs / connection (profiler, calibrated)", f"{r.script_cpu_us_per_conn:.2f}", "")
     table.add_row("time-to-decision ms p50 / p95",
                   f"{r.time_to_decision_ms['p50']:.1f} / {r.time_to_decision_ms['p95']:.1f}", "")
+    if r.inference_ms:
+        table.add_row("ONNX inference ms per vector p50 / p95",
+                      f"{r.inference_ms['p50']:.3f} / {r.inference_ms['p95']:.3f}", "")
     Console().print(table)
     Console().print(f"{r.connections} connections, {r.packets} packets; profiler slow-down "
                     f"{r.profiler_slowdown:.1f}x")

@@ -30,6 +30,7 @@ import pandas as pd
 from cato.capture import CaptureError, merge_captures, read_capture
 from cato.codegen import GeneratedScript
 from cato.corpus import Corpus
+from cato.inference import OnnxModel
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import find_zeek, run_zeek, zeek_version
@@ -77,6 +78,8 @@ class CostProfile:
     zeek_version: str
     script_sha256: str
     corpus_hash: str
+    #: ONNX Runtime latency of one-vector inferences (ms; p50, p95) when a model was given.
+    inference_ms: dict | None = None
     cached: bool = False
     attribution: list[dict] = field(default_factory=list)
 
@@ -192,6 +195,7 @@ def profile(
     cache_dir: Path | None = None,
     use_cache: bool = True,
     attribute: bool = True,
+    model: Path | None = None,
     progress: Callable[[str], None] | None = None,
     zeek: Path | None = None,
 ) -> CostProfile:
@@ -202,8 +206,12 @@ def profile(
     bare, base_scripts = _baseline_invocation(baseline)
     base_key = baseline if baseline in BASELINES else hashlib.sha256(Path(baseline).read_bytes()).hexdigest()
     static_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek"))))
+    onnx_model = OnnxModel.load(model) if model is not None else None
+    if onnx_model is not None:
+        onnx_model.check_features([f.name for f in script.features])
+    model_hash = hashlib.sha256(Path(model).read_bytes()).hexdigest() if model is not None else ""
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_hash.hexdigest(), chash, version,
-                                     base_key, repeat, attribute]).encode()).hexdigest()
+                                     base_key, repeat, attribute, model_hash]).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
@@ -255,6 +263,11 @@ def profile(
     script_cpu = attributed / slowdown if slowdown > 0 else float("nan")
     last_depth = max(script.depths)
     ttd = vectors.loc[vectors["depth"] == last_depth, "decided_after"].to_numpy(dtype=float) * 1000.0
+    inference = None
+    if onnx_model is not None:
+        step("ONNX inference")
+        last = vectors[vectors["depth"] == last_depth]
+        inference = onnx_model.time_per_vector(onnx_model.matrix(last, [f.name for f in script.features]))
     at_end = vectors.loc[vectors["depth"] == last_depth, "pkts_seen"] < last_depth
     result = CostProfile(
         features=[f.name for f in script.features], depths=list(script.depths), strategy=script.strategy,
@@ -276,7 +289,7 @@ def profile(
             "mean": float(ttd.mean()) if len(ttd) else 0.0,
             "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
         },
-        zeek_version=version, script_sha256=script.sha256, corpus_hash=chash,
+        zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)

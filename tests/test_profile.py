@@ -41,3 +41,44 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     assert full["baseline_cpu_s"] == cheap["baseline_cpu_s"]  # one cached baseline
     again = profile("--features", "all", "--depth", "50")
     assert again["cached"] and again["cpu_s"] == full["cpu_s"]
+
+
+def linear_model(path: Path, features: list[str]) -> Path:
+    """A small real ONNX classifier (scores = xW + b, label = argmax) with cato's feature metadata."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = len(features)
+    w = numpy_helper.from_array(np.arange(n * 3, dtype=np.float32).reshape(n, 3) / 10, "W")
+    b = numpy_helper.from_array(np.array([0.5, -0.5, 0.0], dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["scores"]),
+         helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)],
+        "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, n])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    helper.set_model_props(model, {"cato_features": ",".join(features)})
+    onnx.save(model, path)
+    return path
+
+
+def test_profile_times_onnx_inference(zeek, tmp_path, monkeypatch):
+    monkeypatch.setenv("CATO_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "c"
+    root.mkdir()
+    shutil.copy(TRACES / "small.pcap", root / "a.pcap")
+    (root / "labels.csv").write_text("pcap,label\na.pcap,x\n")
+    model = linear_model(tmp_path / "m.onnx", ["orig_pkts", "resp_pkts"])
+    runner = CliRunner()
+    out = runner.invoke(app, ["profile", str(root), "-f", "orig_pkts,resp_pkts", "-n", "5", "--repeat", "1",
+                              "--json", "--model", str(model)])
+    assert out.exit_code == 0, out.output
+    inference = json.loads(out.stdout)["inference_ms"]
+    assert 0 < inference["p50"] <= inference["p95"] and inference["samples"] == 1000
+    # A model trained on other features is refused, naming the file.
+    out = runner.invoke(app, ["profile", str(root), "-f", "orig_pkts,tcp_rtt", "-n", "5", "--repeat", "1",
+                              "--model", str(model)])
+    assert out.exit_code == 2 and "m.onnx" in out.output and "trained on features" in out.output
+    out = runner.invoke(app, ["profile", str(root), "-f", "orig_pkts", "--model", str(tmp_path / "none.onnx")])
+    assert out.exit_code == 2 and "not found" in out.output
