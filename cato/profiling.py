@@ -37,7 +37,7 @@ from cato.zeek.runner import find_zeek, run_zeek, zeek_version
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 BASELINES = ("bare", "default")
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 
 
 class ProfileError(RuntimeError):
@@ -224,7 +224,7 @@ def profile(
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
     base_runs, base_rss = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
-                                         cache_dir / "baselines" / f"{chash[:24]}-{base_key[:16]}-{version}-{repeat}.json",
+                                         cache_dir / "baselines" / f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}.json",
                                          use_cache, step)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
         work = Path(tmp)

@@ -115,19 +115,54 @@ def run_zeek(
         timer = threading.Timer(timeout, proc.kill) if timeout else None
         if timer:
             timer.start()
+        peak = _PeakMemory(proc.pid)
         try:
-            # wait4, not waitpid: it also reports the resources of this Zeek process alone.
+            # wait4, not waitpid: it also reports the CPU of this Zeek process alone.
             _, status, ru = os.wait4(proc.pid, 0)
         finally:
+            peak.stop()
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     stderr = (workdir / "zeek.stderr").read_text(errors="replace")
-    run = ZeekRun(workdir, proc.returncode, stderr, ru.ru_utime, ru.ru_stime, wall, ru.ru_maxrss, argv)
+    run = ZeekRun(workdir, proc.returncode, stderr, ru.ru_utime, ru.ru_stime, wall,
+                  peak.kb or ru.ru_maxrss, argv)
     if check and proc.returncode != 0:
         what = f"on {pcap}" if pcap else "without input"
         if timeout and wall >= timeout:
             raise ZeekError(f"Zeek timed out after {timeout:.0f}s {what}", stderr, proc.returncode)
         raise ZeekError(f"Zeek failed (exit {proc.returncode}) {what}", stderr, proc.returncode)
     return run
+
+
+class _PeakMemory:
+    """Zeek's peak resident memory (VmHWM), read from /proc while it runs.
+
+    ru_maxrss is no good here: it keeps the peak from before exec, when the child was still a copy
+    of this (much larger) Python process.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.kb = 0
+        self._path = f"/proc/{pid}/status"
+        self._done = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            try:
+                with open(self._path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb, int(line.split()[1]))
+                            break
+            except OSError:
+                return
+            self._done.wait(self._interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
