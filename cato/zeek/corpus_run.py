@@ -8,6 +8,7 @@ one bad capture never costs the others.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -164,7 +165,8 @@ def run_over_captures(
             for br in outcomes:
                 _collect(result, frames, br, progress)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            # forkserver, not fork: a parent holding threads (ONNX Runtime's, say) must not be copied.
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
                 futures = [pool.submit(_run_batch, *a) for a in args]
                 for fut in as_completed(futures):
                     _collect(result, frames, fut.result(), progress)
