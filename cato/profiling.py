@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from cato.capture import CaptureError, merge_captures, read_capture
+from cato.capture import merge_captures, read_captures
 from cato.codegen import GeneratedScript
 from cato.corpus import Corpus
 from cato.inference import OnnxModel
@@ -101,15 +101,9 @@ def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str) -> tuple[l
         if all(p.exists() for p in paths):
             return paths, data["packets"]
     root.mkdir(parents=True, exist_ok=True)
-    caps = []
-    for name in corpus.captures:
-        try:
-            cap = read_capture(corpus.path_of(name))
-        except CaptureError:
-            continue  # extraction reports unreadable captures; cost is measured on the rest
-        if cap.packets:
-            cap.path = name
-            caps.append(cap)
+    # Extraction reports unreadable captures; cost is measured on the rest.
+    caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures])
+    caps = [c for c in caps if c.packets]
     streams = merge_captures(caps, root, "stream")
     packets = sum(seg.packets for s in streams for seg in s.segments)
     manifest.write_text(json.dumps({"streams": [s.path.name for s in streams], "packets": packets}))

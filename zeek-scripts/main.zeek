@@ -138,17 +138,19 @@ event zeek_init() &priority=5
 # from everything it had.
 event connection_state_remove(c: connection) &priority=-5
 	{
-	if ( ! c?$cato )
-		c$cato = State();
-
-	local s = c$cato;
-	if ( s$next_depth >= |depths| )
+	# Counter-only scripts keep no state for a connection that never reached a depth:
+	# don't allocate any for it now.
+	local idx = c?$cato ? c$cato$next_depth : 0;
+	if ( idx >= |depths| )
 		return;
 
-	local seen = script_counts_packets ? s$pkts : c$orig$num_pkts + c$resp$num_pkts;
-	while ( s$next_depth < |depths| )
+	local seen = script_counts_packets ? c$cato$pkts : c$orig$num_pkts + c$resp$num_pkts;
+	while ( idx < |depths| )
 		{
-		emit(c, depths[s$next_depth], seen, c$duration);
-		++s$next_depth;
+		emit(c, depths[idx], seen, c$duration);
+		++idx;
 		}
+
+	if ( c?$cato )
+		c$cato$next_depth = idx;
 	}

@@ -69,6 +69,21 @@ def read_capture(path: str | Path) -> Capture:
     return cap
 
 
+def read_captures(named: list[tuple[str, str | Path]]) -> tuple[list[Capture], list[tuple[str, str]]]:
+    """Read (name, path) captures: those with packets (``path`` set to the name), and (name, reason)
+    for each one that cannot be read at all."""
+    caps, failed = [], []
+    for name, path in named:
+        try:
+            cap = read_capture(path)
+        except CaptureError as e:
+            failed.append((name, e.reason))
+            continue
+        cap.path = name
+        caps.append(cap)
+    return caps, failed
+
+
 def _read_pcap(raw: bytes, cap: Capture) -> None:
     if len(raw) < 24:
         raise CaptureError(cap.path, "truncated pcap file header")

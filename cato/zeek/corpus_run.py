@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from cato.capture import Capture, CaptureError, MergedStream, merge_captures, read_capture
+from cato.capture import Capture, MergedStream, merge_captures, read_captures
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZeekError, find_zeek, run_zeek
 from cato.zeek.scripts import static_load_script
@@ -85,20 +85,13 @@ def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path
 def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str, timeout: float) -> _BatchResult:
     workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
     scripts = [static_load_script(), Path(script)]
-    problems: list[CaptureProblem] = []
-    loaded: dict[str, Capture] = {}
-    for name, path in captures:
-        try:
-            cap = read_capture(path)
-        except CaptureError as e:
-            problems.append(CaptureProblem(name, e.reason, True))
-            continue
-        cap.path = name
+    caps, failed = read_captures(captures)
+    problems: list[CaptureProblem] = [CaptureProblem(name, reason, True) for name, reason in failed]
+    for cap in caps:
         if cap.truncated:
-            problems.append(CaptureProblem(name, f"{cap.truncated}; the {len(cap.packets)} packets before "
-                                                 "it were used", False))
-        if cap.packets:
-            loaded[name] = cap
+            problems.append(CaptureProblem(cap.path, f"{cap.truncated}; the {len(cap.packets)} packets before "
+                                                     "it were used", False))
+    loaded: dict[str, Capture] = {cap.path: cap for cap in caps if cap.packets}
     out = _BatchResult([], problems, 0.0, 0, len(captures))
     streams = merge_captures(list(loaded.values()), workdir, "stream")
     for i, ms in enumerate(streams):
