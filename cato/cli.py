@@ -198,6 +198,104 @@ def profile_cmd(
                     f"{r.profiler_slowdown:.1f}x")
 
 
+@app.command()
+def tune(
+    corpus: Path = typer.Argument(..., help="Corpus folder (labels.csv and captures)."),
+    study_dir: Path = typer.Option(..., "--study", help="Study directory (created; its study.db holds every trial)."),
+    budget: int = typer.Option(50, "--budget", "-b", min=1, help="Search trials to complete."),
+    objectives: str = typer.Option("f1,cpu", help="f1 plus cpu (Zeek CPU per connection) and/or latency "
+                                   "(time-to-decision)."),
+    cost: Optional[str] = typer.Option(None, "--cost", help="Shorthand: --cost latency means --objectives f1,latency."),
+    max_depth: int = typer.Option(50, "--max-depth", min=1, help="Largest packet depth searched."),
+    seed: int = typer.Option(0, "--seed", help="Seed of folds, models and sampler."),
+    sampler: str = typer.Option("botorch", help="botorch (cato's search), tpe (Optuna) or random."),
+    models: str = typer.Option("dt,rf,gbt", "--models", help="Model families searched."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds (grouped by the corpus group)."),
+    features_: Optional[str] = typer.Option(None, "--features", "-f", help="Search only these features."),
+    initial: int = typer.Option(10, "--initial", min=1, help="Initial-design trials before Bayesian optimization."),
+    no_prior: bool = typer.Option(False, "--no-prior", help="Turn the mutual-information prior off."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the ALL/MI/RFE baselines."),
+    label_column: str = typer.Option("label", "--label-column", help="labels.csv column used as the class."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
+) -> None:
+    """Search feature subset x packet depth x model for the Pareto front of macro-F1 against measured cost."""
+    from cato.corpus import CorpusError, load_corpus
+    from cato.dataset import DatasetError, load_dataset
+    from cato.models import FAMILIES, ModelSpecError
+    from cato.profiling import default_cache_dir
+    from cato.search.objectives import Evaluator, ObjectiveError, parse_objectives
+    from cato.search.samplers import SAMPLERS
+    from cato.study import Study, StudyError, StudySettings, run_study
+    from cato.zeek import ZeekError, ZeekNotFoundError
+
+    try:
+        objs = parse_objectives(f"f1,{cost}" if cost else objectives)
+    except ObjectiveError as e:
+        _fail(str(e))
+    families = tuple(m.strip() for m in models.split(",") if m.strip())
+    if not families or any(f not in FAMILIES for f in families):
+        _fail(f"--models takes a comma-separated subset of {','.join(FAMILIES)}")
+    if sampler not in SAMPLERS:
+        _fail(f"--sampler takes one of {', '.join(SAMPLERS)}")
+    restrict = tuple(f.name for f in _features(features_)) if features_ else None
+    settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
+                             not no_prior, not no_baselines, initial, restrict)
+    try:
+        study = Study.open(study_dir, settings, resume=resume)
+        settings = study.settings
+        corp = load_corpus(settings.corpus, label_column=settings.label_column)
+    except (StudyError, CorpusError) as e:
+        _fail(str(e))
+    done = len(study.trials("search"))
+    columns = (TextColumn("[bold]tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        extraction = bar.add_task(f"extracting depths 1..{settings.max_depth}", total=len(corp.captures))
+        try:
+            dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
+                                   progress=lambda n: bar.advance(extraction, n))
+            bar.update(extraction, completed=len(corp.captures), visible=False)
+            evaluator = Evaluator(corp, dataset, settings.objectives, settings.folds, settings.seed)
+            task = bar.add_task("", total=budget, completed=done)
+
+            def show(msg: str, n: int, total: int, front: list) -> None:
+                best = max((t.values["f1"] for t in front), default=float("nan"))
+                bar.update(task, completed=n, description=f"{msg} | front {len(front)} pts, best F1 {best:.3f}")
+
+            run_study(study, corp, dataset, evaluator, budget, show)
+            bar.update(task, completed=budget)
+        except (DatasetError, StudyError, ZeekNotFoundError, ZeekError) as e:
+            _fail(str(e))
+    front = study.pareto()
+    Console().print(f"{len(study.trials('search'))} trials in {study_dir}; Pareto front of {len(front)} points. "
+                    f"See: cato report {study_dir}")
+
+
+@app.command()
+def report(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    no_files: bool = typer.Option(False, "--no-files", help="Do not write pareto.png and report.html."),
+) -> None:
+    """Print a study's Pareto front and baselines; write pareto.png and report.html next to it."""
+    from cato.study import StudyError, load_study
+    from cato.study.report import render_console, study_report, write_files
+
+    try:
+        study = load_study(study_dir)
+    except StudyError as e:
+        _fail(str(e))
+    data = study_report(study)
+    if not no_files:
+        write_files(study, data)
+    if as_json:
+        json.dump(data, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    render_console(data, Console())
+
+
 def _spread_txt(values: list[float]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 

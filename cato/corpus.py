@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -135,3 +136,19 @@ def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
     if out.empty:
         raise CorpusError(f"{csv}: no usable labelled rows")
     return Corpus(root, out, label_column, flow_level, problems)
+
+
+def link_subset(root: str | Path, captures: Iterable[str], dest: str | Path) -> Path:
+    """A corpus in ``dest`` holding only ``captures`` of the corpus at ``root``: their labels.csv rows, and
+    symbolic links to the captures where they lie (nothing is copied). For samples and tests."""
+    root, dest = Path(root), Path(dest)
+    wanted = set(captures)
+    rows = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    rows = rows[rows["pcap"].str.strip().isin(wanted)]
+    for rel in rows["pcap"].str.strip().unique():
+        link = dest / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to((root / rel).resolve())
+    rows.to_csv(dest / "labels.csv", index=False)
+    return dest

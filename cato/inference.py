@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cato.features import MISSING_VALUE
+
 FEATURES_KEY = "cato_features"
 
 
@@ -60,14 +62,14 @@ class OnnxModel:
             raise ModelError(f"{self.path}: takes {self.n_features} features, given {len(features)}")
 
     def matrix(self, vectors: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-        """The model's input from ``vectors`` (missing values as NaN), checking the feature order."""
+        """The model's input from ``vectors`` (missing values as in training), checking the feature order."""
         self.check_features(features)
         cols = []
         for f in features:
             col = vectors[f]
             if not pd.api.types.is_numeric_dtype(col):
                 raise ModelError(f"feature {f} is not numeric: encode it before inference")
-            cols.append(col.astype("float64").to_numpy(na_value=np.nan))
+            cols.append(col.astype("float64").to_numpy(na_value=MISSING_VALUE))
         return np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(vectors), 0), np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -3,10 +3,11 @@
 from cato.features.catalog import (
     CATALOG,
     FEATURES_BY_NAME,
+    MISSING_VALUE,
     Feature,
     UnknownFeatureError,
     catalog_hash,
     resolve,
 )
 
-__all__ = ["CATALOG", "FEATURES_BY_NAME", "Feature", "UnknownFeatureError", "catalog_hash", "resolve"]
+__all__ = ["CATALOG", "FEATURES_BY_NAME", "MISSING_VALUE", "Feature", "UnknownFeatureError", "catalog_hash", "resolve"]

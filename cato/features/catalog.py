@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Union
 
 ValueType = Literal["count", "double", "string"]
+
+#: What a model sees for a feature that does not apply to a connection (TCP windows of a UDP flow, the
+#: inter-arrival times of a one-packet direction). Training and deployed inference both use it.
+MISSING_VALUE = -1.0
 Direction = Literal["orig", "resp", "both", "none"]
 
 #: What a feature needs from Zeek. ``conn_record``: counters Zeek keeps on every connection

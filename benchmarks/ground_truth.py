@@ -1,0 +1,158 @@
+"""Ground truth as in CATO: an exhaustive small space, and how much of its hypervolume each search finds.
+
+Every configuration of 6 features (MI-top-6 at full depth unless --features) x depths 1..50, with one
+model (a decision tree), is measured on one corpus: macro-F1 by grouped 5-fold cross-validation on the
+full corpus, and Zeek CPU per connection by `cato profile` (real Zeek, the configuration's generated
+script) on a sample of the captures (--cost-sample: every k-th capture; 3,150 profiles of the full
+corpus would take hours). The table is saved as it grows and reused.
+
+Then each search (cato's BoTorch sampler with and without the MI prior, Optuna's MO-TPE, random) runs
+--budget evaluations per seed on the same space, looking its evaluations up in the table, and we report
+HVI: its hypervolume over the exhaustive front's, after 10, 25 and 50 evaluations.
+
+    python benchmarks/ground_truth.py --corpus ../shared/corpora/iot-sentinel [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cato.codegen import generate
+from cato.corpus import link_subset, load_corpus
+from cato.dataset import load_dataset
+from cato.features import resolve
+from cato.models import ModelSpec, cross_val_f1, grouped_folds
+from cato.profiling import default_cache_dir, profile
+from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
+from cato.search.pareto import hypervolume, reference
+from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
+from cato.search.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parent
+MODEL = ModelSpec("dt", 1, 12)
+OBJECTIVES = ("f1", "cpu")
+CHECKPOINTS = (10, 25, 50)
+
+
+def measure_table(corpus_path: Path, features: list[str] | None, max_depth: int, cost_sample: int,
+                  out: Path) -> dict:
+    corpus = load_corpus(corpus_path)
+    dataset = load_dataset(corpus, max_depth, default_cache_dir())
+    table = json.loads(out.read_text()) if out.exists() else {}
+    if not features:
+        features = table.get("features")
+    if not features:
+        mi = mutual_information(dataset.matrix(dataset.features, max_depth), dataset.y)
+        features = top_k(dataset.features, mi, 6)
+    table.update(features=features, max_depth=max_depth, model=MODEL.to_dict(), cost_sample=cost_sample,
+                 corpus=str(corpus_path))
+    points = table.setdefault("points", {})
+    folds = grouped_folds(dataset.y, dataset.groups, 5, 0)
+    subsets = [s for k in range(1, len(features) + 1) for s in itertools.combinations(features, k)]
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = load_corpus(link_subset(corpus_path, corpus.captures[::cost_sample], tmp))
+        table["cost_sample_captures"] = len(sample.captures)
+        t0, done = time.time(), 0
+        for subset in subsets:
+            for depth in range(1, max_depth + 1):
+                key = f"{','.join(subset)}@{depth}"
+                if key in points:
+                    continue
+                f1 = cross_val_f1(dataset.matrix(list(subset), depth), dataset.y, folds, MODEL)["f1"]
+                cost = profile(sample, generate(resolve(",".join(subset)), (depth,), "auto"), repeat=1,
+                               attribute=False)
+                points[key] = {"features": list(subset), "depth": depth, "f1": f1,
+                               "cpu": cost.cpu_s / max(cost.connections, 1) * 1e6}
+                done += 1
+                if done % 50 == 0:
+                    out.write_text(json.dumps(table))
+                    left = len(subsets) * max_depth - len(points)
+                    print(f"{len(points)} measured, {left} left, {(time.time() - t0) / done:.2f} s each",
+                          file=sys.stderr, flush=True)
+    out.write_text(json.dumps(table))
+    return table
+
+
+def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seeds: int, budget: int) -> dict:
+    features, max_depth = table["features"], table["max_depth"]
+    points = table["points"]
+    values = list(points.values())
+    ref = reference(values, OBJECTIVES)
+    exhaustive = hypervolume(values, OBJECTIVES, ref)
+    space = SearchSpace(tuple(features), max_depth, ("dt",), model=MODEL)
+    mi_rank, rfe_rank, prior = dataset_ranks
+
+    def lookup(config):
+        p = points[f"{','.join(config.features)}@{config.depth}"]
+        return {"f1": p["f1"], "cpu": p["cpu"]}
+
+    samplers = {
+        "cato (BoTorch qLogNEHVI + MI prior)": lambda s: BoTorchSampler(
+            space, OBJECTIVES, s, prior=prior, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4))),
+        "BoTorch qLogNEHVI, no prior": lambda s: BoTorchSampler(
+            space, OBJECTIVES, s, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4))),
+        "Optuna MO-TPE": lambda s: TPESampler(space, OBJECTIVES, s),
+        "random search": lambda s: RandomSampler(space, s),
+    }
+    results = {}
+    for name, make in samplers.items():
+        curves, overheads = [], []
+        for seed in range(seeds):
+            sampler = make(seed)
+            history = []
+            for n in range(budget):
+                config, info = sampler.ask(history, n)
+                if "bo_overhead_s" in info:
+                    overheads.append(info["bo_overhead_s"])
+                history.append((config, lookup(config)))
+            curves.append([hypervolume([v for _, v in history[:k]], OBJECTIVES, ref) / exhaustive
+                           for k in CHECKPOINTS])
+            print(f"{name} seed {seed}: HVI {[round(c, 3) for c in curves[-1]]}", file=sys.stderr, flush=True)
+        arr = np.array(curves)
+        results[name] = {
+            "hvi_mean": {str(k): float(arr[:, i].mean()) for i, k in enumerate(CHECKPOINTS)},
+            "hvi_min": {str(k): float(arr[:, i].min()) for i, k in enumerate(CHECKPOINTS)},
+            "bo_overhead_s_median": statistics.median(overheads) if overheads else None,
+        }
+    return {"exhaustive_hypervolume": exhaustive, "reference_point": ref, "configurations": len(points),
+            "seeds": seeds, "budget": budget, "searches": results}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--features", help="Comma-separated 6 features (default: MI-top-6 at full depth).")
+    ap.add_argument("--max-depth", type=int, default=50)
+    ap.add_argument("--cost-sample", type=int, default=8, help="Profile every k-th capture.")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    out = args.out or ROOT / "results" / f"ground_truth_{args.corpus.resolve().name}.json"
+    table = measure_table(args.corpus, args.features.split(",") if args.features else None, args.max_depth,
+                          args.cost_sample, out.with_suffix(".table.json"))
+    corpus = load_corpus(args.corpus)
+    dataset = load_dataset(corpus, args.max_depth, default_cache_dir())
+    feats = table["features"]
+    x = dataset.matrix(feats, args.max_depth)
+    mi = mutual_information(x, dataset.y)
+    ranks = (top_k(feats, mi, len(feats)), top_k(feats, rfe_ranking(x, dataset.y, step=1), len(feats), False),
+             inclusion_prior(mi, expected=3.0))
+    result = {"features": feats, "model": str(MODEL), "cost_sample": args.cost_sample,
+              "cost_sample_captures": table.get("cost_sample_captures"),
+              **run_searches(table, ranks, args.seeds, args.budget)}
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""A labelled corpus as feature matrices at every packet depth 1..max, from one cached extraction.
+
+Predictive quality of any (feature subset, depth) comes from here: the corpus is extracted once with
+every numeric catalog feature at depths 1..max (one multi-depth Zeek pass), cached by corpus content,
+catalog and generated-script hash, and sliced per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cato.codegen import generate
+from cato.corpus import Corpus
+from cato.extract import ID_COLUMNS, extract
+from cato.features import CATALOG, MISSING_VALUE, catalog_hash
+from cato.zeek.scripts import static_scripts_dir
+
+DATASET_VERSION = 1
+
+
+class DatasetError(RuntimeError):
+    pass
+
+
+def numeric_features() -> list[str]:
+    """Catalog features a model can take as they are (strings such as ``history`` are left out)."""
+    return [f.name for f in CATALOG if f.dtype != "string"]
+
+
+@dataclass
+class Dataset:
+    features: list[str]
+    classes: list[str]
+    max_depth: int
+    key: str
+    #: depth -> float32 matrix (connections x features), rows in the same connection order at every depth.
+    _matrices: dict[int, np.ndarray] = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    groups: np.ndarray = field(repr=False)
+
+    @property
+    def connections(self) -> int:
+        return len(self.y)
+
+    def matrix(self, features: Sequence[str], depth: int) -> np.ndarray:
+        if depth not in self._matrices:
+            raise DatasetError(f"depth {depth} outside 1..{self.max_depth}")
+        idx = [self.features.index(f) for f in features]
+        return self._matrices[depth][:, idx]
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, max_depth: int, key: str = "") -> "Dataset":
+        if table.empty:
+            raise DatasetError("no labelled connections")
+        features = [f for f in numeric_features() if f in table.columns]
+        table = table.sort_values(["capture", "uid", "depth"], kind="stable")
+        conns = table.loc[table["depth"] == 1, ["capture", "uid", "label", "group"]].reset_index(drop=True)
+        matrices = {}
+        for depth, rows in table.groupby("depth", sort=True):
+            if len(rows) != len(conns):
+                raise DatasetError(f"depth {depth}: {len(rows)} vectors for {len(conns)} connections")
+            matrices[int(depth)] = rows[features].astype("float64").fillna(MISSING_VALUE).to_numpy(np.float32)
+        classes = sorted(conns["label"].unique())
+        y = np.searchsorted(np.array(classes, dtype=object), conns["label"].to_numpy(dtype=object))
+        return cls(features, classes, max_depth, key, matrices, y.astype(np.int64),
+                   conns["group"].to_numpy(dtype=object))
+
+
+def dataset_key(corpus: Corpus, max_depth: int) -> str:
+    script = generate(list(CATALOG), range(1, max_depth + 1), "auto")
+    static = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek"))))
+    return hashlib.sha256(json.dumps([DATASET_VERSION, corpus.content_hash(), corpus.label_column,
+                                      catalog_hash(), script.sha256, static.hexdigest(),
+                                      max_depth]).encode()).hexdigest()
+
+
+def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> Dataset:
+    """Every numeric feature at depths 1..max_depth, extracted once and cached as Parquet."""
+    key = dataset_key(corpus, max_depth)
+    path = cache_dir / "datasets" / f"{key[:32]}.parquet"
+    if path.exists():
+        return Dataset.from_table(pd.read_parquet(path), max_depth, key)
+    result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress)
+    keep = [c for c in ID_COLUMNS if c in result.table.columns] + \
+        [f for f in numeric_features() if f in result.table.columns]
+    table = result.table[keep]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return Dataset.from_table(table, max_depth, key)

@@ -1,0 +1,1 @@
+"""Search: the space, feature importance, objectives, samplers and Pareto/hypervolume tools."""

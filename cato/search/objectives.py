@@ -1,0 +1,108 @@
+"""What a trial measures: macro-F1 from grouped cross-validation, and serving cost from real Zeek.
+
+* ``f1``: macro-F1 of out-of-fold predictions (K folds grouped by the corpus ``group``) on the
+  cached multi-depth dataset; maximised.
+* ``cpu``: whole-process Zeek CPU per connection (µs) running the configuration's generated script
+  over the corpus, from ``cato profile`` (cached by script hash); minimised.
+* ``latency``: mean time-to-decision per connection (ms): the network time to the packet that
+  completes its vector (``decided_after``), plus the script's measured CPU per connection, plus
+  ONNX Runtime inference of the fitted model on one vector; minimised.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cato.codegen import generate
+from cato.corpus import Corpus
+from cato.dataset import Dataset
+from cato.features import resolve
+from cato.inference import OnnxModel
+from cato.models import cross_val_f1, fit, grouped_folds, to_onnx
+from cato.profiling import profile
+from cato.search.space import Config
+
+OBJECTIVES = {"f1": "max", "cpu": "min", "latency": "min"}
+UNITS = {"f1": "macro-F1", "cpu": "Zeek CPU µs/conn", "latency": "time-to-decision ms"}
+
+
+class ObjectiveError(ValueError):
+    pass
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    names = tuple(o.strip() for o in text.split(",") if o.strip())
+    bad = [o for o in names if o not in OBJECTIVES]
+    if bad or "f1" not in names or len(names) < 2 or len(set(names)) != len(names):
+        raise ObjectiveError(f"objectives must be f1 plus one or both of cpu, latency (got {text!r})")
+    return names
+
+
+@dataclass
+class Evaluator:
+    corpus: Corpus
+    dataset: Dataset
+    objectives: tuple[str, ...]
+    folds: int = 5
+    seed: int = 0
+    profile_repeat: int = 1
+    cache_dir: Path | None = None
+    zeek: Path | None = None
+    _folds: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._folds = grouped_folds(self.dataset.y, self.dataset.groups, self.folds, self.seed)
+
+    def evaluate(self, config: Config, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+        """(objective values, details) of one configuration."""
+        step = progress or (lambda _m: None)
+        details: dict = {}
+        t0 = time.perf_counter()
+        x = self.dataset.matrix(config.features, config.depth)
+        step("cross-validation")
+        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed)
+        details.update(f1_std=scores["f1_std"], f1_folds=scores["f1_folds"],
+                       fit_s=time.perf_counter() - t0)
+
+        step("profiling in Zeek")
+        t1 = time.perf_counter()
+        script = generate(resolve(",".join(config.features)), (config.depth,), "auto")
+        cost = profile(self.corpus, script, repeat=self.profile_repeat, attribute=False,
+                       cache_dir=self.cache_dir, zeek=self.zeek)
+        cpu_us = cost.cpu_s / max(cost.connections, 1) * 1e6
+        extraction_ms = max(cost.marginal_cpu_us_per_conn, 0.0) / 1000.0
+        details.update(profile_s=time.perf_counter() - t1, profile_cached=cost.cached,
+                       script_sha256=cost.script_sha256, strategy=cost.strategy,
+                       cpu_s=cost.cpu_s, baseline_cpu_s=cost.baseline_cpu_s, cpu_ratio=cost.cpu_ratio,
+                       marginal_cpu_us_per_conn=cost.marginal_cpu_us_per_conn,
+                       time_to_decision_ms=cost.time_to_decision_ms, connections=cost.connections)
+        values = {"f1": scores["f1"], "cpu": cpu_us}
+        if "latency" in self.objectives:
+            step("ONNX inference")
+            inference = self.inference_ms(config, x)
+            details["inference_ms"] = inference
+            values["latency"] = cost.time_to_decision_ms["mean"] + extraction_ms + inference["p50"]
+        details["eval_s"] = time.perf_counter() - t0
+        return {k: float(values[k]) for k in self.objectives}, details
+
+    def inference_ms(self, config: Config, x: np.ndarray) -> dict:
+        """ONNX Runtime latency of the model fitted on the whole corpus, one vector at a time."""
+        model = fit(x, self.dataset.y, config.model, self.seed)
+        with tempfile.TemporaryDirectory(prefix="cato-onnx-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            path.write_bytes(to_onnx(model, config.features, self.dataset.classes))
+            onnx_model = OnnxModel.load(path)
+            timing = onnx_model.time_per_vector(x, samples=300)
+            timing["model_bytes"] = path.stat().st_size
+        return timing
+
+
+def summary(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")

@@ -1,0 +1,132 @@
+"""The search space: a feature mask × packet depth × model family and size.
+
+A :class:`Config` is one point, hashable and JSON-round-trippable. :class:`SearchSpace` maps configs
+to and from the numeric vectors the optimizers work on: one 0/1 dimension per feature, then depth,
+model family (categorical index), trees and tree depth (integers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from cato.models import FAMILIES, N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
+
+
+@dataclass(frozen=True)
+class Config:
+    features: tuple[str, ...]
+    depth: int
+    model: ModelSpec
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "depth": self.depth, "model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return cls(tuple(d["features"]), int(d["depth"]), ModelSpec(**d["model"]))
+
+    def key(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def __str__(self) -> str:
+        return f"{len(self.features)} features @{self.depth} {self.model}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    #: Features the search may pick, in catalog order.
+    features: tuple[str, ...]
+    max_depth: int
+    families: tuple[str, ...] = FAMILIES
+    #: Pin the model (no model dimensions): the space is then features × depth only.
+    model: ModelSpec | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def model_dims(self) -> tuple[int, ...]:
+        return () if self.model else (self.family_dim, self.trees_dim, self.tree_depth_dim)
+
+    @property
+    def depth_dim(self) -> int:
+        return self.n_features
+
+    @property
+    def family_dim(self) -> int:
+        return self.n_features + 1
+
+    @property
+    def trees_dim(self) -> int:
+        return self.n_features + 2
+
+    @property
+    def tree_depth_dim(self) -> int:
+        return self.n_features + 3
+
+    @property
+    def dims(self) -> int:
+        return self.n_features + 1 + len(self.model_dims)
+
+    def bounds(self) -> np.ndarray:
+        lo = [0.0] * self.n_features + [1]
+        hi = [1.0] * self.n_features + [self.max_depth]
+        if not self.model:
+            lo += [0, N_TREES_RANGE[0], TREE_DEPTH_RANGE[0]]
+            hi += [len(self.families) - 1, N_TREES_RANGE[1], TREE_DEPTH_RANGE[1]]
+        return np.array([lo, hi], dtype=float)
+
+    def config(self, features: Sequence[str], depth: int, model: ModelSpec) -> Config:
+        """A config with its features in space order (duplicates and order of the input do not matter)."""
+        chosen = set(features)
+        unknown = chosen - set(self.features)
+        if unknown:
+            raise ValueError(f"features outside the search space: {', '.join(sorted(unknown))}")
+        if not chosen:
+            raise ValueError("a configuration needs at least one feature")
+        return Config(tuple(f for f in self.features if f in chosen), int(min(max(depth, 1), self.max_depth)),
+                      model)
+
+    def encode(self, config: Config) -> np.ndarray:
+        x = np.zeros(self.dims)
+        chosen = set(config.features)
+        x[:self.n_features] = [1.0 if f in chosen else 0.0 for f in self.features]
+        x[self.depth_dim] = config.depth
+        if self.model:
+            return x
+        x[self.family_dim] = self.families.index(config.model.family)
+        # A decision tree has no trees parameter: encode the middle so it carries no signal.
+        x[self.trees_dim] = config.model.n_trees if config.model.family != "dt" else sum(N_TREES_RANGE) // 2
+        x[self.tree_depth_dim] = config.model.tree_depth
+        return x
+
+    def decode(self, x: Sequence[float], fallback_feature: str | None = None) -> Config:
+        x = np.asarray(x, dtype=float)
+        mask = x[:self.n_features] > 0.5
+        if not mask.any():  # an empty mask is no model: keep the single most likely feature
+            mask[self.features.index(fallback_feature) if fallback_feature else int(np.argmax(x[:self.n_features]))] = True
+        lo, hi = self.bounds()
+        r = lambda d: int(np.clip(round(float(x[d])), lo[d], hi[d]))  # noqa: E731
+        if self.model:
+            model = self.model
+        else:
+            family = self.families[r(self.family_dim)]
+            model = ModelSpec(family, r(self.trees_dim) if family != "dt" else 1, r(self.tree_depth_dim))
+        return Config(tuple(f for f, m in zip(self.features, mask) if m), r(self.depth_dim), model)
+
+    def sample(self, rng: np.random.Generator, inclusion: Sequence[float] | None = None) -> Config:
+        """A random config; ``inclusion`` gives each feature's probability of being picked."""
+        p = np.full(self.n_features, 0.5) if inclusion is None else np.asarray(inclusion, dtype=float)
+        mask = rng.random(self.n_features) < p
+        x = np.zeros(self.dims)
+        x[:self.n_features] = mask
+        lo, hi = self.bounds()
+        for d in (self.depth_dim, *self.model_dims):
+            x[d] = rng.integers(int(lo[d]), int(hi[d]) + 1)
+        fallback = self.features[int(rng.choice(self.n_features, p=p / p.sum()))]
+        return self.decode(x, fallback_feature=fallback)

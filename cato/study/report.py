@@ -1,0 +1,177 @@
+"""``cato report``: a study's Pareto front, its baselines and hypervolumes, as JSON, a console table,
+``pareto.png`` and a self-contained ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from cato.models import FAMILY_NAMES
+from cato.search.objectives import OBJECTIVES, UNITS
+from cato.search.pareto import hypervolume, reference
+from cato.study.storage import FAILED
+from cato.study.study import Study, Trial, best_within
+
+
+def _point(t: Trial, objectives) -> dict:
+    p = {"trial": t.number, "features": list(t.config.features), "depth": t.config.depth,
+         "model": str(t.config.model), "family": t.config.model.family}
+    p.update({o: t.values[o] for o in objectives})
+    if t.name:
+        p["name"] = t.name
+    if "source" in t.details:
+        p["source"] = t.details["source"]
+    return p
+
+
+def hypervolume_curve(trials: list[Trial], objectives, ref: dict) -> list[dict]:
+    """Hypervolume of the first n search trials, for every n."""
+    return [{"evaluations": n, "hypervolume": hypervolume([t.values for t in trials[:n]], objectives, ref)}
+            for n in range(1, len(trials) + 1)]
+
+
+def study_report(study: Study) -> dict:
+    objs = list(study.objectives)
+    search, baselines = study.trials("search"), study.trials("baseline")
+    ref = reference([t.values for t in search + baselines], objs)
+    front = study.pareto()
+    data: dict = {
+        "study": str(study.directory), "corpus": study.settings.corpus, "sampler": study.settings.sampler,
+        "prior": study.settings.use_prior, "objectives": objs, "units": {o: UNITS[o] for o in objs},
+        "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
+        "failed": len(study.storage.trials("search", FAILED)), "reference_point": ref,
+        "pareto": [_point(t, objs) for t in front],
+        "baselines": [_point(t, objs) for t in baselines],
+    }
+    data["hypervolume"] = {
+        "search": hypervolume([t.values for t in search], objs, ref),
+        "baselines_together": hypervolume([t.values for t in baselines], objs, ref),
+        **{f"baseline {t.name}": hypervolume([t.values], objs, ref) for t in baselines},
+    }
+    data["hypervolume_curve"] = hypervolume_curve(search, objs, ref)
+    overhead = [t.details["bo_overhead_s"] for t in search if "bo_overhead_s" in t.details]
+    evals = [t.details["eval_s"] for t in search if "eval_s" in t.details]
+    data["timing_s"] = {
+        "bo_overhead_median": statistics.median(overhead) if overhead else None,
+        "bo_overhead_max": max(overhead) if overhead else None,
+        "evaluation_median": statistics.median(evals) if evals else None,
+    }
+    all_max = [t for t in baselines if t.name == f"all@{study.settings.max_depth}"]
+    if all_max and search:
+        target = all_max[0]
+        match = best_within(search, target.values["f1"])
+        if match is not None:
+            data["versus_all_max"] = {
+                "baseline": _point(target, objs), "point": _point(match, objs),
+                "cost_ratio": {o: target.values[o] / max(match.values[o], 1e-9) for o in objs if o != "f1"},
+            }
+    picks = Counter(f for t in front for f in t.config.features)
+    data["feature_picks"] = dict(picks.most_common())
+    return data
+
+
+def render_console(data: dict, console) -> None:
+    from rich.table import Table
+    objs = data["objectives"]
+    for title, rows in (("Pareto front", data["pareto"]), ("Baselines", data["baselines"])):
+        table = Table(title=f"{title} ({data['corpus']})")
+        for col in ("trial", "name" if title == "Baselines" else "source", "features", "depth", "model", *objs):
+            table.add_column(col if col not in UNITS else UNITS[col], justify="right" if col in objs else "left")
+        for p in rows:
+            feats = ", ".join(p["features"]) if len(p["features"]) <= 6 else f"{len(p['features'])} features"
+            table.add_row(str(p["trial"]), p.get("name" if title == "Baselines" else "source", ""), feats,
+                          str(p["depth"]), p["model"], *(f"{p[o]:.4g}" for o in objs))
+        console.print(table)
+    hv = data["hypervolume"]
+    console.print(f"hypervolume: search {hv['search']:.4f}, baselines together {hv['baselines_together']:.4f}")
+    if "versus_all_max" in data:
+        v = data["versus_all_max"]
+        ratios = ", ".join(f"{o} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        console.print(f"front point within 0.01 F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
+                      f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, {ratios}")
+    t = data["timing_s"]
+    if t["bo_overhead_median"] is not None:
+        console.print(f"BO overhead per iteration: median {t['bo_overhead_median']:.1f} s, "
+                      f"max {t['bo_overhead_max']:.1f} s; evaluation median {t['evaluation_median']:.1f} s")
+
+
+def pareto_png(study: Study, data: dict) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    costs = [o for o in data["objectives"] if o != "f1"]
+    fig, axes = plt.subplots(1, len(costs), figsize=(6.5 * len(costs), 4.8), squeeze=False)
+    search = study.trials("search")
+    for ax, cost in zip(axes[0], costs):
+        ax.scatter([t.values[cost] for t in search], [t.values["f1"] for t in search], s=14, c="0.7",
+                   label="search trials")
+        front = sorted(data["pareto"], key=lambda p: p[cost])
+        ax.step([p[cost] for p in front], [p["f1"] for p in front], where="post", c="C0", lw=1.5)
+        ax.scatter([p[cost] for p in front], [p["f1"] for p in front], s=26, c="C0", label="Pareto front", zorder=3)
+        for i, b in enumerate(data["baselines"]):
+            ax.scatter([b[cost]], [b["f1"]], marker="^", s=40, c=f"C{1 + i % 8}", label=b["name"], zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel(UNITS[cost] + " (log)")
+        ax.set_ylabel("macro-F1")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"cato tune: {Path(data['corpus']).name}, {data['trials']} trials ({data['sampler']})")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _table(rows: list[dict], objs, first: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in
+                   ("trial", first, "features", "depth", "model", *(UNITS[o] for o in objs)))
+    body = []
+    for p in rows:
+        cells = [str(p["trial"]), p.get(first, ""), ", ".join(p["features"]), str(p["depth"]), p["model"],
+                 *(f"{p[o]:.4g}" for o in objs)]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def report_html(data: dict, png: bytes) -> str:
+    objs = data["objectives"]
+    hv_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in data["hypervolume"].items())
+    picks = "".join(f"<tr><td>{html.escape(f)}</td><td>{n}</td></tr>" for f, n in data["feature_picks"].items())
+    versus = ""
+    if "versus_all_max" in data:
+        v = data["versus_all_max"]
+        ratios = ", ".join(f"{UNITS[o]} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        versus = (f"<p>Cheapest search point within 0.01 macro-F1 of <b>{html.escape(v['baseline']['name'])}</b>"
+                  f" (F1 {v['baseline']['f1']:.3f}): trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, "
+                  f"{len(v['point']['features'])} features @ depth {v['point']['depth']}, {ratios}.</p>")
+    families = ", ".join(f"{k} = {v}" for k, v in FAMILY_NAMES.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>cato report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:.2em .5em;font-size:90%;text-align:left}}</style></head><body>
+<h1>cato tune report</h1>
+<p>Corpus <code>{html.escape(data['corpus'])}</code>; sampler {html.escape(data['sampler'])}
+(MI prior {'on' if data['prior'] else 'off'}); {data['trials']} search trials, {data['failed']} failed;
+objectives: {', '.join(html.escape(UNITS[o]) for o in objs)}. Models: {html.escape(families)}.</p>
+<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="Pareto front">
+{versus}
+<h2>Pareto front</h2>{_table(data['pareto'], objs, 'source')}
+<h2>Baselines</h2>{_table(data['baselines'], objs, 'name')}
+<h2>Hypervolume</h2><p>Costs on a log scale; reference point {html.escape(str(data['reference_point']))}.</p>
+<table><tr><th>set</th><th>hypervolume</th></tr>{hv_rows}</table>
+<h2>Features picked on the front</h2><table><tr><th>feature</th><th>front points</th></tr>{picks}</table>
+</body></html>
+"""
+
+
+def write_files(study: Study, data: dict) -> tuple[Path, Path]:
+    png = pareto_png(study, data)
+    png_path = study.directory / "pareto.png"
+    html_path = study.directory / "report.html"
+    png_path.write_bytes(png)
+    html_path.write_text(report_html(data, png))
+    return png_path, html_path

@@ -1,0 +1,236 @@
+"""A tuning study: settings, importance, baselines and search trials, stored in ``DIR/study.db``.
+
+``run_study`` is what ``cato tune`` does: build (or load from cache) the multi-depth dataset, rank
+features by mutual information and RFE (once per study, stored), evaluate the feature-selection
+baselines, then ask the sampler for trials until the budget of search trials is complete. Every
+step that finished is in the database; running it again with ``resume`` continues from there.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cato.corpus import Corpus
+from cato.dataset import Dataset
+from cato.models import FAMILIES, ModelSpec
+from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
+from cato.search.objectives import Evaluator
+from cato.search.pareto import pareto_mask, to_max_space
+from cato.search.samplers import initial_design, make_sampler
+from cato.search.space import Config, SearchSpace
+from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage, TrialRecord
+
+DB_NAME = "study.db"
+#: Model of the feature-selection baselines.
+BASELINE_MODEL = ModelSpec("rf", 50, 16)
+BASELINE_K = 10
+
+
+class StudyError(RuntimeError):
+    pass
+
+
+@dataclass
+class StudySettings:
+    corpus: str
+    label_column: str = "label"
+    objectives: tuple[str, ...] = ("f1", "cpu")
+    max_depth: int = 50
+    seed: int = 0
+    sampler: str = "botorch"
+    folds: int = 5
+    families: tuple[str, ...] = FAMILIES
+    use_prior: bool = True
+    baselines: bool = True
+    #: Trials of the initial design before the model-based search starts.
+    initial: int = 10
+    #: Restrict the space to these features (the exhaustive ground-truth space, tests); None: all.
+    features: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudySettings":
+        d = dict(d)
+        for k in ("objectives", "families", "features"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+@dataclass
+class Trial:
+    number: int
+    kind: str
+    name: str | None
+    config: Config
+    values: dict
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, r: TrialRecord) -> "Trial":
+        return cls(r.number, r.kind, r.name, Config.from_dict(r.config), r.values or {}, r.details)
+
+
+class Study:
+    def __init__(self, directory: Path, storage: SQLiteStorage, settings: StudySettings) -> None:
+        self.directory = directory
+        self.storage = storage
+        self.settings = settings
+
+    @classmethod
+    def open(cls, directory: str | Path, settings: StudySettings | None = None, resume: bool = False) -> "Study":
+        """A new study in ``directory``, or (``resume``, or ``settings`` None) the one already there."""
+        directory = Path(directory)
+        db = directory / DB_NAME
+        exists = db.exists()
+        if settings is None or resume:
+            if not exists:
+                raise StudyError(f"{directory}: no study here ({DB_NAME} missing)")
+        elif exists and SQLiteStorage(db).get("settings") is not None:
+            raise StudyError(f"{directory}: a study already exists; pass --resume to continue it "
+                             "or choose another directory")
+        storage = SQLiteStorage(db)
+        stored = storage.get("settings")
+        if stored is None:
+            if settings is None:
+                raise StudyError(f"{db}: the study has no settings")
+            storage.put("settings", settings.to_dict())
+            storage.put("created", time.time())
+            stored = settings.to_dict()
+        return cls(directory, storage, StudySettings.from_dict(stored))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return self.settings.objectives
+
+    def trials(self, kind: str | None = None) -> list[Trial]:
+        return [Trial.from_record(r) for r in self.storage.trials(kind, COMPLETE)]
+
+    def pareto(self, kind: str = "search") -> list[Trial]:
+        trials = self.trials(kind)
+        if not trials:
+            return []
+        y = to_max_space([t.values for t in trials], self.objectives)
+        mask = pareto_mask(y)
+        front = [t for t, m in zip(trials, mask) if m]
+        return sorted(front, key=lambda t: -t.values["f1"])
+
+    # steps of a run ------------------------------------------------------------------------------
+    def importance(self, dataset: Dataset, progress: Callable[[str], None]) -> dict:
+        """MI and RFE ranks at full depth, computed once per study."""
+        stored = self.storage.get("importance")
+        if stored is not None:
+            return stored
+        x = dataset.matrix(dataset.features, dataset.max_depth)
+        progress("mutual information")
+        mi = mutual_information(x, dataset.y, self.settings.seed)
+        progress("recursive feature elimination")
+        rfe = rfe_ranking(x, dataset.y, self.settings.seed)
+        result = {"features": dataset.features, "mi": [float(v) for v in mi], "rfe_rank": [int(r) for r in rfe]}
+        self.storage.put("importance", result)
+        return result
+
+    def space(self, importance: dict) -> SearchSpace:
+        feats, mi = importance["features"], importance["mi"]
+        allowed = set(self.settings.features) if self.settings.features else set(feats)
+        keep = tuple(f for f, v in zip(feats, mi) if v > MI_EPSILON and f in allowed)
+        if not keep:
+            raise StudyError("no feature carries information about the labels")
+        return SearchSpace(keep, self.settings.max_depth, tuple(self.settings.families))
+
+    def baseline_configs(self, importance: dict) -> dict[str, Config]:
+        feats, mi, rfe = importance["features"], importance["mi"], importance["rfe_rank"]
+        selections = {"all": feats, f"mi{BASELINE_K}": top_k(feats, mi, BASELINE_K),
+                      f"rfe{BASELINE_K}": top_k(feats, rfe, BASELINE_K, higher_is_better=False)}
+        depths = sorted({10, 50, self.settings.max_depth} & set(range(1, self.settings.max_depth + 1)))
+        order = {f: i for i, f in enumerate(feats)}
+        return {f"{name}@{d}": Config(tuple(sorted(sel, key=order.get)), d, BASELINE_MODEL)
+                for name, sel in selections.items() for d in depths}
+
+    def _evaluate(self, kind: str, config: Config, evaluator: Evaluator, name: str | None = None,
+                  extra: dict | None = None, progress: Callable[[str], None] | None = None) -> Trial | None:
+        number = self.storage.start_trial(kind, config.to_dict(), name)
+        try:
+            values, details = evaluator.evaluate(config, progress)
+        except Exception as e:  # one bad configuration must not end the study
+            self.storage.finish_trial(number, None, {"error": f"{type(e).__name__}: {e}",
+                                                     "traceback": traceback.format_exc(), **(extra or {})},
+                                      FAILED)
+            return None
+        details.update(extra or {})
+        self.storage.finish_trial(number, values, details)
+        return Trial(number, kind, name, config, values, details)
+
+    def _interrupted(self) -> list[TrialRecord]:
+        """Trials left running by a killed process: marked failed, to be evaluated again."""
+        stale = self.storage.trials(state=RUNNING)
+        for r in stale:
+            self.storage.finish_trial(r.number, None, {"error": "interrupted"}, FAILED)
+        return stale
+
+
+def run_study(study: Study, corpus: Corpus, dataset: Dataset, evaluator: Evaluator, budget: int,
+              progress: Callable[[str, int, int, list[Trial]], None] | None = None) -> Study:
+    """Evaluate the baselines, then search trials until ``budget`` of them are complete."""
+    report = progress or (lambda *_a: None)
+    note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
+    importance = study.importance(dataset, note)
+    space = study.space(importance)
+    study.storage.put("space", list(space.features))
+    stale = study._interrupted()
+
+    if study.settings.baselines:
+        done = {t.name for t in study.trials("baseline")}
+        for name, config in study.baseline_configs(importance).items():
+            if name not in done:
+                note(f"baseline {name}")
+                study._evaluate("baseline", config, evaluator, name, progress=lambda m, n=name: note(f"baseline {n}: {m}"))
+
+    feats = importance["features"]
+    mi = np.array([importance["mi"][feats.index(f)] for f in space.features])
+    rfe = [importance["rfe_rank"][feats.index(f)] for f in space.features]
+    mi_rank = top_k(list(space.features), mi, space.n_features)
+    rfe_rank = top_k(list(space.features), rfe, space.n_features, higher_is_better=False)
+    prior = inclusion_prior(mi) if study.settings.use_prior else None
+    sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
+                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial)
+
+    retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
+    while True:
+        history = study.trials("search")
+        n = len(history)
+        if n >= budget:
+            break
+        if retry:
+            config, info = retry.pop(0), {"source": "resumed (interrupted trial)"}
+        else:
+            note(f"trial {n + 1}: proposing")
+            # Numbered by every search trial started, so a failed one is not proposed again.
+            config, info = sampler.ask([(t.config, t.values) for t in history], len(study.storage.trials("search")))
+        study._evaluate("search", config, evaluator, extra={**info, "sampler": sampler.name, "index": n},
+                        progress=lambda m, i=n: note(f"trial {i + 1}: {m}"))
+        failed = len(study.storage.trials("search", FAILED))
+        if failed > max(10, budget):
+            raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
+    return study
+
+
+def load_study(directory: str | Path) -> Study:
+    return Study.open(directory)
+
+
+def best_within(trials: Sequence[Trial], f1: float, tolerance: float = 0.01) -> Trial | None:
+    """The cheapest trial (first cost objective) whose F1 is within ``tolerance`` of ``f1``."""
+    ok = [t for t in trials if t.values["f1"] >= f1 - tolerance]
+    if not ok:
+        return None
+    cost = [k for k in ok[0].values if k != "f1"][0]
+    return min(ok, key=lambda t: t.values[cost])

@@ -1,0 +1,194 @@
+"""The search layer without Zeek: space encoding, Pareto fronts, hypervolume, samplers, storage."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from cato.models import ModelSpec, ModelSpecError
+from cato.search.importance import inclusion_prior, top_k
+from cato.search.objectives import ObjectiveError, parse_objectives
+from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space
+from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
+from cato.search.space import SearchSpace
+from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage
+
+FEATS = ("orig_pkts", "resp_pkts", "orig_size_mean", "resp_size_mean", "orig_iat_mean", "tcp_rtt")
+SPACE = SearchSpace(FEATS, 20)
+
+
+def test_encode_decode_round_trip():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        c = SPACE.sample(rng)
+        assert c.features and set(c.features) <= set(FEATS)
+        assert 1 <= c.depth <= 20
+        assert SPACE.decode(SPACE.encode(c)) == c
+
+
+def test_decode_never_gives_an_empty_selection():
+    x = np.zeros(SPACE.dims)
+    x[SPACE.depth_dim] = 3
+    assert len(SPACE.decode(x).features) == 1
+
+
+def test_model_spec_rejects_unknown_family():
+    with pytest.raises(ModelSpecError):
+        ModelSpec("svm")
+    assert ModelSpec("dt", 70, 5).n_trees == 1
+
+
+def test_parse_objectives():
+    assert parse_objectives("f1,cpu") == ("f1", "cpu")
+    assert parse_objectives("f1,cpu,latency") == ("f1", "cpu", "latency")
+    for bad in ("cpu", "f1", "f1,watts", "f1,cpu,cpu"):
+        with pytest.raises(ObjectiveError):
+            parse_objectives(bad)
+
+
+def _brute_force_front(y):
+    return [i for i in range(len(y)) if not any(np.all(y[j] >= y[i]) and np.any(y[j] > y[i])
+                                                  for j in range(len(y)))]
+
+
+def test_pareto_mask_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.integers(0, 6, size=(30, 2)).astype(float)
+        assert list(np.flatnonzero(pareto_mask(y))) == _brute_force_front(y)
+
+
+def test_hypervolume_two_objectives_against_a_grid():
+    rng = np.random.default_rng(3)
+    values = [{"f1": float(f), "cpu": float(c)} for f, c in zip(rng.random(12), 10 ** rng.uniform(0, 3, 12))]
+    ref = reference(values, ("f1", "cpu"))
+    hv = hypervolume(values, ("f1", "cpu"), ref)
+    # Monte-Carlo-free check: the dominated area on a fine grid of the transformed space.
+    y = to_max_space(values, ("f1", "cpu"), ref)
+    ga = np.linspace(0, 1, 801)
+    gb = np.linspace(0, y[:, 1].max(), 801)
+    a, b = np.meshgrid(ga[1:] - 0.5 / 800, gb[1:] - gb[1] / 2)
+    dominated = np.zeros_like(a, dtype=bool)
+    for p in y:
+        dominated |= (a <= p[0]) & (b <= p[1])
+    grid = dominated.mean() * 1.0 * y[:, 1].max()
+    assert hv == pytest.approx(grid, rel=0.02)
+    # Adding a dominated point changes nothing; a better one increases it.
+    assert hypervolume(values + [{"f1": 0.0, "cpu": ref["cpu"]}], ("f1", "cpu"), ref) == pytest.approx(hv)
+    assert hypervolume(values + [{"f1": 1.0, "cpu": 1.0}], ("f1", "cpu"), ref) > hv
+
+
+def test_hypervolume_three_objectives_reduces_to_two():
+    values = [{"f1": 0.5, "cpu": 10.0, "latency": 1.0}, {"f1": 0.8, "cpu": 100.0, "latency": 1.0}]
+    ref = {"f1": 0.0, "cpu": 1000.0, "latency": 10.0}
+    hv3 = hypervolume(values, ("f1", "cpu", "latency"), ref)
+    hv2 = hypervolume(values, ("f1", "cpu"), ref)
+    assert hv3 == pytest.approx(hv2 * 1.0)  # every point is 1 decade under the latency reference
+
+
+def test_prior_ranks_and_top_k():
+    mi = np.array([0.0, 0.5, 2.0, 1.0])
+    p = inclusion_prior(mi, expected=1.5)
+    assert list(np.argsort(p)) == [0, 1, 3, 2] and p.min() > 0 and p.max() < 1
+    assert p.sum() == pytest.approx(1.5 + 4 * 0.02)  # a draw holds about `expected` features
+    many = inclusion_prior(np.random.default_rng(0).random(90), expected=10)
+    assert many.sum() == pytest.approx(10 + 90 * 0.02, rel=0.05)
+    assert top_k(["a", "b", "c", "d"], mi, 2) == ["c", "d"]
+    assert top_k(["a", "b", "c", "d"], [4, 3, 1, 2], 2, higher_is_better=False) == ["c", "d"]
+
+
+def _toy_values(config):
+    """A cheap synthetic objective: F1 grows with features 0-2 and depth, cost with features and depth."""
+    useful = sum(f in config.features for f in FEATS[:3])
+    f1 = 0.2 * useful + 0.01 * min(config.depth, 10) + 0.02 * (config.model.family == "rf")
+    return {"f1": f1, "cpu": 10.0 + 5 * len(config.features) + config.depth}
+
+
+@pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch"])
+def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
+    objectives = ("f1", "cpu")
+    prior = inclusion_prior(np.array([1.0, 0.8, 0.6, 0.1, 0.05, 0.0]))
+
+    def make():
+        if sampler_name == "random":
+            return RandomSampler(SPACE, seed=3)
+        if sampler_name == "tpe":
+            return TPESampler(SPACE, objectives, seed=3)
+        init = initial_design(SPACE, list(FEATS), list(reversed(FEATS)), seed=3, ks=(2,))
+        return BoTorchSampler(SPACE, objectives, seed=3, prior=prior, initial=init, n_initial=4,
+                              num_restarts=2, raw_samples=64, maxiter_alternating=2)
+
+    history = []
+    for n in range(7):
+        config, info = make().ask(history, n)
+        again, _ = make().ask(history, n)
+        assert config == again, "a sampler must be a function of seed, number and history"
+        assert config.key() not in {c.key() for c, _ in history}
+        assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
+        if sampler_name == "botorch" and n >= 4:
+            assert info["source"].startswith("qLogNEHVI") and info["bo_overhead_s"] > 0
+        history.append((config, _toy_values(config)))
+
+
+def test_initial_design_holds_mi_and_rfe_selections():
+    init = initial_design(SPACE, ["tcp_rtt", "orig_pkts", "resp_pkts"], ["orig_iat_mean", "resp_pkts"], seed=0,
+                          ks=(2,))
+    assert [set(c.features) for c in init] == [{"tcp_rtt", "orig_pkts"}, {"orig_iat_mean", "resp_pkts"}]
+
+
+def test_storage_keeps_finished_trials_across_connections(tmp_path):
+    db = tmp_path / "study.db"
+    s = SQLiteStorage(db)
+    s.put("settings", {"a": 1})
+    done = s.start_trial("search", {"x": 1})
+    s.finish_trial(done, {"f1": 0.5}, {"eval_s": 1.0})
+    failed = s.start_trial("search", {"x": 2})
+    s.finish_trial(failed, None, {"error": "boom"}, FAILED)
+    s.start_trial("search", {"x": 3})  # left running, as a killed process leaves it
+    # Another connection (a new process) sees exactly what was committed.
+    t = SQLiteStorage(db)
+    assert t.get("settings") == {"a": 1}
+    assert [r.config for r in t.trials("search", COMPLETE)] == [{"x": 1}]
+    assert [r.config for r in t.trials("search", FAILED)] == [{"x": 2}]
+    assert [r.config for r in t.trials("search", RUNNING)] == [{"x": 3}]
+
+
+def test_storage_names_a_file_that_is_not_a_database(tmp_path):
+    from cato.study.storage import StorageError
+    bad = tmp_path / "study.db"
+    bad.write_bytes(b"not sqlite" * 100)
+    with pytest.raises(StorageError, match="study.db"):
+        SQLiteStorage(bad)
+
+
+def test_every_config_of_a_small_space_is_reachable():
+    space = SearchSpace(FEATS[:3], 2, ("dt",))
+    rng = np.random.default_rng(0)
+    seen = {(c.features, c.depth) for c in (space.sample(rng) for _ in range(400))}
+    expected = {(tuple(f for f in FEATS[:3] if f in s), d)
+                for k in (1, 2, 3) for s in itertools.combinations(FEATS[:3], k) for d in (1, 2)}
+    assert seen == expected
+
+
+@pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch"])
+def test_a_pinned_model_leaves_features_and_depth(sampler_name):
+    dt = ModelSpec("dt", 1, 8)
+    space = SearchSpace(FEATS, 10, ("dt",), model=dt)
+    assert space.dims == len(FEATS) + 1
+    rng = np.random.default_rng(0)
+    c = space.sample(rng)
+    assert c.model == dt and space.decode(space.encode(c)) == c
+    if sampler_name == "random":
+        sampler = RandomSampler(space, 0)
+    elif sampler_name == "tpe":
+        sampler = TPESampler(space, ("f1", "cpu"), 0)
+    else:
+        sampler = BoTorchSampler(space, ("f1", "cpu"), 0, n_initial=3, num_restarts=2, raw_samples=32,
+                                 maxiter_alternating=2)
+    history = []
+    for n in range(5):
+        config, _ = sampler.ask(history, n)
+        assert config.model == dt
+        history.append((config, _toy_values(config)))

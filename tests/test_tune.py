@@ -1,0 +1,143 @@
+"""`cato tune` and `cato report` end to end: real Zeek, real captures, a real SQLite study, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cato.corpus import link_subset, load_corpus
+from cato.dataset import Dataset, load_dataset
+from cato.models import ModelSpec, cross_val_f1, fit, grouped_folds, to_onnx
+
+pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
+
+DEVICES = ("Aria", "HueSwitch", "WeMoSwitch", "EdimaxPlug1101W")
+
+
+@pytest.fixture(scope="module")
+def mini_corpus(iot_corpus, tmp_path_factory) -> Path:
+    """Four IoT Sentinel devices, six setup runs each, linked where they lie (never copied)."""
+    labels = pd.read_csv(iot_corpus / "labels.csv")
+    pick = labels[labels["label"].isin(DEVICES)].groupby("label").head(6)
+    return link_subset(iot_corpus, pick["pcap"], tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def _env(cache: Path) -> dict:
+    return {**os.environ, "CATO_CACHE": str(cache)}
+
+
+def _cato(*args, cache: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache), capture_output=True,
+                          text=True, **kw)
+
+
+def test_dataset_rows_match_every_depth(zeek, mini_corpus, cache):
+    ds = load_dataset(load_corpus(mini_corpus), 5, cache)
+    assert sorted(ds.classes) == sorted(DEVICES)
+    assert ds.connections > 50
+    # Depth-1 packet counts never exceed 1 per direction; depth 5 sees more packets on some connection.
+    d1 = ds.matrix(["orig_pkts", "resp_pkts"], 1)
+    d5 = ds.matrix(["orig_pkts", "resp_pkts"], 5)
+    assert d1.sum(axis=1).max() <= 1 and (d5.sum(axis=1) > 1).any()
+    # A cache hit gives the same dataset.
+    again = load_dataset(load_corpus(mini_corpus), 5, cache)
+    assert again.key == ds.key and np.array_equal(again.matrix(ds.features, 3), ds.matrix(ds.features, 3))
+
+
+def test_grouped_folds_never_split_a_group(zeek, mini_corpus, cache):
+    ds = load_dataset(load_corpus(mini_corpus), 5, cache)
+    for train, test in grouped_folds(ds.y, ds.groups, 3, seed=0):
+        assert not set(ds.groups[train]) & set(ds.groups[test])
+
+
+@pytest.mark.parametrize("family", ["dt", "rf", "gbt"])
+def test_models_score_and_export_to_onnx(zeek, mini_corpus, cache, family):
+    import onnxruntime as ort
+    ds: Dataset = load_dataset(load_corpus(mini_corpus), 5, cache)
+    feats = ["orig_size_mean", "resp_size_mean", "orig_port", "resp_port", "ip_proto"]
+    x = ds.matrix(feats, 5)
+    spec = ModelSpec(family, 20, 6)
+    score = cross_val_f1(x, ds.y, grouped_folds(ds.y, ds.groups, 3, 0), spec)
+    assert 0.0 <= score["f1"] <= 1.0 and len(score["f1_folds"]) == 3
+    model = fit(x, ds.y, spec)
+    sess = ort.InferenceSession(to_onnx(model, feats, ds.classes))
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["cato_features"] == ",".join(feats)
+    labels = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert (labels == model.predict(x)).mean() > 0.99
+
+
+def _complete(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT number, kind, config, objective_values FROM trials "
+                           "WHERE state = 'complete' ORDER BY number").fetchall()
+
+
+def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
+    study = tmp_path / "study"
+    args = ["tune", mini_corpus, "--study", study, "--budget", 6, "--max-depth", 5, "--folds", 3,
+            "--models", "dt,rf", "--initial", 3, "--seed", 1]
+    proc = subprocess.Popen([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    db = study / "study.db"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists() and sum(k == "search" for _, k, _, _ in _complete(db)) >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the study ended before it could be killed: {proc.stderr.read().decode()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _complete(db)
+    assert sum(k == "search" for _, k, _, _ in before) >= 4
+
+    again = _cato(*args, cache=cache)
+    assert again.returncode != 0 and "--resume" in again.stderr  # never overwrites a study
+
+    resumed = _cato(*args, "--resume", cache=cache, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _complete(db)
+    assert after[:len(before)] == before, "a finished trial was lost or changed"
+    search = [json.loads(c) for _, k, c, _ in after if k == "search"]
+    assert len(search) == 6
+    assert len({json.dumps(c, sort_keys=True) for c in search}) == 6, "a finished trial was repeated"
+
+    rep = _cato("report", study, "--json", cache=cache)
+    assert rep.returncode == 0, rep.stderr
+    data = json.loads(rep.stdout)
+    assert data["objectives"] == ["f1", "cpu"]
+    assert data["pareto"] and {"trial", "features", "depth", "model", "f1", "cpu"} <= set(data["pareto"][0])
+    assert {b["name"] for b in data["baselines"]} == {"all@5", "mi10@5", "rfe10@5"}
+    assert (study / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Pareto front" in (study / "report.html").read_text()
+    # The front is non-dominated: no trial has both higher F1 and lower cost than a front point.
+    trials = [json.loads(v) for _, k, _, v in after if k == "search"]
+    for p in data["pareto"]:
+        assert not any(t["f1"] > p["f1"] and t["cpu"] < p["cpu"] for t in trials)
+    # Bayesian optimization ran after the initial design and recorded its overhead.
+    assert data["timing_s"]["bo_overhead_median"] is not None
+
+
+def test_tune_names_a_missing_corpus(tmp_path, cache):
+    r = _cato("tune", tmp_path / "nowhere", "--study", tmp_path / "s", "--budget", 1, cache=cache)
+    assert r.returncode != 0 and "nowhere" in r.stderr
+
+
+def test_report_names_a_missing_study(tmp_path, cache):
+    r = _cato("report", tmp_path / "nothing", cache=cache)
+    assert r.returncode != 0 and "nothing" in r.stderr
