@@ -14,9 +14,14 @@ $(BIN)/cato: pyproject.toml
 
 setup: $(BIN)/cato
 
+STUDY   ?= example-study
+
 example: setup
 	$(BIN)/cato extract $(CORPORA)/iot-sentinel --features all --depth 10 -o iot-sentinel.parquet
 	$(BIN)/python examples/summarize.py iot-sentinel.parquet
+	$(BIN)/cato tune $(CORPORA)/iot-sentinel --study $(STUDY) --budget 20 \
+		$$(test -e $(STUDY)/study.db && echo --resume)
+	$(BIN)/cato report $(STUDY)
 
 btest: setup
 	cd tests/btest && PATH=$(abspath $(BIN)):$$PATH btest -c btest.cfg -d -j 2

@@ -141,3 +141,23 @@ def test_tune_names_a_missing_corpus(tmp_path, cache):
 def test_report_names_a_missing_study(tmp_path, cache):
     r = _cato("report", tmp_path / "nothing", cache=cache)
     assert r.returncode != 0 and "nothing" in r.stderr
+
+
+def test_evaluator_measures_all_three_objectives(zeek, mini_corpus, cache):
+    from cato.search.objectives import Evaluator
+    from cato.search.space import SearchSpace
+    corpus = load_corpus(mini_corpus)
+    ds = load_dataset(corpus, 5, cache)
+    ev = Evaluator(corpus, ds, ("f1", "cpu", "latency"), folds=3, cache_dir=cache)
+    space = SearchSpace(tuple(ds.features), 5)
+    feats = ["orig_size_mean", "resp_size_mean", "resp_port"]
+    shallow, d1 = ev.evaluate(space.config(feats, 1, ModelSpec("rf", 10, 6)))
+    deep, d5 = ev.evaluate(space.config(feats, 5, ModelSpec("rf", 10, 6)))
+    assert set(shallow) == {"f1", "cpu", "latency"}
+    assert d1["inference_ms"]["p50"] > 0 and d1["connections"] == d5["connections"] > 0
+    # Waiting for the 5th packet takes longer than deciding on the first: network time dominates.
+    assert d1["time_to_decision_ms"]["mean"] == 0.0 < d5["time_to_decision_ms"]["mean"]
+    assert deep["latency"] > shallow["latency"]
+    # A second evaluation comes from the caches (quality by configuration, cost by script hash).
+    _, again = ev.evaluate(space.config(feats, 5, ModelSpec("rf", 10, 6)))
+    assert again["quality_cached"] and again["profile_cached"]

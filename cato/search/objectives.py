@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-import statistics
+import hashlib
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -26,10 +27,11 @@ from cato.dataset import Dataset
 from cato.features import resolve
 from cato.inference import OnnxModel
 from cato.models import cross_val_f1, fit, grouped_folds, to_onnx
-from cato.profiling import profile
+from cato.profiling import default_cache_dir, profile
 from cato.search.space import Config
 
 OBJECTIVES = {"f1": "max", "cpu": "min", "latency": "min"}
+QUALITY_VERSION = 1
 UNITS = {"f1": "macro-F1", "cpu": "Zeek CPU µs/conn", "latency": "time-to-decision ms"}
 
 
@@ -63,13 +65,10 @@ class Evaluator:
     def evaluate(self, config: Config, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
         """(objective values, details) of one configuration."""
         step = progress or (lambda _m: None)
-        details: dict = {}
         t0 = time.perf_counter()
         x = self.dataset.matrix(config.features, config.depth)
         step("cross-validation")
-        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed)
-        details.update(f1_std=scores["f1_std"], f1_folds=scores["f1_folds"],
-                       fit_s=time.perf_counter() - t0)
+        details = self._quality(config, x)
 
         step("profiling in Zeek")
         t1 = time.perf_counter()
@@ -83,14 +82,31 @@ class Evaluator:
                        cpu_s=cost.cpu_s, baseline_cpu_s=cost.baseline_cpu_s, cpu_ratio=cost.cpu_ratio,
                        marginal_cpu_us_per_conn=cost.marginal_cpu_us_per_conn,
                        time_to_decision_ms=cost.time_to_decision_ms, connections=cost.connections)
-        values = {"f1": scores["f1"], "cpu": cpu_us}
+        values = {"f1": details["f1"], "cpu": cpu_us}
         if "latency" in self.objectives:
-            step("ONNX inference")
-            inference = self.inference_ms(config, x)
-            details["inference_ms"] = inference
-            values["latency"] = cost.time_to_decision_ms["mean"] + extraction_ms + inference["p50"]
+            values["latency"] = (cost.time_to_decision_ms["mean"] + extraction_ms
+                                 + details["inference_ms"]["p50"])
         details["eval_s"] = time.perf_counter() - t0
         return {k: float(values[k]) for k in self.objectives}, details
+
+    def _quality(self, config: Config, x: np.ndarray) -> dict:
+        """Cross-validated F1 (and ONNX inference time when latency is an objective), cached by dataset,
+        configuration, folds and seed: baselines and repeated studies share them."""
+        latency = "latency" in self.objectives
+        key = hashlib.sha256(json.dumps([QUALITY_VERSION, self.dataset.key, config.key(), self.folds, self.seed,
+                                         latency]).encode()).hexdigest()
+        path = (self.cache_dir or default_cache_dir()) / "quality" / f"{key[:32]}.json"
+        if path.exists():
+            return {**json.loads(path.read_text()), "quality_cached": True}
+        t0 = time.perf_counter()
+        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed)
+        result = {"f1": scores["f1"], "f1_std": scores["f1_std"], "f1_folds": scores["f1_folds"],
+                  "fit_s": time.perf_counter() - t0}
+        if latency:
+            result["inference_ms"] = self.inference_ms(config, x)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+        return {**result, "quality_cached": False}
 
     def inference_ms(self, config: Config, x: np.ndarray) -> dict:
         """ONNX Runtime latency of the model fitted on the whole corpus, one vector at a time."""
@@ -102,7 +118,3 @@ class Evaluator:
             timing = onnx_model.time_per_vector(x, samples=300)
             timing["model_bytes"] = path.stat().st_size
         return timing
-
-
-def summary(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")

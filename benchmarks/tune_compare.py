@@ -1,0 +1,115 @@
+"""cato tune against the usual feature selection, side by side, same corpus, same budget.
+
+For each corpus: a 50-evaluation study with cato's sampler (BoTorch qLogNEHVI + MI prior), then the
+same budget with Optuna's MO-TPE and with random search, all on objectives macro-F1, Zeek CPU per
+connection and time-to-decision, plus the ALL / MI-top-10 / RFE-top-10 baselines at depths 10, 50 and
+max. Reports the hypervolume of each (one reference point per corpus, shared by everything), the
+hypervolume after 10/25/50 evaluations, BO overhead per iteration, the wall time of each study, and
+for the cheapest front point within 0.01 macro-F1 of ALL@max its cost ratios against ALL@max.
+
+Studies live in --studies (resumable: run the script again after an interruption).
+
+    python benchmarks/tune_compare.py --corpus ../shared/corpora/iot-sentinel --corpus ../shared/corpora/ndpi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cato.corpus import load_corpus
+from cato.dataset import load_dataset
+from cato.profiling import default_cache_dir
+from cato.search.objectives import Evaluator
+from cato.search.pareto import hypervolume, reference
+from cato.study import Study, StudySettings, best_within, run_study
+
+ROOT = Path(__file__).resolve().parent
+OBJECTIVES = ("f1", "cpu", "latency")
+CHECKPOINTS = (10, 25, 50)
+
+
+def run_one(corpus_path: Path, sampler: str, prior: bool, budget: int, seed: int, studies: Path) -> tuple[Study, float]:
+    name = f"{corpus_path.resolve().name}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
+    settings = StudySettings(str(corpus_path.resolve()), objectives=OBJECTIVES, seed=seed, sampler=sampler,
+                             use_prior=prior)
+    directory = studies / name
+    study = Study.open(directory, settings, resume=(directory / "study.db").exists())
+    corpus = load_corpus(corpus_path)
+    dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
+    t0 = time.perf_counter()
+    run_study(study, corpus, dataset, Evaluator(corpus, dataset, OBJECTIVES, seed=seed), budget,
+              lambda msg, n, total, front: print(f"\r{name}: {n}/{total} {msg[:60]:60}", end="", file=sys.stderr))
+    elapsed = time.perf_counter() - t0
+    print(file=sys.stderr)
+    return study, elapsed
+
+
+def summarize(runs: dict[str, tuple[Study, float]], budget: int) -> dict:
+    studies = [s for s, _ in runs.values()]
+    baselines = studies[0].trials("baseline")
+    everything = [t.values for s in studies for t in s.trials()]
+    ref = reference(everything, OBJECTIVES)
+    out: dict = {"reference_point": ref, "objectives": list(OBJECTIVES), "budget": budget, "samplers": {},
+                 "baselines": {}}
+    all_max = next(t for t in baselines if t.name == f"all@{studies[0].settings.max_depth}")
+    for t in baselines:
+        out["baselines"][t.name] = {**t.values, "hypervolume": hypervolume([t.values], OBJECTIVES, ref),
+                                    "features": len(t.config.features), "depth": t.config.depth}
+    out["baselines_together_hypervolume"] = hypervolume([t.values for t in baselines], OBJECTIVES, ref)
+    for label, (study, elapsed) in runs.items():
+        trials = study.trials("search")
+        overhead = [t.details["bo_overhead_s"] for t in trials if "bo_overhead_s" in t.details]
+        evals = sorted(t.details.get("eval_s", 0.0) for t in trials)
+        entry = {
+            "trials": len(trials),
+            "hypervolume": hypervolume([t.values for t in trials], OBJECTIVES, ref),
+            "hypervolume_at": {str(k): hypervolume([t.values for t in trials[:k]], OBJECTIVES, ref)
+                               for k in CHECKPOINTS if k <= len(trials)},
+            "study_wall_s": elapsed,
+            "evaluation_s_median": evals[len(evals) // 2] if evals else None,
+            "bo_overhead_s_median": sorted(overhead)[len(overhead) // 2] if overhead else None,
+            "bo_overhead_s_max": max(overhead) if overhead else None,
+            "front": [{"trial": t.number, "features": list(t.config.features), "depth": t.config.depth,
+                       "model": str(t.config.model), **t.values} for t in study.pareto()],
+        }
+        match = best_within(trials, all_max.values["f1"])
+        if match is not None:
+            entry["versus_all_max"] = {
+                "trial": match.number, "features": list(match.config.features), "depth": match.config.depth,
+                "model": str(match.config.model), **match.values,
+                "cpu_ratio": all_max.values["cpu"] / match.values["cpu"],
+                "latency_ratio": all_max.values["latency"] / max(match.values["latency"], 1e-9),
+            }
+        out["samplers"][label] = entry
+    out["all_max"] = {"name": all_max.name, **all_max.values}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, action="append", required=True)
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samplers", default="botorch,tpe,random",
+                    help="Comma-separated: botorch, botorch-noprior, tpe, random.")
+    ap.add_argument("--studies", type=Path, default=ROOT / "studies")
+    args = ap.parse_args()
+    for corpus in args.corpus:
+        runs = {}
+        for label in args.samplers.split(","):
+            sampler, prior = ("botorch", False) if label == "botorch-noprior" else (label, True)
+            runs[label] = run_one(corpus, sampler, prior, args.budget, args.seed, args.studies)
+        result = summarize(runs, args.budget)
+        out = ROOT / "results" / f"tune_{corpus.resolve().name}.json"
+        out.write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: v for k, v in result.items() if k != "samplers"}, indent=1))
+        for label, entry in result["samplers"].items():
+            print(label, {k: v for k, v in entry.items() if k != "front"})
+
+
+if __name__ == "__main__":
+    main()
