@@ -186,6 +186,8 @@ def profile_cmd(
     table.add_row("peak RSS MB", f"{r.peak_rss_mb:.1f}", f"{r.baseline_peak_rss_mb:.1f}")
     table.add_row("packets / CPU s", f"{r.pkts_per_cpu_s:,.0f}", f"{r.baseline_pkts_per_cpu_s:,.0f}")
     table.add_row("connections / CPU s", f"{r.conns_per_cpu_s:,.0f}", f"{r.baseline_conns_per_cpu_s:,.0f}")
+    table.add_row("steady-state CPU µs / connection (less start-ups)", f"{r.steady_cpu_us_per_conn:.2f}",
+                  f"{r.baseline_steady_cpu_us_per_conn:.2f}")
     table.add_row("marginal CPU µs / connection", f"{r.marginal_cpu_us_per_conn:.2f}", "")
     table.add_row("script CPU µs / connection (profiler, calibrated)", f"{r.script_cpu_us_per_conn:.2f}", "")
     table.add_row("time-to-decision ms p50 / p95",
@@ -194,8 +196,8 @@ def profile_cmd(
         table.add_row("ONNX inference ms per vector p50 / p95",
                       f"{r.inference_ms['p50']:.3f} / {r.inference_ms['p95']:.3f}", "")
     Console().print(table)
-    Console().print(f"{r.connections} connections, {r.packets} packets; profiler slow-down "
-                    f"{r.profiler_slowdown:.1f}x")
+    Console().print(f"{r.connections} connections, {r.packets} packets, {r.streams} Zeek run(s) of "
+                    f"{r.startup_cpu_s:.3f} s start-up each; profiler slow-down {r.profiler_slowdown:.1f}x")
 
 
 @app.command()

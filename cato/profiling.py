@@ -7,6 +7,8 @@ extraction so that Zeek's start-up does not drown the per-packet cost:
   baseline (the same invocation without it), median and spread of ``repeat`` runs;
 * attribution from Zeek's ``--profile-scripts``: CPU spent in the event handlers of cato's scripts
   (including everything they call), calibrated by the profiler's own slow-down;
+* steady-state CPU per connection: the same, less Zeek's start-up (measured on an empty capture) once
+  per stream, since a deployment starts once: the cost ``cato tune`` optimises;
 * time-to-decision per connection: network time from its first packet to the packet that completed
   its vector (the Nth, or the last one when it ended first), p50 and p95.
 
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cato.capture import merge_captures, read_captures
+from cato.capture.pcapio import write_pcap_header
 from cato.codegen import GeneratedScript
 from cato.corpus import Corpus
 from cato.inference import OnnxModel
@@ -37,7 +40,9 @@ from cato.zeek.runner import find_zeek, run_zeek, zeek_version
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 BASELINES = ("bare", "default")
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
+#: Runs over an empty capture that measure Zeek's start-up (median taken).
+STARTUP_RUNS = 3
 
 
 class ProfileError(RuntimeError):
@@ -78,6 +83,12 @@ class CostProfile:
     zeek_version: str
     script_sha256: str
     corpus_hash: str
+    #: Zeek runs the corpus took (one per merged stream), and the CPU of one start-up (same invocation,
+    #: empty capture): a deployment starts once, so steady-state figures leave start-ups out.
+    streams: int = 0
+    startup_cpu_s: float = 0.0
+    steady_cpu_us_per_conn: float = 0.0
+    baseline_steady_cpu_us_per_conn: float = 0.0
     #: ONNX Runtime latency of one-vector inferences (ms; p50, p95) when a model was given.
     inference_ms: dict | None = None
     cached: bool = False
@@ -136,12 +147,22 @@ def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, 
     return cpu, rss, dirs
 
 
+def _startup_cpu(scripts: list, bare: bool, workdir: Path, zeek: Path) -> float:
+    """Median CPU of the invocation over an empty capture: Zeek's start-up and shut-down."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    empty = workdir / "empty.pcap"
+    with open(empty, "wb") as out:
+        write_pcap_header(out, 1)
+    return statistics.median(run_zeek(empty, scripts, workdir=workdir / f"r{i}", bare=bare, redefs=STREAM_REDEFS,
+                                      zeek=zeek).cpu_s for i in range(STARTUP_RUNS))
+
+
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
-                   step) -> tuple[list[float], float]:
-    """CPU of each baseline run and its peak RSS; cached, since every configuration shares it."""
+                   step) -> tuple[list[float], float, float]:
+    """CPU of each baseline run, its peak RSS and start-up CPU; cached, since every configuration shares it."""
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
-        return data["cpu_s_runs"], data["peak_rss_mb"]
+        return data["cpu_s_runs"], data["peak_rss_mb"], data["startup_cpu_s"]
     runs, rss = [], 0.0
     with tempfile.TemporaryDirectory(prefix="cato-baseline-") as tmp:
         for r in range(repeat):
@@ -149,9 +170,11 @@ def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: P
             c, m, _ = _run_all(streams, scripts, bare, Path(tmp) / f"b{r}", zeek)
             runs.append(c)
             rss = max(rss, m)
+        startup = _startup_cpu(scripts, bare, Path(tmp) / "startup", zeek)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss}))
-    return runs, rss
+    cache_file.write_text(json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss,
+                                      "startup_cpu_s": startup}))
+    return runs, rss, startup
 
 
 def parse_script_profile(path: Path, our_files: Sequence[Path]) -> tuple[float, float, list[dict]]:
@@ -217,7 +240,7 @@ def profile(
     streams, packets = corpus_streams(corpus, cache_dir, chash)
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
-    base_runs, base_rss = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
+    base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
                                          cache_dir / "baselines" / f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}.json",
                                          use_cache, step)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
@@ -232,6 +255,7 @@ def profile(
             c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek)
             cpu_runs.append(c)
             rss = max(rss, m)
+        startup = _startup_cpu(with_script, bare, work / "startup", zeek)
         vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
                             ignore_index=True)
         attributed, attribution, prof_cpu = 0.0, {}, float("nan")
@@ -284,6 +308,9 @@ def profile(
             "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
         },
         zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference,
+        streams=len(streams), startup_cpu_s=startup,
+        steady_cpu_us_per_conn=max(cpu - len(streams) * startup, 0.0) / max(conns, 1) * 1e6,
+        baseline_steady_cpu_us_per_conn=max(base - len(streams) * base_startup, 0.0) / max(conns, 1) * 1e6,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)

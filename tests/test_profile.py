@@ -12,7 +12,8 @@ from cato.cli import app
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
 KEYS = {"connections", "packets", "cpu_s", "baseline_cpu_s", "cpu_ratio", "script_cpu_us_per_conn",
-        "marginal_cpu_us_per_conn", "peak_rss_mb", "time_to_decision_ms"}
+        "marginal_cpu_us_per_conn", "peak_rss_mb", "time_to_decision_ms", "steady_cpu_us_per_conn",
+        "startup_cpu_s", "streams"}
 
 
 def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
@@ -39,6 +40,10 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     assert cheap["time_to_decision_ms"]["p95"] <= full["time_to_decision_ms"]["p95"]
     assert full["time_to_decision_ms"]["p95"] > 0
     assert full["baseline_cpu_s"] == cheap["baseline_cpu_s"]  # one cached baseline
+    # Steady state leaves out one start-up per Zeek run: less than the whole, and still ordered.
+    assert cheap["streams"] >= 1 and 0 < cheap["startup_cpu_s"] < cheap["cpu_s"]
+    assert cheap["steady_cpu_us_per_conn"] < cheap["cpu_s"] / cheap["connections"] * 1e6
+    assert cheap["steady_cpu_us_per_conn"] < full["steady_cpu_us_per_conn"]
     again = profile("--features", "all", "--depth", "50")
     assert again["cached"] and again["cpu_s"] == full["cpu_s"]
 

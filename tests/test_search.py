@@ -106,7 +106,7 @@ def _toy_values(config):
     return {"f1": f1, "cpu": 10.0 + 5 * len(config.features) + config.depth}
 
 
-@pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch"])
+@pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch", "botorch-alternating"])
 def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
     objectives = ("f1", "cpu")
     prior = inclusion_prior(np.array([1.0, 0.8, 0.6, 0.1, 0.05, 0.0]))
@@ -118,7 +118,8 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
             return TPESampler(SPACE, objectives, seed=3)
         init = initial_design(SPACE, list(FEATS), list(reversed(FEATS)), seed=3, ks=(2,))
         return BoTorchSampler(SPACE, objectives, seed=3, prior=prior, initial=init, n_initial=4,
-                              num_restarts=2, raw_samples=64, maxiter_alternating=2)
+                              num_restarts=2, raw_samples=64, maxiter_alternating=2,
+                              acq_optimizer="alternating" if sampler_name.endswith("alternating") else "local")
 
     history = []
     for n in range(7):
@@ -127,7 +128,7 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         assert config == again, "a sampler must be a function of seed, number and history"
         assert config.key() not in {c.key() for c, _ in history}
         assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
-        if sampler_name == "botorch" and n >= 4:
+        if sampler_name.startswith("botorch") and n >= 4:
             assert info["source"].startswith("qLogNEHVI") and info["bo_overhead_s"] > 0
         history.append((config, _toy_values(config)))
 

@@ -65,10 +65,12 @@ def study_report(study: Study) -> dict:
         target = all_max[0]
         match = best_within(search, target.values["f1"])
         if match is not None:
-            data["versus_all_max"] = {
-                "baseline": _point(target, objs), "point": _point(match, objs),
-                "cost_ratio": {o: target.values[o] / max(match.values[o], 1e-9) for o in objs if o != "f1"},
-            }
+            ratios = {o: target.values[o] / max(match.values[o], 1e-9) for o in objs if o != "f1"}
+            # Time-to-decision is measured for every trial even when it is not an objective.
+            if "latency" not in ratios and "latency_ms" in target.details and "latency_ms" in match.details:
+                ratios["latency"] = target.details["latency_ms"] / max(match.details["latency_ms"], 1e-9)
+            data["versus_all_max"] = {"baseline": _point(target, objs), "point": _point(match, objs),
+                                      "cost_ratio": ratios}
     picks = Counter(f for t in front for f in t.config.features)
     data["feature_picks"] = dict(picks.most_common())
     return data
