@@ -32,13 +32,17 @@ OBJECTIVES = ("f1", "cpu")
 CHECKPOINTS = (10, 25, 50)
 
 
-def run_one(corpus_path: Path, sampler: str, prior: bool, budget: int, seed: int, studies: Path) -> tuple[Study, float]:
-    name = f"{corpus_path.resolve().name}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
-    settings = StudySettings(str(corpus_path.resolve()), objectives=OBJECTIVES, seed=seed, sampler=sampler,
-                             use_prior=prior)
+def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, budget: int, seed: int,
+            studies: Path, run: bool = True) -> tuple[Study, float]:
+    name = f"{corpus_path.resolve().name}-{label_column}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
+    settings = StudySettings(str(corpus_path.resolve()), label_column, objectives=OBJECTIVES, seed=seed,
+                             sampler=sampler, use_prior=prior)
     directory = studies / name
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
-    corpus = load_corpus(corpus_path)
+    if not run:  # summarise what is there (a study stopped early reports fewer evaluations)
+        # Wall time approximated by what the trials recorded (evaluations and BO overhead).
+        return study, sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0) for t in study.trials())
+    corpus = load_corpus(corpus_path, label_column)
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()
     run_study(study, corpus, dataset, Evaluator(corpus, dataset, OBJECTIVES, seed=seed), budget,
@@ -93,19 +97,22 @@ def summarize(runs: dict[str, tuple[Study, float]], budget: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, action="append", required=True)
+    ap.add_argument("--label-column", default="label", help="labels.csv column used as the class.")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samplers", default="botorch,tpe,random",
                     help="Comma-separated: botorch, botorch-noprior, tpe, random.")
     ap.add_argument("--studies", type=Path, default=ROOT / "studies")
+    ap.add_argument("--summarize-only", action="store_true", help="Report the studies as they are.")
     args = ap.parse_args()
     for corpus in args.corpus:
         runs = {}
         for label in args.samplers.split(","):
             sampler, prior = ("botorch", False) if label == "botorch-noprior" else (label, True)
-            runs[label] = run_one(corpus, sampler, prior, args.budget, args.seed, args.studies)
+            runs[label] = run_one(corpus, args.label_column, sampler, prior, args.budget, args.seed, args.studies,
+                                  run=not args.summarize_only)
         result = summarize(runs, args.budget)
-        out = ROOT / "results" / f"tune_{corpus.resolve().name}.json"
+        out = ROOT / "results" / f"tune_{corpus.resolve().name}_{args.label_column}.json"
         out.write_text(json.dumps(result, indent=1))
         print(json.dumps({k: v for k, v in result.items() if k != "samplers"}, indent=1))
         for label, entry in result["samplers"].items():
