@@ -7,8 +7,9 @@ extraction so that Zeek's start-up does not drown the per-packet cost:
   baseline (the same invocation without it), median and spread of ``repeat`` runs;
 * attribution from Zeek's ``--profile-scripts``: CPU spent in the event handlers of cato's scripts
   (including everything they call), calibrated by the profiler's own slow-down;
-* steady-state CPU per connection: the same, less Zeek's start-up (measured on an empty capture) once
-  per stream, since a deployment starts once: the cost ``cato tune`` optimises;
+* steady-state CPU per connection: the baseline's CPU less its start-ups (measured on an empty capture,
+  once per stream, since a deployment starts once), plus the script's marginal CPU: the cost
+  ``cato tune`` optimises;
 * time-to-decision per connection: network time from its first packet to the packet that completed
   its vector (the Nth, or the last one when it ended first), p50 and p95.
 
@@ -40,7 +41,7 @@ from cato.zeek.runner import find_zeek, run_zeek, zeek_version
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 BASELINES = ("bare", "default")
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 #: Runs over an empty capture that measure Zeek's start-up (median taken).
 STARTUP_RUNS = 3
 
@@ -83,8 +84,8 @@ class CostProfile:
     zeek_version: str
     script_sha256: str
     corpus_hash: str
-    #: Zeek runs the corpus took (one per merged stream), and the CPU of one start-up (same invocation,
-    #: empty capture): a deployment starts once, so steady-state figures leave start-ups out.
+    #: Zeek runs the corpus took (one per merged stream), and the CPU of one start-up (the baseline
+    #: invocation over an empty capture): a deployment starts once, so steady-state figures leave them out.
     streams: int = 0
     startup_cpu_s: float = 0.0
     steady_cpu_us_per_conn: float = 0.0
@@ -155,6 +156,11 @@ def _startup_cpu(scripts: list, bare: bool, workdir: Path, zeek: Path) -> float:
         write_pcap_header(out, 1)
     return statistics.median(run_zeek(empty, scripts, workdir=workdir / f"r{i}", bare=bare, redefs=STREAM_REDEFS,
                                       zeek=zeek).cpu_s for i in range(STARTUP_RUNS))
+
+
+def _steady(cpu: float, runs: int, startup: float, conns: int) -> float:
+    """CPU per connection (µs) with Zeek's start-ups left out."""
+    return max(cpu - runs * startup, 0.0) / max(conns, 1) * 1e6
 
 
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
@@ -255,7 +261,6 @@ def profile(
             c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek)
             cpu_runs.append(c)
             rss = max(rss, m)
-        startup = _startup_cpu(with_script, bare, work / "startup", zeek)
         vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
                             ignore_index=True)
         attributed, attribution, prof_cpu = 0.0, {}, float("nan")
@@ -308,9 +313,12 @@ def profile(
             "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
         },
         zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference,
-        streams=len(streams), startup_cpu_s=startup,
-        steady_cpu_us_per_conn=max(cpu - len(streams) * startup, 0.0) / max(conns, 1) * 1e6,
-        baseline_steady_cpu_us_per_conn=max(base - len(streams) * base_startup, 0.0) / max(conns, 1) * 1e6,
+        streams=len(streams), startup_cpu_s=base_startup,
+        # Start-ups measured once, on the baseline: the script's runs start as often, so its marginal CPU
+        # has none; subtracting its own start-ups instead left cheap scripts at 0 within noise on nDPI.
+        steady_cpu_us_per_conn=_steady(base, len(streams), base_startup, conns)
+        + max(cpu - base, 0.0) / max(conns, 1) * 1e6,
+        baseline_steady_cpu_us_per_conn=_steady(base, len(streams), base_startup, conns),
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
