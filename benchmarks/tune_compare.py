@@ -45,7 +45,7 @@ def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, bud
     corpus = load_corpus(corpus_path, label_column)
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()
-    run_study(study, corpus, dataset, Evaluator(corpus, dataset, OBJECTIVES, seed=seed), budget,
+    run_study(study, dataset, Evaluator(corpus, dataset, OBJECTIVES, seed=seed), budget,
               lambda msg, n, total, front: print(f"\r{name}: {n}/{total} {msg[:60]:60}", end="", file=sys.stderr))
     elapsed = time.perf_counter() - t0
     print(file=sys.stderr)

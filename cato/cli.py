@@ -265,7 +265,7 @@ def tune(
                 best = max((t.values["f1"] for t in front), default=float("nan"))
                 bar.update(task, completed=n, description=f"{msg} | front {len(front)} pts, best F1 {best:.3f}")
 
-            run_study(study, corp, dataset, evaluator, budget, show)
+            run_study(study, dataset, evaluator, budget, show)
             bar.update(task, completed=budget)
         except (DatasetError, StudyError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))

@@ -263,10 +263,8 @@ class BoTorchSampler:
 
         candidates = [c for k, c in pool.items() if k not in seen]
         values = score(candidates)
-        best = [candidates[i] for i in np.argsort(-values)[:self.hill_climb_starts]]
-        best_values = list(np.sort(values)[::-1][:self.hill_climb_starts])
-        for start, value in zip(best, best_values):
-            current, current_value = start, value
+        for i in np.argsort(-values)[:self.hill_climb_starts]:
+            current, current_value = candidates[i], float(values[i])
             for _ in range(self.hill_climb_steps):
                 moves = [m for m in self._single_moves(current) if m.key() not in seen]
                 if not moves:

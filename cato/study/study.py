@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cato.corpus import Corpus
 from cato.dataset import Dataset
 from cato.models import FAMILIES, ModelSpec
 from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
@@ -177,7 +176,7 @@ class Study:
         return stale
 
 
-def run_study(study: Study, corpus: Corpus, dataset: Dataset, evaluator: Evaluator, budget: int,
+def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
               progress: Callable[[str, int, int, list[Trial]], None] | None = None) -> Study:
     """Evaluate the baselines, then search trials until ``budget`` of them are complete."""
     report = progress or (lambda *_a: None)
