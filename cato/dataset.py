@@ -22,7 +22,7 @@ from cato.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, MISSING_VALUE, catalog_hash
 from cato.zeek.scripts import static_scripts_dir
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 
 class DatasetError(RuntimeError):
@@ -60,12 +60,17 @@ class Dataset:
         if table.empty:
             raise DatasetError("no labelled connections")
         features = [f for f in numeric_features() if f in table.columns]
-        table = table.sort_values(["capture", "uid", "depth"], kind="stable")
+        # Zeek's uids are random: order by what the traffic fixes, so that folds and fits repeat across
+        # extractions (uid only breaks ties).
+        order = [c for c in ("capture", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "uid", "depth")
+                 if c in table.columns]
+        table = table.sort_values(order, kind="stable")
         conns = table.loc[table["depth"] == 1, ["capture", "uid", "label", "group"]].reset_index(drop=True)
         matrices = {}
         for depth, rows in table.groupby("depth", sort=True):
-            if len(rows) != len(conns):
-                raise DatasetError(f"depth {depth}: {len(rows)} vectors for {len(conns)} connections")
+            if len(rows) != len(conns) or not np.array_equal(rows["uid"].to_numpy(), conns["uid"].to_numpy()):
+                raise DatasetError(f"depth {depth}: its {len(rows)} vectors are not the {len(conns)} connections "
+                                   "of depth 1")
             matrices[int(depth)] = rows[features].astype("float64").fillna(MISSING_VALUE).to_numpy(np.float32)
         classes = sorted(conns["label"].unique())
         y = np.searchsorted(np.array(classes, dtype=object), conns["label"].to_numpy(dtype=object))
