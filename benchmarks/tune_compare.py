@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--samplers", default="botorch,tpe,random",
                     help="Comma-separated: botorch, botorch-noprior, tpe, random.")
     ap.add_argument("--studies", type=Path, default=ROOT / "studies")
+    ap.add_argument("--out", type=Path, help="Result file (default results/tune_<corpus>_<label>.json).")
     ap.add_argument("--summarize-only", action="store_true", help="Report the studies as they are.")
     ap.add_argument("--rescore-cpu", action="store_true", help="Recompute the cpu objective (see rescore_cpu).")
     args = ap.parse_args()
@@ -131,7 +132,7 @@ def main() -> None:
             if args.rescore_cpu:
                 print(f"{label}: cpu re-scored on {rescore_cpu(runs[label][0])} trials", file=sys.stderr)
         result = summarize(runs, args.budget)
-        out = ROOT / "results" / f"tune_{corpus.resolve().name}_{args.label_column}.json"
+        out = args.out or ROOT / "results" / f"tune_{corpus.resolve().name}_{args.label_column}.json"
         out.write_text(json.dumps(result, indent=1))
         print(json.dumps({k: v for k, v in result.items() if k != "samplers"}, indent=1))
         for label, entry in result["samplers"].items():

@@ -347,8 +347,9 @@ def FeaturePrior(inclusion: np.ndarray, n_features: int):  # noqa: N802 - a clas
 
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
-                   ks: Sequence[int] = (5, 10)) -> list[Config]:
-    """MI-top-k and RFE-top-k selections, each at a different depth and model family."""
+                   ks: Sequence[int] = (5, 10, 20)) -> list[Config]:
+    """MI-top-k and RFE-top-k selections, each at a different depth and model family. Up to 20 features,
+    so that the front's high-F1 end has a foothold from the start."""
     rng = _rng(seed, 2**31)
     designs = []
     picks = [(rank, k) for k in ks for rank in (mi_rank, rfe_rank)]
