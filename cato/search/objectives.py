@@ -2,11 +2,13 @@
 
 * ``f1``: macro-F1 of out-of-fold predictions (K folds grouped by the corpus ``group``) on the
   cached multi-depth dataset; maximised.
-* ``cpu``: whole-process Zeek CPU per connection (µs) running the configuration's generated script
-  over the corpus, from ``cato profile`` (cached by script hash); minimised.
+* ``cpu``: steady-state Zeek CPU per connection (µs): bare Zeek's CPU per connection less its
+  start-ups, plus the marginal CPU of the configuration's generated script over the corpus, from
+  ``cato profile`` (cached by script hash); minimised.
 * ``latency``: mean time-to-decision per connection (ms): the network time to the packet that
   completes its vector (``decided_after``), plus the script's measured CPU per connection, plus
-  ONNX Runtime inference of the fitted model on one vector; minimised.
+  ONNX Runtime inference of the fitted model on one vector; minimised. Recorded for every trial
+  (without inference when latency is not an objective).
 """
 
 from __future__ import annotations

@@ -89,15 +89,14 @@ class Study:
         """A new study in ``directory``, or (``resume``, or ``settings`` None) the one already there."""
         directory = Path(directory)
         db = directory / DB_NAME
-        exists = db.exists()
-        if settings is None or resume:
-            if not exists:
-                raise StudyError(f"{directory}: no study here ({DB_NAME} missing)")
-        elif exists and SQLiteStorage(db).get("settings") is not None:
-            raise StudyError(f"{directory}: a study already exists; pass --resume to continue it "
-                             "or choose another directory")
+        if (settings is None or resume) and not db.exists():
+            raise StudyError(f"{directory}: no study here ({DB_NAME} missing)")
         storage = SQLiteStorage(db)
         stored = storage.get("settings")
+        if stored is not None and settings is not None and not resume:
+            storage.close()
+            raise StudyError(f"{directory}: a study already exists; pass --resume to continue it "
+                             "or choose another directory")
         if stored is None:
             if settings is None:
                 raise StudyError(f"{db}: the study has no settings")
@@ -168,7 +167,7 @@ class Study:
         self.storage.finish_trial(number, values, details)
         return Trial(number, kind, name, config, values, details)
 
-    def _interrupted(self) -> list[TrialRecord]:
+    def take_interrupted(self) -> list[TrialRecord]:
         """Trials left running by a killed process: marked failed, to be evaluated again."""
         stale = self.storage.trials(state=RUNNING)
         for r in stale:
@@ -184,7 +183,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     importance = study.importance(dataset, note)
     space = study.space(importance)
     study.storage.put("space", list(space.features))
-    stale = study._interrupted()
+    stale = study.take_interrupted()
 
     if study.settings.baselines:
         done = {t.name for t in study.trials("baseline")}
