@@ -61,10 +61,12 @@ class ModelSpec:
                                           random_state=seed)
         from lightgbm import LGBMClassifier
         # L2 regularisation keeps multi-class boosting from diverging on small, unbalanced classes; 15 leaves
-        # and 63 bins keep one fit to seconds with a tree per class per round.
+        # and 63 bins keep one fit to seconds with a tree per class per round. One thread: LightGBM's
+        # OpenMP threads spin while they wait, and beside any other busy process (Zeek profiling, a second
+        # study) two of them ran several times slower than one (two are 1.4x faster on an idle machine).
         return LGBMClassifier(n_estimators=self.n_trees, max_depth=self.tree_depth,
                               num_leaves=min(15, 2 ** self.tree_depth), max_bin=63, learning_rate=0.1,
-                              reg_lambda=1.0, min_child_samples=10, n_jobs=n_jobs, random_state=seed, verbose=-1)
+                              reg_lambda=1.0, min_child_samples=10, n_jobs=1, random_state=seed, verbose=-1)
 
 
 def grouped_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

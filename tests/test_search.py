@@ -122,10 +122,12 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
                               acq_optimizer="alternating" if sampler_name.endswith("alternating") else "local")
 
     history = []
-    for n in range(7):
+    kept = make()  # asked every time, as in a study: BoTorch warm-starts its GP fits from what it kept
+    for n in range(8):
         config, info = make().ask(history, n)
         again, _ = make().ask(history, n)
         assert config == again, "a sampler must be a function of seed, number and history"
+        assert kept.ask(history, n)[0] == config, "a resumed study must propose what an uninterrupted one does"
         assert config.key() not in {c.key() for c, _ in history}
         assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
         if sampler_name.startswith("botorch") and n >= 4:
