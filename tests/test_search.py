@@ -195,3 +195,18 @@ def test_a_pinned_model_leaves_features_and_depth(sampler_name):
         config, _ = sampler.ask(history, n)
         assert config.model == dt
         history.append((config, _toy_values(config)))
+
+
+def test_best_within_picks_the_cheapest_point_near_the_target_f1():
+    from cato.study import Trial, best_within
+    config = SPACE.config(FEATS[:2], 5, ModelSpec())
+
+    def trial(n, **values):
+        return Trial(n, "search", None, config, values)
+
+    two = [trial(1, f1=0.70, cpu=50.0), trial(2, f1=0.64, cpu=10.0), trial(3, f1=0.60, cpu=1.0)]
+    assert best_within(two, 0.65).number == 2  # trial 3 is cheaper but 0.05 below
+    assert best_within(two, 0.80) is None
+    # With two costs, the least product: trial 5 is 4x cheaper in CPU but 100x slower to decide.
+    three = [trial(4, f1=0.66, cpu=40.0, latency=1.0), trial(5, f1=0.66, cpu=10.0, latency=100.0)]
+    assert best_within(three, 0.66).number == 4

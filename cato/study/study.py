@@ -8,6 +8,7 @@ step that finished is in the database; running it again with ``resume`` continue
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ from cato.dataset import Dataset
 from cato.models import FAMILIES, ModelSpec
 from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
 from cato.search.objectives import Evaluator
-from cato.search.pareto import pareto_mask, to_max_space
+from cato.search.pareto import COST_FLOOR, pareto_mask, to_max_space
 from cato.search.samplers import initial_design, make_sampler
 from cato.search.space import Config, SearchSpace
 from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage, TrialRecord
@@ -226,9 +227,10 @@ def load_study(directory: str | Path) -> Study:
 
 
 def best_within(trials: Sequence[Trial], f1: float, tolerance: float = 0.01) -> Trial | None:
-    """The cheapest trial (first cost objective) whose F1 is within ``tolerance`` of ``f1``."""
+    """The cheapest trial whose F1 is within ``tolerance`` of ``f1``: least cost with one cost objective,
+    least product of costs with two (each cost floored at COST_FLOOR, as the hypervolume does)."""
     ok = [t for t in trials if t.values["f1"] >= f1 - tolerance]
     if not ok:
         return None
-    cost = [k for k in ok[0].values if k != "f1"][0]
-    return min(ok, key=lambda t: t.values[cost])
+    costs = [k for k in ok[0].values if k != "f1"]
+    return min(ok, key=lambda t: sum(math.log(max(t.values[c], COST_FLOOR)) for c in costs))
