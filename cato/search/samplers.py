@@ -26,7 +26,7 @@ import numpy as np
 from cato.models import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 from cato.search.objectives import OBJECTIVES
 from cato.search.pareto import pareto_mask, to_max_space
-from cato.search.space import Config, SearchSpace
+from cato.search.space import Config, SearchSpace, log_uniform_depth
 
 History = Sequence[tuple[Config, dict]]
 
@@ -152,7 +152,7 @@ class BoTorchSampler:
             if n < len(self.initial):
                 return _unseen(self.space, self.initial[n], seen, rng), {"source": "initial design"}
             prior = self.prior if self.prior is not None else None
-            return _unseen(self.space, self.space.sample(rng, prior), seen, rng), {
+            return _unseen(self.space, self.space.sample(rng, prior, log_depth=True), seen, rng), {
                 "source": "prior draw" if prior is not None else "random draw"}
         t0 = time.perf_counter()
         x = self._optimize(history, n - self.n_initial + 1)
@@ -239,11 +239,13 @@ class BoTorchSampler:
         F1 and cost both follow the size and informativeness of a selection far more than any one of
         ~100 mask bits; with tens of trials a GP learns that from these two inputs, not from the bits."""
         x = np.array([self.space.encode(c) for c in configs])
+        x[:, self.space.depth_dim] = np.log(x[:, self.space.depth_dim])
         mask = x[:, :self.space.n_features]
         return np.hstack([x, mask.sum(1, keepdims=True), (mask @ self._weights())[:, None]])
 
     def _gp_bounds(self) -> np.ndarray:
         lo, hi = self.space.bounds()
+        lo[self.space.depth_dim], hi[self.space.depth_dim] = 0.0, np.log(self.space.max_depth)
         return np.array([[*lo, 0.0, 0.0], [*hi, self.space.n_features, self._weights().sum()]])
 
     def _optimize_alternating(self, acqf, bounds) -> np.ndarray:
@@ -284,7 +286,7 @@ class BoTorchSampler:
                 c = self._neighbour(anchor, rng, moves=int(rng.integers(1, 4)))
                 pool.setdefault(c.key(), c)
         for _ in range(self.pool_prior_draws):
-            c = self.space.sample(rng, self.prior)
+            c = self.space.sample(rng, self.prior, log_depth=True)
             pool.setdefault(c.key(), c)
 
         def score(configs: list[Config]) -> np.ndarray:
@@ -323,9 +325,13 @@ class BoTorchSampler:
                     if out:
                         w = p[out] / p[out].sum()
                         feats.add(space.features[out[int(rng.choice(len(out), p=w))]])
-            elif kind < 0.85:
-                step = int(rng.choice([1, 2, 3, 5, 10]))
-                depth = int(np.clip(depth + step * rng.choice([-1, 1]), 1, space.max_depth))
+            elif kind < 0.85:  # a step of 1 or 2 packets, or a factor of 1.5 or 2 either way
+                if rng.random() < 0.5:
+                    moved = depth + int(rng.choice([1, 2])) * int(rng.choice([-1, 1]))
+                else:
+                    factor = float(rng.choice([1.5, 2.0]))
+                    moved = round(depth * factor) if rng.random() < 0.5 else round(depth / factor)
+                depth = int(np.clip(moved, 1, space.max_depth))
             elif not space.model:
                 family = model.family if rng.random() < 0.6 else space.families[int(rng.integers(len(space.families)))]
                 trees = int(np.clip(model.n_trees + rng.choice([-20, -10, 10, 20]), *N_TREES_RANGE)) \
@@ -339,7 +345,7 @@ class BoTorchSampler:
         return space.config(feats, depth, model)
 
     def _single_moves(self, config: Config) -> list[Config]:
-        """Every configuration one move away: one feature flipped, or depth moved by 1 or 3."""
+        """Every configuration one move away: one feature flipped, or depth moved by 1 or by a factor of 1.5."""
         space = self.space
         out = []
         chosen = set(config.features)
@@ -347,10 +353,10 @@ class BoTorchSampler:
             flipped = chosen ^ {f}
             if flipped:
                 out.append(space.config(flipped, config.depth, config.model))
-        for step in (-3, -1, 1, 3):
-            d = config.depth + step
-            if 1 <= d <= space.max_depth:
-                out.append(Config(config.features, d, config.model))
+        d = config.depth
+        for moved in sorted({d - 1, d + 1, round(d * 1.5), round(d / 1.5)} - {d}):
+            if 1 <= moved <= space.max_depth:
+                out.append(Config(config.features, moved, config.model))
         return out
 
 
@@ -387,7 +393,7 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
     picks = [(rank, k) for k in ks for rank in (mi_rank, rfe_rank)]
     for i, (rank, k) in enumerate(picks):
         feats = [f for f in rank if f in space.features][:k]
-        depth = int(rng.integers(1, space.max_depth + 1))
+        depth = log_uniform_depth(rng, space.max_depth)
         family = space.families[i % len(space.families)]
         model = space.model or ModelSpec(family, 50 if family != "dt" else 1, 16)
         designs.append(space.config(feats, depth, model))

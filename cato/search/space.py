@@ -119,8 +119,10 @@ class SearchSpace:
             model = ModelSpec(family, r(self.trees_dim) if family != "dt" else 1, r(self.tree_depth_dim))
         return Config(tuple(f for f, m in zip(self.features, mask) if m), r(self.depth_dim), model)
 
-    def sample(self, rng: np.random.Generator, inclusion: Sequence[float] | None = None) -> Config:
-        """A random config; ``inclusion`` gives each feature's probability of being picked."""
+    def sample(self, rng: np.random.Generator, inclusion: Sequence[float] | None = None,
+               log_depth: bool = False) -> Config:
+        """A random config; ``inclusion`` gives each feature's probability of being picked. Depth is
+        uniform, or log-uniform with ``log_depth`` (as many draws in 1..7 as in 7..50)."""
         p = np.full(self.n_features, 0.5) if inclusion is None else np.asarray(inclusion, dtype=float)
         mask = rng.random(self.n_features) < p
         x = np.zeros(self.dims)
@@ -128,5 +130,13 @@ class SearchSpace:
         lo, hi = self.bounds()
         for d in (self.depth_dim, *self.model_dims):
             x[d] = rng.integers(int(lo[d]), int(hi[d]) + 1)
+        if log_depth:
+            x[self.depth_dim] = log_uniform_depth(rng, self.max_depth)
         fallback = self.features[int(rng.choice(self.n_features, p=p / p.sum()))]
         return self.decode(x, fallback_feature=fallback)
+
+
+def log_uniform_depth(rng: np.random.Generator, max_depth: int) -> int:
+    """A depth drawn log-uniformly from 1..max_depth: what a flow reveals, and what waiting for it
+    costs, changes most over its first packets."""
+    return int(min(max(round(float(np.exp(rng.uniform(0.0, np.log(max_depth + 0.5))))), 1), max_depth))
