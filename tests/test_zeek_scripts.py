@@ -102,3 +102,37 @@ event connection_state_remove(c: connection) &priority=-10
 """)
         run_zeek(TRACES / "long.pcap", [static_load_script(), work / "gen.zeek"], workdir=work, zeek=zeek)
         assert (work / "zeek.stdout").read_text().split() == ["10", "9", "82"], strategy
+
+
+def test_time_to_decision_follows_the_connections_own_clock(zeek, tmp_path):
+    """A capture whose clock jumps back (nDPI's cassandra.pcap mixes 1970 and 2015): network_time() stays
+    at the later time, but a connection's decision time is measured on its own packets."""
+    import dpkt
+
+    from cato.capture.pcapio import write_pcap_header, write_packet
+
+    def udp(sport: int, payload: bytes) -> bytes:
+        u = dpkt.udp.UDP(sport=sport, dport=53, data=payload)
+        u.ulen = len(bytes(u))
+        ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=17, ttl=64, data=u)
+        ip.len = len(bytes(ip))
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=ip))
+
+    trace = tmp_path / "clock-jump.pcap"
+    with trace.open("wb") as out:
+        write_pcap_header(out, 1)
+        for ts, sport in ((1_450_000_000.0, 1111), (1_450_000_000.2, 1111),  # 2015
+                          (100.0, 2222), (100.5, 2222), (101.0, 2222)):      # then back to 1970
+            frame = udp(sport, b"x" * 20)
+            write_packet(out, int(ts * 1e9), frame, len(frame))
+    for features in ("orig_pkts", "orig_size_mean"):  # counters and thresholds strategies
+        script = generate(resolve(features), [1, 2])
+        work = tmp_path / features
+        work.mkdir()
+        (work / "gen.zeek").write_text(script.text)
+        run = run_zeek(trace, [static_load_script(), work / "gen.zeek"], workdir=work, zeek=zeek)
+        log = read_zeek_log(run.log("cato"))
+        after = log["decided_after"].astype(float)
+        # Zeek splits the flow that went back in time; each part still decides on its own packets.
+        assert set(log["id.orig_p"].astype(int)) == {1111, 2222}
+        assert (after[log["depth"] == 1] == 0).all() and after.max() == pytest.approx(0.2), log
