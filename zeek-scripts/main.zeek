@@ -76,11 +76,6 @@ export {
 	## counted. (Zeek cannot look ICMP connections up by their ID: they keep what they have.)
 	global refresh: function(c: connection);
 
-	## Timestamp of the packet being processed. Unlike :zeek:id:`network_time`, which
-	## never goes back, it stays on the connection's own clock when a capture's
-	## timestamps jump backwards (nDPI's cassandra.pcap mixes 1970 and 2015).
-	global packet_time: function(): time;
-
 	## Median of a non-empty vector (mean of the middle two for an even length).
 	global median: function(v: vector of double): double;
 
@@ -96,12 +91,6 @@ function refresh(c: connection)
 	{
 	if ( get_port_transport_proto(c$id$resp_p) != icmp )
 		lookup_connection(c$id);
-	}
-
-function packet_time(): time
-	{
-	local p = get_current_packet();
-	return double_to_time(p$ts_sec + p$ts_usec / 1000000.0);
 	}
 
 function median(v: vector of double): double
@@ -134,7 +123,9 @@ function packet_seen(c: connection, s: State)
 	{
 	while ( s$next_depth < |depths| && depths[s$next_depth] <= s$pkts )
 		{
-		emit(c, depths[s$next_depth], s$pkts, packet_time() - c$start_time);
+		# The packet's own timestamp: network_time() never goes back, so a capture whose clock
+		# jumps backwards (nDPI's cassandra.pcap mixes 1970 and 2015) would charge the jump.
+		emit(c, depths[s$next_depth], s$pkts, get_current_packet_ts() - c$start_time);
 		++s$next_depth;
 		}
 	}
