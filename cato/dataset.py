@@ -22,7 +22,7 @@ from cato.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, MISSING_VALUE, catalog_hash
 from cato.zeek.scripts import static_scripts_dir
 
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 
 
 class DatasetError(RuntimeError):
@@ -61,9 +61,15 @@ class Dataset:
             raise DatasetError("no labelled connections")
         features = [f for f in numeric_features() if f in table.columns]
         # Zeek's uids are random: order by what the traffic fixes, so that folds and fits repeat across
-        # extractions (uid only breaks ties).
-        order = [c for c in ("capture", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "uid", "depth")
-                 if c in table.columns]
+        # extractions. Zeek can split one 5-tuple into connections that start at the same time (nDPI's
+        # ipsec_isakmp_esp.pcap has 126 such): those are ordered by their deepest vector, and uid
+        # breaks only ties between identical connections.
+        deepest = table.loc[table["depth"] == table["depth"].max(), ["uid", *features]]
+        tie = pd.Series(pd.util.hash_pandas_object(deepest[features], index=False).to_numpy(),
+                        index=deepest["uid"].to_numpy())
+        table = table.assign(_tie=table["uid"].map(tie))
+        order = [c for c in ("capture", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "_tie", "uid",
+                             "depth") if c in table.columns]
         table = table.sort_values(order, kind="stable")
         conns = table.loc[table["depth"] == 1, ["capture", "uid", "label", "group"]].reset_index(drop=True)
         matrices = {}
