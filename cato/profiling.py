@@ -292,6 +292,7 @@ def profile(
         last = vectors[vectors["depth"] == last_depth]
         inference = onnx_model.time_per_vector(onnx_model.matrix(last, [f.name for f in script.features]))
     at_end = vectors.loc[vectors["depth"] == last_depth, "pkts_seen"] < last_depth
+    base_steady = _steady(base, len(streams), base_startup, conns)
     result = CostProfile(
         features=[f.name for f in script.features], depths=list(script.depths), strategy=script.strategy,
         baseline=baseline, repeat=repeat, connections=conns, packets=packets,
@@ -316,9 +317,8 @@ def profile(
         streams=len(streams), startup_cpu_s=base_startup,
         # Start-ups measured once, on the baseline: the script's runs start as often, so its marginal CPU
         # has none; subtracting its own start-ups instead left cheap scripts at 0 within noise on nDPI.
-        steady_cpu_us_per_conn=_steady(base, len(streams), base_startup, conns)
-        + max(cpu - base, 0.0) / max(conns, 1) * 1e6,
-        baseline_steady_cpu_us_per_conn=_steady(base, len(streams), base_startup, conns),
+        steady_cpu_us_per_conn=base_steady + max(cpu - base, 0.0) / max(conns, 1) * 1e6,
+        baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
