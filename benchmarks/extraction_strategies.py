@@ -5,7 +5,12 @@ drown the per-packet cost. For each configuration the Zeek CPU (user+sys, from w
 the streams; the median of --repeat runs is reported with the ratio to bare Zeek.
 
     python benchmarks/extraction_strategies.py --corpus ../shared/corpora/iot-sentinel \
-        --corpus ../shared/corpora/ndpi [--repeat 3] [--json out.json]
+        --corpus ../shared/corpora/ndpi [--repeat 3] [--zam] [--only TEXT ...] [--json out.json]
+
+Runs are interleaved (each round runs every configuration once), so a slow spell of the machine
+spreads over all rows instead of landing on one. ``--zam`` runs every configuration, bare Zeek
+included, with ``-O ZAM``; ``--only`` keeps the configurations whose name contains one of the texts
+(bare Zeek is always measured).
 """
 
 from __future__ import annotations
@@ -39,18 +44,16 @@ def merged_streams(corpus_dir: Path, cache_dir: Path) -> list[Path]:
     return corpus_streams(corpus, cache_dir, corpus.content_hash())[0]
 
 
-def cpu_of(streams: list[Path], scripts: list[Path], workdir: Path, repeat: int, zeek: Path) -> list[float]:
-    runs = []
-    for r in range(repeat):
-        total = 0.0
-        for i, s in enumerate(streams):
-            run = run_zeek(s, scripts, workdir=workdir / f"r{r}-{i}", redefs=STREAM_REDEFS, zeek=zeek,
-                           check=False)
-            if run.returncode != 0 and i == 0:
-                raise RuntimeError(run.stderr)
-            total += run.cpu_s
-        runs.append(total)
-    return runs
+def cpu_of(streams: list[Path], scripts: list[Path], workdir: Path, zeek: Path, zeek_args: list[str]) -> float:
+    """Zeek CPU of one run of the configuration over every stream."""
+    total = 0.0
+    for i, s in enumerate(streams):
+        run = run_zeek(s, scripts, workdir=workdir / str(i), redefs=STREAM_REDEFS, zeek=zeek, check=False,
+                       extra_args=zeek_args)
+        if run.returncode != 0 and i == 0:
+            raise RuntimeError(run.stderr)
+        total += run.cpu_s
+    return total
 
 
 def configurations(tmp: Path) -> list[tuple[str, list[Path]]]:
@@ -85,20 +88,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", action="append", type=Path, required=True)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--zam", action="store_true", help="Run every configuration with -O ZAM.")
+    ap.add_argument("--only", action="append", default=[], help="Keep configurations whose name contains this.")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "extraction_strategies.json")
     args = ap.parse_args()
     zeek = find_zeek()
-    results = {"zeek": zeek_version(zeek), "repeat": args.repeat, "corpora": {}}
+    zeek_args = ["-O", "ZAM"] if args.zam else []
+    results = {"zeek": zeek_version(zeek), "repeat": args.repeat, "zam": args.zam, "corpora": {}}
     with tempfile.TemporaryDirectory(prefix="cato-bench-") as t:
         tmp = Path(t)
-        confs = configurations(tmp)
+        confs = [c for i, c in enumerate(configurations(tmp))
+                 if i == 0 or not args.only or any(o in c[0] for o in args.only)]
         for corpus in args.corpus:
             streams = merged_streams(corpus, tmp)
-            rows = []
-            for name, scripts in confs:
-                cpu = cpu_of(streams, scripts, tmp / "runs", args.repeat, zeek)
-                rows.append({"config": name, "cpu_s": statistics.median(cpu), "min": min(cpu), "max": max(cpu)})
-                print(f"{corpus.name:14s} {name:60s} {statistics.median(cpu):7.3f}s", flush=True)
+            cpu: dict[str, list[float]] = {name: [] for name, _ in confs}
+            for r in range(args.repeat):
+                for name, scripts in confs:
+                    cpu[name].append(cpu_of(streams, scripts, tmp / "runs" / str(r), zeek, zeek_args))
+                    print(f"{corpus.name:14s} round {r + 1} {name:60s} {cpu[name][-1]:7.3f}s", flush=True)
+            rows = [{"config": name, "cpu_s": statistics.median(cpu[name]), "min": min(cpu[name]),
+                     "max": max(cpu[name])} for name, _ in confs]
             base = rows[0]["cpu_s"]
             for r in rows:
                 r["ratio"] = r["cpu_s"] / base
@@ -112,7 +121,7 @@ def main() -> None:
         cells = []
         for n in names:
             r = results["corpora"][n]["rows"][i]
-            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x)")
+            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x; {r['min']:.2f}-{r['max']:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -143,6 +143,7 @@ def profile_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure again even if cached."),
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model: also time its inference per vector."),
+    zam: bool = typer.Option(False, "--zam", help="Run Zeek (baseline too) with -O ZAM script optimization."),
 ) -> None:
     """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
     from cato.corpus import CorpusError, load_corpus
@@ -166,7 +167,7 @@ def profile_cmd(
 
         try:
             result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache, model=model,
-                             progress=step)
+                             progress=step, zam=zam)
         except (ProfileError, ModelError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))
         bar.update(task, completed=steps, description="cached" if result.cached else "done")
@@ -176,7 +177,7 @@ def profile_cmd(
         return
     r = result
     table = Table(title=f"{len(r.features)} feature(s) @ depth {','.join(map(str, r.depths))} ({r.strategy}), "
-                        f"baseline {r.baseline}" + (" [cached]" if r.cached else ""))
+                        f"baseline {r.baseline}" + (", -O ZAM" if r.zam else "") + (" [cached]" if r.cached else ""))
     table.add_column("figure")
     table.add_column("with script", justify="right")
     table.add_column("baseline", justify="right")

@@ -41,7 +41,7 @@ from cato.zeek.runner import find_zeek, run_zeek, zeek_version
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 BASELINES = ("bare", "default")
-PROFILE_VERSION = 4
+PROFILE_VERSION = 5
 #: Runs over an empty capture that measure Zeek's start-up (median taken).
 STARTUP_RUNS = 3
 
@@ -92,6 +92,8 @@ class CostProfile:
     baseline_steady_cpu_us_per_conn: float = 0.0
     #: ONNX Runtime latency of one-vector inferences (ms; p50, p95) when a model was given.
     inference_ms: dict | None = None
+    #: Whether every run (baseline included) compiled its scripts with Zeek's ``-O ZAM``.
+    zam: bool = False
     cached: bool = False
     attribution: list[dict] = field(default_factory=list)
 
@@ -148,14 +150,14 @@ def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, 
     return cpu, rss, dirs
 
 
-def _startup_cpu(scripts: list, bare: bool, workdir: Path, zeek: Path) -> float:
+def _startup_cpu(scripts: list, bare: bool, workdir: Path, zeek: Path, extra_args: Sequence[str] = ()) -> float:
     """Median CPU of the invocation over an empty capture: Zeek's start-up and shut-down."""
     workdir.mkdir(parents=True, exist_ok=True)
     empty = workdir / "empty.pcap"
     with open(empty, "wb") as out:
         write_pcap_header(out, 1)
     return statistics.median(run_zeek(empty, scripts, workdir=workdir / f"r{i}", bare=bare, redefs=STREAM_REDEFS,
-                                      zeek=zeek).cpu_s for i in range(STARTUP_RUNS))
+                                      zeek=zeek, extra_args=extra_args).cpu_s for i in range(STARTUP_RUNS))
 
 
 def _steady(cpu: float, runs: int, startup: float, conns: int) -> float:
@@ -164,7 +166,7 @@ def _steady(cpu: float, runs: int, startup: float, conns: int) -> float:
 
 
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
-                   step) -> tuple[list[float], float, float]:
+                   step, extra_args: Sequence[str] = ()) -> tuple[list[float], float, float]:
     """CPU of each baseline run, its peak RSS and start-up CPU; cached, since every configuration shares it."""
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
@@ -173,10 +175,10 @@ def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: P
     with tempfile.TemporaryDirectory(prefix="cato-baseline-") as tmp:
         for r in range(repeat):
             step(f"baseline run {r + 1}/{repeat}")
-            c, m, _ = _run_all(streams, scripts, bare, Path(tmp) / f"b{r}", zeek)
+            c, m, _ = _run_all(streams, scripts, bare, Path(tmp) / f"b{r}", zeek, extra_args)
             runs.append(c)
             rss = max(rss, m)
-        startup = _startup_cpu(scripts, bare, Path(tmp) / "startup", zeek)
+        startup = _startup_cpu(scripts, bare, Path(tmp) / "startup", zeek, extra_args)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss,
                                       "startup_cpu_s": startup}))
@@ -221,8 +223,15 @@ def profile(
     model: Path | None = None,
     progress: Callable[[str], None] | None = None,
     zeek: Path | None = None,
+    zam: bool = False,
 ) -> CostProfile:
+    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :class:`CostProfile`).
+
+    ``zam`` runs every Zeek invocation, the baseline's too, with ``-O ZAM``: scripts compiled to Zeek's
+    abstract machine, as a deployment that enables it runs them.
+    """
     zeek = zeek or find_zeek()
+    zeek_args = ["-O", "ZAM"] if zam else []
     cache_dir = cache_dir or default_cache_dir()
     version = zeek_version(zeek)
     chash = corpus.content_hash()
@@ -234,7 +243,7 @@ def profile(
         onnx_model.check_features([f.name for f in script.features])
     model_hash = hashlib.sha256(Path(model).read_bytes()).hexdigest() if model is not None else ""
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_hash.hexdigest(), chash, version,
-                                     base_key, repeat, attribute, model_hash]).encode()).hexdigest()
+                                     base_key, repeat, attribute, model_hash, zam]).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
@@ -247,8 +256,8 @@ def profile(
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
     base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
-                                         cache_dir / "baselines" / f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}.json",
-                                         use_cache, step)
+                                         cache_dir / "baselines" / f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}{'-zam' if zam else ''}.json",
+                                         use_cache, step, zeek_args)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
         work = Path(tmp)
         gen = work / "cato-features.zeek"
@@ -258,7 +267,7 @@ def profile(
         dirs: list[Path] = []
         for r in range(repeat):
             step(f"script run {r + 1}/{repeat}")
-            c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek)
+            c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args)
             cpu_runs.append(c)
             rss = max(rss, m)
         vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
@@ -267,7 +276,7 @@ def profile(
         if attribute:
             step("profiled run")
             prof_cpu, _, prof_dirs = _run_all(streams, with_script, bare, work / "prof", zeek,
-                                              extra_args=["--profile-scripts=prof.log"])
+                                              extra_args=[*zeek_args, "--profile-scripts=prof.log"])
             ours = [*static_scripts_dir().glob("*.zeek"), gen]
             for d in prof_dirs:
                 mine, _, rows = parse_script_profile(d / "prof.log", ours)
@@ -320,6 +329,7 @@ def profile(
         steady_cpu_us_per_conn=base_steady + max(cpu - base, 0.0) / max(conns, 1) * 1e6,
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
+        zam=zam,
     )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps(result.to_dict(), indent=1))

@@ -52,6 +52,11 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     assert cheap["baseline_steady_cpu_us_per_conn"] == full["baseline_steady_cpu_us_per_conn"]
     again = profile("--features", "all", "--depth", "50")
     assert again["cached"] and again["cpu_s"] == full["cpu_s"]
+    # -O ZAM is measured on its own, baseline included, and the profiler still attributes our scripts.
+    zam = profile("--features", "all", "--depth", "50", "--zam")
+    assert zam["zam"] and not full["zam"] and not zam["cached"]
+    assert zam["connections"] == full["connections"] and zam["script_cpu_us_per_conn"] > 0
+    assert len(list((tmp_path / "cache" / "baselines").glob("*-zam.json"))) == 1
 
 
 def linear_model(path: Path, features: list[str]) -> Path:

@@ -138,7 +138,9 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
 def test_initial_design_holds_mi_and_rfe_selections():
     init = initial_design(SPACE, ["tcp_rtt", "orig_pkts", "resp_pkts"], ["orig_iat_mean", "resp_pkts"], seed=0,
                           ks=(2,))
-    assert [set(c.features) for c in init] == [{"tcp_rtt", "orig_pkts"}, {"orig_iat_mean", "resp_pkts"}]
+    assert [set(c.features) for c in init[:2]] == [{"tcp_rtt", "orig_pkts"}, {"orig_iat_mean", "resp_pkts"}]
+    # Every feature, at a middle depth: a foothold at the front's high-F1 end.
+    assert set(init[2].features) == set(SPACE.features) and 1 < init[2].depth < SPACE.max_depth
 
 
 def test_storage_keeps_finished_trials_across_connections(tmp_path):

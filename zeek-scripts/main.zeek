@@ -89,8 +89,10 @@ redef record connection += {
 
 function refresh(c: connection)
 	{
+	# The lookup updates c in place. Using its result keeps the script optimizer (-O ZAM), which
+	# takes lookup_connection() for free of side effects, from dropping the call.
 	if ( get_port_transport_proto(c$id$resp_p) != icmp )
-		lookup_connection(c$id);
+		c$duration = lookup_connection(c$id)$duration;
 	}
 
 function median(v: vector of double): double
