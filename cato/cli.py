@@ -221,6 +221,7 @@ def tune(
     label_column: str = typer.Option("label", "--label-column", help="labels.csv column used as the class."),
     resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
+    zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
 ) -> None:
     """Search feature subset x packet depth x model for the Pareto front of macro-F1 against measured cost."""
     from cato.corpus import CorpusError, load_corpus
@@ -243,7 +244,7 @@ def tune(
         _fail(f"--sampler takes one of {', '.join(SAMPLERS)}")
     restrict = tuple(f.name for f in _features(features_)) if features_ else None
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
-                             not no_prior, not no_baselines, initial, restrict)
+                             not no_prior, not no_baselines, initial, restrict, zam)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         settings = study.settings
@@ -259,7 +260,8 @@ def tune(
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
                                    progress=lambda n: bar.advance(extraction, n))
             bar.update(extraction, completed=len(corp.captures), visible=False)
-            evaluator = Evaluator(corp, dataset, settings.objectives, settings.folds, settings.seed)
+            evaluator = Evaluator(corp, dataset, settings.objectives, settings.folds, settings.seed,
+                                  zam=settings.zam)
             task = bar.add_task("", total=budget, completed=done)
 
             def show(msg: str, n: int, total: int, front: list) -> None:

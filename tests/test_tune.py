@@ -166,3 +166,8 @@ def test_evaluator_measures_all_three_objectives(zeek, mini_corpus, cache):
     # A second evaluation comes from the caches (quality by configuration, cost by script hash).
     _, again = ev.evaluate(space.config(feats, 5, ModelSpec("rf", 10, 6)))
     assert again["quality_cached"] and again["profile_cached"]
+    # With -O ZAM the cost is measured again, not taken from the interpreter's cache.
+    zam = Evaluator(corpus, ds, ("f1", "cpu", "latency"), folds=3, cache_dir=cache, zam=True)
+    _, compiled = zam.evaluate(space.config(feats, 5, ModelSpec("rf", 10, 6)))
+    assert compiled["zam"] and not d5["zam"] and not compiled["profile_cached"]
+    assert compiled["connections"] == d5["connections"]

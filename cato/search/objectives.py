@@ -59,6 +59,8 @@ class Evaluator:
     profile_repeat: int = 1
     cache_dir: Path | None = None
     zeek: Path | None = None
+    #: Profile with Zeek's ``-O ZAM``.
+    zam: bool = False
     _folds: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,11 +78,11 @@ class Evaluator:
         t1 = time.perf_counter()
         script = generate(resolve(",".join(config.features)), (config.depth,), "auto")
         cost = profile(self.corpus, script, repeat=self.profile_repeat, attribute=False,
-                       cache_dir=self.cache_dir, zeek=self.zeek)
+                       cache_dir=self.cache_dir, zeek=self.zeek, zam=self.zam)
         cpu_us = cost.steady_cpu_us_per_conn
         extraction_ms = max(cost.marginal_cpu_us_per_conn, 0.0) / 1000.0
         details.update(profile_s=time.perf_counter() - t1, profile_cached=cost.cached,
-                       script_sha256=cost.script_sha256, strategy=cost.strategy,
+                       script_sha256=cost.script_sha256, strategy=cost.strategy, zam=cost.zam,
                        cpu_s=cost.cpu_s, baseline_cpu_s=cost.baseline_cpu_s, cpu_ratio=cost.cpu_ratio,
                        streams=cost.streams, startup_cpu_s=cost.startup_cpu_s,
                        baseline_steady_cpu_us_per_conn=cost.baseline_steady_cpu_us_per_conn,

@@ -52,6 +52,8 @@ class StudySettings:
     initial: int = 10
     #: Restrict the space to these features (the exhaustive ground-truth space, tests); None: all.
     features: tuple[str, ...] | None = None
+    #: Measure costs with Zeek's ``-O ZAM`` (for deployments that compile their scripts).
+    zam: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
