@@ -8,7 +8,8 @@ the streams; the median of --repeat runs is reported with the ratio to bare Zeek
         --corpus ../shared/corpora/ndpi [--repeat 3] [--zam] [--only TEXT ...] [--json out.json]
 
 Runs are interleaved (each round runs every configuration once), so a slow spell of the machine
-spreads over all rows instead of landing on one. ``--zam`` runs every configuration, bare Zeek
+spreads over all rows instead of landing on one; ratios (to bare Zeek, and to the flowmeter-style
+script) are medians of the per-round ratios. ``--zam`` runs every configuration, bare Zeek
 included, with ``-O ZAM``; ``--only`` keeps the configurations whose name contains one of the texts
 (bare Zeek is always measured).
 """
@@ -106,11 +107,14 @@ def main() -> None:
                 for name, scripts in confs:
                     cpu[name].append(cpu_of(streams, scripts, tmp / "runs" / str(r), zeek, zeek_args))
                     print(f"{corpus.name:14s} round {r + 1} {name:60s} {cpu[name][-1]:7.3f}s", flush=True)
+            bare = cpu[confs[0][0]]
+            flowmeter = next((cpu[name] for name, _ in confs if name.startswith("flowmeter")), None)
+            # Ratios are medians of per-round ratios: runs seconds apart share the machine's slow spells.
             rows = [{"config": name, "cpu_s": statistics.median(cpu[name]), "min": min(cpu[name]),
-                     "max": max(cpu[name])} for name, _ in confs]
-            base = rows[0]["cpu_s"]
-            for r in rows:
-                r["ratio"] = r["cpu_s"] / base
+                     "max": max(cpu[name]), "runs": cpu[name],
+                     "ratio": statistics.median(c / b for c, b in zip(cpu[name], bare)),
+                     "vs_flowmeter": (statistics.median(c / f for c, f in zip(cpu[name], flowmeter))
+                                      if flowmeter else None)} for name, _ in confs]
             results["corpora"][corpus.name] = {"streams": len(streams), "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
@@ -121,7 +125,8 @@ def main() -> None:
         cells = []
         for n in names:
             r = results["corpora"][n]["rows"][i]
-            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x; {r['min']:.2f}-{r['max']:.2f})")
+            vs = f"; {r['vs_flowmeter']:.2f}x flowmeter" if r.get("vs_flowmeter") and r["ratio"] > 2 else ""
+            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x{vs}; {r['min']:.2f}-{r['max']:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

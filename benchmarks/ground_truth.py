@@ -31,7 +31,8 @@ from cato.corpus import link_subset, load_corpus
 from cato.dataset import load_dataset
 from cato.features import resolve
 from cato.models import ModelSpec, cross_val_f1, grouped_folds
-from cato.profiling import default_cache_dir, profile
+from cato.cache import default_cache_dir
+from cato.profiling import profile
 from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
 from cato.search.pareto import hypervolume, reference
 from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from cato.cache import default_cache_dir
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
-from cato.profiling import default_cache_dir
 from cato.search.objectives import Evaluator
 from cato.search.pareto import hypervolume, reference
 from cato.study import Study, StudySettings, best_within, run_study

@@ -9,7 +9,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from cato import __version__
@@ -100,7 +106,8 @@ def extract(
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
-    from cato.extract import extract as run_extract, write_table
+    from cato.extract import extract as run_extract
+    from cato.extract import write_table
     from cato.zeek import ZeekNotFoundError
 
     feats = _features(features_)
@@ -224,10 +231,10 @@ def tune(
     zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
 ) -> None:
     """Search feature subset x packet depth x model for the Pareto front of macro-F1 against measured cost."""
+    from cato.cache import default_cache_dir
     from cato.corpus import CorpusError, load_corpus
     from cato.dataset import DatasetError, load_dataset
     from cato.models import FAMILIES, ModelSpecError
-    from cato.profiling import default_cache_dir
     from cato.search.objectives import Evaluator, ObjectiveError, parse_objectives
     from cato.search.samplers import SAMPLERS
     from cato.study import Study, StudyError, StudySettings, run_study

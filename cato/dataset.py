@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cato.cache import write_atomic
 from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.extract import ID_COLUMNS, extract
@@ -103,8 +104,5 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     keep = [c for c in ID_COLUMNS if c in result.table.columns] + \
         [f for f in numeric_features() if f in result.table.columns]
     table = result.table[keep]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    write_atomic(path, lambda p: table.to_parquet(p, index=False))
     return Dataset.from_table(table, max_depth, key)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cato.cache import default_cache_dir, private_name, write_text_atomic
 from cato.capture import merge_captures, read_captures
 from cato.capture.pcapio import write_pcap_header
 from cato.codegen import GeneratedScript
@@ -48,10 +50,6 @@ STARTUP_RUNS = 3
 
 class ProfileError(RuntimeError):
     pass
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CATO_CACHE", Path.home() / ".cache" / "cato"))
 
 
 @dataclass
@@ -105,23 +103,45 @@ def _spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) if values else 0.0
 
 
+def _cached_streams(root: Path) -> tuple[list[Path], int] | None:
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text())
+    paths = [root / p for p in data["streams"]]
+    return (paths, data["packets"]) if all(p.exists() for p in paths) else None
+
+
 def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str) -> tuple[list[Path], int]:
     """The corpus merged into streams, cached by content hash. Returns (stream paths, packets)."""
     root = cache_dir / "streams" / corpus_hash[:24]
-    manifest = root / "manifest.json"
-    if manifest.exists():
-        data = json.loads(manifest.read_text())
-        paths = [root / p for p in data["streams"]]
-        if all(p.exists() for p in paths):
-            return paths, data["packets"]
-    root.mkdir(parents=True, exist_ok=True)
-    # Extraction reports unreadable captures; cost is measured on the rest.
-    caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures])
-    caps = [c for c in caps if c.packets]
-    streams = merge_captures(caps, root, "stream")
-    packets = sum(seg.packets for s in streams for seg in s.segments)
-    manifest.write_text(json.dumps({"streams": [s.path.name for s in streams], "packets": packets}))
-    return [s.path for s in streams], packets
+    cached = _cached_streams(root)
+    if cached:
+        return cached
+    # Merged in a folder of this process's own, then renamed into place whole: another process may be
+    # merging the same corpus, or already running Zeek on the streams in place.
+    work = private_name(root)
+    work.mkdir(parents=True)
+    try:
+        # Extraction reports unreadable captures; cost is measured on the rest.
+        caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures])
+        caps = [c for c in caps if c.packets]
+        streams = merge_captures(caps, work, "stream")
+        packets = sum(seg.packets for s in streams for seg in s.segments)
+        (work / "manifest.json").write_text(json.dumps({"streams": [s.path.name for s in streams],
+                                                        "packets": packets}))
+        if root.exists() and not _cached_streams(root):
+            shutil.rmtree(root)  # incomplete: left by a crash
+        try:
+            os.rename(work, root)
+        except OSError:  # another process put its streams in place first
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cached = _cached_streams(root)
+    if not cached:
+        raise ProfileError(f"{root}: merged streams missing after the merge")
+    return cached
 
 
 def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
@@ -179,9 +199,8 @@ def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: P
             runs.append(c)
             rss = max(rss, m)
         startup = _startup_cpu(scripts, bare, Path(tmp) / "startup", zeek, extra_args)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss,
-                                      "startup_cpu_s": startup}))
+    write_text_atomic(cache_file, json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss,
+                                             "startup_cpu_s": startup}))
     return runs, rss, startup
 
 
@@ -331,6 +350,5 @@ def profile(
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
         zam=zam,
     )
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(result.to_dict(), indent=1))
+    write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1))
     return result

@@ -59,6 +59,21 @@ def test_dataset_rows_match_every_depth(zeek, mini_corpus, cache):
     assert again.key == ds.key and np.array_equal(again.matrix(ds.features, 3), ds.matrix(ds.features, 3))
 
 
+def test_two_processes_fill_one_cache_at_once(zeek, mini_corpus, tmp_path):
+    # Two studies on one corpus started together once raced on the dataset file and one died.
+    code = ("import sys; from pathlib import Path; from cato.corpus import load_corpus; "
+            "from cato.dataset import load_dataset; from cato.profiling import corpus_streams; "
+            "c = load_corpus(sys.argv[1]); cache = Path(sys.argv[2]); "
+            "paths, packets = corpus_streams(c, cache, c.content_hash()); "
+            "ds = load_dataset(c, 3, cache); print(ds.key, ds.connections, packets, len(paths))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(mini_corpus), str(tmp_path / "cache")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert outs[0][0] == outs[1][0] and outs[0][0].strip()
+    assert not list((tmp_path / "cache").rglob("*.tmp")), "a private file was left behind"
+
+
 def test_grouped_folds_never_split_a_group(zeek, mini_corpus, cache):
     ds = load_dataset(load_corpus(mini_corpus), 5, cache)
     for train, test in grouped_folds(ds.y, ds.groups, 3, seed=0):

@@ -23,13 +23,14 @@ from typing import Callable
 
 import numpy as np
 
+from cato.cache import default_cache_dir, write_text_atomic
 from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.dataset import Dataset
 from cato.features import resolve
 from cato.inference import OnnxModel
 from cato.models import cross_val_f1, fit, grouped_folds, to_onnx
-from cato.profiling import default_cache_dir, profile
+from cato.profiling import profile
 from cato.search.space import Config
 
 OBJECTIVES = {"f1": "max", "cpu": "min", "latency": "min"}
@@ -113,8 +114,7 @@ class Evaluator:
                   "fit_s": time.perf_counter() - t0}
         if timed:
             result["inference_ms"] = self.inference_ms(config, x)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result))
+        write_text_atomic(path, json.dumps(result))
         return {**result, "quality_cached": False}
 
     def inference_ms(self, config: Config, x: np.ndarray) -> dict:

@@ -142,6 +142,9 @@ class BoTorchSampler:
     warm_maxiter: int = 60
     #: Candidates scored per acquisition call (1024 measured slower than 256).
     score_batch: int = 256
+    #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
+    #: earn no hypervolume however cheap they are.
+    ref_f1_fraction: float = 0.5
     name: str = "botorch"
     _cold_fit: tuple = field(default=(None, None), repr=False, compare=False)
 
@@ -220,7 +223,7 @@ class BoTorchSampler:
         span = train_y.max(0).values - train_y.min(0).values
         ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
-        ref_point[f1] = 0.5 * train_y[:, f1].max()
+        ref_point[f1] = self.ref_f1_fraction * train_y[:, f1].max()
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
