@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -99,7 +100,10 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     key = dataset_key(corpus, max_depth)
     path = cache_dir / "datasets" / f"{key[:32]}.parquet"
     if path.exists():
-        return Dataset.from_table(pd.read_parquet(path), max_depth, key)
+        try:
+            return Dataset.from_table(pd.read_parquet(path), max_depth, key)
+        except (OSError, ValueError) as e:  # damaged (a crash mid-write before writes were atomic)
+            warnings.warn(f"{path}: cached dataset unreadable ({e}); extracting it again", stacklevel=2)
     result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress)
     keep = [c for c in ID_COLUMNS if c in result.table.columns] + \
         [f for f in numeric_features() if f in result.table.columns]
