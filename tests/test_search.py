@@ -139,8 +139,10 @@ def test_initial_design_holds_mi_and_rfe_selections():
     init = initial_design(SPACE, ["tcp_rtt", "orig_pkts", "resp_pkts"], ["orig_iat_mean", "resp_pkts"], seed=0,
                           ks=(2,))
     assert [set(c.features) for c in init[:2]] == [{"tcp_rtt", "orig_pkts"}, {"orig_iat_mean", "resp_pkts"}]
-    # Every feature, at a middle depth: a foothold at the front's high-F1 end.
+    # Every feature, at a middle depth: a foothold at the front's high-F1 end, in a space much larger
+    # than the largest k; in a small one the top-k selections already reach it.
     assert set(init[2].features) == set(SPACE.features) and 1 < init[2].depth < SPACE.max_depth
+    assert len(initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))) == 2
 
 
 def test_storage_keeps_finished_trials_across_connections(tmp_path):
