@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -101,7 +102,8 @@ def denoised_costs(points: dict, max_depth: int) -> dict:
 
 
 def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seeds: int, budget: int,
-                 seen_costs: str = "raw") -> dict:
+                 seen_costs: str = "raw", ref_f1_fraction: float = 0.5,
+                 only: Sequence[str] | None = None) -> dict:
     """Each search looks up the measured (``raw``) or the ``denoised`` costs; its HVI is reported on the
     measured costs and, as ``hvi_denoised``, on the denoised costs of the same configurations against
     the denoised exhaustive front."""
@@ -122,14 +124,18 @@ def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seed
 
     samplers = {
         "cato (BoTorch qLogNEHVI + MI prior)": lambda s: BoTorchSampler(
-            space, OBJECTIVES, s, prior=prior, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4))),
+            space, OBJECTIVES, s, prior=prior, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
+            ref_f1_fraction=ref_f1_fraction),
         "BoTorch qLogNEHVI, no prior": lambda s: BoTorchSampler(
-            space, OBJECTIVES, s, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4))),
+            space, OBJECTIVES, s, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
+            ref_f1_fraction=ref_f1_fraction),
         "Optuna MO-TPE": lambda s: TPESampler(space, OBJECTIVES, s),
         "random search": lambda s: RandomSampler(space, s),
     }
     results = {}
     for name, make in samplers.items():
+        if only and not any(o in name for o in only):
+            continue
         curves, clean_curves, overheads = [], [], []
         for seed in range(seeds):
             sampler = make(seed)
@@ -168,6 +174,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seen-costs", choices=("raw", "denoised"), default="raw",
                     help="Costs the searches look up: as measured, or denoised (see denoised_costs).")
+    ap.add_argument("--ref-f1-fraction", type=float, default=0.5,
+                    help="The BoTorch searches' reference F1, as a fraction of the best seen.")
+    ap.add_argument("--only", action="append", help="Run the searches whose name contains this.")
     args = ap.parse_args()
     out = args.out or ROOT / "results" / f"ground_truth_{args.corpus.resolve().name}.json"
     table = measure_table(args.corpus, args.features.split(",") if args.features else None, args.max_depth,
@@ -181,7 +190,8 @@ def main() -> None:
              inclusion_prior(mi, expected=3.0))
     result = {"features": feats, "model": str(MODEL), "cost_sample": args.cost_sample,
               "cost_sample_captures": table.get("cost_sample_captures"),
-              **run_searches(table, ranks, args.seeds, args.budget, args.seen_costs)}
+              **run_searches(table, ranks, args.seeds, args.budget, args.seen_costs, args.ref_f1_fraction,
+                             args.only)}
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
