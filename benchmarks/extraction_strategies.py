@@ -26,7 +26,7 @@ from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
 from cato.profiling import corpus_streams
-from cato.zeek import find_zeek, run_zeek, static_load_script, zeek_version
+from cato.zeek import ZAM_ARGS, find_zeek, run_zeek, static_load_script, zeek_version
 from cato.zeek.corpus_run import STREAM_REDEFS
 
 FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "extraction_strategies.json")
     args = ap.parse_args()
     zeek = find_zeek()
-    zeek_args = ["-O", "ZAM"] if args.zam else []
+    zeek_args = list(ZAM_ARGS) if args.zam else []
     results = {"zeek": zeek_version(zeek), "repeat": args.repeat, "zam": args.zam, "corpora": {}}
     with tempfile.TemporaryDirectory(prefix="cato-bench-") as t:
         tmp = Path(t)
@@ -119,14 +119,14 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     names = list(results["corpora"])
-    print("\n| configuration | " + " | ".join(f"{n} CPU s (×bare)" for n in names) + " |")
+    print("\n| configuration | " + " | ".join(f"{n} CPU s (×bare; ×flowmeter-style; min-max)" for n in names) + " |")
     print("|---|" + "---|" * len(names))
     for i, (name, _) in enumerate(confs):
         cells = []
         for n in names:
             r = results["corpora"][n]["rows"][i]
-            vs = f"; {r['vs_flowmeter']:.2f}x flowmeter" if r.get("vs_flowmeter") and r["ratio"] > 2 else ""
-            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x{vs}; {r['min']:.2f}-{r['max']:.2f})")
+            vs = "–" if r["vs_flowmeter"] is None else f"{r['vs_flowmeter']:.2f}x"
+            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x; {vs}; {r['min']:.2f}-{r['max']:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -39,7 +39,7 @@ from cato.corpus import Corpus
 from cato.inference import OnnxModel
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
-from cato.zeek.runner import find_zeek, run_zeek, zeek_version
+from cato.zeek.runner import ZAM_ARGS, find_zeek, run_zeek, zeek_version
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 BASELINES = ("bare", "default")
@@ -250,7 +250,7 @@ def profile(
     abstract machine, as a deployment that enables it runs them.
     """
     zeek = zeek or find_zeek()
-    zeek_args = ["-O", "ZAM"] if zam else []
+    zeek_args = list(ZAM_ARGS) if zam else []
     cache_dir = cache_dir or default_cache_dir()
     version = zeek_version(zeek)
     chash = corpus.content_hash()

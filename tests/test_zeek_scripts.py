@@ -10,7 +10,7 @@ import pytest
 
 from cato.codegen import generate
 from cato.features import CATALOG, resolve
-from cato.zeek import read_zeek_log, run_zeek, static_load_script
+from cato.zeek import ZAM_ARGS, read_zeek_log, run_zeek, static_load_script
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
@@ -66,7 +66,7 @@ def test_scripts_compiled_by_zam_emit_the_same_vectors(zeek, tmp_path, strategy)
     script = generate(feats, [1, 3, 10], strategy)
     for trace in ("small.pcap", "long.pcap"):
         interpreted = run_script(zeek, tmp_path, script, trace, f"{strategy}-{trace}")
-        compiled = run_script(zeek, tmp_path, script, trace, f"{strategy}-{trace}-zam", extra_args=["-O", "ZAM"])
+        compiled = run_script(zeek, tmp_path, script, trace, f"{strategy}-{trace}-zam", extra_args=ZAM_ARGS)
         pd.testing.assert_frame_equal(interpreted.drop(columns=["uid"]), compiled.drop(columns=["uid"]))
 
 

@@ -1,10 +1,18 @@
 """Running Zeek and reading what it writes."""
 
 from cato.zeek.logs import LogFormatError, read_zeek_log
-from cato.zeek.runner import ZeekError, ZeekNotFoundError, ZeekRun, find_zeek, run_zeek, zeek_version
+from cato.zeek.runner import (
+    ZAM_ARGS,
+    ZeekError,
+    ZeekNotFoundError,
+    ZeekRun,
+    find_zeek,
+    run_zeek,
+    zeek_version,
+)
 from cato.zeek.scripts import static_load_script, static_scripts_dir
 
 __all__ = [
-    "LogFormatError", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "read_zeek_log",
+    "LogFormatError", "ZAM_ARGS", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "read_zeek_log",
     "run_zeek", "static_load_script", "static_scripts_dir", "zeek_version",
 ]

@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 DEFAULT_ZEEK = Path("/opt/zeek/bin/zeek")
 #: The btests' pinned environment, so that runs are reproducible.
 PINNED_ENV = {"TZ": "UTC", "LC_ALL": "C"}
+#: Arguments that compile the scripts to Zeek's abstract machine (ZAM) before running them.
+ZAM_ARGS = ("-O", "ZAM")
 
 
 class ZeekNotFoundError(RuntimeError):
