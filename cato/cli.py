@@ -145,7 +145,8 @@ def profile_cmd(
     depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
     depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass."),
     baseline: str = typer.Option("bare", help="bare (zeek -b), default (zeek local) or a Zeek script file."),
-    repeat: int = typer.Option(3, "--repeat", "-k", min=1, help="Runs of each configuration."),
+    repeat: int = typer.Option(5, "--repeat", "-k", min=1,
+                               help="Rounds per configuration (a baseline run, then a script run)."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure again even if cached."),
@@ -190,7 +191,8 @@ def profile_cmd(
     table.add_column("baseline", justify="right")
     table.add_row("Zeek CPU s (median; spread)", f"{r.cpu_s:.3f} ({_spread_txt(r.cpu_s_runs)})",
                   f"{r.baseline_cpu_s:.3f} ({_spread_txt(r.baseline_cpu_s_runs)})")
-    table.add_row("CPU ratio", f"{r.cpu_ratio:.2f}x", "1.00x")
+    table.add_row("CPU ratio (median of rounds, each against its own baseline run; spread)",
+                  f"{r.cpu_ratio:.2f}x ({min(r.cpu_ratio_runs):.2f}-{max(r.cpu_ratio_runs):.2f})", "1.00x")
     table.add_row("peak RSS MB", f"{r.peak_rss_mb:.1f}", f"{r.baseline_peak_rss_mb:.1f}")
     table.add_row("packets / CPU s", f"{r.pkts_per_cpu_s:,.0f}", f"{r.baseline_pkts_per_cpu_s:,.0f}")
     table.add_row("connections / CPU s", f"{r.conns_per_cpu_s:,.0f}", f"{r.baseline_conns_per_cpu_s:,.0f}")

@@ -92,15 +92,15 @@ class CostProfile:
     inference_ms: dict | None = None
     #: Whether every run (baseline included) compiled its scripts with Zeek's ``-O ZAM``.
     zam: bool = False
+    #: Whether each round ran its own baseline (see :func:`profile`); ``cpu_ratio`` is then the median
+    #: of the per-round ratios in ``cpu_ratio_runs``, and the marginal CPU the median per-round difference.
+    paired: bool = False
+    cpu_ratio_runs: list[float] = field(default_factory=list)
     cached: bool = False
     attribution: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _spread(values: Sequence[float]) -> float:
-    return (max(values) - min(values)) if values else 0.0
 
 
 def _cached_streams(root: Path) -> tuple[list[Path], int] | None:
@@ -235,7 +235,7 @@ def profile(
     script: GeneratedScript,
     *,
     baseline: str = "bare",
-    repeat: int = 3,
+    repeat: int = 5,
     cache_dir: Path | None = None,
     use_cache: bool = True,
     attribute: bool = True,
@@ -243,11 +243,18 @@ def profile(
     progress: Callable[[str], None] | None = None,
     zeek: Path | None = None,
     zam: bool = False,
+    paired: bool = True,
 ) -> CostProfile:
     """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :class:`CostProfile`).
 
     ``zam`` runs every Zeek invocation, the baseline's too, with ``-O ZAM``: scripts compiled to Zeek's
     abstract machine, as a deployment that enables it runs them.
+
+    ``paired`` runs the baseline beside the script in every round (baseline, then script) and takes
+    the ratio and the marginal CPU per round: this machine's speed drifts by 10-15% over minutes, so a
+    baseline measured earlier shifts every relative figure, and min-max of back-to-back runs hides it.
+    Unpaired, the baseline is measured once per corpus and cached (a study's cost objective needs only
+    the script's own CPU, less start-ups).
     """
     zeek = zeek or find_zeek()
     zeek_args = list(ZAM_ARGS) if zam else []
@@ -262,7 +269,8 @@ def profile(
         onnx_model.check_features([f.name for f in script.features])
     model_hash = hashlib.sha256(Path(model).read_bytes()).hexdigest() if model is not None else ""
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_hash.hexdigest(), chash, version,
-                                     base_key, repeat, attribute, model_hash, zam]).encode()).hexdigest()
+                                     base_key, repeat, attribute, model_hash, zam]
+                                    + (["paired"] if paired else [])).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
@@ -274,9 +282,11 @@ def profile(
     streams, packets = corpus_streams(corpus, cache_dir, chash)
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
-    base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
-                                         cache_dir / "baselines" / f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}{'-zam' if zam else ''}.json",
-                                         use_cache, step, zeek_args)
+    base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}"
+                                            f"{'-zam' if zam else ''}.json")
+    if not paired:
+        base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
+                                                           base_cache, use_cache, step, zeek_args)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
         work = Path(tmp)
         gen = work / "cato-features.zeek"
@@ -284,7 +294,15 @@ def profile(
         with_script = [*base_scripts, static_load_script(), gen]
         cpu_runs, rss = [], 0.0
         dirs: list[Path] = []
+        if paired:
+            base_runs, base_rss = [], 0.0
+            base_startup = _startup_cpu(base_scripts, bare, work / "startup", zeek, zeek_args)
         for r in range(repeat):
+            if paired:
+                step(f"baseline run {r + 1}/{repeat}")
+                c, m, _ = _run_all(streams, base_scripts, bare, work / f"base{r}", zeek, zeek_args)
+                base_runs.append(c)
+                base_rss = max(base_rss, m)
             step(f"script run {r + 1}/{repeat}")
             c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args)
             cpu_runs.append(c)
@@ -308,6 +326,12 @@ def profile(
 
     cpu = statistics.median(cpu_runs)
     base = statistics.median(base_runs)
+    if paired:  # relative figures from each round's own baseline
+        ratio_runs = [c / b if b > 0 else float("nan") for c, b in zip(cpu_runs, base_runs)]
+        marginal = statistics.median(c - b for c, b in zip(cpu_runs, base_runs))
+    else:
+        ratio_runs = [c / base if base > 0 else float("nan") for c in cpu_runs]
+        marginal = cpu - base
     conns = int(vectors["uid"].nunique()) if len(vectors) else 0
     slowdown = prof_cpu / cpu if cpu > 0 else float("nan")
     # The profiler slows Zeek down; scale what it attributes back to unprofiled CPU.
@@ -325,9 +349,9 @@ def profile(
         features=[f.name for f in script.features], depths=list(script.depths), strategy=script.strategy,
         baseline=baseline, repeat=repeat, connections=conns, packets=packets,
         cpu_s=cpu, cpu_s_runs=cpu_runs, baseline_cpu_s=base, baseline_cpu_s_runs=base_runs,
-        cpu_ratio=cpu / base if base > 0 else float("nan"),
-        marginal_cpu_us_per_conn=(cpu - base) / max(conns, 1) * 1e6,
-        marginal_cpu_us_per_pkt=(cpu - base) / max(packets, 1) * 1e6,
+        cpu_ratio=statistics.median(ratio_runs), cpu_ratio_runs=ratio_runs, paired=paired,
+        marginal_cpu_us_per_conn=marginal / max(conns, 1) * 1e6,
+        marginal_cpu_us_per_pkt=marginal / max(packets, 1) * 1e6,
         script_cpu_s=script_cpu,
         script_cpu_us_per_conn=script_cpu / max(conns, 1) * 1e6,
         script_cpu_us_per_pkt=script_cpu / max(packets, 1) * 1e6,
@@ -345,7 +369,7 @@ def profile(
         streams=len(streams), startup_cpu_s=base_startup,
         # Start-ups measured once, on the baseline: the script's runs start as often, so its marginal CPU
         # has none; subtracting its own start-ups instead left cheap scripts at 0 within noise on nDPI.
-        steady_cpu_us_per_conn=base_steady + max(cpu - base, 0.0) / max(conns, 1) * 1e6,
+        steady_cpu_us_per_conn=base_steady + max(marginal, 0.0) / max(conns, 1) * 1e6,
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
         zam=zam,

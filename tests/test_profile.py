@@ -8,6 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cato.cli import app
+from cato.codegen import generate
+from cato.corpus import load_corpus
+from cato.features import resolve
+from cato.profiling import profile
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
@@ -39,7 +43,10 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     assert cheap["script_cpu_us_per_conn"] < full["script_cpu_us_per_conn"]
     assert cheap["time_to_decision_ms"]["p95"] <= full["time_to_decision_ms"]["p95"]
     assert full["time_to_decision_ms"]["p95"] > 0
-    assert full["baseline_cpu_s"] == cheap["baseline_cpu_s"]  # one cached baseline
+    # Each round ran its own baseline: the ratio is the median of the per-round ratios.
+    for result in (cheap, full):
+        assert result["paired"] and len(result["cpu_ratio_runs"]) == len(result["baseline_cpu_s_runs"]) == 1
+        assert result["cpu_ratio"] == pytest.approx(result["cpu_s_runs"][0] / result["baseline_cpu_s_runs"][0])
     # Steady state leaves out one start-up per Zeek run: less than the whole, and still ordered. (On this
     # tiny corpus a start-up is most of a run, so it is not compared with one.)
     assert cheap["streams"] >= 1 and cheap["startup_cpu_s"] > 0
@@ -49,14 +56,32 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     # profiler's attribution above carries the ordering, and the benchmarks measure it on real corpora.
     for result in (cheap, full):
         assert result["baseline_steady_cpu_us_per_conn"] <= result["steady_cpu_us_per_conn"]
-    assert cheap["baseline_steady_cpu_us_per_conn"] == full["baseline_steady_cpu_us_per_conn"]
     again = profile("--features", "all", "--depth", "50")
     assert again["cached"] and again["cpu_s"] == full["cpu_s"]
     # -O ZAM is measured on its own, baseline included, and the profiler still attributes our scripts.
     zam = profile("--features", "all", "--depth", "50", "--zam")
     assert zam["zam"] and not full["zam"] and not zam["cached"]
     assert zam["connections"] == full["connections"] and zam["script_cpu_us_per_conn"] > 0
-    assert len(list((tmp_path / "cache" / "baselines").glob("*-zam.json"))) == 1
+    assert zam["paired"] and len(zam["cpu_ratio_runs"]) == 1
+
+
+def test_unpaired_profiles_share_one_cached_baseline(zeek, tmp_path):
+    """What a study does: every trial against one baseline, measured once per corpus and cached."""
+    root = tmp_path / "c"
+    root.mkdir()
+    shutil.copy(TRACES / "small.pcap", root / "a.pcap")
+    (root / "labels.csv").write_text("pcap,label\na.pcap,x\n")
+    corpus, cache = load_corpus(root), tmp_path / "cache"
+    runs = [profile(corpus, generate(resolve(f), [d]), repeat=2, attribute=False, cache_dir=cache, paired=False)
+            for f, d in (("orig_pkts", 1), ("all", 50))]
+    assert runs[0].baseline_cpu_s_runs == runs[1].baseline_cpu_s_runs and len(runs[0].baseline_cpu_s_runs) == 2
+    assert runs[0].baseline_steady_cpu_us_per_conn == runs[1].baseline_steady_cpu_us_per_conn
+    assert len(list((cache / "baselines").glob("*.json"))) == 1
+    for r in runs:
+        assert not r.paired and r.cpu_ratio_runs == [c / r.baseline_cpu_s for c in r.cpu_s_runs]
+    zam = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=2, attribute=False, cache_dir=cache,
+                  paired=False, zam=True)
+    assert zam.zam and len(list((cache / "baselines").glob("*-zam.json"))) == 1
 
 
 def linear_model(path: Path, features: list[str]) -> Path:
