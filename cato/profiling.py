@@ -251,8 +251,8 @@ def profile(
     abstract machine, as a deployment that enables it runs them.
 
     ``paired`` runs the baseline beside the script in every round (baseline, then script) and takes
-    the ratio and the marginal CPU per round: this machine's speed drifts by 10-15% over minutes, so a
-    baseline measured earlier shifts every relative figure, and min-max of back-to-back runs hides it.
+    the ratio and the marginal CPU per round: a machine's speed drifts (here up to 25% within minutes),
+    so a baseline measured earlier shifts every relative figure.
     Unpaired, the baseline is measured once per corpus and cached (a study's cost objective needs only
     the script's own CPU, less start-ups).
     """
@@ -282,9 +282,9 @@ def profile(
     streams, packets = corpus_streams(corpus, cache_dir, chash)
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
-    base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-{repeat}"
-                                            f"{'-zam' if zam else ''}.json")
     if not paired:
+        base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
+                                                f"{repeat}{'-zam' if zam else ''}.json")
         base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
                                                            base_cache, use_cache, step, zeek_args)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
