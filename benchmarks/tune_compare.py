@@ -39,9 +39,11 @@ def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, bud
                              sampler=sampler, use_prior=prior)
     directory = studies / name
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
-    if not run:  # summarise what is there (a study stopped early reports fewer evaluations)
-        # Wall time approximated by what the trials recorded (evaluations and BO overhead).
-        return study, sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0) for t in study.trials())
+    # Wall time of a study finished earlier, approximated by what its trials recorded (evaluations and
+    # BO overhead); a study stopped early reports fewer evaluations.
+    recorded = sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0) for t in study.trials())
+    if not run or len(study.trials("search")) >= budget:
+        return study, recorded
     corpus = load_corpus(corpus_path, label_column)
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()

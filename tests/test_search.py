@@ -135,6 +135,32 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         history.append((config, _toy_values(config)))
 
 
+def test_accurate_end_iterations_propose_configurations_near_the_best_f1():
+    """Every high_f1_every-th BO iteration only configurations about as accurate as the best earn
+    hypervolume: its proposals sit at the front's accurate end, the others anywhere along it."""
+    rng = np.random.default_rng(0)
+    history = []
+    for n in range(12):
+        config = SPACE.sample(rng)
+        if config.key() not in {c.key() for c, _ in history}:
+            history.append((config, _toy_values(config)))
+    best = max(v["f1"] for _, v in history)
+
+    def proposals(every: int) -> list[tuple[float, str]]:
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=every)
+        out = []
+        for n in range(len(history), len(history) + 4):
+            config, info = sampler.ask(history, n)
+            out.append((_toy_values(config)["f1"], info["source"]))
+        return out
+
+    accurate, usual = proposals(1), proposals(0)
+    assert all(source.endswith("accurate end") for _, source in accurate)
+    assert not any(source.endswith("accurate end") for _, source in usual)
+    assert min(f1 for f1, _ in accurate) >= 0.9 * best
+    assert sum(f1 for f1, _ in accurate) > sum(f1 for f1, _ in usual)
+
+
 def test_initial_design_holds_mi_and_rfe_selections():
     init = initial_design(SPACE, ["tcp_rtt", "orig_pkts", "resp_pkts"], ["orig_iat_mean", "resp_pkts"], seed=0,
                           ks=(2,))

@@ -145,6 +145,13 @@ class BoTorchSampler:
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
     #: earn no hypervolume however cheap they are.
     ref_f1_fraction: float = 0.5
+    #: Every this many BO iterations (0: never) the reference F1 rises to ``high_f1_fraction`` of the
+    #: best seen, so that only configurations about as accurate as the best earn hypervolume, and the
+    #: cheaper the better. On a log-cost scale the accurate end of the front is worth little
+    #: hypervolume and the search otherwise stays at the cheap end, where a user looking for the
+    #: accuracy of every feature at full depth finds nothing.
+    high_f1_every: int = 5
+    high_f1_fraction: float = 0.98
     name: str = "botorch"
     _cold_fit: tuple = field(default=(None, None), repr=False, compare=False)
 
@@ -159,10 +166,16 @@ class BoTorchSampler:
             return _unseen(self.space, self.space.sample(rng, prior, log_depth=True), seen, rng), {
                 "source": "prior draw" if prior is not None else "random draw"}
         t0 = time.perf_counter()
-        x = self._optimize(history, n - self.n_initial + 1)
+        iteration = n - self.n_initial + 1
+        x = self._optimize(history, iteration)
         config = _unseen(self.space, self.space.decode(x), seen, rng)
-        return config, {"source": "qLogNEHVI" + (" + MI prior" if self.prior is not None else ""),
-                        "bo_overhead_s": time.perf_counter() - t0}
+        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "")
+        if self._high_f1(iteration):
+            source += ", accurate end"
+        return config, {"source": source, "bo_overhead_s": time.perf_counter() - t0}
+
+    def _high_f1(self, iteration: int) -> bool:
+        return self.high_f1_every > 0 and iteration % self.high_f1_every == 0
 
     def _optimize(self, history: History, iteration: int) -> np.ndarray:
         import torch
@@ -218,12 +231,13 @@ class BoTorchSampler:
                                         if not k.startswith(("input_transform", "outcome_transform"))})
                 torch.manual_seed(self.seed * 7919 + iteration)
             model = cold if cold is not None and checkpoint == n else fit(n, self._cold_fit[1])
-        # Reference point: the worst cost seen, and half the best F1, so that configurations too weak to
-        # use (a single feature at depth 1) earn no hypervolume however cheap they are.
+        # Reference point: the worst cost seen, and half the best F1 (see ref_f1_fraction and
+        # high_f1_every), so that configurations too weak to use earn no hypervolume however cheap they are.
         span = train_y.max(0).values - train_y.min(0).values
         ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
-        ref_point[f1] = self.ref_f1_fraction * train_y[:, f1].max()
+        fraction = self.high_f1_fraction if self._high_f1(iteration) else self.ref_f1_fraction
+        ref_point[f1] = fraction * train_y[:, f1].max()
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
