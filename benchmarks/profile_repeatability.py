@@ -52,7 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--sessions", type=int, default=3, help="Independent measurements of each configuration.")
-    ap.add_argument("--repeat", type=int, default=3, help="Zeek runs per configuration in one measurement.")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="Rounds (a baseline run, then a script run) per measurement.")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "profile_repeatability.json")
     args = ap.parse_args()
     corpus = load_corpus(args.corpus)
@@ -90,7 +91,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
 
-    print(f"\n{args.corpus.name}: {args.sessions} measurements from scratch, {args.repeat} Zeek runs each; "
+    print(f"\n{args.corpus.name}: {args.sessions} measurements from scratch, {args.repeat} rounds each; "
           "median (min-max)\n")
     print("| configuration | " + " | ".join(f"measurement {i + 1}" for i in range(args.sessions))
           + " | spreads overlap | each median within the others' spreads |")

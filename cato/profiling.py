@@ -282,11 +282,6 @@ def profile(
     streams, packets = corpus_streams(corpus, cache_dir, chash)
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
-    if not paired:
-        base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
-                                                f"{repeat}{'-zam' if zam else ''}.json")
-        base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat, zeek,
-                                                           base_cache, use_cache, step, zeek_args)
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
         work = Path(tmp)
         gen = work / "cato-features.zeek"
@@ -294,9 +289,14 @@ def profile(
         with_script = [*base_scripts, static_load_script(), gen]
         cpu_runs, rss = [], 0.0
         dirs: list[Path] = []
-        if paired:
+        if paired:  # baseline runs come in the rounds below
             base_runs, base_rss = [], 0.0
             base_startup = _startup_cpu(base_scripts, bare, work / "startup", zeek, zeek_args)
+        else:
+            base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
+                                                    f"{repeat}{'-zam' if zam else ''}.json")
+            base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat,
+                                                               zeek, base_cache, use_cache, step, zeek_args)
         for r in range(repeat):
             if paired:
                 step(f"baseline run {r + 1}/{repeat}")
