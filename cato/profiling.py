@@ -185,6 +185,29 @@ def _steady(cpu: float, runs: int, startup: float, conns: int) -> float:
     return max(cpu - runs * startup, 0.0) / max(conns, 1) * 1e6
 
 
+def profiled_handler_cpu(corpus: Corpus, script: GeneratedScript, workdir: Path, *,
+                         cache_dir: Path | None = None, zeek: Path | None = None) -> tuple[float, int]:
+    """One run of ``script`` over ``corpus`` under ``--profile-scripts``: (CPU s of cato's event handlers,
+    their callees included, as the profiler counts it; connections logged).
+
+    The script's own work alone, without Zeek's start-up and packet path, which every configuration
+    shares: on a small corpus those are most of the process CPU, and their jitter hides what tells
+    configurations apart. The figure includes the profiler's own per-call overhead."""
+    zeek = zeek or find_zeek()
+    streams, _ = corpus_streams(corpus, cache_dir or default_cache_dir(), corpus.content_hash())
+    if not streams:
+        raise ProfileError(f"{corpus.root}: no readable packets")
+    workdir.mkdir(parents=True, exist_ok=True)
+    gen = workdir / "cato-features.zeek"
+    gen.write_text(script.text)
+    _, _, dirs = _run_all(streams, [static_load_script(), gen], True, workdir / "run", zeek,
+                          extra_args=["--profile-scripts=prof.log"])
+    ours = [*static_scripts_dir().glob("*.zeek"), gen]
+    cpu = sum(parse_script_profile(d / "prof.log", ours)[0] for d in dirs)
+    conns = sum(int(read_zeek_log(d / "cato.log")["uid"].nunique()) for d in dirs if (d / "cato.log").exists())
+    return cpu, conns
+
+
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
                    step, extra_args: Sequence[str] = ()) -> tuple[list[float], float, float]:
     """CPU of each baseline run, its peak RSS and start-up CPU; cached, since every configuration shares it."""

@@ -11,7 +11,7 @@ from cato.cli import app
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.profiling import profile
+from cato.profiling import profile, profiled_handler_cpu
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
@@ -82,6 +82,25 @@ def test_unpaired_profiles_share_one_cached_baseline(zeek, tmp_path):
     zam = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=2, attribute=False, cache_dir=cache,
                   paired=False, zam=True)
     assert zam.zam and len(list((cache / "baselines").glob("*-zam.json"))) == 1
+
+
+def test_profiled_handler_cpu_counts_only_the_scripts_own_work(zeek, tmp_path):
+    """Zeek's script profiler alone: per-packet features cost more than one read from the connection
+    record, and a script that handles no packets is charged little, unlike the whole process."""
+    root = tmp_path / "c"
+    root.mkdir()
+    for i in range(5):
+        shutil.copy(TRACES / "long.pcap", root / f"l{i}.pcap")
+    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"l{i}.pcap,a\n" for i in range(5)))
+    corpus, cache = load_corpus(root), tmp_path / "cache"
+    (counter, conns), (sizes, conns_sizes) = (
+        profiled_handler_cpu(corpus, generate(resolve(f), [50]), tmp_path / f, cache_dir=cache)
+        for f in ("orig_pkts", "orig_size_mean,resp_size_mean,orig_iat_mean,resp_iat_mean"))
+    assert conns == conns_sizes == 5 * 1
+    assert 0 < counter < sizes
+    whole = profile(corpus, generate(resolve("orig_pkts"), [50]), repeat=1, attribute=False, cache_dir=cache,
+                    paired=False)
+    assert counter < whole.cpu_s
 
 
 def linear_model(path: Path, features: list[str]) -> Path:

@@ -12,7 +12,7 @@ from cato.search.importance import inclusion_prior, top_k
 from cato.search.objectives import ObjectiveError, parse_objectives
 from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space
 from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
-from cato.search.space import SearchSpace
+from cato.search.space import Config, SearchSpace
 from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage
 
 FEATS = ("orig_pkts", "resp_pkts", "orig_size_mean", "resp_size_mean", "orig_iat_mean", "tcp_rtt")
@@ -168,7 +168,15 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # Every feature, at a middle depth: a foothold at the front's high-F1 end, in a space much larger
     # than the largest k; in a small one the top-k selections already reach it.
     assert set(init[2].features) == set(SPACE.features) and 1 < init[2].depth < SPACE.max_depth
-    assert len(initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))) == 2
+    # The cheap end: the MI-top-k of the features read from the connection record (no per-packet events).
+    assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
+    assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
+    small = initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))
+    assert len(small) == 3 and small[2].features == ("orig_pkts", "resp_pkts")
+    # A space of one cost class has no separate cheap end.
+    packets_only = SearchSpace(("orig_size_mean", "resp_size_mean", "orig_iat_mean", "tcp_rtt"), 20)
+    assert len(initial_design(packets_only, list(packets_only.features), list(packets_only.features), seed=0,
+                              ks=(2,))) == 2
 
 
 def test_storage_keeps_finished_trials_across_connections(tmp_path):
@@ -240,3 +248,13 @@ def test_best_within_picks_the_cheapest_point_near_the_target_f1():
     # With two costs, the least product: trial 5 is 4x cheaper in CPU but 100x slower to decide.
     three = [trial(4, f1=0.66, cpu=40.0, latency=1.0), trial(5, f1=0.66, cpu=10.0, latency=100.0)]
     assert best_within(three, 0.66).number == 4
+
+
+def test_gp_sees_whether_a_selection_handles_packets():
+    """Cost jumps when a script starts handling packets; the surrogate gets that from the catalog."""
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"))
+    model = ModelSpec("dt", 1, 8)
+    x = sampler._gp_inputs([Config(("orig_pkts", "resp_pkts"), 5, model), Config(("orig_pkts", "tcp_rtt"), 5, model)])
+    assert x[:, -1].tolist() == [0.0, 1.0]
+    lo, hi = sampler._gp_bounds()
+    assert len(lo) == len(hi) == x.shape[1]

@@ -252,19 +252,24 @@ class BoTorchSampler:
         return self.prior if self.prior is not None else np.full(self.space.n_features, 0.5)
 
     def _gp_inputs(self, configs: Sequence[Config]) -> np.ndarray:
-        """The encoding plus two summaries of the mask: how many features, and their summed prior.
+        """The encoding plus three summaries of the mask: how many features, their summed prior, and
+        whether any needs per-packet events (the catalog's declaration).
 
         F1 and cost both follow the size and informativeness of a selection far more than any one of
-        ~100 mask bits; with tens of trials a GP learns that from these two inputs, not from the bits."""
+        ~100 mask bits; with tens of trials a GP learns that from these inputs, not from the bits. Cost
+        jumps when a script starts handling packets, whichever per-packet feature it is (on IoT Sentinel
+        Zeek's script profiler charges a script without one about 30 µs per connection, any with one
+        100 or more): one input says so."""
         x = np.array([self.space.encode(c) for c in configs])
         x[:, self.space.depth_dim] = np.log(x[:, self.space.depth_dim])
         mask = x[:, :self.space.n_features]
-        return np.hstack([x, mask.sum(1, keepdims=True), (mask @ self._weights())[:, None]])
+        return np.hstack([x, mask.sum(1, keepdims=True), (mask @ self._weights())[:, None],
+                          (mask @ self.space.per_packet > 0)[:, None]])
 
     def _gp_bounds(self) -> np.ndarray:
         lo, hi = self.space.bounds()
         lo[self.space.depth_dim], hi[self.space.depth_dim] = 0.0, np.log(self.space.max_depth)
-        return np.array([[*lo, 0.0, 0.0], [*hi, self.space.n_features, self._weights().sum()]])
+        return np.array([[*lo, 0.0, 0.0, 0.0], [*hi, self.space.n_features, self._weights().sum(), 1.0]])
 
     def _optimize_alternating(self, acqf, bounds) -> np.ndarray:
         """BoTorch's mixed alternating optimizer over the whole space."""
@@ -404,10 +409,17 @@ def FeaturePrior(inclusion: np.ndarray, n_features: int):  # noqa: N802 - a clas
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
                    ks: Sequence[int] = (5, 10, 20)) -> list[Config]:
-    """MI-top-k and RFE-top-k selections, each at a different depth and model family, and, in a space
-    much larger than the largest k, every feature at the geometric middle of the depths: the front's
-    high-F1 end has a foothold from the start (on IoT Sentinel F1 within 0.01 of ALL@50 takes about 60
-    features, out of reach of a search that starts from 20 and pays for every feature it adds)."""
+    """MI-top-k and RFE-top-k selections, each at a different depth and model family, and two footholds
+    at the ends of the front, each at the geometric middle of the depths:
+
+    * the cheap end: the MI-top-k (smallest k) of the features that need no per-packet events, when the
+      space mixes both kinds. Such scripts cost a fraction of any that handles packets (see
+      ``_gp_inputs``), so the front's cheap end is theirs; a search starting from top-k selections,
+      nearly all per-packet, may never try one.
+    * the high-F1 end, in a space much larger than the largest k: every feature (on IoT Sentinel F1
+      within 0.01 of ALL@50 takes about 60 features, out of reach of a search that starts from 20 and
+      pays for every feature it adds).
+    """
     rng = _rng(seed, 2**31)
     designs = []
     picks = [(rank, k) for k in ks for rank in (mi_rank, rfe_rank)]
@@ -416,10 +428,14 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         depth = log_uniform_depth(rng, space.max_depth)
         family = space.families[i % len(space.families)]
         designs.append(space.config(feats, depth, space.model or _default_model(family)))
+    middle = max(round(np.sqrt(space.max_depth)), 1)
+    family = next((f for f in space.families if f != "dt"), space.families[0])
+    per_packet = dict(zip(space.features, space.per_packet))
+    cheap = [f for f in mi_rank if f in per_packet and not per_packet[f]][:min(ks, default=1)]
+    if cheap and len(cheap) < space.n_features and any(per_packet.values()):
+        designs.insert(min(2, len(designs)), space.config(cheap, middle, space.model or _default_model(family)))
     if space.n_features > 2 * max(ks, default=0):
-        family = next((f for f in space.families if f != "dt"), space.families[0])
-        everything = space.config(list(space.features), max(round(np.sqrt(space.max_depth)), 1),
-                                  space.model or _default_model(family))
+        everything = space.config(list(space.features), middle, space.model or _default_model(family))
         designs.insert(min(2, len(designs)), everything)
     return designs
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cato.features import FEATURES_BY_NAME
 from cato.models import FAMILIES, N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 
 
@@ -48,6 +49,12 @@ class SearchSpace:
     @property
     def n_features(self) -> int:
         return len(self.features)
+
+    @property
+    def per_packet(self) -> np.ndarray:
+        """1 for each feature whose script handles packets (the catalog's ``packet_header`` need), 0 for
+        one read from Zeek's connection record: the two cost classes of generated scripts."""
+        return np.array([1.0 if FEATURES_BY_NAME[f].per_packet else 0.0 for f in self.features])
 
     @property
     def model_dims(self) -> tuple[int, ...]:
