@@ -10,6 +10,11 @@ import sys
 from pathlib import Path
 
 
+def ttd_ratio(point: dict) -> str:
+    """A depth-1 script decides at the first packet: 0 ms, which no ratio describes."""
+    return "first packet" if point["latency_ms"] < 1e-6 else f"{point['latency_ratio']:.1f}x"
+
+
 def _s(v, fmt=".3f") -> str:
     return "–" if v is None else format(v, fmt)
 
@@ -44,7 +49,7 @@ def compare_table(path: Path) -> str:
             lines.append(f"| {name} | none within 0.01 | | | | | | | | |")
             continue
         lines.append(f"| {name} | {v['trial']} | {len(v['features'])} | {v['depth']} | {v['model']} | {v['f1']:.3f} | "
-                     f"{v['cpu']:.1f} | {v['cpu_ratio']:.2f}x | {v['latency_ms']:.1f} | {v['latency_ratio']:.1f}x |")
+                     f"{v['cpu']:.1f} | {v['cpu_ratio']:.2f}x | {v['latency_ms']:.1f} | {ttd_ratio(v)} |")
     return "\n".join(lines)
 
 

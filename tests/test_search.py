@@ -248,6 +248,10 @@ def test_best_within_picks_the_cheapest_point_near_the_target_f1():
     # With two costs, the least product: trial 5 is 4x cheaper in CPU but 100x slower to decide.
     three = [trial(4, f1=0.66, cpu=40.0, latency=1.0), trial(5, f1=0.66, cpu=10.0, latency=100.0)]
     assert best_within(three, 0.66).number == 4
+    # Equal CPU (scripts at the floor): the one that decides sooner, as recorded for every trial.
+    tied = [Trial(6, "search", None, config, {"f1": 0.66, "cpu": 10.0}, {"latency_ms": 4000.0}),
+            Trial(7, "search", None, config, {"f1": 0.66, "cpu": 10.0}, {"latency_ms": 0.1})]
+    assert best_within(tied, 0.66).number == 7
 
 
 def test_gp_sees_whether_a_selection_handles_packets():

@@ -230,9 +230,11 @@ def load_study(directory: str | Path) -> Study:
 
 def best_within(trials: Sequence[Trial], f1: float, tolerance: float = 0.01) -> Trial | None:
     """The cheapest trial whose F1 is within ``tolerance`` of ``f1``: least cost with one cost objective,
-    least product of costs with two (each cost floored at COST_FLOOR, as the hypervolume does)."""
+    least product of costs with two (each cost floored at COST_FLOOR, as the hypervolume does). Ties,
+    common among scripts at the CPU floor, go to the lower recorded time-to-decision, then the higher F1."""
     ok = [t for t in trials if t.values["f1"] >= f1 - tolerance]
     if not ok:
         return None
     costs = [k for k in ok[0].values if k != "f1"]
-    return min(ok, key=lambda t: sum(math.log(max(t.values[c], COST_FLOOR)) for c in costs))
+    return min(ok, key=lambda t: (sum(math.log(max(t.values[c], COST_FLOOR)) for c in costs),
+                                  t.details.get("latency_ms", 0.0), -t.values["f1"]))
