@@ -200,12 +200,28 @@ def profiled_handler_cpu(corpus: Corpus, script: GeneratedScript, workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     gen = workdir / "cato-features.zeek"
     gen.write_text(script.text)
-    _, _, dirs = _run_all(streams, [static_load_script(), gen], True, workdir / "run", zeek,
-                          extra_args=["--profile-scripts=prof.log"])
-    ours = [*static_scripts_dir().glob("*.zeek"), gen]
-    cpu = sum(parse_script_profile(d / "prof.log", ours)[0] for d in dirs)
+    _, cpu, _, dirs = _profiled_run(streams, [static_load_script(), gen], gen, True, workdir / "run", zeek)
     conns = sum(int(read_zeek_log(d / "cato.log")["uid"].nunique()) for d in dirs if (d / "cato.log").exists())
     return cpu, conns
+
+
+def _profiled_run(streams: Sequence[Path], scripts: list, gen: Path, bare: bool, workdir: Path, zeek: Path,
+                  extra_args: Sequence[str] = ()) -> tuple[float, float, dict, list[Path]]:
+    """One run over every stream under ``--profile-scripts``: (process CPU s, CPU s of cato's event
+    handlers incl. callees, per-body rows of cato's files summed over the streams, run dirs)."""
+    cpu, _, dirs = _run_all(streams, scripts, bare, workdir, zeek,
+                            extra_args=[*extra_args, "--profile-scripts=prof.log"])
+    ours = [*static_scripts_dir().glob("*.zeek"), gen]
+    handlers, rows_by_body = 0.0, {}
+    for d in dirs:
+        mine, _, rows = parse_script_profile(d / "prof.log", ours)
+        handlers += mine
+        for row in rows:
+            acc = rows_by_body.setdefault((row["function"], row["location"], row["type"]),
+                                          {**row, "calls": 0, "cpu_s": 0.0})
+            acc["calls"] += row["calls"]
+            acc["cpu_s"] += row["cpu_s"]
+    return cpu, handlers, rows_by_body, dirs
 
 
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
@@ -335,17 +351,8 @@ def profile(
         attributed, attribution, prof_cpu = 0.0, {}, float("nan")
         if attribute:
             step("profiled run")
-            prof_cpu, _, prof_dirs = _run_all(streams, with_script, bare, work / "prof", zeek,
-                                              extra_args=[*zeek_args, "--profile-scripts=prof.log"])
-            ours = [*static_scripts_dir().glob("*.zeek"), gen]
-            for d in prof_dirs:
-                mine, _, rows = parse_script_profile(d / "prof.log", ours)
-                attributed += mine
-                for row in rows:
-                    k = (row["function"], row["location"], row["type"])
-                    acc = attribution.setdefault(k, {**row, "calls": 0, "cpu_s": 0.0})
-                    acc["calls"] += row["calls"]
-                    acc["cpu_s"] += row["cpu_s"]
+            prof_cpu, attributed, attribution, _ = _profiled_run(streams, with_script, gen, bare, work / "prof",
+                                                                  zeek, zeek_args)
 
     cpu = statistics.median(cpu_runs)
     base = statistics.median(base_runs)
