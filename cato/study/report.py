@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from cato.models import FAMILY_NAMES
-from cato.search.objectives import OBJECTIVES, UNITS
+from cato.search.objectives import F1_TOLERANCE, OBJECTIVES, UNITS
 from cato.search.pareto import hypervolume, reference
 from cato.study.storage import FAILED
 from cato.study.study import Study, Trial, best_within
@@ -93,7 +93,7 @@ def render_console(data: dict, console) -> None:
     if "versus_all_max" in data:
         v = data["versus_all_max"]
         ratios = ", ".join(f"{o} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
-        console.print(f"front point within 0.01 F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
+        console.print(f"front point within {F1_TOLERANCE} F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
                       f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, {ratios}")
     t = data["timing_s"]
     if t["bo_overhead_median"] is not None:
@@ -148,7 +148,7 @@ def report_html(data: dict, png: bytes) -> str:
     if "versus_all_max" in data:
         v = data["versus_all_max"]
         ratios = ", ".join(f"{UNITS[o]} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
-        versus = (f"<p>Cheapest search point within 0.01 macro-F1 of <b>{html.escape(v['baseline']['name'])}</b>"
+        versus = (f"<p>Cheapest search point within {F1_TOLERANCE} macro-F1 of <b>{html.escape(v['baseline']['name'])}</b>"
                   f" (F1 {v['baseline']['f1']:.3f}): trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, "
                   f"{len(v['point']['features'])} features @ depth {v['point']['depth']}, {ratios}.</p>")
     families = ", ".join(f"{k} = {v}" for k, v in FAMILY_NAMES.items())

@@ -20,7 +20,7 @@ import numpy as np
 from cato.dataset import Dataset
 from cato.models import FAMILIES, ModelSpec
 from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
-from cato.search.objectives import Evaluator
+from cato.search.objectives import F1_TOLERANCE, Evaluator
 from cato.search.pareto import COST_FLOOR, pareto_mask, to_max_space
 from cato.search.samplers import initial_design, make_sampler
 from cato.search.space import Config, SearchSpace
@@ -202,7 +202,8 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     rfe_rank = top_k(list(space.features), rfe, space.n_features, higher_is_better=False)
     prior = inclusion_prior(mi) if study.settings.use_prior else None
     sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
-                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial)
+                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial,
+                           known=[(t.config, t.values) for t in study.trials("baseline")])
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
@@ -228,7 +229,7 @@ def load_study(directory: str | Path) -> Study:
     return Study.open(directory)
 
 
-def best_within(trials: Sequence[Trial], f1: float, tolerance: float = 0.01) -> Trial | None:
+def best_within(trials: Sequence[Trial], f1: float, tolerance: float = F1_TOLERANCE) -> Trial | None:
     """The cheapest trial whose F1 is within ``tolerance`` of ``f1``: least cost with one cost objective,
     least product of costs with two (each cost floored at COST_FLOOR, as the hypervolume does). Ties,
     common among scripts at the CPU floor, go to the lower recorded time-to-decision, then the higher F1."""
