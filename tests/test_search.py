@@ -288,24 +288,3 @@ def test_front_depth_iterations_move_a_front_selection_to_a_new_depth():
     off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=0, refine_depth_every=0)
     assert not off.ask(history, len(history))[1]["source"].endswith("front depths")
 
-
-def test_sampler_learns_from_known_trials_and_never_proposes_them():
-    """A study's baselines are measured before the search: the sampler's GP and front include them
-    (projected onto the space), and it does not spend a trial measuring one again."""
-    outside = SearchSpace(FEATS[:5], 20)  # tcp_rtt is not in this space
-    known = [(c, _toy_values(c)) for c, _ in _toy_history(12, seed=5)]
-    projected = BoTorchSampler(outside, ("f1", "cpu"), known=known)._known_in_space()
-    assert len(projected) == len(known)
-    assert all(set(c.features) <= set(outside.features) for c, _ in projected)
-
-    history = _toy_history(6, seed=6)
-    fresh = {c.key() for c, _ in _toy_history(12, seed=5)}
-    with_known = BoTorchSampler(SPACE, ("f1", "cpu"), seed=2, n_initial=4, known=known)
-    without = BoTorchSampler(SPACE, ("f1", "cpu"), seed=2, n_initial=4)
-    proposed, differs = [], False
-    for n in range(len(history), len(history) + 4):
-        config, _ = with_known.ask(history + proposed, n)
-        assert config.key() not in fresh
-        differs |= config != without.ask(history + proposed, n)[0]
-        proposed.append((config, _toy_values(config)))
-    assert differs, "the known trials must change what the GP proposes"

@@ -124,10 +124,6 @@ class BoTorchSampler:
     prior: np.ndarray | None = None
     #: Configurations tried first (MI-top-k and RFE-top-k selections), then prior-weighted draws.
     initial: list[Config] = field(default_factory=list)
-    #: Configurations measured outside the search (a study's baselines), with their objective values:
-    #: the GP learns from them and the front includes them, but they are not proposed again and do not
-    #: count toward the initial design. Features outside the space (no information) are dropped.
-    known: list[tuple[Config, dict]] = field(default_factory=list)
     n_initial: int = 10
     #: πBO weight β: the acquisition is multiplied by prior^(β / t) at BO iteration t.
     prior_strength: float = 2.0
@@ -149,8 +145,8 @@ class BoTorchSampler:
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
     #: earn no hypervolume however cheap they are.
     ref_f1_fraction: float = 0.5
-    #: Every this many BO iterations (0: never) the reference F1 rises to the best seen (the study's
-    #: baselines included) less ``high_f1_margin``, so that only configurations as accurate as the best
+    #: Every this many BO iterations (0: never) the reference F1 rises to the best seen less
+    #: ``high_f1_margin``, so that only configurations as accurate as the best
     #: earn hypervolume, and the cheaper the better. On a log-cost scale the accurate end of the front
     #: is worth little hypervolume and the search otherwise stays at the cheap end, where a user looking
     #: for the accuracy of every feature at full depth finds nothing.
@@ -164,8 +160,7 @@ class BoTorchSampler:
 
     def ask(self, history: History, number: int) -> tuple[Config, dict]:
         rng = _rng(self.seed, number)
-        known = self._known_in_space()
-        seen = {c.key() for c, _ in [*known, *history]}
+        seen = {c.key() for c, _ in history}
         n = len(history)
         if n < self.n_initial:
             if n < len(self.initial):
@@ -175,19 +170,10 @@ class BoTorchSampler:
                 "source": "prior draw" if prior is not None else "random draw"}
         t0 = time.perf_counter()
         iteration = n - self.n_initial + 1
-        x, move = self._optimize([*known, *history], iteration)
+        x, move = self._optimize(history, iteration)
         config = _unseen(self.space, self.space.decode(x), seen, rng)
         source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "") + (f", {move}" if move else "")
         return config, {"source": source, "bo_overhead_s": time.perf_counter() - t0}
-
-    def _known_in_space(self) -> list[tuple[Config, dict]]:
-        out = []
-        for config, values in self.known:
-            feats = [f for f in config.features if f in self.space.features]
-            if feats and (self.space.model or config.model.family in self.space.families) \
-                    and all(o in values for o in self.objectives):
-                out.append((self.space.config(feats, config.depth, self.space.model or config.model), values))
-        return out
 
     def _high_f1(self, iteration: int) -> bool:
         return self.high_f1_every > 0 and iteration % self.high_f1_every == 0
@@ -496,14 +482,11 @@ def _default_model(family: str) -> ModelSpec:
 
 def make_sampler(name: str, space: SearchSpace, objectives: tuple[str, ...], seed: int,
                  prior: np.ndarray | None = None, initial: list[Config] | None = None,
-                 n_initial: int = 10, known: Sequence[tuple[Config, dict]] = ()) -> Sampler:
-    """``known``: configurations measured outside the search (a study's baselines); cato's sampler
-    learns from them, the baselines (TPE, random) do not."""
+                 n_initial: int = 10) -> Sampler:
     if name == "random":
         return RandomSampler(space, seed)
     if name == "tpe":
         return TPESampler(space, objectives, seed)
     if name == "botorch":
-        return BoTorchSampler(space, objectives, seed, prior=prior, initial=list(initial or []), n_initial=n_initial,
-                              known=list(known))
+        return BoTorchSampler(space, objectives, seed, prior=prior, initial=list(initial or []), n_initial=n_initial)
     raise ValueError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")

@@ -202,8 +202,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     rfe_rank = top_k(list(space.features), rfe, space.n_features, higher_is_better=False)
     prior = inclusion_prior(mi) if study.settings.use_prior else None
     sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
-                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial,
-                           known=[(t.config, t.values) for t in study.trials("baseline")])
+                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
