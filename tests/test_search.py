@@ -262,29 +262,3 @@ def test_gp_sees_whether_a_selection_handles_packets():
     assert x[:, -1].tolist() == [0.0, 1.0]
     lo, hi = sampler._gp_bounds()
     assert len(lo) == len(hi) == x.shape[1]
-
-
-def _toy_history(n: int, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    history = []
-    while len(history) < n:
-        config = SPACE.sample(rng)
-        if config.key() not in {c.key() for c, _ in history}:
-            history.append((config, _toy_values(config)))
-    return history
-
-
-def test_front_depth_iterations_move_a_front_selection_to_a_new_depth():
-    """Every refine_depth_every-th BO iteration proposes one of the front's selections (and model) at a
-    depth not measured yet; the other iterations are not restricted to that."""
-    history = _toy_history(11)  # with n_initial=4, asking at 11 trials is BO iteration 8
-    y = to_max_space([v for _, v in history], ("f1", "cpu"))
-    front = [c for (c, _), keep in zip(history, pareto_mask(y)) if keep]
-    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=0, refine_depth_every=4)
-    config, info = sampler.ask(history, len(history))
-    assert info["source"].endswith("front depths")
-    assert any(c.features == config.features and c.model == config.model for c in front)
-    assert config.key() not in {c.key() for c, _ in history}
-    off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=0, refine_depth_every=0)
-    assert not off.ask(history, len(history))[1]["source"].endswith("front depths")
-

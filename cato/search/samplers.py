@@ -24,7 +24,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from cato.models import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
-from cato.search.objectives import F1_TOLERANCE, OBJECTIVES
+from cato.search.objectives import OBJECTIVES
 from cato.search.pareto import pareto_mask, to_max_space
 from cato.search.space import Config, SearchSpace, log_uniform_depth
 
@@ -145,16 +145,13 @@ class BoTorchSampler:
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
     #: earn no hypervolume however cheap they are.
     ref_f1_fraction: float = 0.5
-    #: Every this many BO iterations (0: never) the reference F1 rises to the best seen less
-    #: ``high_f1_margin``, so that only configurations as accurate as the best
-    #: earn hypervolume, and the cheaper the better. On a log-cost scale the accurate end of the front
-    #: is worth little hypervolume and the search otherwise stays at the cheap end, where a user looking
-    #: for the accuracy of every feature at full depth finds nothing.
+    #: Every this many BO iterations (0: never) the reference F1 rises to ``high_f1_fraction`` of the
+    #: best seen, so that only configurations about as accurate as the best earn hypervolume, and the
+    #: cheaper the better. On a log-cost scale the accurate end of the front is worth little
+    #: hypervolume and the search otherwise stays at the cheap end, where a user looking for the
+    #: accuracy of every feature at full depth finds nothing.
     high_f1_every: int = 5
-    high_f1_margin: float = F1_TOLERANCE
-    #: Every this many BO iterations (0: never; accurate-end iterations excepted) the candidates are the
-    #: front's selections at every depth not yet measured (see ``_refine_front_depths``).
-    refine_depth_every: int = 4
+    high_f1_fraction: float = 0.98
     name: str = "botorch"
     _cold_fit: tuple = field(default=(None, None), repr=False, compare=False)
 
@@ -170,16 +167,17 @@ class BoTorchSampler:
                 "source": "prior draw" if prior is not None else "random draw"}
         t0 = time.perf_counter()
         iteration = n - self.n_initial + 1
-        x, move = self._optimize(history, iteration)
+        x = self._optimize(history, iteration)
         config = _unseen(self.space, self.space.decode(x), seen, rng)
-        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "") + (f", {move}" if move else "")
+        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "")
+        if self._high_f1(iteration):
+            source += ", accurate end"
         return config, {"source": source, "bo_overhead_s": time.perf_counter() - t0}
 
     def _high_f1(self, iteration: int) -> bool:
         return self.high_f1_every > 0 and iteration % self.high_f1_every == 0
 
-    def _optimize(self, history: History, iteration: int) -> tuple[np.ndarray, str]:
-        """The next point, and which special move chose it ("accurate end", "front depths" or "")."""
+    def _optimize(self, history: History, iteration: int) -> np.ndarray:
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
@@ -238,55 +236,17 @@ class BoTorchSampler:
         span = train_y.max(0).values - train_y.min(0).values
         ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
-        best = train_y[:, f1].max()
-        ref_point[f1] = best - self.high_f1_margin if self._high_f1(iteration) else self.ref_f1_fraction * best
+        fraction = self.high_f1_fraction if self._high_f1(iteration) else self.ref_f1_fraction
+        ref_point[f1] = fraction * train_y[:, f1].max()
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
         if self.prior is not None:
             acqf = PriorGuidedAcquisitionFunction(acqf, FeaturePrior(self.prior, space.n_features), log=True,
                                                   prior_exponent=self.prior_strength / iteration)
-        move = "accurate end" if self._high_f1(iteration) else ""
         if not local:
-            return self._optimize_alternating(acqf, bounds), move
-        if self._refine_depth(iteration):
-            refined = self._refine_front_depths(acqf, history)
-            if refined is not None:
-                return refined, "front depths"
-        return self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration)), move
-
-    def _refine_depth(self, iteration: int) -> bool:
-        return self.refine_depth_every > 0 and iteration % self.refine_depth_every == 0 \
-            and not self._high_f1(iteration)
-
-    def _refine_front_depths(self, acqf, history: History) -> np.ndarray | None:
-        """The best, by the acquisition, of the front's selections at the depths not yet measured.
-
-        F1 moves with depth by more than a GP over tens of trials resolves (cross-validation noise,
-        classes whose flows end early), so the front's own selections at other depths hold most of
-        the gains near the front. On the exhaustive ground truth (3 seeds) spending every 4th BO
-        iteration here took mean HVI at 50 from 0.931 to 0.940 (0.951 to 0.960 without the prior,
-        0.892 to 0.907 on whole-process costs)."""
-        seen = {c.key() for c, _ in history}
-        y = to_max_space([v for _, v in history], self.objectives)
-        front = [c for (c, _), keep in zip(history, pareto_mask(y)) if keep]
-        candidates = {}
-        for c in front:
-            for d in range(1, self.space.max_depth + 1):
-                moved = Config(c.features, d, c.model)
-                if moved.key() not in seen:
-                    candidates.setdefault(moved.key(), moved)
-        if not candidates:
-            return None
-        configs = list(candidates.values())
-        return self.space.encode(configs[int(np.argmax(self._score(acqf, configs)))])
-
-    def _score(self, acqf, configs: list[Config]) -> np.ndarray:
-        import torch
-        x = torch.tensor(self._gp_inputs(configs), dtype=torch.double).unsqueeze(1)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.cat([acqf(b) for b in x.split(self.score_batch)]).numpy()
+            return self._optimize_alternating(acqf, bounds)
+        return self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration))
 
     def _weights(self) -> np.ndarray:
         return self.prior if self.prior is not None else np.full(self.space.n_features, 0.5)
@@ -336,6 +296,7 @@ class BoTorchSampler:
         restarts over the whole box drift to its corners (one feature, 2-level trees, 10 trees); a
         pool around what is known to be good stays where the GP has data, and costs about a second.
         """
+        import torch
         space = self.space
         seen = {c.key() for c, _ in history}
         y = to_max_space([v for _, v in history], self.objectives)
@@ -352,7 +313,10 @@ class BoTorchSampler:
             pool.setdefault(c.key(), c)
 
         def score(configs: list[Config]) -> np.ndarray:
-            return self._score(acqf, configs)
+            x = torch.tensor(self._gp_inputs(configs), dtype=torch.double).unsqueeze(1)
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return torch.cat([acqf(b) for b in x.split(self.score_batch)]).numpy()
 
         candidates = [c for k, c in pool.items() if k not in seen]
         values = score(candidates)
