@@ -34,8 +34,8 @@ from cato.profiling import profile
 from cato.search.space import Config
 
 OBJECTIVES = {"f1": "max", "cpu": "min", "latency": "min"}
-#: Macro-F1 differences below this are cross-validation noise: "as accurate as" a reference means
-#: within it (the report's point near ALL@max, the sampler's accurate end).
+#: Macro-F1 differences below this are cross-validation noise: "as accurate as" a reference (the
+#: report's point near ALL@max) means within it.
 F1_TOLERANCE = 0.01
 QUALITY_VERSION = 2
 UNITS = {"f1": "macro-F1", "cpu": "Zeek CPU µs/conn", "latency": "time-to-decision ms"}
