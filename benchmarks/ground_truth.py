@@ -96,21 +96,23 @@ def measure_table(corpus_path: Path, features: list[str] | None, max_depth: int,
         sample = load_corpus(link_subset(corpus_path, corpus.captures[::cost_sample], Path(tmp) / "corpus"))
         table["cost_sample_captures"] = len(sample.captures)
 
-        def measure(key: str) -> float:
+        def measure(key: str) -> tuple[float, dict | None]:
             p = points[key]
             script = generate(resolve(",".join(p["features"])), (p["depth"],), "auto")
             if cost == "profiler":
                 work = Path(tempfile.mkdtemp(dir=tmp))  # a pass may measure one key on both workers
-                cpu, conns = profiled_handler_cpu(sample, script, work)
+                run = profiled_handler_cpu(sample, script, work)
                 shutil.rmtree(work)
-            else:
-                run = profile(sample, script, repeat=1, attribute=False, paired=False,
-                              use_cache=not p.get(runs))  # a cached profile is no new measurement
-                cpu, conns = run.cpu_s, run.connections
-            return cpu / max(conns, 1) * 1e6
+                conns = max(run.connections, 1)
+                return run.cpu_s / conns * 1e6, {b: n / conns for b, n in run.event_calls.items()}
+            run = profile(sample, script, repeat=1, attribute=False, paired=False,
+                          use_cache=not p.get(runs))  # a cached profile is no new measurement
+            return run.cpu_s / max(run.connections, 1) * 1e6, None
 
         t0 = time.time()
-        for done, (key, us) in enumerate(zip(todo, pool.map(measure, todo)), 1):
+        for done, (key, (us, calls)) in enumerate(zip(todo, pool.map(measure, todo)), 1):
+            if calls is not None:
+                points[key]["event_calls"] = calls  # per connection; the same in every pass
             points[key].setdefault(runs, []).append(us)
             points[key][field] = statistics.median(points[key][runs])
             if done % 50 == 0:
@@ -138,6 +140,35 @@ def denoised_costs(points: dict, max_depth: int) -> dict:
     return out
 
 
+def fitted_costs(points: dict, runs_field: str) -> tuple[dict, dict]:
+    """Each selection's cost as ``a + w * calls(depth)``, fitted by least squares to every measurement
+    of it (all depths, all passes), where ``calls`` is how often its event handlers ran per connection:
+    exact and repeatable, counted in the same profiler runs (``event_calls``).
+
+    One selection's scripts differ only in the depth, so a handler costs the same per call at every
+    depth; what the depth changes is how often the packet handler runs (the others run once per
+    connection or per ICMP packet whatever the depth). Pooling a selection's 50 depths x passes through
+    that exact count leaves each cost far less of one run's noise than its own median.
+    Returns (points with ``cpu`` fitted, fit statistics)."""
+    out, rel_residuals = {}, []
+    by_selection: dict[tuple, list[str]] = {}
+    for key, p in points.items():
+        if "event_calls" not in p:
+            raise ValueError(f"{key}: no handler call counts; measure a pass with this version")
+        by_selection.setdefault(tuple(p["features"]), []).append(key)
+    for keys in by_selection.values():
+        calls = {k: sum(points[k]["event_calls"].values()) for k in keys}
+        x = np.array([[1.0, calls[k]] for k in keys for _ in points[k][runs_field]])
+        y = np.array([c for k in keys for c in points[k][runs_field]])
+        (a, w), *_ = np.linalg.lstsq(x, y, rcond=None)
+        for k in keys:
+            fit = float(a + w * calls[k])
+            out[k] = {**points[k], "cpu": fit}
+            rel_residuals += [(c - fit) / fit for c in points[k][runs_field]]
+    r = np.abs(np.array(rel_residuals))
+    return out, {"median_abs_rel_residual": float(np.median(r)), "p90_abs_rel_residual": float(np.quantile(r, 0.9))}
+
+
 def oracle_hvi(points: dict, clean: dict, ref: dict, exhaustive: float) -> dict:
     """HVI on the measured costs of a search that knew every configuration's denoised cost and F1 and
     spent its evaluations on the best: the denoised front first, then the next non-dominated layers.
@@ -157,16 +188,17 @@ def oracle_hvi(points: dict, clean: dict, ref: dict, exhaustive: float) -> dict:
 
 def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seeds: int, budget: int,
                  seen_costs: str = "raw", ref_f1_fraction: float = 0.5,
-                 only: Sequence[str] | None = None) -> dict:
+                 only: Sequence[str] | None = None, denoise: bool = True,
+                 botorch_options: dict | None = None) -> dict:
     """Each search looks up the measured (``raw``) or the ``denoised`` costs; its HVI is reported on the
     measured costs and, as ``hvi_denoised``, on the denoised costs of the same configurations against
-    the denoised exhaustive front."""
+    the denoised exhaustive front. Without ``denoise`` (a table already fitted) the two are one."""
     features, max_depth = table["features"], table["max_depth"]
     points = table["points"]
     values = list(points.values())
     ref = reference(values, OBJECTIVES)
     exhaustive = hypervolume(values, OBJECTIVES, ref)
-    clean = denoised_costs(points, max_depth)
+    clean = denoised_costs(points, max_depth) if denoise else points
     clean_ref = reference(list(clean.values()), OBJECTIVES)
     clean_exhaustive = hypervolume(list(clean.values()), OBJECTIVES, clean_ref)
     space = SearchSpace(tuple(features), max_depth, ("dt",), model=MODEL)
@@ -179,10 +211,10 @@ def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seed
     samplers = {
         "cato (BoTorch qLogNEHVI + MI prior)": lambda s: BoTorchSampler(
             space, OBJECTIVES, s, prior=prior, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
-            ref_f1_fraction=ref_f1_fraction),
+            ref_f1_fraction=ref_f1_fraction, **(botorch_options or {})),
         "BoTorch qLogNEHVI, no prior": lambda s: BoTorchSampler(
             space, OBJECTIVES, s, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
-            ref_f1_fraction=ref_f1_fraction),
+            ref_f1_fraction=ref_f1_fraction, **(botorch_options or {})),
         "Optuna MO-TPE": lambda s: TPESampler(space, OBJECTIVES, s),
         "random search": lambda s: RandomSampler(space, s),
     }
@@ -232,20 +264,31 @@ def main() -> None:
     ap.add_argument("--ref-f1-fraction", type=float, default=0.5,
                     help="The BoTorch searches' reference F1, as a fraction of the best seen.")
     ap.add_argument("--only", action="append", help="Run the searches whose name contains this.")
+    ap.add_argument("--depth-sweep-every", type=int,
+                    help="The BoTorch searches' depth_sweep_every (default: the sampler's; 0: no depth sweeps).")
     ap.add_argument("--cost", choices=tuple(COSTS), default="process",
                     help="process: Zeek's whole CPU per connection (start-up included), one `cato profile` "
                          "run; profiler: CPU of the script's event handlers per connection, one "
                          "--profile-scripts run (the searches' results go to a _profiler file).")
+    ap.add_argument("--table", choices=("measured", "fitted"), default="measured",
+                    help="measured: each configuration's median cost; fitted: each selection's costs "
+                         "fitted through its handlers' exact call counts (fitted_costs; --cost profiler), "
+                         "which the searches then see and are scored on (results go to a _fitted file).")
     ap.add_argument("--workers", type=int, default=1, help="Configurations measured at once.")
     ap.add_argument("--passes", type=int, default=1, help="Measurements per configuration (median).")
     args = ap.parse_args()
     name = args.corpus.resolve().name
     table_file = ROOT / "results" / f"ground_truth_{name}.table.json"
-    out = args.out or ROOT / "results" / f"ground_truth_{name}{'' if args.cost == 'process' else '_' + args.cost}.json"
+    suffix = ("" if args.cost == "process" else "_" + args.cost) + ("" if args.table == "measured" else "_fitted")
+    out = args.out or ROOT / "results" / f"ground_truth_{name}{suffix}.json"
     table = measure_table(args.corpus, args.features.split(",") if args.features else None, args.max_depth,
                           args.cost_sample, table_file, args.cost, args.workers, args.passes)
     field = COSTS[args.cost]  # the searches see the chosen measure as "cpu"
     table = {**table, "points": {k: {**p, "cpu": p[field]} for k, p in table["points"].items()}}
+    fit = None
+    if args.table == "fitted":
+        points, fit = fitted_costs(table["points"], f"{field}_runs")
+        table = {**table, "points": points}
     corpus = load_corpus(args.corpus)
     dataset = load_dataset(corpus, args.max_depth, default_cache_dir())
     feats = table["features"]
@@ -255,8 +298,13 @@ def main() -> None:
              inclusion_prior(mi, expected=3.0))
     result = {"features": feats, "model": str(MODEL), "cost": args.cost, "cost_sample": args.cost_sample,
               "cost_sample_captures": table.get("cost_sample_captures"),
+              "table": args.table, **({"fit": fit} if fit else {}),
+              "depth_sweep_every": BoTorchSampler.depth_sweep_every if args.depth_sweep_every is None
+              else args.depth_sweep_every,
               **run_searches(table, ranks, args.seeds, args.budget, args.seen_costs, args.ref_f1_fraction,
-                             args.only)}
+                             args.only, denoise=args.table == "measured",
+                             botorch_options=None if args.depth_sweep_every is None
+                             else {"depth_sweep_every": args.depth_sweep_every})}
     if args.only and out.exists():  # keep the searches not run this time
         result["searches"] = {**json.loads(out.read_text()).get("searches", {}), **result["searches"]}
     out.write_text(json.dumps(result, indent=1))

@@ -185,14 +185,23 @@ def _steady(cpu: float, runs: int, startup: float, conns: int) -> float:
     return max(cpu - runs * startup, 0.0) / max(conns, 1) * 1e6
 
 
+@dataclass
+class HandlerProfile:
+    """One ``--profile-scripts`` run of a generated script: the CPU of cato's event handlers (their
+    callees included, as the profiler counts it), the connections logged, and how often each of cato's
+    event handlers ran. The calls are exact and repeatable, the CPU is not."""
+    cpu_s: float
+    connections: int
+    event_calls: dict[str, int]
+
+
 def profiled_handler_cpu(corpus: Corpus, script: GeneratedScript, workdir: Path, *,
-                         cache_dir: Path | None = None, zeek: Path | None = None) -> tuple[float, int]:
-    """One run of ``script`` over ``corpus`` under ``--profile-scripts``: (CPU s of cato's event handlers,
-    their callees included, as the profiler counts it; connections logged).
+                         cache_dir: Path | None = None, zeek: Path | None = None) -> HandlerProfile:
+    """One run of ``script`` over ``corpus`` under ``--profile-scripts``.
 
     The script's own work alone, without Zeek's start-up and packet path, which every configuration
     shares: on a small corpus those are most of the process CPU, and their jitter hides what tells
-    configurations apart. The figure includes the profiler's own per-call overhead."""
+    configurations apart. The CPU includes the profiler's own per-call overhead."""
     zeek = zeek or find_zeek()
     streams, _ = corpus_streams(corpus, cache_dir or default_cache_dir(), corpus.content_hash())
     if not streams:
@@ -200,9 +209,10 @@ def profiled_handler_cpu(corpus: Corpus, script: GeneratedScript, workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     gen = workdir / "cato-features.zeek"
     gen.write_text(script.text)
-    _, cpu, _, dirs = _profiled_run(streams, [static_load_script(), gen], gen, True, workdir / "run", zeek)
+    _, cpu, rows, dirs = _profiled_run(streams, [static_load_script(), gen], gen, True, workdir / "run", zeek)
     conns = sum(int(read_zeek_log(d / "cato.log")["uid"].nunique()) for d in dirs if (d / "cato.log").exists())
-    return cpu, conns
+    calls = {f"{fn} {loc}": r["calls"] for (fn, loc, kind), r in rows.items() if kind == "event"}
+    return HandlerProfile(cpu, conns, calls)
 
 
 def _profiled_run(streams: Sequence[Path], scripts: list, gen: Path, bare: bool, workdir: Path, zeek: Path,
