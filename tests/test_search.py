@@ -131,7 +131,7 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         assert config.key() not in {c.key() for c, _ in history}
         assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
         if sampler_name.startswith("botorch") and n >= 4:
-            assert info["source"].startswith("qLogNEHVI") and info["bo_overhead_s"] > 0
+            assert info["source"].startswith(("qLogNEHVI", "depth sweep")) and info["bo_overhead_s"] > 0
         history.append((config, _toy_values(config)))
 
 
@@ -147,7 +147,8 @@ def test_accurate_end_iterations_propose_configurations_near_the_best_f1():
     best = max(v["f1"] for _, v in history)
 
     def proposals(every: int) -> list[tuple[float, str]]:
-        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=every)
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=every,
+                                 depth_sweep_every=0)
         out = []
         for n in range(len(history), len(history) + 4):
             config, info = sampler.ask(history, n)
@@ -262,3 +263,28 @@ def test_gp_sees_whether_a_selection_handles_packets():
     assert x[:, -1].tolist() == [0.0, 1.0]
     lo, hi = sampler._gp_bounds()
     assert len(lo) == len(hi) == x.shape[1]
+
+
+def test_depth_sweeps_fill_the_depths_of_a_front_selection_that_handles_no_packets():
+    """Depth is a free choice for a script that reads only the connection record: every
+    depth_sweep_every-th BO iteration tries such a front selection at the depth of the highest
+    Lipschitz bound on its F1; never when time-to-decision, which grows with depth, is an objective."""
+    model = ModelSpec("dt", 1, 8)
+    assert not SPACE.per_packet[FEATS.index("orig_pkts")] and SPACE.per_packet[FEATS.index("orig_size_mean")]
+    history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0, "latency": 0.0}),
+               (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0, "latency": 900.0}),
+               (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
+               (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, depth_sweep_every=3, high_f1_every=0)
+    config, info = sampler.ask(history, 4)
+    assert info["source"] == "depth sweep"
+    # F1 0.30 at depth 1 and 0.35 at 20, L = 2 x 0.05 / ln 20: the two cones meet at ln d = 2.25
+    assert config == Config(("orig_pkts",), 9, model)
+    # Once every depth is measured, the sweep gives way to the acquisition.
+    flat_done = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
+    assert sampler._depth_sweep([*flat_done, *history[2:]]) is None
+    config, info = sampler.ask([*history, (config, {"f1": 0.32, "cpu": 10.0, "latency": 100.0})], 5)
+    assert info["source"] != "depth sweep"
+    three = BoTorchSampler(SPACE, ("f1", "cpu", "latency"), seed=0, n_initial=4, depth_sweep_every=3,
+                           high_f1_every=0)
+    assert three.ask(history, 4)[1]["source"] != "depth sweep"
