@@ -10,7 +10,8 @@ With --cost profiler the cost is instead the CPU of the configuration's own even
 connection, from Zeek's script profiler (`--profile-scripts`) over the same captures: without Zeek's
 start-up and packet path, which every configuration shares and which are most of a small run's CPU, the
 configurations' costs stand apart from the noise (see RESULTS.md). --passes N measures each N times
-(median), each pass in a new shuffled order.
+(median), each pass in a new shuffled order, and keeps how often the script's event handlers ran per
+connection (exact); --table fitted fits each selection's costs through those counts (fitted_costs).
 
 Then each search (cato's BoTorch sampler with and without the MI prior, Optuna's MO-TPE, random) runs
 --budget evaluations per seed on the same space, looking its evaluations up in the table, and we report
@@ -96,7 +97,7 @@ def measure_table(corpus_path: Path, features: list[str] | None, max_depth: int,
         sample = load_corpus(link_subset(corpus_path, corpus.captures[::cost_sample], Path(tmp) / "corpus"))
         table["cost_sample_captures"] = len(sample.captures)
 
-        def measure(key: str) -> tuple[float, dict | None]:
+        def measure(key: str) -> tuple[float, float | None]:
             p = points[key]
             script = generate(resolve(",".join(p["features"])), (p["depth"],), "auto")
             if cost == "profiler":
@@ -104,7 +105,7 @@ def measure_table(corpus_path: Path, features: list[str] | None, max_depth: int,
                 run = profiled_handler_cpu(sample, script, work)
                 shutil.rmtree(work)
                 conns = max(run.connections, 1)
-                return run.cpu_s / conns * 1e6, {b: n / conns for b, n in run.event_calls.items()}
+                return run.cpu_s / conns * 1e6, sum(run.event_calls.values()) / conns
             run = profile(sample, script, repeat=1, attribute=False, paired=False,
                           use_cache=not p.get(runs))  # a cached profile is no new measurement
             return run.cpu_s / max(run.connections, 1) * 1e6, None
@@ -112,14 +113,14 @@ def measure_table(corpus_path: Path, features: list[str] | None, max_depth: int,
         t0 = time.time()
         for done, (key, (us, calls)) in enumerate(zip(todo, pool.map(measure, todo)), 1):
             if calls is not None:
-                points[key]["event_calls"] = calls  # per connection; the same in every pass
+                points[key]["handler_calls"] = calls  # per connection; the same in every pass
             points[key].setdefault(runs, []).append(us)
             points[key][field] = statistics.median(points[key][runs])
             if done % 50 == 0:
-                out.write_text(json.dumps(table))
+                out.write_text(json.dumps(table, separators=(",", ":")))
                 print(f"{done} of {len(todo)} {cost} costs measured, {(time.time() - t0) / done:.2f} s each",
                       file=sys.stderr, flush=True)
-    out.write_text(json.dumps(table))
+    out.write_text(json.dumps(table, separators=(",", ":")))
     return table
 
 
@@ -143,7 +144,7 @@ def denoised_costs(points: dict, max_depth: int) -> dict:
 def fitted_costs(points: dict, runs_field: str) -> tuple[dict, dict]:
     """Each selection's cost as ``a + w * calls(depth)``, fitted by least squares to every measurement
     of it (all depths, all passes), where ``calls`` is how often its event handlers ran per connection:
-    exact and repeatable, counted in the same profiler runs (``event_calls``).
+    exact and repeatable, counted in the same profiler runs (``handler_calls``).
 
     One selection's scripts differ only in the depth, so a handler costs the same per call at every
     depth; what the depth changes is how often the packet handler runs (the others run once per
@@ -153,11 +154,11 @@ def fitted_costs(points: dict, runs_field: str) -> tuple[dict, dict]:
     out, rel_residuals = {}, []
     by_selection: dict[tuple, list[str]] = {}
     for key, p in points.items():
-        if "event_calls" not in p:
+        if "handler_calls" not in p:
             raise ValueError(f"{key}: no handler call counts; measure a pass with this version")
         by_selection.setdefault(tuple(p["features"]), []).append(key)
     for keys in by_selection.values():
-        calls = {k: sum(points[k]["event_calls"].values()) for k in keys}
+        calls = {k: points[k]["handler_calls"] for k in keys}
         x = np.array([[1.0, calls[k]] for k in keys for _ in points[k][runs_field]])
         y = np.array([c for k in keys for c in points[k][runs_field]])
         (a, w), *_ = np.linalg.lstsq(x, y, rcond=None)
