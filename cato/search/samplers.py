@@ -201,8 +201,8 @@ class BoTorchSampler:
         between neighbouring measured depths; the sweep takes the highest bound of any such selection."""
         y = to_max_space([v for _, v in history], self.objectives)
         front = [c for (c, _), keep in zip(history, pareto_mask(y)) if keep]
-        flat = {c.key(): c for c in front if not any(self.space.per_packet[self.space.features.index(f)]
-                                                     for f in c.features)}
+        per_packet = dict(zip(self.space.features, self.space.per_packet))
+        flat = {c.key(): c for c in front if not any(per_packet[f] for f in c.features)}
         log_depths = np.log(np.arange(1, self.space.max_depth + 1))
         best, best_gain = None, 0.0
         for c in flat.values():
