@@ -286,6 +286,7 @@ def main() -> None:
                           args.cost_sample, table_file, args.cost, args.workers, args.passes)
     field = COSTS[args.cost]  # the searches see the chosen measure as "cpu"
     table = {**table, "points": {k: {**p, "cpu": p[field]} for k, p in table["points"].items()}}
+    sweep = BoTorchSampler.depth_sweep_every if args.depth_sweep_every is None else args.depth_sweep_every
     fit = None
     if args.table == "fitted":
         points, fit = fitted_costs(table["points"], f"{field}_runs")
@@ -300,12 +301,10 @@ def main() -> None:
     result = {"features": feats, "model": str(MODEL), "cost": args.cost, "cost_sample": args.cost_sample,
               "cost_sample_captures": table.get("cost_sample_captures"),
               "table": args.table, **({"fit": fit} if fit else {}),
-              "depth_sweep_every": BoTorchSampler.depth_sweep_every if args.depth_sweep_every is None
-              else args.depth_sweep_every,
+              "depth_sweep_every": sweep,
               **run_searches(table, ranks, args.seeds, args.budget, args.seen_costs, args.ref_f1_fraction,
                              args.only, denoise=args.table == "measured",
-                             botorch_options=None if args.depth_sweep_every is None
-                             else {"depth_sweep_every": args.depth_sweep_every})}
+                             botorch_options={"depth_sweep_every": sweep})}
     if args.only and out.exists():  # keep the searches not run this time
         result["searches"] = {**json.loads(out.read_text()).get("searches", {}), **result["searches"]}
     out.write_text(json.dumps(result, indent=1))
