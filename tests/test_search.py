@@ -288,3 +288,37 @@ def test_depth_sweeps_fill_the_depths_of_a_front_selection_that_handles_no_packe
     three = BoTorchSampler(SPACE, ("f1", "cpu", "latency"), seed=0, n_initial=4, depth_sweep_every=3,
                            high_f1_every=0)
     assert three.ask(history, 4)[1]["source"] != "depth sweep"
+
+
+def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
+    """With a target F1 (the study's ALL@max, less the tolerance) above the usual accurate-end reference,
+    accurate-end iterations aim at it, and propose only single moves of the most accurate trials that
+    add a feature or move the depth: far draws would win on their uncertainty alone, and below the
+    target dropping a feature rarely raises F1."""
+    rng = np.random.default_rng(0)
+    history = []
+    while len(history) < 12:
+        config = SPACE.sample(rng)
+        if config.key() not in {c.key() for c, _ in history}:
+            history.append((config, _toy_values(config)))
+    y = to_max_space([v for _, v in history], ("f1", "cpu"))
+    front = np.flatnonzero(pareto_mask(y))
+    accurate = [history[i][0] for i in np.argsort(-y[:, 0])[:3]] + \
+        [history[i][0] for i in front[np.argsort(-y[front, 0])][:3]]
+    best = max(v["f1"] for _, v in history)
+
+    def ask(target: float | None, n: int):
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=n, n_initial=4, high_f1_every=1, depth_sweep_every=0,
+                                 hill_climb_steps=0, target_f1=target)
+        return sampler.ask(history, n)
+
+    moves = BoTorchSampler(SPACE, ("f1", "cpu"))._single_moves
+    grown = {m.key() for a in accurate for m in moves(a, grow_only=True)}
+    assert all(set(a.features) <= set(m.features) for a in accurate for m in moves(a, grow_only=True))
+    for n in range(12, 15):
+        config, info = ask(best + 0.02, n)
+        assert info["source"].endswith("closing in on the target F1")
+        assert config.key() in grown
+    # A target the search already nears (or none) leaves the usual accurate end.
+    for target in (0.9 * best, None):
+        assert ask(target, 12)[1]["source"].endswith("accurate end")

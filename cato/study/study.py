@@ -201,8 +201,12 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     mi_rank = top_k(list(space.features), mi, space.n_features)
     rfe_rank = top_k(list(space.features), rfe, space.n_features, higher_is_better=False)
     prior = inclusion_prior(mi) if study.settings.use_prior else None
+    # What a user wants matched at lower cost: ALL@max's F1, within the report's tolerance.
+    all_at_max = {t.name: t for t in study.trials("baseline")}.get(f"all@{study.settings.max_depth}")
+    target_f1 = all_at_max.values["f1"] - F1_TOLERANCE if all_at_max else None
     sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
-                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial)
+                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial,
+                           target_f1)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
