@@ -363,7 +363,9 @@ class BoTorchSampler:
         seen = {c.key() for c, _ in history}
         y = to_max_space([v for _, v in history], self.objectives)
         front = np.flatnonzero(pareto_mask(y))
-        # Short of the target F1, F1 has to rise: features added or the depth moved, none dropped.
+        # Short of the target F1, F1 has to rise: the pool adds features or moves the depth, drops none.
+        # (The hill climb may still drop one: restricted too, it found fewer cheap points on IoT Sentinel,
+        # hypervolume 0.80 against 0.84 over two seeds.)
         short = closing_in and y[:, self.objectives.index("f1")].max() < self.target_f1
         anchors = [history[i][0] for i in front]
         f1 = y[:, self.objectives.index("f1")]
@@ -393,7 +395,7 @@ class BoTorchSampler:
         for i in np.argsort(-values)[:self.hill_climb_starts]:
             current, current_value = candidates[i], float(values[i])
             for _ in range(self.hill_climb_steps):
-                moves = [m for m in self._single_moves(current, grow_only=short) if m.key() not in seen]
+                moves = [m for m in self._single_moves(current) if m.key() not in seen]
                 if not moves:
                     break
                 mv = score(moves)
