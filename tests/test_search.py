@@ -322,3 +322,10 @@ def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
     # A target the search already nears (or none) leaves the usual accurate end.
     for target in (0.9 * best, None):
         assert ask(target, 12)[1]["source"].endswith("accurate end")
+    # Closing in, the MI prior stays out: with no trial earning hypervolume yet, it alone would steer.
+    prior = inclusion_prior(np.array([1.0, 0.8, 0.6, 0.1, 0.05, 0.0]))
+    guided = BoTorchSampler(SPACE, ("f1", "cpu"), seed=12, prior=prior, n_initial=4, high_f1_every=1,
+                            depth_sweep_every=0, hill_climb_steps=0, target_f1=best + 0.02)
+    assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI, accurate end, closing in on the target F1"
+    guided.target_f1 = None
+    assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI + MI prior, accurate end"
