@@ -179,9 +179,9 @@ class BoTorchSampler:
         swept = self._depth_sweep(history) if self._sweeps(iteration) else None
         if swept is not None:
             return swept, {"source": "depth sweep", "bo_overhead_s": time.perf_counter() - t0}
-        x = self._optimize(history, iteration)
-        config = _unseen(self.space, self.space.decode(x), seen, rng)
         closing_in = self._closing_in(history, iteration)
+        x = self._optimize(history, iteration, closing_in)
+        config = _unseen(self.space, self.space.decode(x), seen, rng)
         source = "qLogNEHVI" + (" + MI prior" if self.prior is not None and not closing_in else "")
         if self._high_f1(iteration):
             source += ", accurate end" + (", closing in on the target F1" if closing_in else "")
@@ -231,7 +231,7 @@ class BoTorchSampler:
         return self._high_f1(iteration) and self.target_f1 is not None \
             and self.target_f1 > self.high_f1_fraction * max(v["f1"] for _, v in history)
 
-    def _optimize(self, history: History, iteration: int) -> np.ndarray:
+    def _optimize(self, history: History, iteration: int, closing_in: bool = False) -> np.ndarray:
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
@@ -291,10 +291,7 @@ class BoTorchSampler:
         ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
         fraction = self.high_f1_fraction if self._high_f1(iteration) else self.ref_f1_fraction
-        ref_point[f1] = fraction * train_y[:, f1].max()
-        closing_in = self._closing_in(history, iteration)
-        if closing_in:
-            ref_point[f1] = self.target_f1
+        ref_point[f1] = self.target_f1 if closing_in else fraction * train_y[:, f1].max()
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
@@ -372,7 +369,7 @@ class BoTorchSampler:
         pool: dict[str, Config] = {}
         if closing_in:  # the front's most accurate points are the cheapest ones near the target
             front_accurate = [history[i][0] for i in front[np.argsort(-f1[front])][:3]]
-            # Short of the target F1 has to rise: the pool adds features or moves the depth, drops none.
+            # Short of the target, F1 has to rise: the pool adds features or moves the depth, drops none.
             # (The hill climb may still drop one: restricted too, with the prior still on, it found fewer
             # cheap points on IoT Sentinel, hypervolume 0.80 against 0.84 over two seeds.)
             short = f1.max() < self.target_f1
