@@ -47,7 +47,7 @@ def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, bud
     corpus = load_corpus(corpus_path, label_column)
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()
-    run_study(study, dataset, Evaluator(corpus, dataset, OBJECTIVES, seed=seed), budget,
+    run_study(study, dataset, study.evaluator(corpus, dataset), budget,
               lambda msg, n, total, front: print(f"\r{name}: {n}/{total} {msg[:60]:60}", end="", file=sys.stderr))
     elapsed = time.perf_counter() - t0
     print(file=sys.stderr)
@@ -156,7 +156,7 @@ def main() -> None:
                 study = runs[label][0]
                 c = load_corpus(study.settings.corpus, label_column=study.settings.label_column)
                 ds = load_dataset(c, study.settings.max_depth, default_cache_dir())
-                reevaluate(study, Evaluator(c, ds, OBJECTIVES, study.settings.folds, study.settings.seed))
+                reevaluate(study, study.evaluator(c, ds))
             if args.rescore_cpu:
                 print(f"{label}: cpu re-scored on {rescore_cpu(runs[label][0])} trials", file=sys.stderr)
         result = summarize(runs, args.budget)

@@ -231,13 +231,17 @@ def tune(
     resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
     zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
+    # Its default is cato.models.DEFAULT_MODEL_SEEDS, left unimported so that the CLI starts without numpy.
+    model_seeds: Optional[int] = typer.Option(None, "--model-seeds", min=1, show_default=False,
+                                              help="Seeds each random forest or decision tree is fitted with; "
+                                              "F1 is their mean (default 3)."),
 ) -> None:
     """Search feature subset x packet depth x model for the Pareto front of macro-F1 against measured cost."""
     from cato.cache import default_cache_dir
     from cato.corpus import CorpusError, load_corpus
     from cato.dataset import DatasetError, load_dataset
     from cato.models import FAMILIES, ModelSpecError
-    from cato.search.objectives import Evaluator, ObjectiveError, parse_objectives
+    from cato.search.objectives import ObjectiveError, parse_objectives
     from cato.search.samplers import SAMPLERS
     from cato.study import Study, StudyError, StudySettings, run_study
     from cato.zeek import ZeekError, ZeekNotFoundError
@@ -253,7 +257,8 @@ def tune(
         _fail(f"--sampler takes one of {', '.join(SAMPLERS)}")
     restrict = tuple(f.name for f in _features(features_)) if features_ else None
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
-                             not no_prior, not no_baselines, initial, restrict, zam)
+                             not no_prior, not no_baselines, initial, restrict, zam,
+                             **({"model_seeds": model_seeds} if model_seeds else {}))
     try:
         study = Study.open(study_dir, settings, resume=resume)
         settings = study.settings
@@ -269,8 +274,7 @@ def tune(
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
                                    progress=lambda n: bar.advance(extraction, n))
             bar.update(extraction, completed=len(corp.captures), visible=False)
-            evaluator = Evaluator(corp, dataset, settings.objectives, settings.folds, settings.seed,
-                                  zam=settings.zam)
+            evaluator = study.evaluator(corp, dataset)
             task = bar.add_task("", total=budget, completed=done)
 
             def show(msg: str, n: int, total: int, front: list) -> None:

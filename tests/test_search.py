@@ -197,6 +197,16 @@ def test_storage_keeps_finished_trials_across_connections(tmp_path):
     assert [r.config for r in t.trials("search", RUNNING)] == [{"x": 3}]
 
 
+def test_a_study_made_before_model_seeds_keeps_scoring_with_one(tmp_path):
+    from cato.models import DEFAULT_MODEL_SEEDS
+    from cato.study import StudySettings
+    fresh = StudySettings(str(tmp_path))
+    assert fresh.model_seeds == DEFAULT_MODEL_SEEDS > 1
+    older = {k: v for k, v in fresh.to_dict().items() if k != "model_seeds"}
+    assert StudySettings.from_dict(older).model_seeds == 1
+    assert StudySettings.from_dict(fresh.to_dict()) == fresh
+
+
 def test_storage_names_a_file_that_is_not_a_database(tmp_path):
     from cato.study.storage import StorageError
     bad = tmp_path / "study.db"

@@ -103,6 +103,21 @@ def test_models_score_and_export_to_onnx(zeek, mini_corpus, cache, family):
     assert (labels == model.predict(x)).mean() > 0.99
 
 
+def test_f1_is_the_mean_over_model_seeds(zeek, mini_corpus, cache):
+    ds: Dataset = load_dataset(load_corpus(mini_corpus), 5, cache)
+    x = ds.matrix(["orig_size_mean", "resp_size_mean", "orig_port", "resp_port", "ip_proto"], 5)
+    folds = grouped_folds(ds.y, ds.groups, 3, 0)
+    forest = ModelSpec("rf", 5, 3)
+    singles = [cross_val_f1(x, ds.y, folds, forest, s)["f1"] for s in (4, 5, 6)]
+    averaged = cross_val_f1(x, ds.y, folds, forest, 4, model_seeds=3)
+    assert averaged["f1_seeds"] == pytest.approx(singles)
+    assert averaged["f1"] == pytest.approx(np.mean(singles))
+    # LightGBM without bagging ignores its seed: one fit stands for all.
+    boosted = ModelSpec("gbt", 10, 3)
+    assert (fit(x, ds.y, boosted, 0).predict(x) == fit(x, ds.y, boosted, 1).predict(x)).all()
+    assert len(cross_val_f1(x, ds.y, folds, boosted, 0, model_seeds=3)["f1_seeds"]) == 1
+
+
 def _complete(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as con:
         try:

@@ -1,7 +1,7 @@
 """What a trial measures: macro-F1 from grouped cross-validation, and serving cost from real Zeek.
 
 * ``f1``: macro-F1 of out-of-fold predictions (K folds grouped by the corpus ``group``) on the
-  cached multi-depth dataset; maximised.
+  cached multi-depth dataset, averaged over ``model_seeds`` fits of a seeded model; maximised.
 * ``cpu``: steady-state Zeek CPU per connection (µs): bare Zeek's CPU per connection less its
   start-ups, plus the marginal CPU of the configuration's generated script over the corpus, from
   ``cato profile`` (cached by script hash); minimised.
@@ -29,7 +29,7 @@ from cato.corpus import Corpus
 from cato.dataset import Dataset
 from cato.features import resolve
 from cato.inference import OnnxModel
-from cato.models import cross_val_f1, fit, grouped_folds, to_onnx
+from cato.models import DEFAULT_MODEL_SEEDS, cross_val_f1, fit, grouped_folds, to_onnx
 from cato.profiling import profile
 from cato.search.space import Config
 
@@ -65,6 +65,7 @@ class Evaluator:
     zeek: Path | None = None
     #: Profile with Zeek's ``-O ZAM``.
     zam: bool = False
+    model_seeds: int = DEFAULT_MODEL_SEEDS
     _folds: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,14 +108,16 @@ class Evaluator:
         """Cross-validated F1 (and ONNX inference time when latency is an objective), cached by dataset,
         configuration, folds and seed: baselines and repeated studies share them."""
         timed = "latency" in self.objectives
+        seeds = [self.model_seeds] if self.model_seeds > 1 else []  # one seed: the key it always had
         key = hashlib.sha256(json.dumps([QUALITY_VERSION, self.dataset.key, config.key(), self.folds,
-                                         self.seed, timed]).encode()).hexdigest()
+                                         self.seed, timed, *seeds]).encode()).hexdigest()
         path = (self.cache_dir or default_cache_dir()) / "quality" / f"{key[:32]}.json"
         if path.exists():
             return {**json.loads(path.read_text()), "quality_cached": True}
         t0 = time.perf_counter()
-        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed)
+        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed, self.model_seeds)
         result = {"f1": scores["f1"], "f1_std": scores["f1_std"], "f1_folds": scores["f1_folds"],
+                  "f1_seeds": scores["f1_seeds"],
                   "fit_s": time.perf_counter() - t0}
         if timed:
             result["inference_ms"] = self.inference_ms(config, x)

@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cato.corpus import Corpus
 from cato.dataset import Dataset
-from cato.models import FAMILIES, ModelSpec
+from cato.models import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec
 from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
 from cato.search.objectives import F1_TOLERANCE, Evaluator
 from cato.search.pareto import COST_FLOOR, pareto_mask, to_max_space
@@ -54,6 +55,8 @@ class StudySettings:
     features: tuple[str, ...] | None = None
     #: Measure costs with Zeek's ``-O ZAM`` (for deployments that compile their scripts).
     zam: bool = False
+    #: Fits of a seeded model per cross-validation, F1 averaged (studies made before it had one).
+    model_seeds: int = DEFAULT_MODEL_SEEDS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +64,7 @@ class StudySettings:
     @classmethod
     def from_dict(cls, d: dict) -> "StudySettings":
         d = dict(d)
+        d.setdefault("model_seeds", 1)
         for k in ("objectives", "families", "features"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
@@ -125,6 +129,11 @@ class Study:
         return sorted(front, key=lambda t: -t.values["f1"])
 
     # steps of a run ------------------------------------------------------------------------------
+    def evaluator(self, corpus: Corpus, dataset: Dataset) -> Evaluator:
+        """The evaluator of this study's settings (folds, seeds, objectives, ZAM)."""
+        st = self.settings
+        return Evaluator(corpus, dataset, st.objectives, st.folds, st.seed, zam=st.zam, model_seeds=st.model_seeds)
+
     def importance(self, dataset: Dataset, progress: Callable[[str], None]) -> dict:
         """MI and RFE ranks at full depth, computed once per study."""
         stored = self.storage.get("importance")
