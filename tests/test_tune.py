@@ -132,7 +132,7 @@ def _complete(db: Path) -> list[tuple]:
 def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     study = tmp_path / "study"
     args = ["tune", mini_corpus, "--study", study, "--budget", 6, "--max-depth", 5, "--folds", 3,
-            "--models", "dt,rf", "--initial", 3, "--seed", 1]
+            "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2]
     proc = subprocess.Popen([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     db = study / "study.db"
@@ -161,7 +161,7 @@ def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     rep = _cato("report", study, "--json", cache=cache)
     assert rep.returncode == 0, rep.stderr
     data = json.loads(rep.stdout)
-    assert data["objectives"] == ["f1", "cpu"]
+    assert data["objectives"] == ["f1", "cpu"] and data["model_seeds"] == 2
     assert data["pareto"] and {"trial", "features", "depth", "model", "f1", "cpu"} <= set(data["pareto"][0])
     assert {b["name"] for b in data["baselines"]} == {"all@5", "mi10@5", "rfe10@5"}
     assert (study / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

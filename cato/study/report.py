@@ -41,7 +41,8 @@ def study_report(study: Study) -> dict:
     front = study.pareto()
     data: dict = {
         "study": str(study.directory), "corpus": study.settings.corpus, "sampler": study.settings.sampler,
-        "prior": study.settings.use_prior, "objectives": objs, "units": {o: UNITS[o] for o in objs},
+        "prior": study.settings.use_prior, "model_seeds": study.settings.model_seeds,
+        "objectives": objs, "units": {o: UNITS[o] for o in objs},
         "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
         "failed": len(study.storage.trials("search", FAILED)), "reference_point": ref,
         "pareto": [_point(t, objs) for t in front],
@@ -158,7 +159,8 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;font-size:90%;text-align:left}}</
 <h1>cato tune report</h1>
 <p>Corpus <code>{html.escape(data['corpus'])}</code>; sampler {html.escape(data['sampler'])}
 (MI prior {'on' if data['prior'] else 'off'}); {data['trials']} search trials, {data['failed']} failed;
-objectives: {', '.join(html.escape(UNITS[o]) for o in objs)}. Models: {html.escape(families)}.</p>
+objectives: {', '.join(html.escape(UNITS[o]) for o in objs)}. Models: {html.escape(families)}; F1 of a
+random forest or decision tree is the mean of {data['model_seeds']} seeds.</p>
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="Pareto front">
 {versus}
 <h2>Pareto front</h2>{_table(data['pareto'], objs, 'source')}
