@@ -94,7 +94,9 @@ def summarize(runs: dict[str, tuple[Study, float]], budget: int) -> dict:
     baselines = studies[0].trials("baseline")
     everything = [t.values for s in studies for t in s.trials()]
     ref = reference(everything, OBJECTIVES)
-    out: dict = {"reference_point": ref, "objectives": list(OBJECTIVES), "budget": budget, "samplers": {},
+    settings = studies[0].settings
+    out: dict = {"corpus": Path(settings.corpus).name, "seed": settings.seed, "model_seeds": settings.model_seeds,
+                 "reference_point": ref, "objectives": list(OBJECTIVES), "budget": budget, "samplers": {},
                  "baselines": {}}
     all_max = next(t for t in baselines if t.name == f"all@{studies[0].settings.max_depth}")
     for t in baselines:

@@ -1,6 +1,9 @@
 """Markdown tables for RESULTS.md from tune_compare.py and ground_truth.py results.
 
     python benchmarks/tune_tables.py benchmarks/results/tune_*.json benchmarks/results/ground_truth_*[!e].json
+
+Given tune_compare.py results of one corpus for several seeds, it also prints cato's study per seed,
+every hypervolume on one reference point.
 """
 
 from __future__ import annotations
@@ -8,6 +11,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from cato.search.pareto import hypervolume
 
 
 def ttd_ratio(point: dict) -> str:
@@ -53,6 +58,27 @@ def compare_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def seeds_table(corpus: str, runs: list[dict], sampler: str = "botorch") -> str:
+    """cato's study of one corpus per seed: hypervolume at 50 on the largest of the runs' reference points
+    (a front scored on it is what its trials would score), ALL@max, and the point within 0.01 of it."""
+    runs = sorted((r for r in runs if sampler in r["samplers"]), key=lambda r: r.get("seed", 0))
+    objs = runs[0]["objectives"]
+    ref = {"f1": 0.0, **{o: max(r["reference_point"][o] for r in runs) for o in objs if o != "f1"}}
+    lines = [f"**{corpus}, {sampler} by seed** (hypervolume on reference {json.dumps({k: round(v, 1) for k, v in ref.items()})})",
+             "", "| seed | model seeds | hypervolume | ALL@max F1 | best F1 | within 0.01 of ALL@max | CPU x lower | "
+             "TTD x lower |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        e = r["samplers"][sampler]
+        hv = hypervolume([{o: p[o] for o in objs} for p in e["front"]], objs, ref)
+        v = e.get("versus_all_max")
+        within = (f"{len(v['features'])} features @{v['depth']}, F1 {v['f1']:.3f}, {v['cpu']:.1f} µs" if v
+                  else "none")
+        ratios = f"{v['cpu_ratio']:.2f}x | {ttd_ratio(v)}" if v else "– | –"
+        lines.append(f"| {r.get('seed', 0)} | {r.get('model_seeds', 1)} | {hv:.3f} | {r['all_max']['f1']:.3f} | "
+                     f"{max(p['f1'] for p in e['front']):.3f} | {within} | {ratios} |")
+    return "\n".join(lines)
+
+
 def ground_truth_table(path: Path) -> str:
     r = json.loads(path.read_text())
     lines = [f"**{path.stem}**: {r['configurations']} configurations ({', '.join(r['features'])} × depths 1..50, "
@@ -68,11 +94,18 @@ def ground_truth_table(path: Path) -> str:
 
 
 def main() -> None:
+    by_corpus: dict[str, list[dict]] = {}
     for arg in sys.argv[1:]:
         path = Path(arg)
         data = json.loads(path.read_text())
         print(ground_truth_table(path) if "searches" in data else compare_table(path))
         print()
+        if "samplers" in data and "corpus" in data:
+            by_corpus.setdefault(data["corpus"], []).append(data)
+    for corpus, runs in by_corpus.items():
+        if len({r["seed"] for r in runs}) > 1:
+            print(seeds_table(corpus, runs))
+            print()
 
 
 if __name__ == "__main__":

@@ -339,3 +339,24 @@ def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
     assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI, accurate end, closing in on the target F1"
     guided.target_f1 = None
     assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI + MI prior, accurate end"
+
+
+def test_the_late_part_of_the_budget_closes_in_on_every_bo_iteration():
+    """Once the cheap end has had half the budget, every BO iteration that is not a depth sweep climbs
+    towards the target F1, until 98% of the best seen reaches it."""
+    rng = np.random.default_rng(3)
+    history = []
+    while len(history) < 12:
+        config = SPACE.sample(rng)
+        if config.key() not in {c.key() for c, _ in history}:
+            history.append((config, _toy_values(config)))
+    best = max(v["f1"] for _, v in history)
+
+    def source(budget: int, target: float | None) -> str:
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=5, depth_sweep_every=0,
+                                 hill_climb_steps=0, target_f1=target, budget=budget)
+        return sampler.ask(history, 12)[1]["source"]  # iteration 9: not an accurate-end one
+
+    assert source(24, best + 0.02) == "qLogNEHVI, closing in on the target F1"
+    assert source(25, best + 0.02) == "qLogNEHVI"  # 12 trials: not yet half of 25
+    assert source(24, 0.9 * best) == "qLogNEHVI"  # the target is as good as met

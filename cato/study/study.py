@@ -215,7 +215,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     target_f1 = all_at_max.values["f1"] - F1_TOLERANCE if all_at_max else None
     sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
                            initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial,
-                           target_f1)
+                           target_f1, budget)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
