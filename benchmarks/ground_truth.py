@@ -46,6 +46,7 @@ from cato.models import ModelSpec, cross_val_f1, grouped_folds
 from cato.cache import default_cache_dir
 from cato.profiling import profile, profiled_handler_cpu
 from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
+from cato.search.objectives import F1_TOLERANCE
 from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space
 from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
 from cato.search.space import SearchSpace
@@ -205,6 +206,10 @@ def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seed
     space = SearchSpace(tuple(features), max_depth, ("dt",), model=MODEL)
     mi_rank, rfe_rank, prior = dataset_ranks
 
+    # As a study does: the target is ALL@max's F1 less the tolerance, and the sampler knows the budget.
+    everything = points[f"{','.join(features)}@{max_depth}"]
+    as_a_study = {"target_f1": everything["f1"] - F1_TOLERANCE, "budget": budget}
+
     def lookup(config):
         p = (clean if seen_costs == "denoised" else points)[f"{','.join(config.features)}@{config.depth}"]
         return {"f1": p["f1"], "cpu": p["cpu"]}
@@ -212,10 +217,10 @@ def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seed
     samplers = {
         "cato (BoTorch qLogNEHVI + MI prior)": lambda s: BoTorchSampler(
             space, OBJECTIVES, s, prior=prior, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
-            ref_f1_fraction=ref_f1_fraction, **(botorch_options or {})),
+            ref_f1_fraction=ref_f1_fraction, **as_a_study, **(botorch_options or {})),
         "BoTorch qLogNEHVI, no prior": lambda s: BoTorchSampler(
             space, OBJECTIVES, s, initial=initial_design(space, mi_rank, rfe_rank, s, ks=(2, 4)),
-            ref_f1_fraction=ref_f1_fraction, **(botorch_options or {})),
+            ref_f1_fraction=ref_f1_fraction, **as_a_study, **(botorch_options or {})),
         "Optuna MO-TPE": lambda s: TPESampler(space, OBJECTIVES, s),
         "random search": lambda s: RandomSampler(space, s),
     }
