@@ -106,6 +106,17 @@ def _toy_values(config):
     return {"f1": f1, "cpu": 10.0 + 5 * len(config.features) + config.depth}
 
 
+def _toy_history(seed: int, n: int = 12) -> list:
+    """``n`` distinct random configurations with their toy objectives."""
+    rng = np.random.default_rng(seed)
+    history = []
+    while len(history) < n:
+        config = SPACE.sample(rng)
+        if config.key() not in {c.key() for c, _ in history}:
+            history.append((config, _toy_values(config)))
+    return history
+
+
 @pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch", "botorch-alternating"])
 def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
     objectives = ("f1", "cpu")
@@ -305,12 +316,7 @@ def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
     accurate-end iterations aim at it, and propose only single moves of the most accurate trials that
     add a feature or move the depth: far draws would win on their uncertainty alone, and below the
     target dropping a feature rarely raises F1."""
-    rng = np.random.default_rng(0)
-    history = []
-    while len(history) < 12:
-        config = SPACE.sample(rng)
-        if config.key() not in {c.key() for c, _ in history}:
-            history.append((config, _toy_values(config)))
+    history = _toy_history(0)
     y = to_max_space([v for _, v in history], ("f1", "cpu"))
     front = np.flatnonzero(pareto_mask(y))
     accurate = [history[i][0] for i in np.argsort(-y[:, 0])[:3]] + \
@@ -344,12 +350,7 @@ def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
 def test_the_late_part_of_the_budget_closes_in_on_every_bo_iteration():
     """Once the cheap end has had half the budget, every BO iteration that is not a depth sweep climbs
     towards the target F1, until 98% of the best seen reaches it."""
-    rng = np.random.default_rng(3)
-    history = []
-    while len(history) < 12:
-        config = SPACE.sample(rng)
-        if config.key() not in {c.key() for c, _ in history}:
-            history.append((config, _toy_values(config)))
+    history = _toy_history(3)
     best = max(v["f1"] for _, v in history)
 
     def source(budget: int, target: float | None) -> str:
