@@ -98,7 +98,7 @@ def summarize(runs: dict[str, tuple[Study, float]], budget: int) -> dict:
     out: dict = {"corpus": Path(settings.corpus).name, "seed": settings.seed, "model_seeds": settings.model_seeds,
                  "reference_point": ref, "objectives": list(OBJECTIVES), "budget": budget, "samplers": {},
                  "baselines": {}}
-    all_max = next(t for t in baselines if t.name == f"all@{studies[0].settings.max_depth}")
+    all_max = next(t for t in baselines if t.name == f"all@{settings.max_depth}")
     for t in baselines:
         out["baselines"][t.name] = {**t.values, "latency_ms": t.details["latency_ms"], "hypervolume": hypervolume([t.values], OBJECTIVES, ref),
                                     "features": len(t.config.features), "depth": t.config.depth}

@@ -61,7 +61,7 @@ def compare_table(path: Path) -> str:
 def seeds_table(corpus: str, runs: list[dict], sampler: str = "botorch") -> str:
     """cato's study of one corpus per seed: hypervolume at 50 on the largest of the runs' reference points
     (a front scored on it is what its trials would score), ALL@max, and the point within 0.01 of it."""
-    runs = sorted((r for r in runs if sampler in r["samplers"]), key=lambda r: r.get("seed", 0))
+    runs = sorted((r for r in runs if sampler in r["samplers"]), key=lambda r: r["seed"])
     objs = runs[0]["objectives"]
     ref = {"f1": 0.0, **{o: max(r["reference_point"][o] for r in runs) for o in objs if o != "f1"}}
     lines = [f"**{corpus}, {sampler} by seed** (hypervolume on reference {json.dumps({k: round(v, 1) for k, v in ref.items()})})",
@@ -74,7 +74,7 @@ def seeds_table(corpus: str, runs: list[dict], sampler: str = "botorch") -> str:
         within = (f"{len(v['features'])} features @{v['depth']}, F1 {v['f1']:.3f}, {v['cpu']:.1f} µs" if v
                   else "none")
         ratios = f"{v['cpu_ratio']:.2f}x | {ttd_ratio(v)}" if v else "– | –"
-        lines.append(f"| {r.get('seed', 0)} | {r.get('model_seeds', 1)} | {hv:.3f} | {r['all_max']['f1']:.3f} | "
+        lines.append(f"| {r['seed']} | {r['model_seeds']} | {hv:.3f} | {r['all_max']['f1']:.3f} | "
                      f"{max(p['f1'] for p in e['front']):.3f} | {within} | {ratios} |")
     return "\n".join(lines)
 
