@@ -25,7 +25,7 @@ from pathlib import Path
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.profiling import corpus_streams
+from cato.zeek.profiling import corpus_streams
 from cato.zeek import ZAM_ARGS, find_zeek, run_zeek, static_load_script, zeek_version
 from cato.zeek.corpus_run import STREAM_REDEFS
 

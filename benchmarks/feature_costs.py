@@ -17,7 +17,7 @@ from pathlib import Path
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.profiling import profile
+from cato.zeek.profiling import profile
 
 
 def main() -> None:

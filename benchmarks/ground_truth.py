@@ -42,9 +42,9 @@ from cato.codegen import generate
 from cato.corpus import link_subset, load_corpus
 from cato.dataset import load_dataset
 from cato.features import resolve
-from cato.models import ModelSpec, cross_val_f1, grouped_folds
+from cato.model import ModelSpec, cross_val_f1, grouped_folds
 from cato.cache import default_cache_dir
-from cato.profiling import profile, profiled_handler_cpu
+from cato.zeek.profiling import profile, profiled_handler_cpu
 from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
 from cato.search.objectives import F1_TOLERANCE
 from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space

@@ -26,7 +26,7 @@ from pathlib import Path
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.profiling import profile
+from cato.zeek.profiling import profile
 
 CONFIGS = {"orig_pkts @1": ("orig_pkts", 1), "all @50": ("all", 50)}
 #: Each figure and the runs whose min-max is its spread. The ratio pairs each script run with the

@@ -23,7 +23,7 @@ from pathlib import Path
 from cato.cache import default_cache_dir
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
-from cato.search.objectives import Evaluator
+from cato.search.evaluator import Evaluator
 from cato.search.pareto import hypervolume, reference
 from cato.study import Study, StudySettings, best_within, run_study
 

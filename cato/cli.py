@@ -106,8 +106,8 @@ def extract(
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
-    from cato.extract import extract as run_extract
-    from cato.extract import write_table
+    from cato.dataset.extract import extract as run_extract
+    from cato.dataset.extract import write_table
     from cato.zeek import ZeekNotFoundError
 
     feats = _features(features_)
@@ -155,15 +155,18 @@ def profile_cmd(
 ) -> None:
     """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
     from cato.corpus import CorpusError, load_corpus
-    from cato.inference import ModelError
-    from cato.profiling import ProfileError, profile
+    from cato.model.onnx import ModelError, OnnxModel
     from cato.zeek import ZeekError, ZeekNotFoundError
+    from cato.zeek.profiling import ProfileError, profile
 
     feats = _features(features_)
     try:
         script = generate(feats, _depths(depth, depths), strategy)
         corp = load_corpus(corpus)
-    except (GeneratorError, CorpusError) as e:
+        onnx_model = OnnxModel.load(model) if model is not None else None
+        if onnx_model is not None:
+            onnx_model.check_features(script.columns)
+    except (GeneratorError, CorpusError, ModelError) as e:
         _fail(str(e))
     steps = 2 * repeat + 2 + (model is not None)
     with Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -174,8 +177,8 @@ def profile_cmd(
             bar.update(task, description=msg, advance=1)
 
         try:
-            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache, model=model,
-                             progress=step, zam=zam)
+            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache,
+                             inference=onnx_model, progress=step, zam=zam)
         except (ProfileError, ModelError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))
         bar.update(task, completed=steps, description="cached" if result.cached else "done")
@@ -231,7 +234,7 @@ def tune(
     resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
     zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
-    # Its default is cato.models.DEFAULT_MODEL_SEEDS, left unimported so that the CLI starts without numpy.
+    # Its default is cato.model.DEFAULT_MODEL_SEEDS, left unimported so that the CLI starts without numpy.
     model_seeds: Optional[int] = typer.Option(None, "--model-seeds", min=1, show_default=False,
                                               help="Seeds each random forest or decision tree is fitted with; "
                                               "F1 is their mean (default 3)."),
@@ -240,7 +243,7 @@ def tune(
     from cato.cache import default_cache_dir
     from cato.corpus import CorpusError, load_corpus
     from cato.dataset import DatasetError, load_dataset
-    from cato.models import FAMILIES, ModelSpecError
+    from cato.model import FAMILIES, ModelSpecError
     from cato.search.objectives import ObjectiveError, parse_objectives
     from cato.search.samplers import SAMPLERS
     from cato.study import Study, StudyError, StudySettings, run_study

@@ -4,9 +4,9 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from cato.capture import CaptureError, merge_captures, read_capture
-from cato.capture.merge import GAP_NS
-from cato.capture.pcapio import write_packet, write_pcap_header
+from cato.corpus import CaptureError, merge_captures, read_capture
+from cato.corpus.merge import GAP_NS
+from cato.corpus.pcapio import write_packet, write_pcap_header
 
 TRACES = Path(__file__).parent / "btest" / "Traces"
 

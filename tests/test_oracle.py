@@ -13,7 +13,7 @@ import pytest
 
 import oracle
 from cato.corpus import load_corpus
-from cato.extract import extract
+from cato.dataset.extract import extract
 from cato.features import resolve
 
 pytestmark = [pytest.mark.zeek, pytest.mark.corpora]

@@ -11,7 +11,7 @@ from cato.cli import app
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.profiling import profile, profiled_handler_cpu
+from cato.zeek.profiling import profile, profiled_handler_cpu
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
+import time
 
 import numpy as np
 import pytest
 
-from cato.models import ModelSpec, ModelSpecError
+from cato.model import ModelSpec, ModelSpecError
 from cato.search.importance import inclusion_prior, top_k
 from cato.search.objectives import ObjectiveError, parse_objectives
 from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space
 from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
 from cato.search.space import Config, SearchSpace
-from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage
+from cato.study.storage import SQLiteStorage, TrialState
 
 FEATS = ("orig_pkts", "resp_pkts", "orig_size_mean", "resp_size_mean", "orig_iat_mean", "tcp_rtt")
 SPACE = SearchSpace(FEATS, 20)
@@ -135,14 +137,17 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
     history = []
     kept = make()  # asked every time, as in a study: BoTorch warm-starts its GP fits from what it kept
     for n in range(8):
+        started = time.perf_counter()
         config, info = make().ask(history, n)
+        asked_s = time.perf_counter() - started
         again, _ = make().ask(history, n)
         assert config == again, "a sampler must be a function of seed, number and history"
         assert kept.ask(history, n)[0] == config, "a resumed study must propose what an uninterrupted one does"
         assert config.key() not in {c.key() for c, _ in history}
         assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
         if sampler_name.startswith("botorch") and n >= 4:
-            assert info["source"].startswith(("qLogNEHVI", "depth sweep")) and info["bo_overhead_s"] > 0
+            assert info["source"].startswith(("qLogNEHVI", "depth sweep"))
+            assert 0 < info["bo_overhead_s"] <= asked_s, "the overhead recorded is the time the proposal took"
         history.append((config, _toy_values(config)))
 
 
@@ -198,24 +203,62 @@ def test_storage_keeps_finished_trials_across_connections(tmp_path):
     done = s.start_trial("search", {"x": 1})
     s.finish_trial(done, {"f1": 0.5}, {"eval_s": 1.0})
     failed = s.start_trial("search", {"x": 2})
-    s.finish_trial(failed, None, {"error": "boom"}, FAILED)
+    s.finish_trial(failed, None, {"error": "boom"}, TrialState.FAILED)
     s.start_trial("search", {"x": 3})  # left running, as a killed process leaves it
     # Another connection (a new process) sees exactly what was committed.
     t = SQLiteStorage(db)
     assert t.get("settings") == {"a": 1}
-    assert [r.config for r in t.trials("search", COMPLETE)] == [{"x": 1}]
-    assert [r.config for r in t.trials("search", FAILED)] == [{"x": 2}]
-    assert [r.config for r in t.trials("search", RUNNING)] == [{"x": 3}]
+    assert [r.config for r in t.trials("search", TrialState.COMPLETE)] == [{"x": 1}]
+    assert [r.config for r in t.trials("search", TrialState.FAILED)] == [{"x": 2}]
+    assert [r.config for r in t.trials("search", TrialState.RUNNING)] == [{"x": 3}]
 
 
-def test_a_study_made_before_model_seeds_keeps_scoring_with_one(tmp_path):
-    from cato.models import DEFAULT_MODEL_SEEDS
-    from cato.study import StudySettings
+def _v0_database(path, settings: dict) -> None:
+    """A study database as cato wrote it before its schema had a version (and before model seeds)."""
+    import sqlite3
+    db = sqlite3.connect(path)
+    db.executescript("""
+CREATE TABLE study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE trials (number INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL,
+    config TEXT NOT NULL, objective_values TEXT, details TEXT, started REAL NOT NULL, finished REAL);
+""")
+    db.execute("INSERT INTO study VALUES ('settings', ?)", (json.dumps(settings),))
+    db.execute("INSERT INTO trials (kind, state, config, objective_values, details, started, finished) "
+               "VALUES ('search', 'complete', ?, ?, '{}', 1.0, 2.0)",
+               (json.dumps(Config(("orig_pkts",), 3, ModelSpec()).to_dict()), json.dumps({"f1": 0.5, "cpu": 9.0})))
+    db.commit()
+    db.close()
+
+
+def test_a_study_made_before_the_schema_version_is_migrated(tmp_path):
+    from cato.model import DEFAULT_MODEL_SEEDS
+    from cato.study import Study, StudySettings
+    from cato.study.storage import SCHEMA_VERSION
     fresh = StudySettings(str(tmp_path))
     assert fresh.model_seeds == DEFAULT_MODEL_SEEDS > 1
     older = {k: v for k, v in fresh.to_dict().items() if k != "model_seeds"}
-    assert StudySettings.from_dict(older).model_seeds == 1
-    assert StudySettings.from_dict(fresh.to_dict()) == fresh
+    _v0_database(tmp_path / "study.db", older)
+    study = Study.open(tmp_path, resume=True)
+    # Scored with one seed before, it keeps one seed, and keeps its trials.
+    assert study.settings.model_seeds == 1
+    assert study.storage.version == SCHEMA_VERSION >= 1
+    assert [t.values for t in study.trials("search")] == [{"f1": 0.5, "cpu": 9.0}]
+    study.storage.close()
+    again = Study.open(tmp_path, resume=True)  # migrating twice changes nothing
+    assert again.settings.model_seeds == 1 and len(again.trials("search")) == 1
+    assert Study.open(tmp_path / "new", fresh).storage.version == SCHEMA_VERSION
+
+
+def test_a_study_from_a_newer_cato_is_refused(tmp_path):
+    import sqlite3
+
+    from cato.study.storage import SCHEMA_VERSION, StorageError
+    SQLiteStorage(tmp_path / "study.db").close()
+    db = sqlite3.connect(tmp_path / "study.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StorageError, match="newer cato"):
+        SQLiteStorage(tmp_path / "study.db")
 
 
 def test_storage_names_a_file_that_is_not_a_database(tmp_path):
@@ -361,3 +404,49 @@ def test_the_late_part_of_the_budget_closes_in_on_every_bo_iteration():
     assert source(24, best + 0.02) == "qLogNEHVI, closing in on the target F1"
     assert source(25, best + 0.02) == "qLogNEHVI"  # 12 trials: not yet half of 25
     assert source(24, 0.9 * best) == "qLogNEHVI"  # the target is as good as met
+
+
+def test_make_sampler_checks_its_parameters():
+    from cato.search.samplers import SamplerError, SearchContext, make_sampler, sampler_parameters
+    ctx = SearchContext(SPACE, ("f1", "cpu"), seed=0, budget=20, mi=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
+                        rfe_rank=[1, 2, 3, 4, 5, 6], reference_f1=0.8)
+    sampler = make_sampler("botorch", ctx, acq_optimizer="alternating")
+    assert sampler.acq_optimizer == "alternating" and sampler.budget == 20
+    assert sampler.target_f1 == pytest.approx(0.79) and len(sampler.initial) >= 2
+    assert make_sampler("botorch", SearchContext(**{**ctx.__dict__, "use_prior": False})).prior is None
+    with pytest.raises(SamplerError, match="acq_optimizer"):
+        make_sampler("botorch", ctx, acq_optimizer="alternatng")  # misspelt: not silently "local"
+    with pytest.raises(SamplerError, match="no parameter acq_optimiser"):
+        make_sampler("botorch", ctx, acq_optimiser="alternating")
+    with pytest.raises(SamplerError, match="no parameter"):
+        make_sampler("random", ctx, acq_optimizer="local")  # only BoTorch has it
+    with pytest.raises(SamplerError, match="ref_f1_fraction"):
+        make_sampler("botorch", ctx, ref_f1_fraction=1.5)
+    with pytest.raises(SamplerError, match="unknown sampler"):
+        make_sampler("cmaes", ctx)
+    assert "acq_optimizer" in sampler_parameters("botorch") and "budget" not in sampler_parameters("botorch")
+    assert make_sampler("tpe", ctx).objectives == ("f1", "cpu")
+
+
+def test_an_evaluator_that_raises_makes_a_failed_trial(tmp_path):
+    """A configuration whose evaluation raises is stored as failed, with its error; the study goes on."""
+    import pandas as pd
+
+    from cato.corpus import Corpus
+    from cato.dataset import Dataset
+    from cato.search.evaluator import Evaluator
+    from cato.study import Study, StudySettings
+    rows = [{"capture": f"c{i % 6}.pcap", "uid": f"C{i}", "ts": float(i), "proto": "udp", "orig_h": "10.0.0.1",
+             "orig_p": 1000 + i, "resp_h": "10.0.0.2", "resp_p": 53, "depth": d, "label": "ab"[i % 2],
+             "group": f"c{i % 6}.pcap", "orig_pkts": d, "orig_size_sum": 60.0 * d + 10 * (i % 2)}
+            for i in range(24) for d in (1, 2)]
+    dataset = Dataset.from_table(pd.DataFrame(rows), 2)
+    corpus = Corpus(tmp_path, pd.DataFrame(columns=["pcap", "label", "group"]), "label", False)
+    evaluator = Evaluator(corpus, dataset, ("f1", "cpu"), folds=3, cache_dir=tmp_path / "cache",
+                          zeek=tmp_path / "no-zeek-here", model_seeds=1)
+    study = Study.open(tmp_path / "study", StudySettings(str(tmp_path), max_depth=2))
+    config = Config(("orig_pkts", "orig_size_sum"), 2, ModelSpec("dt", 1, 4))
+    assert study._evaluate("search", config, evaluator) is None
+    [failed] = study.storage.trials("search", TrialState.FAILED)
+    assert failed.config == config.to_dict() and "no-zeek-here" in failed.details["error"]
+    assert study.trials("search") == [] and study.storage.trials(state=TrialState.RUNNING) == []

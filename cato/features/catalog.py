@@ -78,6 +78,11 @@ TCP_FLAG_BITS: dict[str, int] = {
     "fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08,
     "ack": 0x10, "urg": 0x20, "ece": 0x40, "cwr": 0x80,
 }
+#: Each flag's named constant in Zeek: init-bare.zeek's TH_* for six, cato's static scripts for ECE and CWR.
+TCP_FLAG_NAMES: dict[str, str] = {
+    "fin": "TH_FIN", "syn": "TH_SYN", "rst": "TH_RST", "psh": "TH_PUSH",
+    "ack": "TH_ACK", "urg": "TH_URG", "ece": "Cato::TH_ECE", "cwr": "Cato::TH_CWR",
+}
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Search: the space, feature importance, objectives, samplers and Pareto/hypervolume tools."""
+"""Search: objectives, the space, feature importance, samplers, Pareto fronts and hypervolume, and the trial evaluator."""

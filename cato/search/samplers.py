@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol, Sequence
 
 import numpy as np
 
-from cato.models import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
-from cato.search.objectives import OBJECTIVES
+from cato.model import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
+from cato.search.importance import inclusion_prior, top_k
+from cato.search.objectives import F1_TOLERANCE, OBJECTIVES
 from cato.search.pareto import pareto_mask, to_max_space
 from cato.search.space import Config, SearchSpace, log_uniform_depth
 
 History = Sequence[tuple[Config, dict]]
+ACQ_OPTIMIZERS = ("local", "alternating")
 
-SAMPLERS = ("botorch", "tpe", "random")
 
+class SamplerError(ValueError):
+    pass
 
 class Sampler(Protocol):
     name: str
@@ -169,6 +172,23 @@ class BoTorchSampler:
     late_closing_in: float = 0.5
     name: str = "botorch"
     _cold_fit: tuple = field(default=(None, None), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.acq_optimizer not in ACQ_OPTIMIZERS:
+            raise SamplerError(f"acq_optimizer must be one of {', '.join(ACQ_OPTIMIZERS)}, "
+                               f"not {self.acq_optimizer!r}")
+        for name in ("ref_f1_fraction", "high_f1_fraction", "late_closing_in"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise SamplerError(f"{name} must be in (0, 1], not {getattr(self, name)!r}")
+        for name in ("n_initial", "num_restarts", "raw_samples", "maxiter_alternating", "mc_samples",
+                     "pool_per_anchor", "hill_climb_starts", "gp_refit_every", "warm_maxiter", "score_batch"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise SamplerError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        for name in ("pool_prior_draws", "hill_climb_steps", "high_f1_every", "depth_sweep_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise SamplerError(f"{name} must be a non-negative integer, not {getattr(self, name)!r}")
+        if self.prior is not None and len(self.prior) != self.space.n_features:
+            raise SamplerError(f"the prior has {len(self.prior)} values for {self.space.n_features} features")
 
     def ask(self, history: History, number: int) -> tuple[Config, dict]:
         rng = _rng(self.seed, number)
@@ -527,14 +547,71 @@ def _default_model(family: str) -> ModelSpec:
     return ModelSpec(family, 50 if family != "dt" else 1, 16)
 
 
-def make_sampler(name: str, space: SearchSpace, objectives: tuple[str, ...], seed: int,
-                 prior: np.ndarray | None = None, initial: list[Config] | None = None,
-                 n_initial: int = 10, target_f1: float | None = None, budget: int | None = None) -> Sampler:
-    if name == "random":
-        return RandomSampler(space, seed)
-    if name == "tpe":
-        return TPESampler(space, objectives, seed)
-    if name == "botorch":
-        return BoTorchSampler(space, objectives, seed, prior=prior, initial=list(initial or []), n_initial=n_initial,
-                              target_f1=target_f1, budget=budget)
-    raise ValueError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+@dataclass(frozen=True)
+class SearchContext:
+    """What a study knows when its search starts; each sampler takes from it what it uses.
+
+    ``mi`` and ``rfe_rank`` are the full-depth rankings of the space's features (in space order);
+    ``reference_f1`` is the F1 a user wants matched at lower cost (ALL@max's), None without baselines."""
+    space: SearchSpace
+    objectives: tuple[str, ...]
+    seed: int
+    budget: int
+    mi: Sequence[float]
+    rfe_rank: Sequence[int]
+    use_prior: bool = True
+    n_initial: int = 10
+    reference_f1: float | None = None
+
+    @property
+    def mi_ranking(self) -> list[str]:
+        return top_k(list(self.space.features), self.mi, self.space.n_features)
+
+    @property
+    def rfe_ranking(self) -> list[str]:
+        return top_k(list(self.space.features), self.rfe_rank, self.space.n_features, higher_is_better=False)
+
+
+def _random_from_context(ctx: SearchContext, **params) -> RandomSampler:
+    return RandomSampler(ctx.space, ctx.seed, **params)
+
+
+def _tpe_from_context(ctx: SearchContext, **params) -> TPESampler:
+    return TPESampler(ctx.space, ctx.objectives, ctx.seed, **params)
+
+
+def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
+    """cato's search policy: the MI prior (unless turned off), the ranked initial design, and the target
+    of closing in: the reference F1 less the tolerance within which F1s count as equal."""
+    return BoTorchSampler(
+        ctx.space, ctx.objectives, ctx.seed,
+        prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
+        initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed), n_initial=ctx.n_initial,
+        target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, budget=ctx.budget,
+        **params)
+
+
+_FACTORIES = {"botorch": (BoTorchSampler, _botorch_from_context), "tpe": (TPESampler, _tpe_from_context),
+              "random": (RandomSampler, _random_from_context)}
+SAMPLERS = tuple(_FACTORIES)
+#: Fields a sampler takes from the context, not from its tuning parameters.
+_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "target_f1", "budget", "name"}
+
+
+def sampler_parameters(name: str) -> list[str]:
+    """The tuning parameters ``make_sampler`` accepts for sampler ``name``."""
+    cls = _FACTORIES[name][0]
+    return [f.name for f in fields(cls) if f.init and not f.name.startswith("_") and f.name not in _CONTEXT_FIELDS]
+
+
+def make_sampler(name: str, context: SearchContext, **params) -> Sampler:
+    """The sampler ``name`` for a study's ``context``, with tuning ``params`` (checked: a misspelt name is
+    an error, not a silently ignored setting)."""
+    if name not in _FACTORIES:
+        raise SamplerError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+    allowed = sampler_parameters(name)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise SamplerError(f"sampler {name!r} has no parameter {', '.join(unknown)} "
+                           f"(it takes: {', '.join(allowed) or 'none'})")
+    return _FACTORIES[name][1](context, **params)

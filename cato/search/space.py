@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from cato.features import FEATURES_BY_NAME
-from cato.models import FAMILIES, N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
+from cato.model import FAMILIES, N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 
 
 @dataclass(frozen=True)

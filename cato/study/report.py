@@ -10,10 +10,10 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from cato.models import FAMILY_NAMES
+from cato.model import FAMILY_NAMES
 from cato.search.objectives import F1_TOLERANCE, OBJECTIVES, UNITS
 from cato.search.pareto import hypervolume, reference
-from cato.study.storage import FAILED
+from cato.study.storage import TrialState
 from cato.study.study import Study, Trial, best_within
 
 
@@ -44,7 +44,7 @@ def study_report(study: Study) -> dict:
         "prior": study.settings.use_prior, "model_seeds": study.settings.model_seeds,
         "objectives": objs, "units": {o: UNITS[o] for o in objs},
         "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
-        "failed": len(study.storage.trials("search", FAILED)), "reference_point": ref,
+        "failed": len(study.storage.trials("search", TrialState.FAILED)), "reference_point": ref,
         "pareto": [_point(t, objs) for t in front],
         "baselines": [_point(t, objs) for t in baselines],
     }

@@ -15,17 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
 from cato.corpus import Corpus
 from cato.dataset import Dataset
-from cato.models import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec
-from cato.search.importance import MI_EPSILON, inclusion_prior, mutual_information, rfe_ranking, top_k
-from cato.search.objectives import F1_TOLERANCE, Evaluator
+from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec
+from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
+from cato.search.evaluator import Evaluator
+from cato.search.objectives import F1_TOLERANCE
 from cato.search.pareto import COST_FLOOR, pareto_mask, to_max_space
-from cato.search.samplers import initial_design, make_sampler
+from cato.search.samplers import SearchContext, make_sampler
 from cato.search.space import Config, SearchSpace
-from cato.study.storage import COMPLETE, FAILED, RUNNING, SQLiteStorage, TrialRecord
+from cato.study.storage import SQLiteStorage, TrialRecord, TrialState
 
 DB_NAME = "study.db"
 #: Model of the feature-selection baselines.
@@ -64,7 +64,6 @@ class StudySettings:
     @classmethod
     def from_dict(cls, d: dict) -> "StudySettings":
         d = dict(d)
-        d.setdefault("model_seeds", 1)
         for k in ("objectives", "families", "features"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
@@ -117,7 +116,7 @@ class Study:
         return self.settings.objectives
 
     def trials(self, kind: str | None = None) -> list[Trial]:
-        return [Trial.from_record(r) for r in self.storage.trials(kind, COMPLETE)]
+        return [Trial.from_record(r) for r in self.storage.trials(kind, TrialState.COMPLETE)]
 
     def pareto(self, kind: str = "search") -> list[Trial]:
         trials = self.trials(kind)
@@ -173,7 +172,7 @@ class Study:
         except Exception as e:  # one bad configuration must not end the study
             self.storage.finish_trial(number, None, {"error": f"{type(e).__name__}: {e}",
                                                      "traceback": traceback.format_exc(), **(extra or {})},
-                                      FAILED)
+                                      TrialState.FAILED)
             return None
         details.update(extra or {})
         self.storage.finish_trial(number, values, details)
@@ -181,9 +180,9 @@ class Study:
 
     def take_interrupted(self) -> list[TrialRecord]:
         """Trials left running by a killed process: marked failed, to be evaluated again."""
-        stale = self.storage.trials(state=RUNNING)
+        stale = self.storage.trials(state=TrialState.RUNNING)
         for r in stale:
-            self.storage.finish_trial(r.number, None, {"error": "interrupted"}, FAILED)
+            self.storage.finish_trial(r.number, None, {"error": "interrupted"}, TrialState.FAILED)
         return stale
 
 
@@ -205,17 +204,14 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
                 study._evaluate("baseline", config, evaluator, name, progress=lambda m, n=name: note(f"baseline {n}: {m}"))
 
     feats = importance["features"]
-    mi = np.array([importance["mi"][feats.index(f)] for f in space.features])
-    rfe = [importance["rfe_rank"][feats.index(f)] for f in space.features]
-    mi_rank = top_k(list(space.features), mi, space.n_features)
-    rfe_rank = top_k(list(space.features), rfe, space.n_features, higher_is_better=False)
-    prior = inclusion_prior(mi) if study.settings.use_prior else None
-    # What a user wants matched at lower cost: ALL@max's F1, within the report's tolerance.
     all_at_max = {t.name: t for t in study.trials("baseline")}.get(f"all@{study.settings.max_depth}")
-    target_f1 = all_at_max.values["f1"] - F1_TOLERANCE if all_at_max else None
-    sampler = make_sampler(study.settings.sampler, space, study.objectives, study.settings.seed, prior,
-                           initial_design(space, mi_rank, rfe_rank, study.settings.seed), study.settings.initial,
-                           target_f1, budget)
+    context = SearchContext(
+        space, study.objectives, study.settings.seed, budget,
+        mi=[importance["mi"][feats.index(f)] for f in space.features],
+        rfe_rank=[importance["rfe_rank"][feats.index(f)] for f in space.features],
+        use_prior=study.settings.use_prior, n_initial=study.settings.initial,
+        reference_f1=all_at_max.values["f1"] if all_at_max else None)
+    sampler = make_sampler(study.settings.sampler, context)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
@@ -231,7 +227,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
             config, info = sampler.ask([(t.config, t.values) for t in history], len(study.storage.trials("search")))
         study._evaluate("search", config, evaluator, extra={**info, "sampler": sampler.name, "index": n},
                         progress=lambda m, i=n: note(f"trial {i + 1}: {m}"))
-        failed = len(study.storage.trials("search", FAILED))
+        failed = len(study.storage.trials("search", TrialState.FAILED))
         if failed > max(10, budget):
             raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
     return study

@@ -1,4 +1,4 @@
-"""Running Zeek and reading what it writes."""
+"""Zeek: running it over captures and corpora, reading its logs, and profiling what a script costs."""
 
 from cato.zeek.logs import LogFormatError, read_zeek_log
 from cato.zeek.runner import (
@@ -10,9 +10,9 @@ from cato.zeek.runner import (
     run_zeek,
     zeek_version,
 )
-from cato.zeek.scripts import static_load_script, static_scripts_dir
+from cato.zeek.scripts import static_load_script, static_scripts_dir, static_scripts_sha256
 
 __all__ = [
     "LogFormatError", "ZAM_ARGS", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "read_zeek_log",
-    "run_zeek", "static_load_script", "static_scripts_dir", "zeek_version",
+    "run_zeek", "static_load_script", "static_scripts_dir", "static_scripts_sha256", "zeek_version",
 ]

@@ -1,7 +1,7 @@
 """Run one generated script over many captures: merged streams, parallel Zeek processes.
 
 Zeek starts in 0.1-0.3 s and reads one capture per run, so captures are merged into a few streams
-(``cato.capture.merge``) and each stream is one Zeek run. A capture cato cannot read is reported
+(``cato.corpus.merge``) and each stream is one Zeek run. A capture cato cannot read is reported
 by name and skipped; if Zeek fails on a merged stream, each of its captures is run alone so that
 one bad capture never costs the others.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from cato.capture import Capture, MergedStream, merge_captures, read_captures
+from cato.corpus import Capture, MergedStream, merge_captures, read_captures
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZeekError, find_zeek, run_zeek
 from cato.zeek.scripts import static_load_script

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -17,3 +18,8 @@ def static_scripts_dir() -> Path:
 
 def static_load_script() -> Path:
     return static_scripts_dir() / "__load__.zeek"
+
+
+def static_scripts_sha256() -> str:
+    """Hash of the static scripts' text: part of the cache key of everything Zeek computed with them."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek")))).hexdigest()

@@ -13,7 +13,7 @@ import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cato.capture.pcapio import Capture, write_packet, write_pcap_header
+from cato.corpus.pcapio import Capture, write_packet, write_pcap_header
 
 #: Shifted streams start here (1973) and end before 2038: Zeek misreads later pcap times (seen:
 #: no connections at all past 2^31 s), so a full stream ends there and a new one begins.

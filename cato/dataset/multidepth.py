@@ -20,9 +20,9 @@ import pandas as pd
 from cato.cache import write_atomic
 from cato.codegen import generate
 from cato.corpus import Corpus
-from cato.extract import ID_COLUMNS, extract
+from cato.dataset.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, MISSING_VALUE, catalog_hash
-from cato.zeek.scripts import static_scripts_dir
+from cato.zeek.scripts import static_scripts_sha256
 
 DATASET_VERSION = 3
 
@@ -88,9 +88,8 @@ class Dataset:
 
 def dataset_key(corpus: Corpus, max_depth: int) -> str:
     script = generate(list(CATALOG), range(1, max_depth + 1), "auto")
-    static = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek"))))
     return hashlib.sha256(json.dumps([DATASET_VERSION, corpus.content_hash(), corpus.label_column,
-                                      catalog_hash(), script.sha256, static.hexdigest(),
+                                      catalog_hash(), script.sha256, static_scripts_sha256(),
                                       max_depth]).encode()).hexdigest()
 
 

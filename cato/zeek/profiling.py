@@ -26,21 +26,19 @@ import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cato.cache import default_cache_dir, private_name, write_text_atomic
-from cato.capture import merge_captures, read_captures
-from cato.capture.pcapio import write_pcap_header
 from cato.codegen import GeneratedScript
-from cato.corpus import Corpus
-from cato.inference import OnnxModel
+from cato.corpus import Corpus, merge_captures, read_captures
+from cato.corpus.pcapio import write_pcap_header
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZAM_ARGS, find_zeek, run_zeek, zeek_version
-from cato.zeek.scripts import static_load_script, static_scripts_dir
+from cato.zeek.scripts import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
 PROFILE_VERSION = 5
@@ -50,6 +48,16 @@ STARTUP_RUNS = 3
 
 class ProfileError(RuntimeError):
     pass
+
+
+class VectorTimer(Protocol):
+    """Times inference on the vectors a profiled run emitted (a model's, given by a later stage)."""
+
+    #: What is timed (a model's content hash): part of the profile's cache key.
+    key: str
+
+    def time_vectors(self, vectors: pd.DataFrame) -> dict:
+        """Latency figures (ms) of inference over ``vectors`` (rows of ``cato.log``)."""
 
 
 @dataclass
@@ -88,7 +96,7 @@ class CostProfile:
     startup_cpu_s: float = 0.0
     steady_cpu_us_per_conn: float = 0.0
     baseline_steady_cpu_us_per_conn: float = 0.0
-    #: ONNX Runtime latency of one-vector inferences (ms; p50, p95) when a model was given.
+    #: Latency of one-vector inferences (ms; p50, p95) when a model was given (``cato profile --model``).
     inference_ms: dict | None = None
     #: Whether every run (baseline included) compiled its scripts with Zeek's ``-O ZAM``.
     zam: bool = False
@@ -288,7 +296,7 @@ def profile(
     cache_dir: Path | None = None,
     use_cache: bool = True,
     attribute: bool = True,
-    model: Path | None = None,
+    inference: VectorTimer | None = None,
     progress: Callable[[str], None] | None = None,
     zeek: Path | None = None,
     zam: bool = False,
@@ -312,12 +320,8 @@ def profile(
     chash = corpus.content_hash()
     bare, base_scripts = _baseline_invocation(baseline)
     base_key = baseline if baseline in BASELINES else hashlib.sha256(Path(baseline).read_bytes()).hexdigest()
-    static_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(static_scripts_dir().glob("*.zeek"))))
-    onnx_model = OnnxModel.load(model) if model is not None else None
-    if onnx_model is not None:
-        onnx_model.check_features([f.name for f in script.features])
-    model_hash = hashlib.sha256(Path(model).read_bytes()).hexdigest() if model is not None else ""
-    key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_hash.hexdigest(), chash, version,
+    model_hash = inference.key if inference is not None else ""
+    key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_scripts_sha256(), chash, version,
                                      base_key, repeat, attribute, model_hash, zam]
                                     + (["paired"] if paired else [])).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
@@ -378,11 +382,10 @@ def profile(
     script_cpu = attributed / slowdown if slowdown > 0 else float("nan")
     last_depth = max(script.depths)
     ttd = vectors.loc[vectors["depth"] == last_depth, "decided_after"].to_numpy(dtype=float) * 1000.0
-    inference = None
-    if onnx_model is not None:
-        step("ONNX inference")
-        last = vectors[vectors["depth"] == last_depth]
-        inference = onnx_model.time_per_vector(onnx_model.matrix(last, [f.name for f in script.features]))
+    inference_ms = None
+    if inference is not None:
+        step("inference")
+        inference_ms = inference.time_vectors(vectors[vectors["depth"] == last_depth])
     at_end = vectors.loc[vectors["depth"] == last_depth, "pkts_seen"] < last_depth
     base_steady = _steady(base, len(streams), base_startup, conns)
     result = CostProfile(
@@ -405,7 +408,7 @@ def profile(
             "mean": float(ttd.mean()) if len(ttd) else 0.0,
             "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
         },
-        zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference,
+        zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference_ms,
         streams=len(streams), startup_cpu_s=base_startup,
         # Start-ups measured once, on the baseline: the script's runs start as often, so its marginal CPU
         # has none; subtracting its own start-ups instead left cheap scripts at 0 within noise on nDPI.

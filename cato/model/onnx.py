@@ -1,12 +1,15 @@
-"""ONNX inference over feature vectors: load a model, check its feature order, time it.
+"""The ONNX contract of a cato model, in one place: export (``to_onnx``), load, check, predict, time.
 
-A cato model takes one float32 input of shape [N, len(features)], features in catalog order. When
-its metadata carries ``cato_features`` (comma-separated names), the order is checked against the
-vectors it is given.
+A cato model takes one float32 input of shape [N, len(features)], missing values as
+``MISSING_VALUE``, and gives a label and class probabilities. Its metadata carries the feature order
+(``cato_features``, comma-separated names) and the class names (``cato_classes``, in the order of the
+model's class indices); a loaded model checks the vectors it is given against them. Training
+(``cato.model.training``), the search's inference timing, and deployment all go through here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,9 @@ import pandas as pd
 
 from cato.features import MISSING_VALUE
 
+#: Metadata keys: the feature order and the class names.
 FEATURES_KEY = "cato_features"
+CLASSES_KEY = "cato_classes"
 
 
 class ModelError(ValueError):
@@ -31,6 +36,7 @@ class OnnxModel:
     input_name: str
     n_features: int | None
     features: list[str] | None
+    classes: list[str] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> "OnnxModel":
@@ -52,7 +58,19 @@ class OnnxModel:
         n = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
         meta = sess.get_modelmeta().custom_metadata_map
         feats = [f for f in meta.get(FEATURES_KEY, "").split(",") if f] or None
-        return cls(path, sess, inputs[0].name, n, feats)
+        classes = [c for c in meta.get(CLASSES_KEY, "").split(",") if c] or None
+        return cls(path, sess, inputs[0].name, n, feats, classes)
+
+    @property
+    def key(self) -> str:
+        """Content hash of the model file."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def time_vectors(self, vectors: pd.DataFrame) -> dict:
+        """One-vector latency over ``vectors`` (rows with a column per feature, in any order)."""
+        if self.features is None:
+            raise ModelError(f"{self.path}: no {FEATURES_KEY} metadata: cannot tell which columns it takes")
+        return self.time_per_vector(self.matrix(vectors, self.features))
 
     def check_features(self, features: Sequence[str]) -> None:
         if self.features is not None and list(self.features) != list(features):
@@ -88,3 +106,21 @@ class OnnxModel:
             times.append((time.perf_counter() - t0) * 1000.0)
         return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)),
                 "samples": samples}
+
+
+def to_onnx(model, features: Sequence[str], classes: Sequence[str]) -> bytes:
+    """ONNX bytes of a fitted model: float32 input [N, len(features)], label and probabilities out."""
+    n = len(features)
+    if type(model).__module__.startswith("lightgbm"):
+        from onnxmltools import convert_lightgbm
+        from onnxmltools.convert.common.data_types import FloatTensorType
+        onx = convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, n]))], zipmap=False,
+                               target_opset=15)
+    else:
+        from skl2onnx import to_onnx as skl_to_onnx
+        onx = skl_to_onnx(model, np.zeros((1, n), np.float32), options={id(model): {"zipmap": False}},
+                          target_opset={"": 15, "ai.onnx.ml": 3})
+    for key, value in ((FEATURES_KEY, ",".join(features)), (CLASSES_KEY, ",".join(classes))):
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = key, value
+    return onx.SerializeToString()
