@@ -5,9 +5,6 @@ import pytest
 from cato.codegen import GeneratorError, generate, normalize_depths
 from cato.features import CATALOG, resolve
 
-from cato.codegen.generator import _ICMP_EVENTS
-
-ICMP = set(_ICMP_EVENTS)
 PER_PACKET_EVENTS = ("new_packet", "conn_packets_threshold_crossed", "new_connection", "tcp_packet", "udp_request")
 
 
@@ -24,16 +21,18 @@ def test_counter_only_selection_handles_no_per_packet_event():
 
 @pytest.mark.parametrize("strategy,events", [
     ("new_packet", {"new_packet"}),
-    ("thresholds", {"new_connection", "conn_packets_threshold_crossed", "connection_flipped"} | ICMP),
+    ("thresholds", {"new_connection", "conn_packets_threshold_crossed", "connection_flipped"}),
 ])
 def test_per_packet_strategies(strategy, events):
     script = generate(resolve("orig_size_mean,tcp_rtt"), 10, strategy)
     assert handled_events(script.text) == events
     assert "redef depths = vector(10);" in script.text
+    # ICMP connections cannot be armed by ID: only the thresholds strategy takes them from ICMP events.
+    assert ("redef icmp_by_events = T;" in script.text) == (strategy == "thresholds")
 
 
-def test_auto_picks_a_per_packet_strategy_for_packet_features():
-    assert generate(resolve("orig_size_max"), 5).strategy in ("new_packet", "thresholds")
+def test_auto_picks_re_armed_thresholds_for_packet_features():
+    assert generate(resolve("orig_size_max"), 5).strategy == "thresholds"
     with pytest.raises(GeneratorError, match="orig_size_max"):
         generate(resolve("orig_size_max"), 5, "counters")
 

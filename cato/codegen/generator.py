@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from cato import __version__
 from cato.features.catalog import (
-    TCP_FLAG_BITS,
+    TCP_FLAG_NAMES,
     ConnExpr,
     Feature,
     FlagCount,
@@ -233,7 +233,8 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
     body: list[str] = [
         f"{t}# A packet captured shorter than its headers claim counts toward the depth but",
         f"{t}# adds nothing: Zeek gives no (transport) header for it.",
-        f"{t}if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )",
+        f"{t}if ( (! p?$ip && ! p?$ip6) || (c$id$proto == IPPROTO_TCP && ! p?$tcp) ||",
+        f"{t}     (c$id$proto == IPPROTO_UDP && ! p?$udp) )",
         f"{t}\treturn;",
     ]
     if plan.needs_now:
@@ -269,15 +270,15 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
             body.append(f"{t}if ( p?$tcp )")
             body.append(f"{t}\t{{")
             for flag in sorted(plan.flags):
-                body.append(f"{t}\tif ( (flags & {TCP_FLAG_BITS[flag]}) != 0 ) ++d${flag};")
+                body.append(f"{t}\tif ( (flags & {TCP_FLAG_NAMES[flag]}) != 0 ) ++d${flag};")
             body.append(f"{t}\t}}")
     body += _quantity_updates("s", "_flow", plan.flow_parts, t)
     if plan.marks:
         # Direction-free marks: they hold whatever Zeek later decides the roles are.
         body.append(f"{t}if ( p?$tcp )")
         body.append(f"{t}\t{{")
-        body.append(f"{t}\tlocal syn = (flags & 2) != 0;")
-        body.append(f"{t}\tlocal ack = (flags & 16) != 0;")
+        body.append(f"{t}\tlocal syn = (flags & TH_SYN) != 0;")
+        body.append(f"{t}\tlocal ack = (flags & TH_ACK) != 0;")
         if "syn" in plan.marks:
             body.append(f"{t}\tif ( syn && ! ack && ! s?$hs_syn ) s$hs_syn = now;")
         if "synack" in plan.marks:
@@ -357,38 +358,6 @@ def _fill_hook(features: Sequence[Feature], plan: _Plan | None) -> list[str]:
     return lines
 
 
-#: Every ICMP packet raises exactly one of these (Zeek's ICMP analyzer), with its arguments.
-_ICMP_EVENTS = {
-    "icmp_sent": "info: icmp_info",
-    "icmp_echo_request": "info: icmp_info, id: count, seq: count, payload: string",
-    "icmp_echo_reply": "info: icmp_info, id: count, seq: count, payload: string",
-    "icmp_error_message": "info: icmp_info, code: count, context: icmp_context",
-    "icmp_unreachable": "info: icmp_info, code: count, context: icmp_context",
-    "icmp_packet_too_big": "info: icmp_info, code: count, context: icmp_context",
-    "icmp_time_exceeded": "info: icmp_info, code: count, context: icmp_context",
-    "icmp_parameter_problem": "info: icmp_info, code: count, context: icmp_context",
-    "icmp_router_solicitation": "info: icmp_info, options: icmp6_nd_options",
-    "icmp_router_advertisement": "info: icmp_info, cur_hop_limit: count, managed: bool, other: bool, "
-                                 "home_agent: bool, pref: count, proxy: bool, rsv: count, router_lifetime: interval, "
-                                 "reachable_time: interval, retrans_timer: interval, options: icmp6_nd_options",
-    "icmp_neighbor_solicitation": "info: icmp_info, tgt: addr, options: icmp6_nd_options",
-    "icmp_neighbor_advertisement": "info: icmp_info, router: bool, solicited: bool, override: bool, tgt: addr, "
-                                   "options: icmp6_nd_options",
-    "icmp_redirect": "info: icmp_info, tgt: addr, dest: addr, options: icmp6_nd_options",
-}
-
-
-def _icmp_handlers() -> list[str]:
-    """ICMP connections cannot be looked up by ID, so packet thresholds cannot be armed for them;
-    their first packets come from the ICMP analyzer's events instead."""
-    out = ["function take_icmp(c: connection)", "\t{",
-           "\tif ( c?$cato && c$cato$next_depth < |depths| )",
-           "\t\tcount_packet(c, c$cato, get_current_packet_header());", "\t}", ""]
-    for name, params in _ICMP_EVENTS.items():
-        out += [f"event {name}(c: connection, {params})", "\t{", "\ttake_icmp(c);", "\t}", ""]
-    return out
-
-
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto") -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``."""
     if not features:
@@ -447,12 +416,8 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
         header_type = "pkt_hdr" if strategy == "new_packet" else "raw_pkt_hdr"
         out += _observe_function(plan, header_type)
         out.append("")
-        refresh = []
-        if has_conn_features:
-            refresh = [
-                "\t\t# Zeek updates the connection record after packet events: refresh it.",
-                "\t\trefresh(c);",
-            ]
+        # Features read from the connection record need it as Zeek has it after this packet.
+        conn = "current(c)" if has_conn_features else "c"
         out += [
             "# Counts the packet and emits the vector of every depth it completes.",
             f"function count_packet(c: connection, s: State, p: {header_type})",
@@ -460,10 +425,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
             "\tobserve(c, s, p);",
             "\t++s$pkts;",
             "\tif ( s$pkts >= depths[s$next_depth] )",
-            "\t\t{",
-            *refresh,
-            "\t\tpacket_seen(c, s);",
-            "\t\t}",
+            f"\t\tpacket_seen({conn}, s);",
             "\t}",
             "",
         ]
@@ -504,12 +466,12 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "\t{",
                 f"\tc$cato = {new_state};",
                 "\tif ( get_port_transport_proto(c$id$resp_p) == icmp )",
-                "\t\treturn;  # ICMP connections are taken by their ICMP events (below)",
-                "\t# Refresh the connection's counters: ConnSize counted the packet after this event was queued.",
-                "\trefresh(c);",
-                "\ttake(c, c$cato);",
-                "\tarm(c, c$cato, T);",
-                "\tarm(c, c$cato, F);",
+                "\t\treturn;  # ICMP packets come from the ICMP events (icmp.zeek, icmp_packet below)",
+                "\t# ConnSize counted the packet after this event was queued: read its counters as they are now.",
+                "\tlocal now = current(c);",
+                "\ttake(now, now$cato);",
+                "\tarm(now, now$cato, T);",
+                "\tarm(now, now$cato, F);",
                 "\t}",
                 "",
                 "event conn_packets_threshold_crossed(c: connection, threshold: count, is_orig: bool)",
@@ -520,17 +482,24 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "\tarm(c, c$cato, is_orig);",
                 "\t}",
                 "",
-                *_icmp_handlers(),
+                "redef icmp_by_events = T;",
+                "",
+                "hook icmp_packet(c: connection)",
+                "\t{",
+                "\tif ( c?$cato && c$cato$next_depth < |depths| )",
+                "\t\tcount_packet(c, c$cato, get_current_packet_header());",
+                "\t}",
+                "",
                 "# ConnSize swaps its counters but not its thresholds when Zeek flips the roles, and",
                 "# the packet that made Zeek flip may have crossed none: take it and re-arm both.",
                 "event connection_flipped(c: connection)",
                 "\t{",
                 "\tif ( ! c?$cato || get_port_transport_proto(c$id$resp_p) == icmp )",
                 "\t\treturn;",
-                "\trefresh(c);",
-                "\ttake(c, c$cato);",
-                "\tarm(c, c$cato, T);",
-                "\tarm(c, c$cato, F);",
+                "\tlocal now = current(c);",
+                "\ttake(now, now$cato);",
+                "\tarm(now, now$cato, T);",
+                "\tarm(now, now$cato, F);",
                 "\t}",
                 "",
             ]

@@ -284,7 +284,8 @@ function observe(c: connection, s: State, p: pkt_hdr)
 	{
 	# A packet captured shorter than its headers claim counts toward the depth but
 	# adds nothing: Zeek gives no (transport) header for it.
-	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )
+	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == IPPROTO_TCP && ! p?$tcp) ||
+	     (c$id$proto == IPPROTO_UDP && ! p?$udp) )
 		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));
@@ -351,14 +352,14 @@ function observe(c: connection, s: State, p: pkt_hdr)
 		}
 	if ( p?$tcp )
 		{
-		if ( (flags & 16) != 0 ) ++d$ack;
-		if ( (flags & 128) != 0 ) ++d$cwr;
-		if ( (flags & 64) != 0 ) ++d$ece;
-		if ( (flags & 1) != 0 ) ++d$fin;
-		if ( (flags & 8) != 0 ) ++d$psh;
-		if ( (flags & 4) != 0 ) ++d$rst;
-		if ( (flags & 2) != 0 ) ++d$syn;
-		if ( (flags & 32) != 0 ) ++d$urg;
+		if ( (flags & TH_ACK) != 0 ) ++d$ack;
+		if ( (flags & Cato::TH_CWR) != 0 ) ++d$cwr;
+		if ( (flags & Cato::TH_ECE) != 0 ) ++d$ece;
+		if ( (flags & TH_FIN) != 0 ) ++d$fin;
+		if ( (flags & TH_PUSH) != 0 ) ++d$psh;
+		if ( (flags & TH_RST) != 0 ) ++d$rst;
+		if ( (flags & TH_SYN) != 0 ) ++d$syn;
+		if ( (flags & TH_URG) != 0 ) ++d$urg;
 		}
 	if ( s?$iat_flow_last )
 		{
@@ -383,8 +384,8 @@ function observe(c: connection, s: State, p: pkt_hdr)
 	s$size_flow_vals[|s$size_flow_vals|] = size;
 	if ( p?$tcp )
 		{
-		local syn = (flags & 2) != 0;
-		local ack = (flags & 16) != 0;
+		local syn = (flags & TH_SYN) != 0;
+		local ack = (flags & TH_ACK) != 0;
 		if ( syn && ! ack && ! s?$hs_syn ) s$hs_syn = now;
 		if ( syn && ack && ! s?$hs_synack ) s$hs_synack = now;
 		if ( ack && ! syn && s?$hs_synack && ! s?$hs_ack ) s$hs_ack = now;
@@ -398,11 +399,7 @@ function count_packet(c: connection, s: State, p: pkt_hdr)
 	observe(c, s, p);
 	++s$pkts;
 	if ( s$pkts >= depths[s$next_depth] )
-		{
-		# Zeek updates the connection record after packet events: refresh it.
-		refresh(c);
-		packet_seen(c, s);
-		}
+		packet_seen(current(c), s);
 	}
 
 event new_packet(c: connection, p: pkt_hdr)

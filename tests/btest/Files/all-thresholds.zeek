@@ -286,7 +286,8 @@ function observe(c: connection, s: State, p: raw_pkt_hdr)
 	{
 	# A packet captured shorter than its headers claim counts toward the depth but
 	# adds nothing: Zeek gives no (transport) header for it.
-	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == 6 && ! p?$tcp) || (c$id$proto == 17 && ! p?$udp) )
+	if ( (! p?$ip && ! p?$ip6) || (c$id$proto == IPPROTO_TCP && ! p?$tcp) ||
+	     (c$id$proto == IPPROTO_UDP && ! p?$udp) )
 		return;
 	local now = network_time();
 	local size = 0.0 + (p?$ip ? p$ip$len : (p?$ip6 ? p$ip6$len + 40 : 0));
@@ -353,14 +354,14 @@ function observe(c: connection, s: State, p: raw_pkt_hdr)
 		}
 	if ( p?$tcp )
 		{
-		if ( (flags & 16) != 0 ) ++d$ack;
-		if ( (flags & 128) != 0 ) ++d$cwr;
-		if ( (flags & 64) != 0 ) ++d$ece;
-		if ( (flags & 1) != 0 ) ++d$fin;
-		if ( (flags & 8) != 0 ) ++d$psh;
-		if ( (flags & 4) != 0 ) ++d$rst;
-		if ( (flags & 2) != 0 ) ++d$syn;
-		if ( (flags & 32) != 0 ) ++d$urg;
+		if ( (flags & TH_ACK) != 0 ) ++d$ack;
+		if ( (flags & Cato::TH_CWR) != 0 ) ++d$cwr;
+		if ( (flags & Cato::TH_ECE) != 0 ) ++d$ece;
+		if ( (flags & TH_FIN) != 0 ) ++d$fin;
+		if ( (flags & TH_PUSH) != 0 ) ++d$psh;
+		if ( (flags & TH_RST) != 0 ) ++d$rst;
+		if ( (flags & TH_SYN) != 0 ) ++d$syn;
+		if ( (flags & TH_URG) != 0 ) ++d$urg;
 		}
 	if ( s?$iat_flow_last )
 		{
@@ -385,8 +386,8 @@ function observe(c: connection, s: State, p: raw_pkt_hdr)
 	s$size_flow_vals[|s$size_flow_vals|] = size;
 	if ( p?$tcp )
 		{
-		local syn = (flags & 2) != 0;
-		local ack = (flags & 16) != 0;
+		local syn = (flags & TH_SYN) != 0;
+		local ack = (flags & TH_ACK) != 0;
 		if ( syn && ! ack && ! s?$hs_syn ) s$hs_syn = now;
 		if ( syn && ack && ! s?$hs_synack ) s$hs_synack = now;
 		if ( ack && ! syn && s?$hs_synack && ! s?$hs_ack ) s$hs_ack = now;
@@ -400,11 +401,7 @@ function count_packet(c: connection, s: State, p: raw_pkt_hdr)
 	observe(c, s, p);
 	++s$pkts;
 	if ( s$pkts >= depths[s$next_depth] )
-		{
-		# Zeek updates the connection record after packet events: refresh it.
-		refresh(c);
-		packet_seen(c, s);
-		}
+		packet_seen(current(c), s);
 	}
 
 # Asks ConnSize for the next packet of one direction; after the last depth
@@ -429,12 +426,12 @@ event new_connection(c: connection)
 	{
 	c$cato = State($a=Dir(), $b=Dir());
 	if ( get_port_transport_proto(c$id$resp_p) == icmp )
-		return;  # ICMP connections are taken by their ICMP events (below)
-	# Refresh the connection's counters: ConnSize counted the packet after this event was queued.
-	refresh(c);
-	take(c, c$cato);
-	arm(c, c$cato, T);
-	arm(c, c$cato, F);
+		return;  # ICMP packets come from the ICMP events (icmp.zeek, icmp_packet below)
+	# ConnSize counted the packet after this event was queued: read its counters as they are now.
+	local now = current(c);
+	take(now, now$cato);
+	arm(now, now$cato, T);
+	arm(now, now$cato, F);
 	}
 
 event conn_packets_threshold_crossed(c: connection, threshold: count, is_orig: bool)
@@ -445,75 +442,12 @@ event conn_packets_threshold_crossed(c: connection, threshold: count, is_orig: b
 	arm(c, c$cato, is_orig);
 	}
 
-function take_icmp(c: connection)
+redef icmp_by_events = T;
+
+hook icmp_packet(c: connection)
 	{
 	if ( c?$cato && c$cato$next_depth < |depths| )
 		count_packet(c, c$cato, get_current_packet_header());
-	}
-
-event icmp_sent(c: connection, info: icmp_info)
-	{
-	take_icmp(c);
-	}
-
-event icmp_echo_request(c: connection, info: icmp_info, id: count, seq: count, payload: string)
-	{
-	take_icmp(c);
-	}
-
-event icmp_echo_reply(c: connection, info: icmp_info, id: count, seq: count, payload: string)
-	{
-	take_icmp(c);
-	}
-
-event icmp_error_message(c: connection, info: icmp_info, code: count, context: icmp_context)
-	{
-	take_icmp(c);
-	}
-
-event icmp_unreachable(c: connection, info: icmp_info, code: count, context: icmp_context)
-	{
-	take_icmp(c);
-	}
-
-event icmp_packet_too_big(c: connection, info: icmp_info, code: count, context: icmp_context)
-	{
-	take_icmp(c);
-	}
-
-event icmp_time_exceeded(c: connection, info: icmp_info, code: count, context: icmp_context)
-	{
-	take_icmp(c);
-	}
-
-event icmp_parameter_problem(c: connection, info: icmp_info, code: count, context: icmp_context)
-	{
-	take_icmp(c);
-	}
-
-event icmp_router_solicitation(c: connection, info: icmp_info, options: icmp6_nd_options)
-	{
-	take_icmp(c);
-	}
-
-event icmp_router_advertisement(c: connection, info: icmp_info, cur_hop_limit: count, managed: bool, other: bool, home_agent: bool, pref: count, proxy: bool, rsv: count, router_lifetime: interval, reachable_time: interval, retrans_timer: interval, options: icmp6_nd_options)
-	{
-	take_icmp(c);
-	}
-
-event icmp_neighbor_solicitation(c: connection, info: icmp_info, tgt: addr, options: icmp6_nd_options)
-	{
-	take_icmp(c);
-	}
-
-event icmp_neighbor_advertisement(c: connection, info: icmp_info, router: bool, solicited: bool, override: bool, tgt: addr, options: icmp6_nd_options)
-	{
-	take_icmp(c);
-	}
-
-event icmp_redirect(c: connection, info: icmp_info, tgt: addr, dest: addr, options: icmp6_nd_options)
-	{
-	take_icmp(c);
 	}
 
 # ConnSize swaps its counters but not its thresholds when Zeek flips the roles, and
@@ -522,10 +456,10 @@ event connection_flipped(c: connection)
 	{
 	if ( ! c?$cato || get_port_transport_proto(c$id$resp_p) == icmp )
 		return;
-	refresh(c);
-	take(c, c$cato);
-	arm(c, c$cato, T);
-	arm(c, c$cato, F);
+	local now = current(c);
+	take(now, now$cato);
+	arm(now, now$cato, T);
+	arm(now, now$cato, F);
 	}
 
 hook Cato::fill_vector(c: connection, info: Cato::Info)

@@ -3,6 +3,22 @@
 small.pcap: a TCP connection (handshake, data both ways, 14 packets), two UDP DNS exchanges, a
 one-packet UDP flow and an IPv6 UDP flow. long.pcap: one TCP connection of 80 packets, to show that
 no work is done past the depth.
+
+icmp.pcap: ICMP, whose connections Zeek builds from ICMP types (orig_p is the type, resp_p the
+code) and whose packets the scripts take from ICMP events: an IPv4 echo exchange of 6
+request/reply pairs (12 packets, past the last depth), a UDP datagram to a closed port and the
+ICMP port unreachable that quotes it, an ICMPv6 echo request/reply pair and an ICMPv6 neighbor
+solicitation.
+
+flip.pcap: connections whose roles Zeek flips (conn.log history has a '^'): a TCP connection
+whose capture starts late, at the server's SYN-ACK, followed by the ACK, 4 request/response
+exchanges and the FIN close (13 packets); and a UDP exchange whose first datagram goes from the
+well-known port 53 to the ephemeral port 51000 (the answer to a query sent before the capture),
+followed by two more query/answer exchanges. Zeek flips the TCP connection at the client's ACK,
+after new_connection, and the UDP one before new_connection, but only when 53/udp is in
+likely_server_ports (the DNS analyzer's scripts put it there; zeek -b loads none).
+
+Timestamps are fixed offsets from one start time, so the files are identical from run to run.
 """
 
 from __future__ import annotations
@@ -44,6 +60,20 @@ def udp6_frame(src, dst, sport, dport, payload, hlim=255):
     return bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=0x86DD, data=ip))
 
 
+def icmp_frame(src, dst, type_, code, body, ttl=64):
+    icmp = dpkt.icmp.ICMP(type=type_, code=code, data=body)
+    ip = dpkt.ip.IP(src=ip4(src), dst=ip4(dst), p=1, ttl=ttl, data=icmp)
+    ip.len = len(bytes(ip))
+    return bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=0x0800, data=ip))
+
+
+def icmp6_frame(src, dst, type_, code, body, hlim=64):
+    icmp = dpkt.icmp6.ICMP6(type=type_, code=code, data=body)
+    ip = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, src), dst=socket.inet_pton(socket.AF_INET6, dst),
+                      nxt=58, hlim=hlim, data=icmp, plen=len(bytes(icmp)))
+    return bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=0x86DD, data=ip))
+
+
 S, A, P, F = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_FIN
 
 
@@ -76,6 +106,51 @@ def tcp_conversation(t0, cli, srv, sport, rounds, gap=0.010):
     return out
 
 
+def icmp_packets(t0):
+    """icmp.pcap: IPv4 echo (6 pairs), a port unreachable quoting a UDP datagram, ICMPv6 echo and ND."""
+    out = []
+    t = t0
+    for i in range(6):
+        echo = dpkt.icmp.ICMP.Echo(id=0x4242, seq=i + 1, data=b"cato-ping-%02d" % i + b"\x00" * 20)
+        out.append((t, icmp_frame("10.0.0.2", "10.0.0.1", 8, 0, echo)))
+        out.append((t + 0.0005 + 0.0001 * i, icmp_frame("10.0.0.1", "10.0.0.2", 0, 0, echo, ttl=63)))
+        t += 0.1 + 0.01 * (i % 2)
+    probe = udp_frame("10.0.0.2", "10.0.0.1", 51234, 9999, b"hello?")
+    out.append((t0 + 1.0, probe))
+    quoted = bytes(dpkt.ethernet.Ethernet(probe).data)  # the whole datagram: IP header, UDP header, data
+    out.append((t0 + 1.0003, icmp_frame("10.0.0.1", "10.0.0.2", 3, 3, dpkt.icmp.ICMP.Unreach(data=quoted))))
+    echo6 = dpkt.icmp6.ICMP6.Echo(id=0x77, seq=1, data=b"cato-ping6" + b"\x00" * 22)
+    out.append((t0 + 1.5, icmp6_frame("2001:db8::2", "2001:db8::1", 128, 0, echo6)))
+    out.append((t0 + 1.5007, icmp6_frame("2001:db8::1", "2001:db8::2", 129, 0, echo6, hlim=63)))
+    # Neighbor solicitation for 2001:db8::1: reserved, target, source link-layer address option.
+    ns = b"\x00" * 4 + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + b"\x01\x01" + MAC_A
+    out.append((t0 + 1.6, icmp6_frame("2001:db8::2", "ff02::1:ff00:1", 135, 0, ns, hlim=255)))
+    return out
+
+
+def dns_message(qid: int, answer: bool) -> bytes:
+    """A DNS query for example.com (A), or its answer."""
+    question = b"\x07example\x03com\x00\x00\x01\x00\x01"
+    if not answer:
+        return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question
+    return struct.pack(">HHHHHH", qid, 0x8180, 1, 1, 0, 0) + question + b"\xc0\x0c\x00\x01\x00\x01" \
+        + struct.pack(">IH", 300, 4) + ip4("93.184.216.34")
+
+
+def flip_packets(t0):
+    """flip.pcap: TCP seen from the server's SYN-ACK on, and UDP whose first datagram leaves port 53."""
+    # The conversation minus the client's SYN, which went by before the capture started.
+    out = tcp_conversation(t0, "10.0.0.3", "93.184.216.34", 41000, rounds=4)[1:]
+    # An answer (to a query sent before the capture started), then two more exchanges.
+    dns, host = "10.0.0.1", "10.0.0.3"
+    for i in range(3):
+        t = t0 + 0.5 + 0.05 * i
+        out.append((t, udp_frame(dns, host, 53, 51000, dns_message(0x2000 + i, answer=True))))
+        if i < 2:
+            out.append((t + 0.047, udp_frame(host, dns, 51000, 53, dns_message(0x2001 + i, answer=False))))
+    return out
+
+
 def write(name: str, packets) -> None:
     with open(HERE / name, "wb") as f:
         w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
@@ -98,6 +173,8 @@ def main() -> None:
               (t0 + 0.9, udp6_frame("fe80::1", "ff02::fb", 5353, 5353, query + b"\x00"))]
     write("small.pcap", small)
     write("long.pcap", tcp_conversation(t0, "10.0.0.2", "93.184.216.34", 40001, rounds=38, gap=0.003))
+    write("icmp.pcap", icmp_packets(t0))
+    write("flip.pcap", flip_packets(t0))
 
 
 if __name__ == "__main__":
