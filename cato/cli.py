@@ -317,6 +317,35 @@ def report(
     render_console(data, Console())
 
 
+@app.command(name="compile")
+def compile_cmd(
+    study_dir: Path = typer.Argument(..., help="Study directory (from cato tune)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Package directory to create."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number (see cato report)."),
+    pick: Optional[str] = typer.Option(None, "--pick", help="most-accurate, or cheapest-within (see --within)."),
+    within: float = typer.Option(0.01, "--within", help="F1 tolerance of --pick cheapest-within."),
+    alert: list[str] = typer.Option([], "--alert", help="Label whose verdicts raise a Notice (repeatable)."),
+) -> None:
+    """Write a zkg package of one study point: feature script, verdict script, ONNX model, manifest."""
+    from cato.corpus import CorpusError
+    from cato.dataset import DatasetError
+    from cato.deploy.compile import CompileError, compile_package, pick_trial
+    from cato.model import ModelError
+    from cato.study import StudyError, load_study
+    from cato.zeek import ZeekError, ZeekNotFoundError
+
+    try:
+        study = load_study(study_dir)
+        chosen = pick_trial(study, trial, pick, within)
+        err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
+        package = compile_package(study, chosen, output, alert_labels=alert, progress=lambda m: err.print(m))
+    except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
+        _fail(str(e))
+    m = package.manifest
+    Console().print(f"wrote {package.path}: {len(m.features)} features at depth {m.depth}, {len(m.labels)} labels, "
+                    f"schema {m.schema}. Install: zkg install {package.path}")
+
+
 def _spread_txt(values: list[float]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 

@@ -58,3 +58,23 @@ def ndpi_corpus() -> Path:
 @pytest.fixture(scope="session")
 def malformed_dir() -> Path:
     return corpus_path("malformed")
+
+
+#: The mini corpus's devices: four IoT Sentinel devices, six setup runs each.
+DEVICES = ("Aria", "HueSwitch", "WeMoSwitch", "EdimaxPlug1101W")
+
+
+@pytest.fixture(scope="module")
+def mini_corpus(iot_corpus, tmp_path_factory) -> Path:
+    """Four IoT Sentinel devices, six setup runs each, linked where they lie (never copied)."""
+    import pandas as pd
+
+    from cato.corpus import link_subset
+    labels = pd.read_csv(iot_corpus / "labels.csv")
+    pick = labels[labels["label"].isin(DEVICES)].groupby("label").head(6)
+    return link_subset(iot_corpus, pick["pcap"], tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")

@@ -15,27 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cato.corpus import link_subset, load_corpus
+from cato.corpus import load_corpus
 from cato.dataset import Dataset, load_dataset
 from cato.model import ModelSpec, cross_val_f1, fit, grouped_folds, macro_f1, to_onnx
 
+from conftest import DEVICES
+
 pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
-
-DEVICES = ("Aria", "HueSwitch", "WeMoSwitch", "EdimaxPlug1101W")
-
-
-@pytest.fixture(scope="module")
-def mini_corpus(iot_corpus, tmp_path_factory) -> Path:
-    """Four IoT Sentinel devices, six setup runs each, linked where they lie (never copied)."""
-    labels = pd.read_csv(iot_corpus / "labels.csv")
-    pick = labels[labels["label"].isin(DEVICES)].groupby("label").head(6)
-    return link_subset(iot_corpus, pick["pcap"], tmp_path_factory.mktemp("mini"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
 
 def _env(cache: Path) -> dict:
     return {**os.environ, "CATO_CACHE": str(cache)}

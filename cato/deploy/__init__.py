@@ -1,0 +1,1 @@
+"""Deploy: compile a study's point into a zkg package, and serve its model beside Zeek."""

@@ -1,0 +1,166 @@
+"""``cato compile``: a study's point as a self-contained zkg package.
+
+The package holds the generated feature script (publishing one vector per connection), the verdict
+side (log and Notices), the model trained on the whole corpus with the point's features, depth and
+model spec, exported to ONNX, and a manifest. It is a git repository with one commit, as
+``zkg install PKG`` wants it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cato.cache import default_cache_dir
+from cato.codegen import generate
+from cato.corpus import load_corpus
+from cato.dataset import load_dataset
+from cato.deploy.manifest import Manifest
+from cato.deploy.zeek_side import load_script, verdict_script
+from cato.features import resolve
+from cato.model import OnnxModel, fit, to_onnx
+from cato.search.objectives import F1_TOLERANCE
+from cato.study import Study, Trial, best_within
+
+PICKS = ("most-accurate", "cheapest-within")
+MODEL_NAME = "model.onnx"
+
+
+class CompileError(RuntimeError):
+    pass
+
+
+@dataclass
+class CompiledPackage:
+    path: Path
+    manifest: Manifest
+    trial: Trial
+
+
+def measured_trials(study: Study) -> list[Trial]:
+    """Every configuration the study evaluated and completed: its search trials and its baselines."""
+    return study.trials("search") + study.trials("baseline")
+
+
+def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
+               within: float = F1_TOLERANCE) -> Trial:
+    """The trial numbered ``trial``, or the one a ``pick`` names: the most accurate, or the cheapest within
+    ``within`` F1 of the most accurate."""
+    trials = measured_trials(study)
+    if not trials:
+        raise CompileError(f"{study.directory}: the study has no completed trial")
+    if (trial is None) == (pick is None):
+        raise CompileError("give a trial number or a pick, one of them")
+    if trial is not None:
+        for t in trials:
+            if t.number == trial:
+                return t
+        raise CompileError(f"{study.directory}: no completed trial {trial}")
+    best = max(trials, key=lambda t: t.values["f1"])
+    if pick == "most-accurate":
+        return best
+    if pick == "cheapest-within":
+        chosen = best_within(trials, best.values["f1"], within)
+        assert chosen is not None  # the best is within any tolerance of itself
+        return chosen
+    raise CompileError(f"unknown pick {pick!r} (choose from {', '.join(PICKS)})")
+
+
+def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
+                    name: str | None = None, progress: Callable[[str], None] | None = None) -> CompiledPackage:
+    """Write the package of ``chosen`` into ``output`` (which must not exist)."""
+    step = progress or (lambda _m: None)
+    output = Path(output)
+    if output.exists():
+        raise CompileError(f"{output}: already exists; choose a new directory")
+    settings = study.settings
+    corpus = load_corpus(settings.corpus, settings.label_column)
+    step("loading the dataset")
+    dataset = load_dataset(corpus, settings.max_depth, default_cache_dir())
+    config = chosen.config
+    unknown = sorted(set(alert_labels) - set(dataset.classes))
+    if unknown:
+        raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
+                           f"(labels: {', '.join(dataset.classes)})")
+    step("training on the whole corpus")
+    x = dataset.matrix(config.features, config.depth)
+    model = fit(x, dataset.y, config.model, settings.seed)
+    onnx_bytes = to_onnx(model, config.features, dataset.classes)
+    script = generate(resolve(",".join(config.features)), (config.depth,), "auto")
+    name = name or _package_name(output)
+    manifest = Manifest(features=list(config.features), depth=config.depth, labels=list(dataset.classes),
+                        model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
+                        values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
+                        strategy=script.strategy,
+                        extra={"trial_name": chosen.name,
+                               "connections": int(dataset.connections)})
+    work = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        scripts = work / "scripts"
+        scripts.mkdir(parents=True)
+        (scripts / "__load__.zeek").write_text(load_script())
+        (scripts / "features.zeek").write_text(script.text + _online_settings())
+        (scripts / "verdicts.zeek").write_text(verdict_script(manifest, name))
+        (work / MODEL_NAME).write_bytes(onnx_bytes)
+        manifest.write(work)
+        (work / "zkg.meta").write_text(_zkg_meta(manifest, name))
+        _check_model(work / MODEL_NAME, manifest, x, model)
+        _git_commit(work, f"cato compile: trial {chosen.number} of {study.directory}")
+        work.rename(output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return CompiledPackage(output, manifest, chosen)
+
+
+def _package_name(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", Path(path).resolve().name) or "cato-model"
+
+
+def _online_settings() -> str:
+    return """
+# Online: vectors go to the inference worker (cato serve), not to cato.log.
+redef publish_vectors = T;
+redef log_vectors = F;
+"""
+
+
+def _zkg_meta(manifest: Manifest, name: str) -> str:
+    features = ", ".join(manifest.features)
+    return f"""[package]
+description = cato model {name}: {len(manifest.features)} features at depth {manifest.depth} ({features}),
+\t{len(manifest.labels)} labels, cross-validated macro-F1 {manifest.values.get('f1', float('nan')):.3f}.
+\tServe its model with: cato serve <this package>.
+tags = cato, machine learning
+script_dir = scripts
+depends =
+\tzeek >=8.0.0
+"""
+
+
+def _check_model(path: Path, manifest: Manifest, x: np.ndarray, model) -> None:
+    """The exported model loads, carries the manifest's feature order and classes, and predicts what the
+    fitted model predicts."""
+    onnx_model = OnnxModel.load(path)
+    onnx_model.check_features(manifest.features)
+    if onnx_model.classes != manifest.labels:
+        raise CompileError(f"{path}: its classes differ from the manifest's")
+    agree = float((onnx_model.predict(x).astype(np.int64) == model.predict(x)).mean()) if len(x) else 1.0
+    if agree < 0.999:
+        raise CompileError(f"{path}: ONNX Runtime agrees with the fitted model on only {agree:.2%} of the "
+                           "training vectors")
+
+
+def _git_commit(work: Path, message: str) -> None:
+    git = ["git", "-C", str(work), "-c", "user.name=cato", "-c", "user.email=cato@localhost",
+           "-c", "commit.gpgsign=false"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", message]):
+        run = subprocess.run(git + argv, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise CompileError(f"git {argv[0]} in {work} failed: {run.stderr.strip()}")
