@@ -88,7 +88,7 @@ def generate_cmd(
     if output:
         output.write_text(script.text)
         err.print(f"wrote {output} ({len(feats)} features, depths {','.join(map(str, script.depths))}, "
-                  f"strategy {script.strategy}); load it after cato's zeek-scripts/")
+                  f"strategy {script.strategy}); run it as is: zeek -r CAPTURE {output}")
     else:
         sys.stdout.write(script.text)
 
@@ -344,6 +344,52 @@ def compile_cmd(
     m = package.manifest
     Console().print(f"wrote {package.path}: {len(m.features)} features at depth {m.depth}, {len(m.labels)} labels, "
                     f"schema {m.schema}. Install: zkg install {package.path}")
+
+
+@app.command()
+def serve(
+    package: Path = typer.Argument(..., help="Package directory (from cato compile)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Zeek's WebSocket API (default ws://127.0.0.1:27760)."),
+    transport: str = typer.Option("websocket", "--transport", help="websocket (Zeek's WebSocket API v1)."),
+    batch: int = typer.Option(256, "--batch", min=1, help="Vectors scored per ONNX Runtime call, at most."),
+    max_wait: float = typer.Option(2.0, "--max-wait", min=0.0, help="ms a vector waits for its micro-batch."),
+    queue: int = typer.Option(100_000, "--queue", min=1, help="Vectors queued at most; past it they are dropped."),
+    replay_capture: Optional[Path] = typer.Option(None, "--replay", help="Replay this capture through Zeek."),
+    out: Optional[Path] = typer.Option(None, "--out", help="With --replay: where Zeek's logs go."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
+) -> None:
+    """Run the ONNX inference worker of a package beside Zeek (or try it on a capture with --replay)."""
+    import logging
+
+    from cato.deploy.serve import DEFAULT_URL, ServeError, Worker, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if transport != "websocket":
+        _fail(f"--transport {transport}: only websocket (Zeek's WebSocket API v1) is implemented")
+    try:
+        if replay_capture is not None:
+            from cato.deploy.replay import replay
+            if out is None:
+                _fail("--replay needs --out DIR for Zeek's logs")
+            result = replay(package, replay_capture, out, batch=batch, max_wait_ms=max_wait)
+            stats = result.stats
+            summary = {**stats.to_dict(), "connections": result.connections, "answered": result.answered,
+                       "verdicts": result.verdicts, "notices": result.notices, "out": str(result.out)}
+            message = (f"{result.answered} of {result.connections} TCP/UDP connections in conn.log got a verdict "
+                       f"({result.coverage:.1%}); {result.notices} notice(s); logs in {result.out}")
+        else:
+            worker = Worker(package, url or DEFAULT_URL, batch=batch, max_wait_ms=max_wait, queue_size=queue)
+            stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
+            summary, message = stats.to_dict(), ""
+    except ServeError as e:
+        _fail(str(e))
+    if as_json:
+        json.dump(summary, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    err.print(stats.summary())
+    if message:
+        Console().print(message)
 
 
 def _spread_txt(values: list[float]) -> str:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import CORPORA
 
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
 from cato.deploy.compile import CompileError, compile_package, pick_trial
-from cato.deploy.manifest import Manifest, ManifestError
+from cato.dataset import extract
+from cato.deploy.manifest import Manifest, ManifestError, schema_hash
+from cato.deploy.replay import replay
+from cato.deploy.serve import ServeError, Worker
 from cato.deploy.zeek_side import zeek_string
+from cato.features import resolve
 from cato.model import ModelSpec, OnnxModel, fit
 from cato.search.space import Config
 from cato.study import Study, StudySettings
@@ -20,7 +30,9 @@ from cato.zeek import read_zeek_log, run_zeek, static_load_script
 
 pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
 
-FEATURES = ("orig_port", "resp_port", "ip_proto", "orig_size_mean", "resp_size_mean")
+# Not in catalog order: the package must order them as its script's vectors carry them.
+FEATURES = ("orig_port", "resp_port", "ip_proto", "orig_size_mean", "resp_size_mean", "orig_iat_mean")
+IN_CATALOG_ORDER = ["ip_proto", "orig_port", "resp_port", "orig_size_mean", "resp_size_mean", "orig_iat_mean"]
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +72,16 @@ def test_the_package_is_a_git_repo_with_its_parts(package):
     assert not subprocess.run(["git", "-C", str(path), "status", "--porcelain"], capture_output=True,
                               text=True).stdout
     assert Manifest.read(path) == manifest
-    assert manifest.features == list(FEATURES) and manifest.depth == 5 and manifest.alert_labels == ["Aria"]
+    assert manifest.features == IN_CATALOG_ORDER and manifest.depth == 5 and manifest.alert_labels == ["Aria"]
     assert "script_dir = scripts" in (path / "zkg.meta").read_text()
 
 
 def test_onnx_predicts_what_the_fitted_model_predicts(package, mini_corpus, cache):
     ds = load_dataset(load_corpus(mini_corpus), 5, cache)
-    x = ds.matrix(list(FEATURES), 5)
+    x = ds.matrix(IN_CATALOG_ORDER, 5)
     model = fit(x, ds.y, package.trial.config.model, 0)
     onnx_model = OnnxModel.load(package.path / "model.onnx")
-    assert onnx_model.features == list(FEATURES) and onnx_model.classes == package.manifest.labels == ds.classes
+    assert onnx_model.features == IN_CATALOG_ORDER and onnx_model.classes == package.manifest.labels == ds.classes
     np.testing.assert_array_equal(onnx_model.predict(x), model.predict(x))
 
 
@@ -133,3 +145,116 @@ def test_user_strings_cannot_inject_zeek_code():
     hostile = 'x"; print "pwned"; #\\\n\u00e9'
     literal = zeek_string(hostile)
     assert literal.count('"') - literal.count('\\"') == 2 and "\n" not in literal
+
+
+def _offline_predictions(package, capture, tmp_path) -> pd.DataFrame:
+    """What the package's model predicts on the features `cato extract` gives for ``capture``."""
+    corpus_dir = tmp_path / "one"
+    corpus_dir.mkdir()
+    (corpus_dir / capture.name).symlink_to(capture.resolve())
+    (corpus_dir / "labels.csv").write_text(f"pcap,label\n{capture.name},any\n")
+    manifest = package.manifest
+    table = extract(load_corpus(corpus_dir), resolve(",".join(manifest.features)), [manifest.depth], jobs=1).table
+    model = OnnxModel.load(package.path / "model.onnx")
+    table["predicted"] = [manifest.labels[i] for i in model.predict(model.matrix(table, manifest.features))]
+    return table
+
+
+@pytest.mark.parametrize("corpus_name", ["iot-sentinel", "ndpi"])
+def test_replay_answers_every_connection_as_the_model_does_offline(package, corpus_name, tmp_path):
+    """cato serve --replay: real Zeek, the real worker over Zeek's WebSocket API, a real capture of each
+    dev corpus. Every TCP/UDP connection of conn.log gets a verdict, alerts reach notice.log, and each
+    verdict is the label the same model gives offline to the connection's features from cato extract."""
+    root = CORPORA / corpus_name
+    captures = sorted((root / "pcaps").rglob("*.pcap"), key=lambda p: p.stat().st_size)
+    capture = captures[len(captures) * 3 // 4]  # a capture of some size, the same one every run
+    # As deployed (Zeek's default scripts): every connection answered.
+    deployed = replay(package.path, capture, tmp_path / "deployed", timeout=300)
+    assert deployed.zeek_returncode == 0 and deployed.connections > 0
+    assert deployed.coverage >= 0.99, (deployed.answered, deployed.connections)
+    # As extracted (zeek -b): the protocol analyzers of the default scripts can flip a connection's roles,
+    # and with them its per-direction features; bare, Zeek sees the connections cato extract sees.
+    result = replay(package.path, capture, tmp_path / "out", timeout=300, default_scripts=False)
+    assert result.zeek_returncode == 0 and result.coverage >= 0.99, (result.answered, result.connections)
+    assert result.stats.dropped == 0 and result.stats.scored == result.stats.received == result.verdicts
+
+    verdicts = read_zeek_log(tmp_path / "out" / "cato_verdict.log")
+    conns = read_zeek_log(tmp_path / "out" / "conn.log")[["uid", "ts"]]
+    online = verdicts.drop(columns=["ts"]).merge(conns, on="uid")  # the connection's start, not the arrival
+    key = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+    offline = _offline_predictions(package, capture, tmp_path).rename(
+        columns={"orig_h": "id.orig_h", "orig_p": "id.orig_p", "resp_h": "id.resp_h", "resp_p": "id.resp_p"})
+    for col in ("id.orig_h", "id.resp_h"):
+        online[col], offline[col] = online[col].astype(str), offline[col].astype(str)
+    # cato extract maps times back from its merged streams: equal to well under a microsecond.
+    joined = online.merge(offline[key + ["predicted"]], on=key[1:], how="inner")
+    joined = joined[(joined["ts_x"] - joined["ts_y"]).abs() < 1e-5]
+    assert len(joined) >= 0.99 * len(online) and joined["uid"].is_unique
+    agree = (joined["label"] == joined["predicted"]).mean()
+    assert agree >= 0.99, joined.loc[joined["label"] != joined["predicted"], key[1:] + ["label", "predicted"]].head()
+    verdicts = read_zeek_log(tmp_path / "deployed" / "cato_verdict.log")
+    alerts = verdicts["label"].isin(package.manifest.alert_labels)
+    if alerts.any():
+        notices = read_zeek_log(tmp_path / "deployed" / "notice.log")
+        assert set(notices.loc[notices["note"] == "Cato::Alert", "uid"]) == set(verdicts.loc[alerts, "uid"])
+
+
+def test_a_package_whose_model_and_manifest_disagree_is_refused(package, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(package.path, edited)
+    data = json.loads((edited / "manifest.json").read_text())
+    data["features"] = list(reversed(data["features"]))
+    data["schema"] = schema_hash(data["features"], data["depth"], data["cato_version"])
+    (edited / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ServeError, match="refused"):
+        Worker(edited)
+    (edited / "model.onnx").write_bytes(b"\x08\x07 not onnx")
+    with pytest.raises(ServeError, match="model.onnx"):
+        Worker(edited)
+
+
+def test_zkg_installs_cato_and_a_compiled_package_and_zeek_runs_them(package, zeek, tmp_path):
+    """zkg (a temporary state) installs this repository and a compiled package, running the package's
+    btests; Zeek then runs with both loaded, whichever comes first."""
+    root = Path(__file__).resolve().parent.parent
+    clone = tmp_path / "cato"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    config = tmp_path / "zkg.cfg"
+    config.write_text(f"[sources]\n[paths]\nstate_dir = {tmp_path}/state\nscript_dir = {tmp_path}/scripts\n"
+                      f"plugin_dir = {tmp_path}/plugins\nbin_dir = {tmp_path}/bin\nzeek_dist =\n")
+    env = {**os.environ, "PATH": f"{zeek.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    zkg = [str(Path(sys.executable).parent / "zkg"), "--configfile", str(config)]
+    # cato's own btests run in make test; the package's run here, as zkg install runs them.
+    for argv in (["install", "--force", "--skiptests", str(clone)], ["install", "--force", str(package.path)]):
+        run = subprocess.run(zkg + argv, capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+    loaded = (tmp_path / "scripts" / "packages" / "packages.zeek").read_text()
+    assert "@load ./cato" in loaded and f"@load ./{package.path.name}" in loaded
+    work = tmp_path / "run"
+    work.mkdir()
+    zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    run = subprocess.run([str(zeek), "-r", str(Path(__file__).parent / "btest" / "Traces" / "small.pcap"),
+                          "packages", "-e", 'event zeek_done() { print Cato::schema, Cato::vectors_published; }'],
+                         cwd=work, capture_output=True, text=True, env={**env, "ZEEKPATH": f"{zeekpath}:{tmp_path}/scripts"})
+    assert run.returncode == 0 and "error" not in run.stderr.lower(), run.stderr
+    schema, published = run.stdout.split()
+    assert schema == package.manifest.schema and int(published) == len(read_zeek_log(work / "conn.log")) > 0
+
+
+def test_a_default_deployment_keeps_its_logs_with_the_package(package, zeek, tmp_path):
+    """zeek local, then zeek local plus the package: every log the deployment wrote is the same."""
+    capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
+    logs = {}
+    for name, extra in (("plain", []), ("with", [str(package.path / "scripts")])):
+        work = tmp_path / name
+        run_zeek(capture, ["local", *extra], workdir=work, bare=False, zeek=zeek)
+        logs[name] = {p.name: _canonical(p) for p in work.glob("*.log")}
+    # loaded_scripts.log lists the package's scripts; the package adds no log of its own without a worker.
+    assert set(logs["with"]) == set(logs["plain"])
+    for log in sorted(set(logs["plain"]) - {"loaded_scripts.log"}):
+        assert logs["with"][log] == logs["plain"][log], log
+
+
+def _canonical(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.startswith(("#open", "#close"))]

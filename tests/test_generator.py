@@ -9,7 +9,16 @@ PER_PACKET_EVENTS = ("new_packet", "conn_packets_threshold_crossed", "new_connec
 
 
 def handled_events(text: str) -> set[str]:
-    return set(re.findall(r"^event ([A-Za-z_:]+)\(", text, re.M))
+    """Events the generated part handles (after the embedded copy of cato's static scripts)."""
+    generated = text.split("\n@endif\n", 1)[1]
+    return set(re.findall(r"^event ([A-Za-z_:]+)\(", generated, re.M))
+
+
+def test_a_generated_script_carries_the_static_scripts_behind_a_guard():
+    text = generate(resolve("orig_pkts"), 5).text
+    guarded = text.split("@ifndef ( Cato::LOG )\n", 1)[1].split("\n@endif\n", 1)[0]
+    assert "event connection_state_remove" in guarded and "Log::create_stream(LOG" in guarded
+    assert "event icmp_echo_request" in guarded
 
 
 def test_counter_only_selection_handles_no_per_packet_event():

@@ -55,8 +55,21 @@ export {
 	## Topic of published vectors; an inference worker (``cato serve``) subscribes to it.
 	option topic = "zeek/cato/vectors";
 
-	## Raised for every vector, and published when :zeek:id:`Cato::publish_vectors` is set.
+	## Vectors are published in batches of up to this many (one :zeek:id:`Cato::vector_batch`
+	## event each): a publish costs about as much as a log row, whatever it carries.
+	option publish_batch_size = 100;
+
+	## How long a vector may wait for its batch to fill: bounds the latency batching adds.
+	option publish_max_wait = 10msec;
+
+	## Raised for every vector.
 	global vector_ready: event(info: Info);
+
+	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set.
+	global vector_batch: event(vectors: vector of Info);
+
+	## Vectors published since start.
+	global vectors_published = 0;
 
 	## Fills the feature columns of *info* for connection *c*; the generated script
 	## implements it, and a site may add handlers for columns of its own.
@@ -105,6 +118,27 @@ function median(v: vector of double): double &is_used
 	return n % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0;
 	}
 
+# Vectors waiting to be published, and how many batches went out (a due flush names its batch).
+global pending: vector of Info = vector();
+global batches = 0;
+
+# Publishes the vectors waiting, as one batch.
+function flush_vectors() &is_used
+	{
+	if ( |pending| == 0 )
+		return;
+	Cluster::publish(topic, vector_batch, pending);
+	vectors_published += |pending|;
+	pending = vector();
+	++batches;
+	}
+
+event flush_due(batch: count)
+	{
+	if ( batch == batches )
+		flush_vectors();
+	}
+
 # Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
 function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval)
 	{
@@ -117,13 +151,19 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 		Log::write(LOG, info);
 
 	if ( publish_vectors )
-		Cluster::publish(topic, vector_ready, info);
+		{
+		pending += info;
+		if ( |pending| >= publish_batch_size )
+			flush_vectors();
+		else if ( |pending| == 1 )
+			schedule publish_max_wait { flush_due(batches) };
+		}
 
 	event vector_ready(info);
 	}
 
 # Emits the vectors of every depth reached by the packets counted in *s*.
-function packet_seen(c: connection, s: State)
+function packet_seen(c: connection, s: State) &is_used
 	{
 	while ( s$next_depth < |depths| && depths[s$next_depth] <= s$pkts )
 		{
@@ -140,12 +180,12 @@ event zeek_init() &priority=5
 	                                    $policy=log_policy));
 	}
 
-# A connection that ends before the last depth gets the remaining vectors now, made
-# from everything it had.
-event connection_state_remove(c: connection) &priority=-5
+# Emits the vectors of every depth *c* has not reached, made from everything it had: when it
+# ends, or (*remember*: so that its end emits nothing more) when a replay runs out of packets.
+function finish(c: connection, remember: bool) &is_used
 	{
-	# Counter-only scripts keep no state for a connection that never reached a depth:
-	# don't allocate any for it now.
+	# Counter-only scripts keep no state for a connection that never reached a depth: none
+	# is allocated for it at its end.
 	local idx = c?$cato ? c$cato$next_depth : 0;
 	if ( idx >= |depths| )
 		return;
@@ -157,6 +197,20 @@ event connection_state_remove(c: connection) &priority=-5
 		++idx;
 		}
 
-	if ( c?$cato )
+	if ( c?$cato || remember )
+		{
+		if ( ! c?$cato )
+			c$cato = State();
 		c$cato$next_depth = idx;
+		}
+	}
+
+event connection_state_remove(c: connection) &priority=-5
+	{
+	finish(c, F);
+	}
+
+event zeek_done()
+	{
+	flush_vectors();
 	}

@@ -22,7 +22,7 @@ from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.dataset.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, MISSING_VALUE, catalog_hash
-from cato.zeek.scripts import static_scripts_sha256
+from cato.codegen.static import static_scripts_sha256
 
 DATASET_VERSION = 3
 

@@ -22,7 +22,7 @@ from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest
-from cato.deploy.zeek_side import load_script, verdict_script
+from cato.deploy.zeek_side import load_script, verdict_script, zeek_string
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
@@ -88,13 +88,15 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if unknown:
         raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
                            f"(labels: {', '.join(dataset.classes)})")
-    step("training on the whole corpus")
-    x = dataset.matrix(config.features, config.depth)
-    model = fit(x, dataset.y, config.model, settings.seed)
-    onnx_bytes = to_onnx(model, config.features, dataset.classes)
     script = generate(resolve(",".join(config.features)), (config.depth,), "auto")
+    # The model takes the features in the order the script's vectors carry them (the catalog's).
+    features = script.columns
+    step("training on the whole corpus")
+    x = dataset.matrix(features, config.depth)
+    model = fit(x, dataset.y, config.model, settings.seed)
+    onnx_bytes = to_onnx(model, features, dataset.classes)
     name = name or _package_name(output)
-    manifest = Manifest(features=list(config.features), depth=config.depth, labels=list(dataset.classes),
+    manifest = Manifest(features=features, depth=config.depth, labels=list(dataset.classes),
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy,
@@ -111,6 +113,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
         (work / MODEL_NAME).write_bytes(onnx_bytes)
         manifest.write(work)
         (work / "zkg.meta").write_text(_zkg_meta(manifest, name))
+        _write_tests(work / "testing", manifest)
+        (work / ".gitignore").write_text("testing/.tmp/\ntesting/.btest.failed.dat\n")
         _check_model(work / MODEL_NAME, manifest, x, model)
         _git_commit(work, f"cato compile: trial {chosen.number} of {study.directory}")
         work.rename(output)
@@ -139,9 +143,40 @@ description = cato model {name}: {len(manifest.features)} features at depth {man
 \tServe its model with: cato serve <this package>.
 tags = cato, machine learning
 script_dir = scripts
+test_command = cd testing && btest -c btest.cfg -d
 depends =
 \tzeek >=8.0.0
 """
+
+
+def _write_tests(testing: Path, manifest: Manifest) -> None:
+    """The package's own btests (zkg runs them before it installs): it loads into bare Zeek, with or
+    without cato installed, as the package it was compiled as."""
+    (testing / "tests").mkdir(parents=True)
+    (testing / "btest.cfg").write_text("""[btest]
+TestDirs    = tests
+TmpDir      = %(testbase)s/.tmp
+BaselineDir = %(testbase)s/Baseline
+IgnoreDirs  = .tmp
+IgnoreFiles = *.tmp *.swp #*
+
+[environment]
+PACKAGE=%(testbase)s/../scripts
+TZ=UTC
+LC_ALL=C
+""")
+    (testing / "tests" / "loads.zeek").write_text(f"""# The package loads into bare Zeek and is the one compiled: its schema, depth and settings.
+# @TEST-EXEC: zeek -b $PACKAGE %INPUT >output 2>&1
+# @TEST-EXEC: test ! -s output
+
+event zeek_init()
+	{{
+	if ( Cato::schema != {zeek_string(manifest.schema)} || |Cato::depths| != 1 || Cato::depths[0] != {manifest.depth} )
+		print "not the package compiled", Cato::schema, Cato::depths;
+	if ( ! Cato::publish_vectors || Cato::log_vectors )
+		print "not publishing vectors";
+	}}
+""")
 
 
 def _check_model(path: Path, manifest: Manifest, x: np.ndarray, model) -> None:

@@ -93,6 +93,12 @@ class OnnxModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
+    def predict_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class indices and the probability the model gives each its class."""
+        labels, probabilities = self.session.run(None, {self.input_name: x})[:2]
+        labels = np.asarray(labels, dtype=np.int64)
+        return labels, np.asarray(probabilities, dtype=np.float64)[np.arange(len(labels)), labels]
+
     def time_per_vector(self, x: np.ndarray, samples: int = 1000) -> dict:
         """Latency of one-vector inferences (as a worker answering one connection at a time)."""
         if len(x) == 0:

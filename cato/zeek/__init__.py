@@ -10,7 +10,7 @@ from cato.zeek.runner import (
     run_zeek,
     zeek_version,
 )
-from cato.zeek.scripts import static_load_script, static_scripts_dir, static_scripts_sha256
+from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 __all__ = [
     "LogFormatError", "ZAM_ARGS", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "read_zeek_log",

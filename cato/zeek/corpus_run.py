@@ -22,7 +22,7 @@ import pandas as pd
 from cato.corpus import Capture, MergedStream, merge_captures, read_captures
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZeekError, find_zeek, run_zeek
-from cato.zeek.scripts import static_load_script
+from cato.codegen.static import static_load_script
 
 #: Redefinitions every corpus run needs. ``max_timer_expires=0`` fires all overdue timers before
 #: each packet, so that a merged stream's captures never share a connection. ``Log::flush_interval``:

@@ -38,7 +38,7 @@ from cato.corpus.pcapio import write_pcap_header
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZAM_ARGS, find_zeek, run_zeek, zeek_version
-from cato.zeek.scripts import static_load_script, static_scripts_dir, static_scripts_sha256
+from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
 PROFILE_VERSION = 5

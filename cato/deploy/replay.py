@@ -1,0 +1,111 @@
+"""``cato serve PKG --replay CAPTURE --out DIR``: try a package on a capture before deploying it.
+
+Zeek reads the capture with the package loaded and waits for the worker before it starts; when the
+capture runs out it makes the vectors of the connections still open, and terminates once every
+vector has its verdict (see ``zeek_side.replay_script``). Zeek's logs stay in DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cato.deploy.serve import ServeError, Worker, WorkerStats
+from cato.deploy.zeek_side import replay_script
+from cato.zeek import find_zeek, read_zeek_log
+
+#: Name of the settings script written into DIR.
+REPLAY_SCRIPT = "cato-replay.zeek"
+
+
+@dataclass
+class ReplayResult:
+    out: Path
+    stats: WorkerStats
+    #: TCP and UDP connections in conn.log, and how many of them have a verdict.
+    connections: int
+    answered: int
+    verdicts: int
+    notices: int
+    zeek_returncode: int
+
+    @property
+    def coverage(self) -> float:
+        return self.answered / self.connections if self.connections else 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, zeek: subprocess.Popen, out: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if zeek.poll() is not None:
+            raise ServeError(f"Zeek exited ({zeek.returncode}) before listening; see {out / 'zeek.stderr'}: "
+                             + (out / "zeek.stderr").read_text(errors="replace")[-2000:])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServeError(f"Zeek did not listen on 127.0.0.1:{port} within {timeout:.0f}s; see {out / 'zeek.stderr'}")
+
+
+def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None, batch: int = 256,
+           max_wait_ms: float = 2.0, timeout: float = 600.0, default_scripts: bool = True,
+           pseudo_realtime: float | None = None, extra_scripts: tuple[str, ...] = ()) -> ReplayResult:
+    """Replay ``capture`` through Zeek with ``package`` and its worker; ``pseudo_realtime`` paces the
+    packets at their own times sped up by that factor (as live traffic arrives), instead of at once."""
+    package, capture, out = Path(package).resolve(), Path(capture).resolve(), Path(out)
+    if not capture.is_file():
+        raise ServeError(f"{capture}: capture not found")
+    worker = Worker(package, batch=batch, max_wait_ms=max_wait_ms, reconnect=False)  # refuses a bad package first
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    worker.url = f"ws://127.0.0.1:{port}"
+    (out / REPLAY_SCRIPT).write_text(replay_script() + f"\nredef Cato::websocket_port = {port}/tcp;\n")
+    # Bare (as cato extract runs Zeek), conn.log is still written: it is what the verdicts are counted against.
+    scripts = [] if default_scripts else ["-b", "base/protocols/conn"]
+    pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
+    argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
+            REPLAY_SCRIPT, *extra_scripts]
+    with open(out / "zeek.stdout", "wb") as stdout, open(out / "zeek.stderr", "wb") as stderr:
+        proc = subprocess.Popen(argv, cwd=out, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+    try:
+        _wait_listening(port, proc, out, 60.0)
+        try:
+            stats = asyncio.run(asyncio.wait_for(worker.run(), timeout))
+        except TimeoutError:
+            raise ServeError(f"the replay of {capture} did not finish within {timeout:.0f}s") from None
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # Zeek writes its logs on a clean shutdown
+            proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return _result(out, stats, proc.returncode)
+
+
+def _log(out: Path, name: str) -> pd.DataFrame:
+    path = out / f"{name}.log"
+    return read_zeek_log(path) if path.exists() else pd.DataFrame()
+
+
+def _result(out: Path, stats: WorkerStats, returncode: int) -> ReplayResult:
+    conns, verdicts, notices = _log(out, "conn"), _log(out, "cato_verdict"), _log(out, "notice")
+    tcp_udp = conns[conns["proto"].isin(["tcp", "udp"])] if len(conns) else conns
+    answered = set(verdicts["uid"]) if len(verdicts) else set()
+    covered = int(tcp_udp["uid"].isin(answered).sum()) if len(tcp_udp) else 0
+    return ReplayResult(out, stats, len(tcp_udp), covered, len(verdicts), len(notices), returncode)

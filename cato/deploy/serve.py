@@ -1,0 +1,223 @@
+"""``cato serve``: the ONNX inference worker beside a running Zeek.
+
+One loop receives vector batches from Zeek (WebSocket API v1), queues them in a bounded queue, and
+one loop scores micro-batches with ONNX Runtime and publishes a verdict per vector back to Zeek.
+What was received, scored and dropped is counted, printed on exit and on SIGUSR1. The package's
+manifest and model are checked once, at start: a package whose parts disagree is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cato.codegen.static import VECTOR_ID_FIELDS
+from cato.deploy.manifest import Manifest, ManifestError
+from cato.deploy.transport import Address, Count, Port, TransportError, WebSocketTransport
+from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT, VERDICT_TOPIC
+from cato.features import MISSING_VALUE
+from cato.model import ModelError, OnnxModel
+
+log = logging.getLogger("cato.serve")
+
+VECTOR_TOPIC = "zeek/cato/vectors"
+VECTOR_EVENT = "Cato::vector_batch"
+VERDICT_EVENT = "Cato::verdict"
+DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_WEBSOCKET_PORT}"
+_FIRST_FEATURE = len(VECTOR_ID_FIELDS)
+_UID, _ID = VECTOR_ID_FIELDS.index("uid"), VECTOR_ID_FIELDS.index("id")
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+@dataclass
+class WorkerStats:
+    received: int = 0
+    scored: int = 0
+    dropped: int = 0
+    #: Vectors that could not be read (a field missing or of the wrong type).
+    unreadable: int = 0
+    batches_received: int = 0
+    largest_batch_received: int = 0
+    verdicts_sent: int = 0
+    connections: int = 0
+    score_seconds: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (f"received {self.received}, scored {self.scored}, dropped {self.dropped} (queue full), "
+                f"unreadable {self.unreadable}, verdicts sent {self.verdicts_sent}, in {self.batches_received} "
+                f"batch(es) over {self.connections} connection(s) to Zeek")
+
+
+class Scorer:
+    """A package's model, checked against its manifest once: feature order, classes, input width."""
+
+    def __init__(self, package: Path) -> None:
+        package = Path(package)
+        try:
+            self.manifest = Manifest.read(package)
+            self.model = OnnxModel.load(package / "model.onnx")
+            self.model.check_features(self.manifest.features)
+        except (ManifestError, ModelError) as e:
+            raise ServeError(f"{package}: refused: {e}") from None
+        if self.model.features is None or self.model.classes != self.manifest.labels:
+            raise ServeError(f"{package}: refused: model.onnx's classes {self.model.classes} are not the "
+                             f"manifest's {self.manifest.labels}")
+        self.n_features = len(self.manifest.features)
+
+    def matrix(self, vectors: list[list]) -> np.ndarray:
+        """The model's input from vectors as Zeek sends them (record fields in order); unset is missing."""
+        x = np.array([[MISSING_VALUE if v is None else v for v in vec[_FIRST_FEATURE:_FIRST_FEATURE + self.n_features]]
+                      for vec in vectors], dtype=np.float64)
+        return x.astype(np.float32)
+
+    def score(self, vectors: list[list]) -> list[tuple[str, float]]:
+        labels, scores = self.model.predict_scores(self.matrix(vectors))
+        return [(self.manifest.labels[int(i)], float(s)) for i, s in zip(labels, scores)]
+
+
+def readable(vector: object, n_features: int) -> bool:
+    """A vector the worker can score and answer: the record's fields, with numbers where features go."""
+    if not isinstance(vector, list) or len(vector) < _FIRST_FEATURE + n_features:
+        return False
+    if not isinstance(vector[_UID], str) or not isinstance(vector[_ID], list) or len(vector[_ID]) < 4:
+        return False
+    return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+               for v in vector[_FIRST_FEATURE:_FIRST_FEATURE + n_features])
+
+
+def _conn_id(id_fields: list) -> list:
+    """A conn_id to send back: Zeek 8's record has six fields (proto and ctx take their defaults)."""
+    proto = Count(id_fields[4]) if len(id_fields) > 4 and isinstance(id_fields[4], int) else None
+    return [Address(id_fields[0]), Port(id_fields[1]), Address(id_fields[2]), Port(id_fields[3]), proto, None]
+
+
+class Worker:
+    """Receives, queues, scores and answers. ``run`` returns when ``stop`` is set, or (without
+    ``reconnect``) when Zeek goes away."""
+
+    def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 2.0,
+                 queue_size: int = 100_000, reconnect: bool = True, ssl=None) -> None:
+        if batch < 1 or queue_size < 1 or max_wait_ms < 0:
+            raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
+        self.scorer = Scorer(package)
+        self.url, self.batch, self.max_wait = url, batch, max_wait_ms / 1000.0
+        self.queue_size, self.reconnect, self.ssl = queue_size, reconnect, ssl
+        self.stats = WorkerStats()
+        self.stop = asyncio.Event()
+
+    async def run(self) -> WorkerStats:
+        backoff = 0.25
+        while not self.stop.is_set():
+            try:
+                async with WebSocketTransport(self.url, [VECTOR_TOPIC], ssl=self.ssl) as transport:
+                    self.stats.connections += 1
+                    log.info("connected to Zeek %s at %s", transport.zeek_version, self.url)
+                    backoff = 0.25
+                    await self._session(transport)
+            except TransportError as e:
+                if not self.reconnect:
+                    if self.stats.connections == 0:
+                        raise ServeError(str(e)) from None
+                    log.info("%s", e)
+                    break
+                log.warning("%s; reconnecting in %.2fs", e, backoff)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 5.0)
+        return self.stats
+
+    async def _session(self, transport: WebSocketTransport) -> None:
+        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
+        receiving = asyncio.create_task(self._receive(transport, queue))
+        scoring = asyncio.create_task(self._score(transport, queue))
+        stopping = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait({receiving, scoring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (receiving, scoring, stopping):
+            task.cancel()
+        if stopping in done and not queue.empty():
+            # Stopping on request: answer what is already queued while the connection lasts.
+            try:
+                await self._answer(transport, [queue.get_nowait() for _ in range(queue.qsize())])
+            except TransportError:
+                pass
+        for task in done:
+            if task is not stopping and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def _receive(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+        while True:
+            _topic, name, args = await transport.receive()
+            if name != VECTOR_EVENT or not args or not isinstance(args[0], list):
+                continue
+            self.stats.batches_received += 1
+            self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(args[0]))
+            for vector in args[0]:
+                self.stats.received += 1
+                if not readable(vector, self.scorer.n_features):
+                    self.stats.unreadable += 1
+                    continue
+                try:
+                    queue.put_nowait(vector)
+                except asyncio.QueueFull:
+                    self.stats.dropped += 1
+
+    async def _score(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+        while True:
+            batch = [await queue.get()]
+            deadline = time.perf_counter() + self.max_wait
+            while len(batch) < self.batch:
+                if queue.empty():
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(queue.get(), left))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(queue.get_nowait())
+            await self._answer(transport, batch)
+
+    async def _answer(self, transport: WebSocketTransport, batch: list[list]) -> None:
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        verdicts = self.scorer.score(batch)
+        self.stats.score_seconds += time.perf_counter() - t0
+        self.stats.scored += len(batch)
+        schema = self.scorer.manifest.schema
+        for vector, (label, score) in zip(batch, verdicts):
+            await transport.publish(VERDICT_TOPIC, VERDICT_EVENT,
+                                    [vector[_UID], _conn_id(vector[_ID]), label, score, schema])
+            self.stats.verdicts_sent += 1
+
+
+def run_worker(worker: Worker, on_signal: Callable[[WorkerStats], None] | None = None) -> WorkerStats:
+    """Run ``worker`` until SIGINT or SIGTERM (or Zeek leaves, without reconnect); SIGUSR1 reports counts."""
+    import signal
+
+    async def main() -> WorkerStats:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop.set)
+        if on_signal is not None:
+            loop.add_signal_handler(signal.SIGUSR1, lambda: on_signal(worker.stats))
+        return await worker.run()
+
+    return asyncio.run(main())
