@@ -270,3 +270,67 @@ def _canonical(path: Path) -> list[str]:
         fields = [",".join(sorted(f.split(","))) for f in ids.sub("ID", line).split("\t")]
         rows.append(fields[1:] if path.name == "packet_filter.log" else fields)
     return rows
+
+
+def _listening_zeek(zeek, package, port: int, workdir: Path) -> subprocess.Popen:
+    """A Zeek with the package that listens for the worker, sends it one vector once it subscribes, and
+    terminates when the verdict comes back."""
+    workdir.mkdir()
+    driver = workdir / "driver.zeek"
+    driver.write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
+	local info = Cato::Info($ts=network_time(), $uid="Cworker" + cat(getpid()), $id=id, $proto=tcp, $depth=5,
+	                        $pkts_seen=5, $decided_after=10msec);
+	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
+	}}
+
+event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string) &priority=-10
+	{{
+	print "verdict", uid, label;
+	terminate();
+	}}
+""")
+    return subprocess.Popen([str(zeek), "-b", str(package.path / "scripts"), str(driver)], cwd=workdir,
+                            stdout=open(workdir / "stdout", "w"), stderr=subprocess.STDOUT)
+
+
+def test_the_worker_reconnects_when_zeek_restarts(package, zeek, tmp_path):
+    import asyncio
+    import threading
+
+    from cato.deploy.replay import free_port
+    port = free_port()
+    worker = Worker(package.path, f"ws://127.0.0.1:{port}", max_wait_ms=0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()), daemon=True)
+    thread.start()
+    try:
+        for i in range(2):  # the worker waits for the first Zeek, then for the second after the first is gone
+            proc = _listening_zeek(zeek, package, port, tmp_path / f"zeek{i}")
+            assert proc.wait(timeout=60) == 0
+            assert "verdict, Cworker" in (tmp_path / f"zeek{i}" / "stdout").read_text()
+    finally:
+        loop.call_soon_threadsafe(worker.stop.set)
+        thread.join(timeout=30)
+    assert worker.stats.connections == 2 and worker.stats.verdicts_sent == 2 == worker.stats.scored
+
+
+def test_cato_serve_reports_its_counts_on_sigusr1_and_on_exit(package, tmp_path):
+    import signal
+    import time
+
+    from cato.deploy.replay import free_port
+    proc = subprocess.Popen([sys.executable, "-m", "cato", "serve", str(package.path), "--url",
+                             f"ws://127.0.0.1:{free_port()}"], stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # no Zeek there: the worker keeps trying to connect
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("received 0, scored 0, dropped 0") == 2 and "reconnecting" in err
