@@ -352,7 +352,8 @@ def serve(
     url: Optional[str] = typer.Option(None, "--url", help="Zeek's WebSocket API (default ws://127.0.0.1:27760)."),
     transport: str = typer.Option("websocket", "--transport", help="websocket (Zeek's WebSocket API v1)."),
     batch: int = typer.Option(256, "--batch", min=1, help="Vectors scored per ONNX Runtime call, at most."),
-    max_wait: float = typer.Option(2.0, "--max-wait", min=0.0, help="ms a vector waits for its micro-batch."),
+    max_wait: float = typer.Option(0.0, "--max-wait", min=0.0, help="ms a vector may wait for more to score with "
+                                   "(Zeek batches already; 0: score what is queued)."),
     queue: int = typer.Option(100_000, "--queue", min=1, help="Vectors queued at most; past it they are dropped."),
     replay_capture: Optional[Path] = typer.Option(None, "--replay", help="Replay this capture through Zeek."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --replay: where Zeek's logs go."),

@@ -289,9 +289,9 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
 	}}
 
-event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string) &priority=-10
+event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
 	{{
-	print "verdict", uid, label;
+	print "verdict", batch[0]$uid, batch[0]$label;
 	terminate();
 	}}
 """)

@@ -61,7 +61,7 @@ def _wait_listening(port: int, zeek: subprocess.Popen, out: Path, timeout: float
 
 
 def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None, batch: int = 256,
-           max_wait_ms: float = 2.0, timeout: float = 600.0, default_scripts: bool = True,
+           max_wait_ms: float = 0.0, timeout: float = 600.0, default_scripts: bool = True,
            pseudo_realtime: float | None = None, extra_scripts: tuple[str, ...] = ()) -> ReplayResult:
     """Replay ``capture`` through Zeek with ``package`` and its worker; ``pseudo_realtime`` paces the
     packets at their own times sped up by that factor (as live traffic arrives), instead of at once."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from cato.codegen.static import VECTOR_ID_FIELDS
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.transport import Address, Count, Port, TransportError, WebSocketTransport
+from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
 from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT, VERDICT_TOPIC
 from cato.features import MISSING_VALUE
 from cato.model import ModelError, OnnxModel
@@ -29,10 +29,45 @@ log = logging.getLogger("cato.serve")
 
 VECTOR_TOPIC = "zeek/cato/vectors"
 VECTOR_EVENT = "Cato::vector_batch"
-VERDICT_EVENT = "Cato::verdict"
+VERDICTS_EVENT = "Cato::verdicts"
 DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_WEBSOCKET_PORT}"
 _FIRST_FEATURE = len(VECTOR_ID_FIELDS)
 _UID, _ID = VECTOR_ID_FIELDS.index("uid"), VECTOR_ID_FIELDS.index("id")
+_NUMBERS = ("real", "count", "integer")
+
+
+@dataclass(frozen=True)
+class Vector:
+    """What the worker keeps of a vector: the connection's uid, its conn_id as Zeek encoded it (sent
+    back as is), and the feature values (missing as ``MISSING_VALUE``)."""
+    uid: str
+    conn_id: dict
+    features: list[float]
+
+
+def decode_vector(encoded: dict, n_features: int) -> Vector | None:
+    """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON: this runs
+    for every vector, and the generic decoder would take most of the worker's time. None when it is
+    not a vector the worker can score and answer."""
+    try:
+        fields = encoded["data"]
+        uid, conn_id = fields[_UID], fields[_ID]
+        if encoded["@data-type"] != "vector" or uid["@data-type"] != "string" or conn_id["@data-type"] != "vector":
+            return None
+        values = []
+        for f in fields[_FIRST_FEATURE:_FIRST_FEATURE + n_features]:
+            kind, v = f["@data-type"], f["data"]
+            if kind in _NUMBERS and type(v) in (int, float) and math.isfinite(v):
+                values.append(float(v))
+            elif kind == "none":
+                values.append(MISSING_VALUE)
+            else:
+                return None
+    except (KeyError, TypeError, IndexError):
+        return None
+    if len(values) != n_features or not isinstance(uid["data"], str):
+        return None
+    return Vector(uid["data"], conn_id, values)
 
 
 class ServeError(RuntimeError):
@@ -78,38 +113,17 @@ class Scorer:
                              f"manifest's {self.manifest.labels}")
         self.n_features = len(self.manifest.features)
 
-    def matrix(self, vectors: list[list]) -> np.ndarray:
-        """The model's input from vectors as Zeek sends them (record fields in order); unset is missing."""
-        x = np.array([[MISSING_VALUE if v is None else v for v in vec[_FIRST_FEATURE:_FIRST_FEATURE + self.n_features]]
-                      for vec in vectors], dtype=np.float64)
-        return x.astype(np.float32)
-
-    def score(self, vectors: list[list]) -> list[tuple[str, float]]:
-        labels, scores = self.model.predict_scores(self.matrix(vectors))
+    def score(self, vectors: list[Vector]) -> list[tuple[str, float]]:
+        x = np.array([v.features for v in vectors], dtype=np.float32).reshape(len(vectors), self.n_features)
+        labels, scores = self.model.predict_scores(x)
         return [(self.manifest.labels[int(i)], float(s)) for i, s in zip(labels, scores)]
-
-
-def readable(vector: object, n_features: int) -> bool:
-    """A vector the worker can score and answer: the record's fields, with numbers where features go."""
-    if not isinstance(vector, list) or len(vector) < _FIRST_FEATURE + n_features:
-        return False
-    if not isinstance(vector[_UID], str) or not isinstance(vector[_ID], list) or len(vector[_ID]) < 4:
-        return False
-    return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
-               for v in vector[_FIRST_FEATURE:_FIRST_FEATURE + n_features])
-
-
-def _conn_id(id_fields: list) -> list:
-    """A conn_id to send back: Zeek 8's record has six fields (proto and ctx take their defaults)."""
-    proto = Count(id_fields[4]) if len(id_fields) > 4 and isinstance(id_fields[4], int) else None
-    return [Address(id_fields[0]), Port(id_fields[1]), Address(id_fields[2]), Port(id_fields[3]), proto, None]
 
 
 class Worker:
     """Receives, queues, scores and answers. ``run`` returns when ``stop`` is set, or (without
     ``reconnect``) when Zeek goes away."""
 
-    def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 2.0,
+    def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 0.0,
                  queue_size: int = 100_000, reconnect: bool = True, ssl=None) -> None:
         if batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
@@ -161,15 +175,24 @@ class Worker:
                 raise task.exception()
 
     async def _receive(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+        n = self.scorer.n_features
         while True:
-            _topic, name, args = await transport.receive()
-            if name != VECTOR_EVENT or not args or not isinstance(args[0], list):
+            msg = await transport.receive_message()
+            try:
+                _topic, name, args = event_envelope(msg)
+            except TransportError:
+                self.stats.unreadable += 1
                 continue
+            if name != VECTOR_EVENT or len(args) != 1 or not isinstance(args[0], dict) \
+                    or not isinstance(args[0].get("data"), list):
+                continue
+            batch = args[0]["data"]
             self.stats.batches_received += 1
-            self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(args[0]))
-            for vector in args[0]:
+            self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(batch))
+            for encoded in batch:
                 self.stats.received += 1
-                if not readable(vector, self.scorer.n_features):
+                vector = decode_vector(encoded, n)
+                if vector is None:
                     self.stats.unreadable += 1
                     continue
                 try:
@@ -178,6 +201,7 @@ class Worker:
                     self.stats.dropped += 1
 
     async def _score(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+        """Micro-batches: up to ``batch`` vectors, waiting at most ``max_wait`` for more after the first."""
         while True:
             batch = [await queue.get()]
             deadline = time.perf_counter() + self.max_wait
@@ -194,18 +218,17 @@ class Worker:
                     batch.append(queue.get_nowait())
             await self._answer(transport, batch)
 
-    async def _answer(self, transport: WebSocketTransport, batch: list[list]) -> None:
+    async def _answer(self, transport: WebSocketTransport, batch: list[Vector]) -> None:
+        """Scores a micro-batch and sends its verdicts back as one ``Cato::verdicts`` event."""
         if not batch:
             return
         t0 = time.perf_counter()
         verdicts = self.scorer.score(batch)
         self.stats.score_seconds += time.perf_counter() - t0
         self.stats.scored += len(batch)
-        schema = self.scorer.manifest.schema
-        for vector, (label, score) in zip(batch, verdicts):
-            await transport.publish(VERDICT_TOPIC, VERDICT_EVENT,
-                                    [vector[_UID], _conn_id(vector[_ID]), label, score, schema])
-            self.stats.verdicts_sent += 1
+        answers = [[v.uid, Raw(v.conn_id), label, score] for v, (label, score) in zip(batch, verdicts)]
+        await transport.publish(VERDICT_TOPIC, VERDICTS_EVENT, [self.scorer.manifest.schema, answers])
+        self.stats.verdicts_sent += len(batch)
 
 
 def run_worker(worker: Worker, on_signal: Callable[[WorkerStats], None] | None = None) -> WorkerStats:

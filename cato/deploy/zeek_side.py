@@ -120,6 +120,17 @@ export {{
 	## Sent back by the worker for a connection's vector.
 	global verdict: event(uid: string, id: conn_id, label: string, score: double, model_schema: string);
 
+	## One verdict of a batch.
+	type VerdictMessage: record {{
+		uid: string;
+		id: conn_id;
+		label: string;
+		score: double;
+	}};
+
+	## Sent back by the worker for a micro-batch of vectors: one event, many verdicts.
+	global verdicts: event(model_schema: string, batch: vector of VerdictMessage);
+
 	## Event for the verdict log stream.
 	global log_verdict: event(rec: Verdict);
 }}
@@ -165,17 +176,21 @@ event Cato::vector_ready(info: Info)
 		published[info$uid] = current_time();
 	}}
 
-event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string)
+# Whether a verdict (or *n* of them) carries this package's schema hash; the others are counted.
+function schema_matches(model_schema: string, n: count): bool
 	{{
-	# (A parameter named like the global would be the global here: Zeek scopes both to the module.)
-	if ( model_schema != schema )
-		{{
-		if ( ++refused_verdicts == 1 )
-			Reporter::warning(fmt("cato: refused a verdict with schema %s (this package's is %s); " +
-			                      "counting them in Cato::refused_verdicts", model_schema, schema));
-		return;
-		}}
+	if ( model_schema == schema )
+		return T;
+	local before = refused_verdicts;
+	refused_verdicts += n;
+	if ( before == 0 )
+		Reporter::warning(fmt("cato: refused a verdict with schema %s (this package's is %s); " +
+		                      "counting them in Cato::refused_verdicts", model_schema, schema));
+	return F;
+	}}
 
+function take_verdict(uid: string, id: conn_id, label: string, score: double)
+	{{
 	local rec = Verdict($ts=network_time(), $uid=uid, $id=id, $label=label, $score=score, $model=model_name);
 	if ( uid in published )
 		{{
@@ -188,6 +203,21 @@ event Cato::verdict(uid: string, id: conn_id, label: string, score: double, mode
 		NOTICE(Notice::Info($note=Alert, $msg=fmt("%s classified as %s (score %.3f, model %s)", uid, label,
 		                                          score, model_name),
 		                    $uid=uid, $id=id, $sub=label, $identifier=cat(uid, label)));
+	}}
+
+# (A parameter named like the global would be the global here: Zeek scopes both to the module.)
+event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string)
+	{{
+	if ( schema_matches(model_schema, 1) )
+		take_verdict(uid, id, label, score);
+	}}
+
+event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage)
+	{{
+	if ( ! schema_matches(model_schema, |batch|) )
+		return;
+	for ( _, v in batch )
+		take_verdict(v$uid, v$id, v$label, v$score);
 	}}
 """
 
@@ -254,6 +284,12 @@ event Pcap::file_done(path: string)
 event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string) &priority=-10
 	{
 	++verdicts_received;
+	maybe_done();
+	}
+
+event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage) &priority=-10
+	{
+	verdicts_received += |batch|;
 	maybe_done();
 	}
 """

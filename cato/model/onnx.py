@@ -48,7 +48,9 @@ class OnnxModel:
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # errors only: some converters' declared shapes warn on every call
+            sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: not a loadable ONNX model: {e}") from None
         inputs = sess.get_inputs()
@@ -124,8 +126,11 @@ def to_onnx(model, features: Sequence[str], classes: Sequence[str]) -> bytes:
                                target_opset=15)
     else:
         from skl2onnx import to_onnx as skl_to_onnx
-        onx = skl_to_onnx(model, np.zeros((1, n), np.float32), options={id(model): {"zipmap": False}},
-                          target_opset={"": 15, "ai.onnx.ml": 3})
+        from skl2onnx.common.data_types import FloatTensorType as SklFloatTensorType
+        # A batch dimension of any size: from a sample array it is fixed at the sample's, and ONNX Runtime
+        # warns on every call with another batch size.
+        onx = skl_to_onnx(model, initial_types=[("input", SklFloatTensorType([None, n]))],
+                          options={id(model): {"zipmap": False}}, target_opset={"": 15, "ai.onnx.ml": 3})
     for key, value in ((FEATURES_KEY, ",".join(features)), (CLASSES_KEY, ",".join(classes))):
         entry = onx.metadata_props.add()
         entry.key, entry.value = key, value
