@@ -62,7 +62,7 @@ export {
 	option publish_batch_size = 100;
 
 	## How long a vector may wait for its batch to fill: bounds the latency batching adds.
-	option publish_max_wait = 10msec;
+	option publish_max_wait = 2msec;
 
 	## Raised for every vector.
 	global vector_ready: event(info: Info);
