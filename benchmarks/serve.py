@@ -35,9 +35,9 @@ from cato.corpus.pcapio import write_packet, write_pcap_header
 from cato.dataset import load_dataset
 from cato.deploy.compile import compile_package
 from cato.deploy.replay import replay
-from cato.deploy.serve import VECTOR_EVENT, VECTOR_TOPIC, VERDICTS_EVENT, Scorer, decode_vector
-from cato.deploy.transport import (Address, Count, Enum, Port, Raw, Timespan, Timestamp, data_message,
-                                   event_envelope)
+from cato.deploy.links import VECTOR_EVENT, VECTOR_TOPIC, VERDICTS_EVENT, WebSocketLink
+from cato.deploy.serve import Scorer
+from cato.deploy.transport import Address, Count, Enum, Port, Timespan, Timestamp, data_message, event_envelope
 from cato.deploy.zeek_side import VERDICT_TOPIC
 from cato.features import resolve
 from cato.model import ModelSpec
@@ -86,7 +86,8 @@ def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
     n = scorer.n_features
     # One batch message as Zeek sends it (100 vectors, its default batch size), as text.
     message = json.dumps(data_message(VECTOR_TOPIC, VECTOR_EVENT, [zeek_batch(x[:100], scorer.manifest.depth)]))
-    vectors = [decode_vector(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
+    link = WebSocketLink("ws://127.0.0.1:1")  # reads vectors as the worker does; never connects here
+    vectors = [link.read(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
     assert all(v is not None for v in vectors)
     batch = (vectors * 3)[:256]
 
@@ -98,8 +99,8 @@ def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
         return calls * per_call / (time.perf_counter() - t0)
 
     def whole_path() -> None:  # what the worker does per batch message, less the socket
-        received = [decode_vector(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
-        answers = [[v.uid, Raw(v.conn_id), label, score] for v, (label, score) in zip(received, scorer.score(received))]
+        received = [link.read(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
+        answers = [[v.uid, v.conn_id, label, score] for v, (label, score) in zip(received, scorer.score(received))]
         json.dumps(data_message(VERDICT_TOPIC, VERDICTS_EVENT, [scorer.manifest.schema, answers]))
 
     return {"onnx_batched_per_s": rate(lambda: scorer.score(batch), len(batch)),

@@ -349,8 +349,10 @@ def compile_cmd(
 @app.command()
 def serve(
     package: Path = typer.Argument(..., help="Package directory (from cato compile)."),
-    url: Optional[str] = typer.Option(None, "--url", help="Zeek's WebSocket API (default ws://127.0.0.1:27760)."),
-    transport: str = typer.Option("websocket", "--transport", help="websocket (Zeek's WebSocket API v1)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Where Zeek listens (default ws://127.0.0.1:27760, "
+                                      "or tcp://127.0.0.1:27761 with --transport broker)."),
+    transport: str = typer.Option("websocket", "--transport", help="websocket (Zeek's WebSocket API v1) or "
+                                  "broker (Broker's Python bindings, from zeek-config --python_dir)."),
     batch: int = typer.Option(256, "--batch", min=1, help="Vectors scored per ONNX Runtime call, at most."),
     max_wait: float = typer.Option(0.0, "--max-wait", min=0.0, help="ms a vector may wait for more to score with "
                                    "(Zeek batches already; 0: score what is queued)."),
@@ -365,8 +367,12 @@ def serve(
     from cato.deploy.serve import DEFAULT_URL, ServeError, Worker, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if transport != "websocket":
-        _fail(f"--transport {transport}: only websocket (Zeek's WebSocket API v1) is implemented")
+    if transport not in ("websocket", "broker"):
+        _fail(f"--transport {transport}: websocket or broker")
+    if transport == "broker" and replay_capture is not None:
+        _fail("--replay talks to Zeek over its WebSocket API: leave --transport out")
+    from cato.deploy.zeek_side import DEFAULT_BROKER_PORT
+    url = url or (DEFAULT_URL if transport == "websocket" else f"tcp://127.0.0.1:{DEFAULT_BROKER_PORT}")
     try:
         if replay_capture is not None:
             from cato.deploy.replay import replay
@@ -379,7 +385,7 @@ def serve(
             message = (f"{result.answered} of {result.connections} TCP/UDP connections in conn.log got a verdict "
                        f"({result.coverage:.1%}); {result.notices} notice(s); logs in {result.out}")
         else:
-            worker = Worker(package, url or DEFAULT_URL, batch=batch, max_wait_ms=max_wait, queue_size=queue)
+            worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue)
             stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
             summary, message = stats.to_dict(), ""
     except ServeError as e:

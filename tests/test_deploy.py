@@ -272,16 +272,20 @@ def _canonical(path: Path) -> list[str]:
     return rows
 
 
-def _listening_zeek(zeek, package, port: int, workdir: Path) -> subprocess.Popen:
-    """A Zeek with the package that listens for the worker, sends it one vector once it subscribes, and
-    terminates when the verdict comes back."""
+def _listening_zeek(zeek, package, port: int, workdir: Path, broker: bool = False) -> subprocess.Popen:
+    """A Zeek with the package that listens for the worker, sends it one vector once it subscribes (or
+    peers, over Broker), and terminates when the verdict comes back."""
     workdir.mkdir()
     driver = workdir / "driver.zeek"
+    listen = (f"redef Cato::websocket_listen = F;\nredef Cato::broker_listen = T;\nredef Cato::broker_port = {port}/tcp;"
+              if broker else f"redef Cato::websocket_port = {port}/tcp;")
+    joined = ("Broker::peer_added(endpoint: Broker::EndpointInfo, msg: string)" if broker else
+              "Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)")
     driver.write_text(f"""
 redef exit_only_after_terminate = T;
-redef Cato::websocket_port = {port}/tcp;
+{listen}
 
-event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+event {joined}
 	{{
 	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
 	local info = Cato::Info($ts=network_time(), $uid="Cworker" + cat(getpid()), $id=id, $proto=tcp, $depth=5,
@@ -334,3 +338,25 @@ def test_cato_serve_reports_its_counts_on_sigusr1_and_on_exit(package, tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert err.count("received 0, scored 0, dropped 0") == 2 and "reconnecting" in err
+
+
+def test_the_worker_answers_over_broker(package, zeek, tmp_path):
+    """--transport broker: the same worker through Broker's Python bindings (they come with Zeek)."""
+    import asyncio
+    import threading
+
+    from cato.deploy.replay import free_port
+    port = free_port()
+    worker = Worker(package.path, f"tcp://127.0.0.1:{port}", max_wait_ms=0)
+    proc = _listening_zeek(zeek, package, port, tmp_path / "zeek", broker=True)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()), daemon=True)
+    thread.start()
+    try:
+        assert proc.wait(timeout=60) == 0
+        assert "verdict, Cworker" in (tmp_path / "zeek" / "stdout").read_text()
+    finally:
+        proc.kill()
+        loop.call_soon_threadsafe(worker.stop.set)
+        thread.join(timeout=30)
+    assert worker.stats.connections >= 1 and worker.stats.verdicts_sent == 1 == worker.stats.scored

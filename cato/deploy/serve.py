@@ -1,6 +1,6 @@
 """``cato serve``: the ONNX inference worker beside a running Zeek.
 
-One loop receives vector batches from Zeek (WebSocket API v1), queues them in a bounded queue, and
+One loop receives vector batches from Zeek (WebSocket API v1, or Broker: see ``links``), queues them in a bounded queue, and
 one loop scores micro-batches with ONNX Runtime and publishes a verdict per vector back to Zeek.
 What was received, scored and dropped is counted, printed on exit and on SIGUSR1. The package's
 manifest and model are checked once, at start: a package whose parts disagree is refused.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,56 +17,15 @@ from typing import Callable
 
 import numpy as np
 
-from cato.codegen.static import VECTOR_ID_FIELDS
+from cato.deploy.links import Link, Vector, make_link
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
-from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT, VERDICT_TOPIC
-from cato.features import MISSING_VALUE
+from cato.deploy.transport import TransportError
+from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT
 from cato.model import ModelError, OnnxModel
 
 log = logging.getLogger("cato.serve")
 
-VECTOR_TOPIC = "zeek/cato/vectors"
-VECTOR_EVENT = "Cato::vector_batch"
-VERDICTS_EVENT = "Cato::verdicts"
 DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_WEBSOCKET_PORT}"
-_FIRST_FEATURE = len(VECTOR_ID_FIELDS)
-_UID, _ID = VECTOR_ID_FIELDS.index("uid"), VECTOR_ID_FIELDS.index("id")
-_NUMBERS = ("real", "count", "integer")
-
-
-@dataclass(frozen=True)
-class Vector:
-    """What the worker keeps of a vector: the connection's uid, its conn_id as Zeek encoded it (sent
-    back as is), and the feature values (missing as ``MISSING_VALUE``)."""
-    uid: str
-    conn_id: dict
-    features: list[float]
-
-
-def decode_vector(encoded: dict, n_features: int) -> Vector | None:
-    """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON: this runs
-    for every vector, and the generic decoder would take most of the worker's time. None when it is
-    not a vector the worker can score and answer."""
-    try:
-        fields = encoded["data"]
-        uid, conn_id = fields[_UID], fields[_ID]
-        if encoded["@data-type"] != "vector" or uid["@data-type"] != "string" or conn_id["@data-type"] != "vector":
-            return None
-        values = []
-        for f in fields[_FIRST_FEATURE:_FIRST_FEATURE + n_features]:
-            kind, v = f["@data-type"], f["data"]
-            if kind in _NUMBERS and type(v) in (int, float) and math.isfinite(v):
-                values.append(float(v))
-            elif kind == "none":
-                values.append(MISSING_VALUE)
-            else:
-                return None
-    except (KeyError, TypeError, IndexError):
-        return None
-    if len(values) != n_features or not isinstance(uid["data"], str):
-        return None
-    return Vector(uid["data"], conn_id, values)
 
 
 class ServeError(RuntimeError):
@@ -128,6 +86,10 @@ class Worker:
         if batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
         self.scorer = Scorer(package)
+        try:
+            make_link(url, ssl)  # a URL the worker cannot use is an error now, not a reconnect loop
+        except TransportError as e:
+            raise ServeError(str(e)) from None
         self.url, self.batch, self.max_wait = url, batch, max_wait_ms / 1000.0
         self.queue_size, self.reconnect, self.ssl = queue_size, reconnect, ssl
         self.stats = WorkerStats()
@@ -137,11 +99,11 @@ class Worker:
         backoff = 0.25
         while not self.stop.is_set():
             try:
-                async with WebSocketTransport(self.url, [VECTOR_TOPIC], ssl=self.ssl) as transport:
+                async with make_link(self.url, self.ssl) as link:
                     self.stats.connections += 1
-                    log.info("connected to Zeek %s at %s", transport.zeek_version, self.url)
+                    log.info("connected to Zeek %s at %s", link.zeek_version, self.url)
                     backoff = 0.25
-                    await self._session(transport)
+                    await self._session(link)
             except TransportError as e:
                 if not self.reconnect:
                     if self.stats.connections == 0:
@@ -156,10 +118,10 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
         return self.stats
 
-    async def _session(self, transport: WebSocketTransport) -> None:
+    async def _session(self, link: Link) -> None:
         queue: asyncio.Queue = asyncio.Queue(self.queue_size)
-        receiving = asyncio.create_task(self._receive(transport, queue))
-        scoring = asyncio.create_task(self._score(transport, queue))
+        receiving = asyncio.create_task(self._receive(link, queue))
+        scoring = asyncio.create_task(self._score(link, queue))
         stopping = asyncio.create_task(self.stop.wait())
         done, _ = await asyncio.wait({receiving, scoring, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (receiving, scoring, stopping):
@@ -167,31 +129,22 @@ class Worker:
         if stopping in done and not queue.empty():
             # Stopping on request: answer what is already queued while the connection lasts.
             try:
-                await self._answer(transport, [queue.get_nowait() for _ in range(queue.qsize())])
+                await self._answer(link, [queue.get_nowait() for _ in range(queue.qsize())])
             except TransportError:
                 pass
         for task in done:
             if task is not stopping and not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
-    async def _receive(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+    async def _receive(self, link: Link, queue: asyncio.Queue) -> None:
         n = self.scorer.n_features
         while True:
-            msg = await transport.receive_message()
-            try:
-                _topic, name, args = event_envelope(msg)
-            except TransportError:
-                self.stats.unreadable += 1
-                continue
-            if name != VECTOR_EVENT or len(args) != 1 or not isinstance(args[0], dict) \
-                    or not isinstance(args[0].get("data"), list):
-                continue
-            batch = args[0]["data"]
+            batch = await link.next_batch()
             self.stats.batches_received += 1
             self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(batch))
-            for encoded in batch:
+            for item in batch:
                 self.stats.received += 1
-                vector = decode_vector(encoded, n)
+                vector = link.read(item, n)
                 if vector is None:
                     self.stats.unreadable += 1
                     continue
@@ -200,7 +153,7 @@ class Worker:
                 except asyncio.QueueFull:
                     self.stats.dropped += 1
 
-    async def _score(self, transport: WebSocketTransport, queue: asyncio.Queue) -> None:
+    async def _score(self, link: Link, queue: asyncio.Queue) -> None:
         """Micro-batches: up to ``batch`` vectors, waiting at most ``max_wait`` for more after the first."""
         while True:
             batch = [await queue.get()]
@@ -216,9 +169,9 @@ class Worker:
                         break
                 else:
                     batch.append(queue.get_nowait())
-            await self._answer(transport, batch)
+            await self._answer(link, batch)
 
-    async def _answer(self, transport: WebSocketTransport, batch: list[Vector]) -> None:
+    async def _answer(self, link: Link, batch: list[Vector]) -> None:
         """Scores a micro-batch and sends its verdicts back as one ``Cato::verdicts`` event."""
         if not batch:
             return
@@ -226,8 +179,8 @@ class Worker:
         verdicts = self.scorer.score(batch)
         self.stats.score_seconds += time.perf_counter() - t0
         self.stats.scored += len(batch)
-        answers = [[v.uid, Raw(v.conn_id), label, score] for v, (label, score) in zip(batch, verdicts)]
-        await transport.publish(VERDICT_TOPIC, VERDICTS_EVENT, [self.scorer.manifest.schema, answers])
+        await link.answer(self.scorer.manifest.schema,
+                          [(v, label, score) for v, (label, score) in zip(batch, verdicts)])
         self.stats.verdicts_sent += len(batch)
 
 
