@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -303,24 +304,29 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
                             stdout=open(workdir / "stdout", "w"), stderr=subprocess.STDOUT)
 
 
-def test_the_worker_reconnects_when_zeek_restarts(package, zeek, tmp_path):
+@contextlib.contextmanager
+def _running(worker: Worker):
+    """``worker`` running in a thread of its own until the block ends."""
     import asyncio
     import threading
-
-    from cato.deploy.replay import free_port
-    port = free_port()
-    worker = Worker(package.path, f"ws://127.0.0.1:{port}", max_wait_ms=0)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()), daemon=True)
     thread.start()
     try:
+        yield worker
+    finally:
+        loop.call_soon_threadsafe(worker.stop.set)
+        thread.join(timeout=30)
+
+
+def test_the_worker_reconnects_when_zeek_restarts(package, zeek, tmp_path):
+    from cato.deploy.replay import free_port
+    port = free_port()
+    with _running(Worker(package.path, f"ws://127.0.0.1:{port}")) as worker:
         for i in range(2):  # the worker waits for the first Zeek, then for the second after the first is gone
             proc = _listening_zeek(zeek, package, port, tmp_path / f"zeek{i}")
             assert proc.wait(timeout=60) == 0
             assert "verdict, Cworker" in (tmp_path / f"zeek{i}" / "stdout").read_text()
-    finally:
-        loop.call_soon_threadsafe(worker.stop.set)
-        thread.join(timeout=30)
     assert worker.stats.connections == 2 and worker.stats.verdicts_sent == 2 == worker.stats.scored
 
 
@@ -342,21 +348,13 @@ def test_cato_serve_reports_its_counts_on_sigusr1_and_on_exit(package, tmp_path)
 
 def test_the_worker_answers_over_broker(package, zeek, tmp_path):
     """--transport broker: the same worker through Broker's Python bindings (they come with Zeek)."""
-    import asyncio
-    import threading
-
     from cato.deploy.replay import free_port
     port = free_port()
-    worker = Worker(package.path, f"tcp://127.0.0.1:{port}", max_wait_ms=0)
     proc = _listening_zeek(zeek, package, port, tmp_path / "zeek", broker=True)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()), daemon=True)
-    thread.start()
     try:
-        assert proc.wait(timeout=60) == 0
-        assert "verdict, Cworker" in (tmp_path / "zeek" / "stdout").read_text()
+        with _running(Worker(package.path, f"tcp://127.0.0.1:{port}")) as worker:
+            assert proc.wait(timeout=60) == 0
+            assert "verdict, Cworker" in (tmp_path / "zeek" / "stdout").read_text()
     finally:
         proc.kill()
-        loop.call_soon_threadsafe(worker.stop.set)
-        thread.join(timeout=30)
     assert worker.stats.connections >= 1 and worker.stats.verdicts_sent == 1 == worker.stats.scored
