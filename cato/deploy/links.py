@@ -23,6 +23,7 @@ from cato.codegen.static import VECTOR_ID_FIELDS
 from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
 from cato.deploy.zeek_side import VERDICT_TOPIC
 from cato.features import MISSING_VALUE
+from cato.zeek import ZeekNotFoundError, find_zeek
 
 VECTOR_TOPIC = "zeek/cato/vectors"
 VECTOR_EVENT = "Cato::vector_batch"
@@ -128,9 +129,10 @@ def _import_broker():
         return broker
     except ImportError:
         pass
-    try:
-        path = subprocess.run(["zeek-config", "--python_dir"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+    try:  # the zeek-config beside the Zeek cato runs
+        config = find_zeek().parent / "zeek-config"
+        path = subprocess.run([str(config), "--python_dir"], capture_output=True, text=True, check=True).stdout
+    except (ZeekNotFoundError, OSError, subprocess.CalledProcessError):
         path = "/opt/zeek/lib/zeek/python"
     sys.path.append(path.strip())
     try:
