@@ -358,3 +358,12 @@ def test_the_worker_answers_over_broker(package, zeek, tmp_path):
     finally:
         proc.kill()
     assert worker.stats.connections >= 1 and worker.stats.verdicts_sent == 1 == worker.stats.scored
+
+
+def test_a_second_package_stands_aside(package, zeek, tmp_path):
+    """Zeek runs one cato package at a time: a second one warns, and the first works."""
+    second = tmp_path / "second"
+    shutil.copytree(package.path, second)
+    run = run_zeek(Path(__file__).parent / "btest" / "Traces" / "small.pcap",
+                   [package.path / "scripts", second / "scripts"], workdir=tmp_path / "run", zeek=zeek)
+    assert "is not loaded" in run.stderr and "error" not in run.stderr.lower()

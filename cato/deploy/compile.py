@@ -107,7 +107,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     try:
         scripts = work / "scripts"
         scripts.mkdir(parents=True)
-        (scripts / "__load__.zeek").write_text(load_script())
+        (scripts / "__load__.zeek").write_text(load_script(name))
         (scripts / "features.zeek").write_text(script.text + _online_settings())
         (scripts / "verdicts.zeek").write_text(verdict_script(manifest, name))
         (work / MODEL_NAME).write_bytes(onnx_bytes)

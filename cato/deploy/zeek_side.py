@@ -33,10 +33,21 @@ def zeek_string_set(items: Iterable[str]) -> str:
     return "set(" + ", ".join(zeek_string(i) for i in items) + ")" if items else "set()"
 
 
-def load_script() -> str:
-    return """##! A cato package: the feature script, then the verdict side.
+def load_script(name: str) -> str:
+    """The package's ``__load__.zeek``. Zeek runs one cato package at a time (they share the ``Cato``
+    module): a second one says so and stands aside, rather than failing on duplicate definitions."""
+    return f"""##! A cato package: the feature script, then the verdict side.
+
+@ifndef ( Cato::schema )
 @load ./features
 @load ./verdicts
+@else
+event zeek_init()
+	{{
+	Reporter::warning(fmt("cato: package %s is not loaded: %s is, and Zeek runs one cato package at a time",
+	                      {zeek_string(name)}, Cato::model_name));
+	}}
+@endif
 """
 
 
