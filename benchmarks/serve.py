@@ -77,7 +77,8 @@ def zeek_batch(features: np.ndarray, depth: int) -> list:
     """Vectors typed as Zeek sends them: the record's id fields, then the features (-1: unset)."""
     return [[Timestamp(1.7e9), f"C{i:017d}",
              [Address("10.0.0.1"), Port(f"{1024 + i % 60000}/udp"), Address("10.0.0.2"), Port("53/udp"), Count(17), []],
-             Enum("udp"), Count(depth), Count(1), Timespan(0.0), *[None if v == -1 else float(v) for v in row]]
+             Enum("udp"), Count(depth), Count(1), Timespan(0.0), Enum("Cato::DEPTH"),
+             *[None if v == -1 else float(v) for v in row]]
             for i, row in enumerate(features)]
 
 

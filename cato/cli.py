@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cato import __version__
-from cato.codegen import STRATEGIES, GeneratorError, generate, normalize_depths
+from cato.codegen import STRATEGIES, GeneratorError, generate, normalize_depths, parse_deadline
 from cato.features import CATALOG, UnknownFeatureError, catalog_hash, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -41,6 +41,18 @@ def _depths(depth: Optional[int], depths: Optional[str]) -> tuple[int, ...]:
         return normalize_depths(depth if depth is not None else 10)
     except ValueError as e:
         _fail(f"bad depth: {e}")
+    raise AssertionError
+
+
+DEADLINE_HELP = ("Decide at the latest this long after a connection's first packet (e.g. 250ms, 1.5s), with "
+                 "what was seen by then.")
+
+
+def _deadline(text: Optional[str]) -> Optional[float]:
+    try:
+        return parse_deadline(text) if text else None
+    except GeneratorError as e:
+        _fail(str(e))
     raise AssertionError
 
 
@@ -77,12 +89,13 @@ def generate_cmd(
     depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
     depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass, e.g. 1,2,5,10."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
 ) -> None:
     """Write the Zeek script computing the selected features from each connection's first packets."""
     feats = _features(features_)
     try:
-        script = generate(feats, _depths(depth, depths), strategy)
+        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline))
     except GeneratorError as e:
         _fail(str(e))
     if output:
@@ -103,6 +116,7 @@ def extract(
     label_column: str = typer.Option("label", help="labels.csv column to use as the label."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes (default: cores)."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
@@ -123,8 +137,8 @@ def extract(
                   TimeElapsedColumn(), console=err, transient=False) as bar:
         task = bar.add_task("captures", total=n)
         try:
-            result = run_extract(corp, feats, depth_list, strategy=strategy, jobs=jobs,
-                                 progress=lambda k: bar.advance(task, k))
+            result = run_extract(corp, feats, depth_list, strategy=strategy, deadline=_deadline(deadline),
+                                 jobs=jobs, progress=lambda k: bar.advance(task, k))
         except (ZeekNotFoundError, GeneratorError) as e:
             _fail(str(e))
     for p in result.problems:
@@ -152,6 +166,7 @@ def profile_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure again even if cached."),
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model: also time its inference per vector."),
     zam: bool = typer.Option(False, "--zam", help="Run Zeek (baseline too) with -O ZAM script optimization."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
 ) -> None:
     """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
     from cato.corpus import CorpusError, load_corpus
@@ -161,7 +176,7 @@ def profile_cmd(
 
     feats = _features(features_)
     try:
-        script = generate(feats, _depths(depth, depths), strategy)
+        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline))
         corp = load_corpus(corpus)
         onnx_model = OnnxModel.load(model) if model is not None else None
         if onnx_model is not None:

@@ -290,7 +290,7 @@ event {joined}
 	{{
 	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
 	local info = Cato::Info($ts=network_time(), $uid="Cworker" + cat(getpid()), $id=id, $proto=tcp, $depth=5,
-	                        $pkts_seen=5, $decided_after=10msec);
+	                        $pkts_seen=5, $decided_after=10msec, $decided_by=Cato::DEPTH);
 	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
 	}}
 

@@ -71,3 +71,18 @@ def test_depth_validation():
             normalize_depths(bad)
     with pytest.raises(GeneratorError):
         generate(resolve("orig_pkts"), 5, "bogus")
+
+
+def test_deadlines_parse_and_arm_only_when_asked():
+    from cato.codegen import parse_deadline
+    assert parse_deadline("250ms") == pytest.approx(0.25) and parse_deadline("1.5s") == 1.5
+    assert parse_deadline("800us") == pytest.approx(0.0008) and parse_deadline("0") is None
+    for bad in ("fast", "10 parsecs", "-5ms"):
+        with pytest.raises(GeneratorError, match="deadline"):
+            parse_deadline(bad)
+    for strategy in ("counters", "thresholds", "new_packet"):
+        feats = resolve("orig_pkts" if strategy == "counters" else "orig_size_mean")
+        plain, timed = generate(feats, 10, strategy), generate(feats, 10, strategy, deadline=0.25)
+        assert "deadline_passed" not in plain.text.split("\n@endif\n", 1)[1]
+        assert "redef decision_deadline = 250000usec;" in timed.text and timed.deadline == 0.25
+        assert "schedule decision_deadline { deadline_passed(c) };" in timed.text

@@ -17,13 +17,15 @@ GOLDEN = {
                       [1, 5, 10], "auto"),
     "all-new_packet.zeek": ("all", [1, 5, 10], "new_packet"),
     "all-thresholds.zeek": ("all", [1, 5, 10], "thresholds"),
+    "deadline-thresholds.zeek": ("all", [1, 5, 10], "thresholds", 0.03),
+    "deadline-counters.zeek": ("orig_pkts,resp_pkts,orig_ip_bytes,duration", [1, 5, 10], "counters", 0.03),
 }
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_generated_scripts(name):
-    features, depths, strategy = GOLDEN[name]
-    text = generate(resolve(features), depths, strategy).text
+    features, depths, strategy, *deadline = GOLDEN[name]
+    text = generate(resolve(features), depths, strategy, *deadline).text
     path = FILES / name
     if os.environ.get("CATO_UPDATE_GOLDEN"):
         path.write_text(text)

@@ -170,3 +170,69 @@ def test_time_to_decision_follows_the_connections_own_clock(zeek, tmp_path):
         # Zeek splits the flow that went back in time; each part still decides on its own packets.
         assert set(log["id.orig_p"].astype(int)) == {1111, 2222}
         assert (after[log["depth"] == 1] == 0).all() and after.max() == pytest.approx(0.2), log
+
+
+@pytest.mark.parametrize("trace", ["small.pcap", "flip.pcap", "icmp.pcap", "long.pcap"])
+def test_a_deadline_vector_is_the_vector_of_the_packets_seen_by_then(zeek, tmp_path, trace):
+    """With a decision deadline, a connection not at its depth by then is decided at the first packet
+    past it (timers run on packet times) with every packet Zeek has processed, that packet included
+    when it is the connection's own: exactly the vector the same script without a deadline makes at
+    that many packets. Every strategy agrees."""
+    by = check_deadline_vectors(zeek, tmp_path, TRACES / trace, 0.03)
+    assert "Cato::DEADLINE" in by and ("Cato::DEPTH" in by) == (trace != "icmp.pcap")
+
+
+@pytest.mark.corpora
+@pytest.mark.parametrize("corpus,deadline", [("iot-sentinel", 0.25), ("ndpi", 0.05)])
+def test_deadline_vectors_on_real_captures(zeek, tmp_path, corpus, deadline):
+    from conftest import CORPORA
+    root = CORPORA / corpus
+    if not root.is_dir():
+        pytest.skip(f"{root} absent")
+    captures = sorted((root / "pcaps").rglob("*.pcap"), key=lambda p: (p.stat().st_size, p.name))
+    decided = set()
+    for i, capture in enumerate(captures[len(captures) // 2::max(len(captures) // 8, 1)][:6]):
+        decided |= check_deadline_vectors(zeek, tmp_path / f"c{i}", capture, deadline)
+    assert "Cato::DEADLINE" in decided
+
+
+def check_deadline_vectors(zeek, tmp_path: Path, capture: Path, deadline: float) -> set[str]:
+    """The checks of a deadline run on ``capture``; returns the decisions seen."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    trace = capture
+    depths = list(range(1, 31))
+    feats = [f for f in resolve("all")]
+    counters = [f for f in feats if not f.per_packet]
+    plain = run_script(zeek, tmp_path, generate(feats, depths, "thresholds"), trace, "plain")
+    decided = {s: run_script(zeek, tmp_path, generate(feats if s != "counters" else counters, [5, 30], s, deadline),
+                             trace, s) for s in ("thresholds", "new_packet", "counters")}
+    a = decided["thresholds"]
+    by_deadline = a[a["decided_by"] == "Cato::DEADLINE"]
+    assert (by_deadline["decided_after"].astype(float) >= deadline - 1e-9).all()
+    assert (by_deadline["pkts_seen"] < by_deadline["depth"]).all()
+    at_depth = a[a["decided_by"] == "Cato::DEPTH"]
+    assert (at_depth["pkts_seen"] == at_depth["depth"]).all()
+    # The derivation the search relies on: the vector at the packets seen, from a run without a deadline.
+    cols = [f.name for f in feats if f.name in a.columns]
+    icmp = a["proto"] == "icmp"  # record columns lag on ICMP (see test_strategies_agree_on_all_features)
+    record = [f.name for f in counters]
+    ended_before = a["decided_by"] == "Cato::END"
+    key = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+    merged = a[~ended_before].merge(plain, left_on=key + ["pkts_seen"], right_on=key + ["depth"], suffixes=("", "_plain"))
+    assert len(merged) == (~ended_before).sum()
+    for col in cols:
+        if col in record:
+            mask = ~(merged["proto"] == "icmp")
+        else:
+            mask = pd.Series(True, index=merged.index)
+        left, right = merged.loc[mask, col], merged.loc[mask, f"{col}_plain"]
+        same = (left == right) | (left.isna() & right.isna())
+        if left.dtype.kind == "f":
+            same |= (left - right).abs() < 1e-6
+        assert same.all(), (col, merged.loc[mask & ~same, key + ["depth", "pkts_seen", col, f"{col}_plain"]].head())
+    for strategy, other in decided.items():
+        shared = ["depth", "pkts_seen", "decided_by", "decided_after"] + [c for c in record if c in other.columns]
+        rows = ~(a["proto"] == "icmp") if strategy != "thresholds" else slice(None)
+        pd.testing.assert_frame_equal(a.loc[rows, key + shared].reset_index(drop=True),
+                                      other.loc[rows, key + shared].reset_index(drop=True), check_dtype=False)
+    return set(a["decided_by"])

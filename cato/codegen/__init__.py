@@ -7,6 +7,7 @@ from cato.codegen.generator import (
     choose_strategy,
     generate,
     normalize_depths,
+    parse_deadline,
 )
 
-__all__ = ["STRATEGIES", "GeneratedScript", "GeneratorError", "choose_strategy", "generate", "normalize_depths"]
+__all__ = ["STRATEGIES", "GeneratedScript", "GeneratorError", "choose_strategy", "generate", "normalize_depths", "parse_deadline"]

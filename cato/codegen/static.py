@@ -11,7 +11,7 @@ _HERE = Path(__file__).resolve().parent
 #: The fields of ``Cato::Info`` (zeek-scripts/main.zeek) before the features, in order: a vector
 #: published as a record arrives as its field values in this order, then the features in the order
 #: of the generated script.
-VECTOR_ID_FIELDS = ("ts", "uid", "id", "proto", "depth", "pkts_seen", "decided_after")
+VECTOR_ID_FIELDS = ("ts", "uid", "id", "proto", "depth", "pkts_seen", "decided_after", "decided_by")
 
 
 def static_scripts_dir() -> Path:

@@ -21,7 +21,7 @@ from cato.zeek.corpus_run import CaptureProblem, run_over_captures
 ID_COLUMNS = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts",
               "label", "group", "depth", "pkts_seen"]
 #: Columns of cato.log that describe the run, not the connection: kept out of the feature table.
-RUN_COLUMNS = ("decided_after",)
+RUN_COLUMNS = ("decided_after", "decided_by")
 
 
 @dataclass
@@ -45,11 +45,12 @@ def extract(
     depths: int | Iterable[int],
     *,
     strategy: str = "auto",
+    deadline: float | None = None,
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
 ) -> Extraction:
-    script = generate(features, depths, strategy)
+    script = generate(features, depths, strategy, deadline)
     with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)

@@ -298,7 +298,7 @@ event Pcap::file_done(path: string)
 	{
 	for ( _, id in open_conns )
 		if ( connection_exists(id) )
-			finish(lookup_connection(id), T);
+			finish(lookup_connection(id), T, END, lookup_connection(id)$duration);
 	flush_vectors();
 	input_done = T;
 	maybe_done();

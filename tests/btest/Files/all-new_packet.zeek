@@ -13,6 +13,10 @@ module Cato;
 export {
 	redef enum Log::ID += { LOG };
 
+	## What made a vector: its connection reached the packet depth, the decision deadline
+	## passed (:zeek:id:`Cato::decision_deadline`), or the connection ended first.
+	type Decision: enum { DEPTH, DEADLINE, END };
+
 	global log_policy: Log::PolicyHook;
 
 	## One feature vector: a connection as seen up to a packet depth.
@@ -31,8 +35,11 @@ export {
 		## (below ``depth`` when the connection ended first).
 		pkts_seen: count &log;
 		## Network time from the connection's first packet to the packet that completed
-		## this vector (the last one seen when the connection ended first).
+		## this vector (the last one seen when the connection ended first; the deadline
+		## when it passed first).
 		decided_after: interval &log;
+		## Which came first: the depth, the deadline or the connection's end.
+		decided_by: Decision &log;
 	};
 
 	## Per-connection extraction state; it lives on the connection and goes with it.
@@ -41,12 +48,20 @@ export {
 		pkts: count &default=0;
 		## Index into :zeek:id:`Cato::depths` of the next vector to emit.
 		next_depth: count &default=0;
+		## The decision deadline passed at a packet of this connection that the
+		## script has yet to see.
+		past_deadline: bool &default=F;
 	};
 
 	## Packet depths at which a vector is emitted, ascending. A connection that ends
 	## before a depth gets that depth's vector when it is removed. Fixed at load time
 	## (not an ``option``): per-connection state is laid out for these depths.
 	const depths: vector of count = vector(10) &redef;
+
+	## A connection's vectors are made at the latest this long after its first packet, with
+	## what was seen by then (0secs: no deadline). Set when the script is generated (``cato
+	## generate --deadline``): the generated script arms it only then.
+	const decision_deadline = 0secs &redef;
 
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
@@ -87,6 +102,11 @@ export {
 ## Whether the generated script counts packets itself (per-packet strategies) or
 ## relies on Zeek's connection counters (counter-only selections).
 const script_counts_packets = F &redef;
+
+## Lets a per-packet script take the packet that moved network time past a connection's
+## decision deadline, which Zeek has counted but the script not yet seen; a handler that
+## ``break``s will decide at that packet itself.
+global catch_up: hook(c: connection, s: State);
 
 ## TCP flag bits that Zeek's init-bare.zeek does not name (it has TH_FIN .. TH_URG).
 const TH_ECE = 64;
@@ -142,11 +162,12 @@ event flush_due(batch: count)
 	}
 
 # Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
-function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval)
+function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval, decided_by: Decision)
 	{
 	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
 	                  $proto=get_port_transport_proto(c$id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after);
+	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
+	                  $decided_by=decided_by);
 	hook fill_vector(c, info);
 
 	if ( log_vectors )
@@ -171,7 +192,7 @@ function packet_seen(c: connection, s: State) &is_used
 		{
 		# The packet's own timestamp: network_time() never goes back, so a capture whose clock
 		# jumps backwards (nDPI's cassandra.pcap mixes 1970 and 2015) would charge the jump.
-		emit(c, depths[s$next_depth], s$pkts, get_current_packet_ts() - c$start_time);
+		emit(c, depths[s$next_depth], s$pkts, get_current_packet_ts() - c$start_time, DEPTH);
 		++s$next_depth;
 		}
 	}
@@ -182,9 +203,10 @@ event zeek_init() &priority=5
 	                                    $policy=log_policy));
 	}
 
-# Emits the vectors of every depth *c* has not reached, made from everything it had: when it
-# ends, or (*remember*: so that its end emits nothing more) when a replay runs out of packets.
-function finish(c: connection, remember: bool) &is_used
+# Emits the vectors of every depth *c* has not reached, made from everything it had, *after*
+# its first packet: when it ends, when its deadline passes, or (*remember*: so that its end
+# emits nothing more) when a replay runs out of packets.
+function finish(c: connection, remember: bool, by: Decision, after: interval) &is_used
 	{
 	# Counter-only scripts keep no state for a connection that never reached a depth: none
 	# is allocated for it at its end.
@@ -195,7 +217,8 @@ function finish(c: connection, remember: bool) &is_used
 	local seen = script_counts_packets ? c$cato$pkts : c$orig$num_pkts + c$resp$num_pkts;
 	while ( idx < |depths| )
 		{
-		emit(c, depths[idx], seen, c$duration);
+		# Zeek's counters may have reached a depth with the deadline's packet (counter-only scripts).
+		emit(c, depths[idx], seen, after, by == DEADLINE && seen >= depths[idx] ? DEPTH : by);
 		++idx;
 		}
 
@@ -207,9 +230,38 @@ function finish(c: connection, remember: bool) &is_used
 		}
 	}
 
+# Decides *c* at its deadline, with the packets seen: network time now is that of the packet that
+# moved it past the deadline (timers run only when a packet comes). A deadline that comes due only
+# because Zeek is shutting down (the input ended first) decides the connection as ended.
+function decide_at_deadline(c: connection) &is_used
+	{
+	local after = network_time() - c$start_time;
+	if ( after < decision_deadline )
+		finish(c, T, END, c$duration);
+	else
+		finish(c, T, DEADLINE, after);
+	}
+
+# The decision deadline of a connection passed (scheduled at its first packet by the generated
+# script): it gets its remaining vectors now, made from the packets Zeek has processed. If the
+# packet that moved network time past the deadline is this connection's, Zeek has counted it
+# already (and read it into the connection record): a per-packet script takes it first, so that
+# every feature holds the same packets.
+event deadline_passed(c: connection) &is_used
+	{
+	if ( c?$cato && c$cato$next_depth >= |depths| )
+		return;  # decided at its depth, or ended
+	local now = connection_exists(c$id) ? current(c) : c;
+	if ( script_counts_packets && now$orig$num_pkts + now$resp$num_pkts > now$cato$pkts
+	     && ! hook catch_up(now, now$cato) )
+		return;  # decided at the packet, by the script
+	decide_at_deadline(now);
+	}
+
 event connection_state_remove(c: connection) &priority=-5
 	{
-	finish(c, F);
+	# With a deadline pending, remember the connection is decided, so that the deadline adds nothing.
+	finish(c, decision_deadline > 0secs, END, c$duration);
 	}
 
 event zeek_done()
@@ -699,7 +751,9 @@ function count_packet(c: connection, s: State, p: pkt_hdr)
 event new_packet(c: connection, p: pkt_hdr)
 	{
 	if ( ! c?$cato )
+		{
 		c$cato = State($a=Dir(), $b=Dir());
+		}
 	local s = c$cato;
 	if ( s$next_depth >= |depths| )
 		return;
