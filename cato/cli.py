@@ -340,6 +340,7 @@ def compile_cmd(
     pick: Optional[str] = typer.Option(None, "--pick", help="most-accurate, or cheapest-within (see --within)."),
     within: float = typer.Option(0.01, "--within", help="F1 tolerance of --pick cheapest-within."),
     alert: list[str] = typer.Option([], "--alert", help="Label whose verdicts raise a Notice (repeatable)."),
+    deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
 ) -> None:
     """Write a zkg package of one study point: feature script, verdict script, ONNX model, manifest."""
     from cato.corpus import CorpusError
@@ -353,7 +354,8 @@ def compile_cmd(
         study = load_study(study_dir)
         chosen = pick_trial(study, trial, pick, within)
         err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
-        package = compile_package(study, chosen, output, alert_labels=alert, progress=lambda m: err.print(m))
+        package = compile_package(study, chosen, output, alert_labels=alert, deadline=_deadline(deadline),
+                                  progress=lambda m: err.print(m))
     except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
         _fail(str(e))
     m = package.manifest

@@ -367,3 +367,10 @@ def test_a_second_package_stands_aside(package, zeek, tmp_path):
     run = run_zeek(Path(__file__).parent / "btest" / "Traces" / "small.pcap",
                    [package.path / "scripts", second / "scripts"], workdir=tmp_path / "run", zeek=zeek)
     assert "is not loaded" in run.stderr and "error" not in run.stderr.lower()
+
+
+def test_a_package_compiled_with_a_deadline_carries_it(study, cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("CATO_CACHE", str(cache))
+    package = compile_package(study, pick_trial(study, pick="most-accurate"), tmp_path / "timed", deadline=0.25)
+    assert package.manifest.deadline == 0.25 and Manifest.read(package.path).deadline == 0.25
+    assert "redef decision_deadline = 250000usec;" in (package.path / "scripts" / "features.zeek").read_text()

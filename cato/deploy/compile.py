@@ -73,7 +73,8 @@ def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
 
 
 def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
-                    name: str | None = None, progress: Callable[[str], None] | None = None) -> CompiledPackage:
+                    name: str | None = None, deadline: float | None = None,
+                    progress: Callable[[str], None] | None = None) -> CompiledPackage:
     """Write the package of ``chosen`` into ``output`` (which must not exist)."""
     step = progress or (lambda _m: None)
     output = Path(output)
@@ -88,7 +89,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if unknown:
         raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
                            f"(labels: {', '.join(dataset.classes)})")
-    script = generate(resolve(",".join(config.features)), (config.depth,), "auto")
+    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
     step("training on the whole corpus")
@@ -99,7 +100,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     manifest = Manifest(features=features, depth=config.depth, labels=list(dataset.classes),
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
-                        strategy=script.strategy,
+                        strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name,
                                "connections": int(dataset.connections)})
     work = output.with_name(f".{output.name}.partial")

@@ -42,6 +42,8 @@ class Manifest:
     corpus: str
     label_column: str
     strategy: str
+    #: Decision deadline of the script, seconds (None: none).
+    deadline: float | None = None
     cato_version: str = __version__
     format: int = MANIFEST_FORMAT
     schema: str = ""
