@@ -66,3 +66,16 @@ def test_missing_folder_or_labels(tmp_path):
         load_corpus(tmp_path / "nope")
     with pytest.raises(CorpusError, match="labels.csv: missing"):
         load_corpus(tmp_path)
+
+
+def test_capture_paths_cannot_leave_the_corpus_folder(tmp_path):
+    outside = tmp_path / "outside.pcap"
+    outside.write_bytes(b"not read")
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "sub" / "in.pcap").write_bytes(b"x")
+    (corpus / "labels.csv").write_text(f"pcap,label\n../outside.pcap,a\n{outside},a\nsub/../../outside.pcap,a\n"
+                                       "sub/./in.pcap,b\n")
+    loaded = load_corpus(corpus)
+    assert loaded.captures == ["sub/./in.pcap"]
+    assert any("lead outside" in p and "../outside.pcap" in p for p in loaded.problems)

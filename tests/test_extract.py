@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cato.cli import app
 from cato.corpus import read_capture
 from cato.codegen import generate
-from cato.corpus import flow_key, load_corpus
+from cato.corpus import flow_key, link_subset, load_corpus
 from cato.dataset.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, resolve
 from cato.zeek import read_zeek_log, run_zeek, static_load_script
@@ -25,14 +25,11 @@ TRACES = Path(__file__).parent / "btest" / "Traces"
 
 
 def sub_corpus(src: Path, dst: Path, n: int, every: int = 1) -> Path:
-    """A corpus of ``n`` of ``src``'s captures, referenced where they lie (never copied)."""
+    """A corpus of ``n`` of ``src``'s captures, linked where they lie (never copied)."""
     labels = pd.read_csv(src / "labels.csv", dtype=str, keep_default_na=False)
     caps = list(dict.fromkeys(labels["pcap"]))[::every][:n]
-    sub = labels[labels["pcap"].isin(caps)].copy()
-    sub["pcap"] = [str((src / p).resolve()) for p in sub["pcap"]]
     dst.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(dst / "labels.csv", index=False)
-    return dst
+    return link_subset(src, caps, dst)
 
 
 @pytest.mark.corpora
@@ -106,8 +103,9 @@ def test_bad_captures_are_named_and_do_not_stop_the_corpus(zeek, malformed_dir, 
     root = tmp_path / "c"
     root.mkdir()
     rows = ["pcap,label"]
-    for p in sorted(malformed_dir.iterdir()):
-        rows.append(f"{p.resolve()},broken")
+    for p in sorted(malformed_dir.iterdir()):  # linked in: labels.csv names captures inside its folder
+        (root / p.name).symlink_to(p.resolve())
+        rows.append(f"{p.name},broken")
     (root / "empty.pcap").write_bytes(b"")
     (root / "garbage.pcap").write_bytes(b"this is not a capture at all")
     shutil.copy(TRACES / "small.pcap", root / "good.pcap")

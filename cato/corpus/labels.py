@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
 import pandas as pd
@@ -58,6 +58,19 @@ def _canonical_ip(value: str) -> str | None:
         return ipaddress.ip_address(str(value).strip()).compressed
     except ValueError:
         return None
+
+
+def _escapes(relative: str) -> bool:
+    """Whether a labels.csv path leaves the corpus folder: absolute, or climbing out through ".."."""
+    path = PurePosixPath(relative.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(relative).drive:
+        return True
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            return True
+    return False
 
 
 def flow_key(proto: str, a_ip: str, a_port: int, b_ip: str, b_port: int) -> tuple:
@@ -112,8 +125,16 @@ def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
                             f"out (first: line {int(bad.idxmax()) + 2})")
             keep &= ~bad
 
-    exists = {p: (root / p).is_file() for p in out["pcap"].unique()}
-    missing = sorted(p for p, ok in exists.items() if not ok)
+    # A labels file names captures inside its folder: an absolute path or one through ".." could make
+    # cato read any file on the machine. (A symbolic link inside the folder is the corpus owner's choice.)
+    outside = sorted(p for p in out["pcap"].unique() if _escapes(p))
+    if outside:
+        problems.append(f"{csv}: {len(outside)} capture path(s) lead outside {root}, their rows were left out: "
+                        + ", ".join(outside[:5]) + (" ..." if len(outside) > 5 else ""))
+        keep &= ~out["pcap"].isin(outside)
+
+    exists = {p: not _escapes(p) and (root / p).is_file() for p in out["pcap"].unique()}
+    missing = sorted(p for p, ok in exists.items() if not ok and p not in outside)
     if missing:
         problems.append(f"{csv}: {len(missing)} capture(s) not found, their rows were left out: "
                         + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
