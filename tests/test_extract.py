@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cato.cli import app
-from cato.corpus import read_capture
 from cato.codegen import generate
-from cato.corpus import flow_key, link_subset, load_corpus
+from cato.corpus import flow_key, link_subset, load_corpus, read_capture
+from cato.corpus.pcapio import write_pcap_header
 from cato.dataset.extract import ID_COLUMNS, extract
 from cato.features import CATALOG, resolve
 from cato.zeek import read_zeek_log, run_zeek, static_load_script
@@ -107,16 +107,19 @@ def test_bad_captures_are_named_and_do_not_stop_the_corpus(zeek, malformed_dir, 
         (root / p.name).symlink_to(p.resolve())
         rows.append(f"{p.name},broken")
     (root / "empty.pcap").write_bytes(b"")
+    with open(root / "header-only.pcap", "wb") as out:  # a valid capture holding no packet
+        write_pcap_header(out, 1)
     (root / "garbage.pcap").write_bytes(b"this is not a capture at all")
     shutil.copy(TRACES / "small.pcap", root / "good.pcap")
-    rows += ["empty.pcap,broken", "garbage.pcap,broken", "good.pcap,fine", "missing.pcap,gone"]
+    rows += ["empty.pcap,broken", "garbage.pcap,broken", "header-only.pcap,quiet", "good.pcap,fine",
+             "missing.pcap,gone"]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     corpus = load_corpus(root)
     assert any("missing.pcap" in p for p in corpus.problems)
     result = extract(corpus, resolve("all"), [10], jobs=2)
     skipped = {Path(p.capture).name: p.reason for p in result.skipped}
     assert "garbage.pcap" in skipped and "not a pcap" in skipped["garbage.pcap"]
-    assert "empty.pcap" in skipped
+    assert "empty.pcap" in skipped and "no packet" in skipped["header-only.pcap"]
     good = result.table[result.table["capture"] == "good.pcap"]
     assert len(good) == 5 and set(good["label"]) == {"fine"}
     # Most malformed captures still yield connections.

@@ -95,6 +95,8 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
         if cap.truncated:
             problems.append(CaptureProblem(cap.path, f"{cap.truncated}; the {len(cap.packets)} packets before "
                                                      "it were used", False))
+        elif not cap.packets:
+            problems.append(CaptureProblem(cap.path, "a valid capture holding no packet", True))
     loaded: dict[str, Capture] = {cap.path: cap for cap in caps if cap.packets}
     out = _BatchResult([], problems, 0.0, 0, len(captures))
     streams = merge_captures(list(loaded.values()), workdir, "stream")
