@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from conftest import CORPORA
 
+from cato.codegen import generate
 from cato.corpus import load_corpus
-from cato.dataset import load_dataset
+from cato.dataset import extract, load_dataset
 from cato.deploy.compile import CompileError, compile_package, pick_trial
-from cato.dataset import extract
 from cato.deploy.manifest import Manifest, ManifestError, schema_hash
 from cato.deploy.replay import replay
 from cato.deploy.serve import ServeError, Worker
@@ -374,3 +374,25 @@ def test_a_package_compiled_with_a_deadline_carries_it(study, cache, monkeypatch
     package = compile_package(study, pick_trial(study, pick="most-accurate"), tmp_path / "timed", deadline=0.25)
     assert package.manifest.deadline == 0.25 and Manifest.read(package.path).deadline == 0.25
     assert "redef decision_deadline = 250000usec;" in (package.path / "scripts" / "features.zeek").read_text()
+
+
+def test_hostile_labels_and_names_reach_zeek_as_data(zeek, tmp_path):
+    """Labels, alert labels and a package name with quotes, newlines, backslashes and non-ASCII become
+    Zeek string literals: Zeek parses the verdict script, runs none of it as code, and holds them exactly."""
+    from cato.deploy.zeek_side import load_script, verdict_script
+    hostile = ['x"; print "pwned"; #', "new\nline", "back\\slash", "é∂"]
+    manifest = Manifest(features=["orig_pkts"], depth=3, labels=hostile, model={"family": "dt"}, alert_labels=hostile,
+                        trial=0, values={"f1": 1.0}, corpus="c", label_column="label", strategy="counters")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "__load__.zeek").write_text(load_script('pkg"; print "pwned"; #'))
+    (scripts / "features.zeek").write_text(generate(resolve("orig_pkts"), 3).text)
+    model_name = 'model"; print "pwned"; #'
+    (scripts / "verdicts.zeek").write_text(verdict_script(manifest, model_name))
+    probe = tmp_path / "probe.zeek"
+    probe.write_text("event zeek_init() &priority=-10 {\n"
+                     + "".join(f"print {zeek_string(h)} in Cato::alert_labels;\n" for h in hostile)
+                     + f"print |Cato::alert_labels|, Cato::model_name == {zeek_string(model_name)};\n}}\n")
+    run = run_zeek(None, [scripts, probe], workdir=tmp_path / "run", zeek=zeek)
+    out = (tmp_path / "run" / "zeek.stdout").read_text()
+    assert "pwned" not in out and out.split() == ["T"] * len(hostile) + ["4,", "T"], out
