@@ -21,7 +21,7 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
-from cato.deploy.manifest import Manifest
+from cato.deploy.manifest import Manifest, ManifestError
 from cato.deploy.zeek_side import load_script, verdict_script, zeek_string
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
@@ -184,9 +184,10 @@ def _check_model(path: Path, manifest: Manifest, x: np.ndarray, model) -> None:
     """The exported model loads, carries the manifest's feature order and classes, and predicts what the
     fitted model predicts."""
     onnx_model = OnnxModel.load(path)
-    onnx_model.check_features(manifest.features)
-    if onnx_model.classes != manifest.labels:
-        raise CompileError(f"{path}: its classes differ from the manifest's")
+    try:
+        manifest.check_model(onnx_model)
+    except ManifestError as e:
+        raise CompileError(str(e)) from None
     agree = float((onnx_model.predict(x).astype(np.int64) == model.predict(x)).mean()) if len(x) else 1.0
     if agree < 0.999:
         raise CompileError(f"{path}: ONNX Runtime agrees with the fitted model on only {agree:.2%} of the "

@@ -89,7 +89,7 @@ class WebSocketLink:
             try:
                 _topic, name, args = event_envelope(msg)
             except TransportError as e:
-                self.transport._malformed(e)
+                self.transport.count_malformed(e)
                 continue
             if name == VECTOR_EVENT and len(args) == 1 and isinstance(args[0], dict) \
                     and isinstance(args[0].get("data"), list):

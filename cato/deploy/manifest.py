@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cato import __version__
+from cato.model.onnx import OnnxModel
 
 MANIFEST_NAME = "manifest.json"
 #: Version of the manifest's layout; a package written with a newer one is refused.
@@ -55,6 +56,13 @@ class Manifest:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check_model(self, model: OnnxModel) -> None:
+        """``model`` takes this manifest's features, in order, and gives its labels (ModelError or
+        ManifestError otherwise): the one check that compile and serve both make."""
+        model.check_features(self.features)
+        if model.features is None or model.classes != self.labels:
+            raise ManifestError(f"{model.path}: its classes {model.classes} are not the manifest's {self.labels}")
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST_NAME

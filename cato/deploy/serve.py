@@ -1,7 +1,8 @@
 """``cato serve``: the ONNX inference worker beside a running Zeek.
 
-One loop receives vector batches from Zeek (WebSocket API v1, or Broker: see ``links``), queues them in a bounded queue, and
-one loop scores micro-batches with ONNX Runtime and publishes a verdict per vector back to Zeek.
+One loop receives vector batches from Zeek (WebSocket API v1, or Broker: see ``links``) into a
+bounded queue; another scores micro-batches with ONNX Runtime and answers each with one event
+holding a verdict per vector.
 What was received, scored and dropped is counted, printed on exit and on SIGUSR1. The package's
 manifest and model are checked once, at start: a package whose parts disagree is refused.
 """
@@ -63,12 +64,9 @@ class Scorer:
         try:
             self.manifest = Manifest.read(package)
             self.model = OnnxModel.load(package / "model.onnx")
-            self.model.check_features(self.manifest.features)
+            self.manifest.check_model(self.model)
         except (ManifestError, ModelError) as e:
             raise ServeError(f"{package}: refused: {e}") from None
-        if self.model.features is None or self.model.classes != self.manifest.labels:
-            raise ServeError(f"{package}: refused: model.onnx's classes {self.model.classes} are not the "
-                             f"manifest's {self.manifest.labels}")
         self.n_features = len(self.manifest.features)
 
     def score(self, vectors: list[Vector]) -> list[tuple[str, float]]:

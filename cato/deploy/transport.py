@@ -579,7 +579,7 @@ class WebSocketTransport:
             try:
                 return decode_event(msg, max_depth=DEFAULT_MAX_DEPTH)
             except TransportError as e:
-                self._malformed(e)
+                self.count_malformed(e)
 
     async def receive_message(self) -> dict:
         """The next data message from Zeek, parsed but not decoded; skips (and counts) everything else."""
@@ -591,7 +591,7 @@ class WebSocketTransport:
                 if kind == "data-message":
                     return msg
             except TransportError as e:
-                self._malformed(e)
+                self.count_malformed(e)
                 continue
             if kind == "error":
                 # Zeek's answer to something we published that it could not dispatch.
@@ -602,7 +602,8 @@ class WebSocketTransport:
             else:
                 log.debug("ignored a %r message from Zeek at %s", kind, self.url)
 
-    def _malformed(self, e: TransportError) -> None:
+    def count_malformed(self, e: TransportError) -> None:
+        """Counts (and now and then logs) a message from Zeek that could not be read."""
         self.malformed += 1
         if _worth_logging(self.malformed):
             log.warning("dropped malformed message #%d from Zeek at %s: %s", self.malformed, self.url, e)

@@ -297,8 +297,12 @@ event connection_state_remove(c: connection)
 event Pcap::file_done(path: string)
 	{
 	for ( _, id in open_conns )
-		if ( connection_exists(id) )
-			finish(lookup_connection(id), T, END, lookup_connection(id)$duration);
+		{
+		if ( ! connection_exists(id) )
+			next;
+		local c = lookup_connection(id);
+		finish(c, T, END, c$duration);
+		}
 	flush_vectors();
 	input_done = T;
 	maybe_done();
