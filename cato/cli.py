@@ -260,6 +260,7 @@ def tune(
     from cato.dataset import DatasetError, load_dataset
     from cato.model import FAMILIES, ModelSpecError
     from cato.search.objectives import ObjectiveError, parse_objectives
+    from cato.search._fused_kernel import KernelLockError
     from cato.search.samplers import SAMPLERS
     from cato.study import Study, StudyError, StudySettings, run_study
     from cato.zeek import ZeekError, ZeekNotFoundError
@@ -301,7 +302,7 @@ def tune(
 
             run_study(study, dataset, evaluator, budget, show)
             bar.update(task, completed=budget)
-        except (DatasetError, StudyError, ZeekNotFoundError, ZeekError) as e:
+        except (DatasetError, StudyError, ZeekNotFoundError, ZeekError, KernelLockError) as e:
             _fail(str(e))
     front = study.pareto()
     Console().print(f"{len(study.trials('search'))} trials in {study_dir}; Pareto front of {len(front)} points. "

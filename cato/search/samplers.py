@@ -271,6 +271,8 @@ class BoTorchSampler:
         from botorch.sampling import SobolQMCNormalSampler
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
+        from cato.search._fused_kernel import prepare_botorch_kernel
+        prepare_botorch_kernel()  # no JIT compile of BoTorch's C++ kernel, no wait on its lock
         torch.manual_seed(self.seed * 7919 + iteration)
         # Small matrices: threads only contend (3x slower with 2 on this 2-core machine).
         torch.set_num_threads(1)
