@@ -197,6 +197,8 @@ def profile_cmd(
         except (ProfileError, ModelError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))
         bar.update(task, completed=steps, description="cached" if result.cached else "done")
+    for name, why in result.left_out.items():
+        err.print(f"[yellow]left out:[/] {name}: {why}")
     if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

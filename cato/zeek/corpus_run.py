@@ -69,7 +69,7 @@ class _BatchResult:
 
 
 def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
-                timeout: float) -> tuple[pd.DataFrame, float, list[str]]:
+                timeout: float | None) -> tuple[pd.DataFrame, float, list[str]]:
     run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout)
     notes = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     log = run.log("cato")
@@ -86,7 +86,14 @@ def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path
     return df, run.cpu_s, notes
 
 
-def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str, timeout: float) -> _BatchResult:
+def _failure(e: ZeekError) -> str:
+    if e.timed_out:
+        return f"Zeek hung on it: {e}"
+    return f"Zeek cannot read it: {e}"
+
+
+def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str,
+               timeout: float | None) -> _BatchResult:
     workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
     scripts = [static_load_script(), Path(script)]
     caps, failed = read_captures(captures)
@@ -109,7 +116,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
             continue
         except ZeekError as e:
             if len(ms.segments) == 1:
-                problems.append(CaptureProblem(ms.segments[0].capture, f"Zeek cannot read it: {e}", True))
+                problems.append(CaptureProblem(ms.segments[0].capture, _failure(e), True))
                 continue
         # Zeek failed on the merged stream: find the culprit by running each capture alone.
         for j, seg in enumerate(ms.segments):
@@ -119,7 +126,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
                     df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout)
                     out.add_run(df, cpu)
                 except ZeekError as e:
-                    problems.append(CaptureProblem(seg.capture, f"Zeek cannot read it: {e}", True))
+                    problems.append(CaptureProblem(seg.capture, _failure(e), True))
     shutil.rmtree(workdir, ignore_errors=True)
     return out
 
@@ -148,9 +155,13 @@ def run_over_captures(
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
-    timeout: float = 600.0,
+    timeout: float | None = None,
 ) -> CorpusRun:
-    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path)."""
+    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path).
+
+    Each Zeek run is killed after ``timeout`` seconds (None: ``$CATO_ZEEK_TIMEOUT`` or 600 s): a merged
+    stream that fails or hangs is run again capture by capture, so a capture that makes Zeek hang costs
+    two timeouts and is reported as skipped, and the others are kept."""
     zeek = zeek or find_zeek()
     jobs = max(1, jobs or os.cpu_count() or 1)
     batches = plan_batches([p for _, p in captures], jobs)

@@ -37,7 +37,7 @@ from cato.corpus import Corpus, merge_captures, read_captures
 from cato.corpus.pcapio import write_pcap_header
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
-from cato.zeek.runner import ZAM_ARGS, find_zeek, run_zeek, zeek_version
+from cato.zeek.runner import ZAM_ARGS, ZeekError, find_zeek, run_zeek, zeek_version
 from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
@@ -48,6 +48,21 @@ STARTUP_RUNS = 3
 
 class ProfileError(RuntimeError):
     pass
+
+
+class StreamFailed(ProfileError):
+    """Zeek failed or hung on one merged stream of the corpus."""
+
+    def __init__(self, stream: Path, error: ZeekError, invocation: tuple = ((), True, ())):
+        self.stream = stream
+        self.error = error
+        #: (scripts, bare, extra arguments) of the Zeek run that failed
+        self.invocation = invocation
+        #: The captures of the stream that fail alone too, with the reason (filled in by the profile)
+        self.culprits: dict[str, str] = {}
+        names = stream_captures(stream) if (stream.parent / "manifest.json").exists() else []
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        super().__init__(f"{error} (captures {shown or stream.name})")
 
 
 class VectorTimer(Protocol):
@@ -106,6 +121,8 @@ class CostProfile:
     cpu_ratio_runs: list[float] = field(default_factory=list)
     cached: bool = False
     attribution: list[dict] = field(default_factory=list)
+    #: Captures left out of the measurement, with the reason: Zeek failed or hung on each alone.
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,9 +137,22 @@ def _cached_streams(root: Path) -> tuple[list[Path], int] | None:
     return (paths, data["packets"]) if all(p.exists() for p in paths) else None
 
 
-def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str) -> tuple[list[Path], int]:
-    """The corpus merged into streams, cached by content hash. Returns (stream paths, packets)."""
-    root = cache_dir / "streams" / corpus_hash[:24]
+def _exclusion_tag(exclude) -> str:
+    return "-less-" + hashlib.sha256("\n".join(sorted(exclude)).encode()).hexdigest()[:12] if exclude else ""
+
+
+def stream_captures(stream: Path) -> list[str]:
+    """The captures merged into ``stream`` (one of :func:`corpus_streams`), in order."""
+    data = json.loads((stream.parent / "manifest.json").read_text())
+    return data.get("captures", {}).get(stream.name, [])
+
+
+def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str,
+                   exclude: Sequence[str] = ()) -> tuple[list[Path], int]:
+    """The corpus merged into streams, cached by content hash. Returns (stream paths, packets).
+
+    ``exclude``: captures left out (ones Zeek fails or hangs on)."""
+    root = cache_dir / "streams" / (corpus_hash[:24] + _exclusion_tag(exclude))
     cached = _cached_streams(root)
     if cached:
         return cached
@@ -132,12 +162,14 @@ def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str) -> tuple[l
     work.mkdir(parents=True)
     try:
         # Extraction reports unreadable captures; cost is measured on the rest.
-        caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures])
+        left_out = set(exclude)
+        caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures if name not in left_out])
         caps = [c for c in caps if c.packets]
         streams = merge_captures(caps, work, "stream")
         packets = sum(seg.packets for s in streams for seg in s.segments)
-        (work / "manifest.json").write_text(json.dumps({"streams": [s.path.name for s in streams],
-                                                        "packets": packets}))
+        (work / "manifest.json").write_text(json.dumps({
+            "streams": [s.path.name for s in streams], "packets": packets,
+            "captures": {s.path.name: [seg.capture for seg in s.segments] for s in streams}}))
         if root.exists() and not _cached_streams(root):
             shutil.rmtree(root)  # incomplete: left by a crash
         try:
@@ -170,8 +202,11 @@ def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, 
     cpu, rss, dirs = 0.0, 0.0, []
     for i, stream in enumerate(streams):
         d = workdir / f"s{i}"
-        run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
-                       extra_args=extra_args)
+        try:
+            run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
+                           extra_args=extra_args)
+        except ZeekError as e:
+            raise StreamFailed(stream, e, (scripts, bare, tuple(extra_args))) from e
         cpu += run.cpu_s
         rss = max(rss, run.max_rss_kb / 1024)
         dirs.append(d)
@@ -287,7 +322,55 @@ def parse_script_profile(path: Path, our_files: Sequence[Path]) -> tuple[float, 
     return events_cpu, total, rows
 
 
-def profile(
+def _left_out_file(cache_dir: Path, corpus_hash: str) -> Path:
+    return cache_dir / "streams" / f"{corpus_hash[:24]}.left-out.json"
+
+
+def _culprits(corpus: Corpus, failed: StreamFailed, zeek: Path, workdir: Path) -> dict[str, str]:
+    """The captures of a failed stream on which, run alone, Zeek fails or hangs again."""
+    scripts, bare, extra_args = failed.invocation
+    workdir.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for i, name in enumerate(stream_captures(failed.stream)):
+        caps, bad = read_captures([(name, corpus.path_of(name))])
+        if bad or not caps or not caps[0].packets:
+            continue
+        for ms in merge_captures(caps, workdir, f"alone{i}"):
+            try:
+                run_zeek(ms.path, scripts, workdir=workdir / f"alone{i}", bare=bare, redefs=STREAM_REDEFS,
+                         zeek=zeek, extra_args=extra_args)
+            except ZeekError as e:
+                found[name] = ("Zeek hung on it: " if e.timed_out else "Zeek failed on it: ") + str(e).splitlines()[0]
+    return found
+
+
+def profile(corpus: Corpus, script: GeneratedScript, **kwargs) -> CostProfile:
+    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :func:`_profile`).
+
+    A capture on which Zeek fails or hangs (each run is killed after ``$CATO_ZEEK_TIMEOUT``) is found
+    by running its merged stream's captures one by one, left out of this corpus's cost measurements
+    from then on (so that every configuration is measured over the same captures), and named in
+    ``left_out``; the rest is measured."""
+    zeek = kwargs.pop("zeek", None) or find_zeek()
+    cache_dir = kwargs.pop("cache_dir", None) or default_cache_dir()
+    record = _left_out_file(cache_dir, corpus.content_hash())
+    left_out: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
+    while True:
+        try:
+            return _profile(corpus, script, zeek=zeek, cache_dir=cache_dir, left_out=left_out, **kwargs)
+        except StreamFailed as failed:
+            found, alone = failed.culprits, stream_captures(failed.stream)
+            if not found or set(found) <= set(left_out):
+                raise ProfileError(f"Zeek failed on a merged stream of {corpus.root}, but on none of its "
+                                   f"captures alone: {failed}") from None
+            if len(alone) > 1 and len(found) == len(alone):
+                raise ProfileError(f"Zeek failed on every capture of a merged stream of {corpus.root} "
+                                   f"alone: the scripts, not the captures, are at fault: {failed}") from None
+            left_out.update(found)
+            write_text_atomic(record, json.dumps(left_out, indent=1, sort_keys=True))
+
+
+def _profile(
     corpus: Corpus,
     script: GeneratedScript,
     *,
@@ -301,8 +384,10 @@ def profile(
     zeek: Path | None = None,
     zam: bool = False,
     paired: bool = True,
+    left_out: dict[str, str] | None = None,
 ) -> CostProfile:
-    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :class:`CostProfile`).
+    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :class:`CostProfile`),
+    leaving the captures in ``left_out`` aside.
 
     ``zam`` runs every Zeek invocation, the baseline's too, with ``-O ZAM``: scripts compiled to Zeek's
     abstract machine, as a deployment that enables it runs them.
@@ -323,7 +408,8 @@ def profile(
     model_hash = inference.key if inference is not None else ""
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_scripts_sha256(), chash, version,
                                      base_key, repeat, attribute, model_hash, zam]
-                                    + (["paired"] if paired else [])).encode()).hexdigest()
+                                    + (["paired"] if paired else [])
+                                    + ([sorted(left_out)] if left_out else [])).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
@@ -332,7 +418,8 @@ def profile(
 
     step = progress or (lambda _msg: None)
     step("merging captures")
-    streams, packets = corpus_streams(corpus, cache_dir, chash)
+    left_out = dict(left_out or {})
+    streams, packets = corpus_streams(corpus, cache_dir, chash, exclude=sorted(left_out))
     if not streams:
         raise ProfileError(f"{corpus.root}: no readable packets")
     with tempfile.TemporaryDirectory(prefix="cato-profile-") as tmp:
@@ -340,33 +427,37 @@ def profile(
         gen = work / "cato-features.zeek"
         gen.write_text(script.text)
         with_script = [*base_scripts, static_load_script(), gen]
-        cpu_runs, rss = [], 0.0
-        dirs: list[Path] = []
-        if paired:  # baseline runs come in the rounds below
-            base_runs, base_rss = [], 0.0
-            base_startup = _startup_cpu(base_scripts, bare, work / "startup", zeek, zeek_args)
-        else:
-            base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
-                                                    f"{repeat}{'-zam' if zam else ''}.json")
-            base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat,
-                                                               zeek, base_cache, use_cache, step, zeek_args)
-        for r in range(repeat):
-            if paired:
-                step(f"baseline run {r + 1}/{repeat}")
-                c, m, _ = _run_all(streams, base_scripts, bare, work / f"base{r}", zeek, zeek_args)
-                base_runs.append(c)
-                base_rss = max(base_rss, m)
-            step(f"script run {r + 1}/{repeat}")
-            c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args)
-            cpu_runs.append(c)
-            rss = max(rss, m)
-        vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
-                            ignore_index=True)
-        attributed, attribution, prof_cpu = 0.0, {}, float("nan")
-        if attribute:
-            step("profiled run")
-            prof_cpu, attributed, attribution, _ = _profiled_run(streams, with_script, gen, bare, work / "prof",
-                                                                  zeek, zeek_args)
+        try:
+            cpu_runs, rss = [], 0.0
+            dirs: list[Path] = []
+            if paired:  # baseline runs come in the rounds below
+                base_runs, base_rss = [], 0.0
+                base_startup = _startup_cpu(base_scripts, bare, work / "startup", zeek, zeek_args)
+            else:
+                base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
+                                                        f"{repeat}{'-zam' if zam else ''}{_exclusion_tag(left_out)}.json")
+                base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat,
+                                                                   zeek, base_cache, use_cache, step, zeek_args)
+            for r in range(repeat):
+                if paired:
+                    step(f"baseline run {r + 1}/{repeat}")
+                    c, m, _ = _run_all(streams, base_scripts, bare, work / f"base{r}", zeek, zeek_args)
+                    base_runs.append(c)
+                    base_rss = max(base_rss, m)
+                step(f"script run {r + 1}/{repeat}")
+                c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args)
+                cpu_runs.append(c)
+                rss = max(rss, m)
+            vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
+                                ignore_index=True)
+            attributed, attribution, prof_cpu = 0.0, {}, float("nan")
+            if attribute:
+                step("profiled run")
+                prof_cpu, attributed, attribution, _ = _profiled_run(streams, with_script, gen, bare, work / "prof",
+                                                                      zeek, zeek_args)
+        except StreamFailed as failed:  # find the culprits while the scripts are still here
+            failed.culprits = _culprits(corpus, failed, zeek, work / "culprits")
+            raise
 
     cpu = statistics.median(cpu_runs)
     base = statistics.median(base_runs)
@@ -419,7 +510,7 @@ def profile(
         steady_cpu_us_per_conn=base_steady + max(marginal, 0.0) / max(conns, 1) * 1e6,
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
-        zam=zam,
+        zam=zam, left_out=left_out,
     )
     write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1))
     return result

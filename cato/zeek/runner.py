@@ -20,6 +20,21 @@ PINNED_ENV = {"TZ": "UTC", "LC_ALL": "C"}
 ZAM_ARGS = ("-O", "ZAM")
 
 
+#: Longest a Zeek run may take before it is killed and reported (seconds; ``$CATO_ZEEK_TIMEOUT``
+#: overrides it, 0 turns it off). A capture that makes Zeek hang then costs this long, never forever.
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def default_timeout() -> float | None:
+    """``$CATO_ZEEK_TIMEOUT`` in seconds, else :data:`DEFAULT_TIMEOUT_S`; None when set to 0."""
+    text = os.environ.get("CATO_ZEEK_TIMEOUT", "").strip()
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ZeekError(f"$CATO_ZEEK_TIMEOUT={text!r} is not a number of seconds") from None
+    return value if value > 0 else None
+
+
 class ZeekNotFoundError(RuntimeError):
     pass
 
@@ -27,9 +42,11 @@ class ZeekNotFoundError(RuntimeError):
 class ZeekError(RuntimeError):
     """Zeek exited with an error; carries its stderr."""
 
-    def __init__(self, message: str, stderr: str = "", returncode: int | None = None):
+    def __init__(self, message: str, stderr: str = "", returncode: int | None = None, timed_out: bool = False):
         self.stderr = stderr
         self.returncode = returncode
+        #: Zeek was killed for running longer than its time limit.
+        self.timed_out = timed_out
         tail = "\n".join(stderr.strip().splitlines()[-8:])
         super().__init__(f"{message}" + (f"\n{tail}" if tail else ""))
 
@@ -94,8 +111,10 @@ def run_zeek(
     """Run Zeek over ``pcap`` (or no input) with ``scripts`` in ``workdir`` (a new temp dir if None).
 
     ``redefs`` are command-line redefinitions (``name=value``). Raises :class:`ZeekError` when Zeek
-    fails and ``check`` is set.
+    fails and ``check`` is set. Zeek is killed after ``timeout`` seconds (None: :func:`default_timeout`;
+    0: never), and that is an error whatever ``check`` says.
     """
+    timeout = default_timeout() if timeout is None else (timeout or None)
     zeek = zeek or find_zeek()
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="cato-zeek-"))
@@ -114,7 +133,13 @@ def run_zeek(
     start = time.perf_counter()
     with open(workdir / "zeek.stdout", "wb") as out, open(workdir / "zeek.stderr", "wb") as err:
         proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
         peak = _PeakMemory(proc.pid)
@@ -130,10 +155,11 @@ def run_zeek(
     stderr = (workdir / "zeek.stderr").read_text(errors="replace")
     run = ZeekRun(workdir, proc.returncode, stderr, ru.ru_utime, ru.ru_stime, wall,
                   peak.kb or ru.ru_maxrss, argv)
+    what = f"on {pcap}" if pcap else "without input"
+    if killed.is_set():
+        raise ZeekError(f"Zeek did not finish within {timeout:g}s {what} and was killed "
+                        "(raise $CATO_ZEEK_TIMEOUT if the input is just large)", stderr, proc.returncode, True)
     if check and proc.returncode != 0:
-        what = f"on {pcap}" if pcap else "without input"
-        if timeout and wall >= timeout:
-            raise ZeekError(f"Zeek timed out after {timeout:.0f}s {what}", stderr, proc.returncode)
         raise ZeekError(f"Zeek failed (exit {proc.returncode}) {what}", stderr, proc.returncode)
     return run
 
