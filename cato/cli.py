@@ -295,6 +295,8 @@ def tune(
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
                                    progress=lambda n: bar.advance(extraction, n))
             bar.update(extraction, completed=len(corp.captures), visible=False)
+            for note in [*corp.problems, *dataset.problems]:
+                err.print(note, style="yellow", markup=False, highlight=False)
             evaluator = study.evaluator(corp, dataset)
             task = bar.add_task("", total=budget, completed=done)
 
@@ -399,6 +401,8 @@ def serve(
             if out is None:
                 _fail("--replay needs --out DIR for Zeek's logs")
             result = replay(package, replay_capture, out, batch=batch, max_wait_ms=max_wait)
+            for note in result.notes:
+                err.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
             stats = result.stats
             summary = {**stats.to_dict(), "connections": result.connections, "answered": result.answered,
                        "verdicts": result.verdicts, "notices": result.notices, "out": str(result.out)}

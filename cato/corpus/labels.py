@@ -141,6 +141,14 @@ def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
         keep &= out["pcap"].map(exists)
 
     out = out[keep].reset_index(drop=True)
+    if not flow_level:
+        # One capture, one label: a capture listed twice with different labels is not guessed at.
+        labels_per = out.groupby("pcap")["label"].nunique()
+        torn = sorted(labels_per[labels_per > 1].index)
+        if torn:
+            problems.append(f"{csv}: {len(torn)} capture(s) carry conflicting labels, their rows were left out: "
+                            + ", ".join(torn[:5]) + (" ..." if len(torn) > 5 else ""))
+            out = out[~out["pcap"].isin(torn)].reset_index(drop=True)
     if flow_level:
         out["src_port"] = out["src_port"].astype(int)
         out["dst_port"] = out["dst_port"].astype(int)

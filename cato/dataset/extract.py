@@ -58,8 +58,39 @@ def extract(
                                 jobs=jobs, progress=progress, zeek=zeek)
     vectors = _normalize(run.vectors, script)
     table = label_vectors(vectors, corpus)
-    return Extraction(table, script, run.problems, list(corpus.problems), len(vectors), run.zeek_cpu_s,
+    problems = list(run.problems)
+    if corpus.flow_level:
+        problems += unmatched_labels(vectors, table, corpus, {p.capture for p in run.problems if p.skipped})
+    return Extraction(table, script, problems, list(corpus.problems), len(vectors), run.zeek_cpu_s,
                       run.zeek_runs)
+
+
+def unmatched_labels(vectors: pd.DataFrame, table: pd.DataFrame, corpus: Corpus,
+                     skipped: set[str]) -> list[CaptureProblem]:
+    """Per capture of a flow-level corpus: labels.csv rows that matched no connection Zeek saw, and
+    captures where Zeek saw connections but none is labelled (a labels file for other traffic)."""
+    problems = []
+    matched = set(zip(table["capture"].astype(str), (flow_key(str(p), str(a), int(ap), str(b), int(bp))
+                  for p, a, ap, b, bp in zip(table["proto"], table["orig_h"], table["orig_p"],
+                                             table["resp_h"], table["resp_p"]))))
+    seen = set(vectors["capture"].astype(str)) if len(vectors) else set()
+    for capture, rows in corpus.labels.groupby("pcap", sort=False):
+        if capture in skipped:
+            continue
+        missing = [k for k in rows["key"] if (capture, k) not in matched]
+        if not missing:
+            continue
+        first = missing[0]
+        example = f"{first[0]} {first[1]}:{first[2]} - {first[3]}:{first[4]}"
+        if len(missing) == len(rows):
+            reason = ("Zeek saw connections in it, but none is labelled" if capture in seen
+                      else "Zeek saw no connection in it") + f": its {len(rows)} labelled connection(s) " \
+                f"matched nothing (first: {example})"
+            problems.append(CaptureProblem(capture, reason, True))
+        else:
+            problems.append(CaptureProblem(capture, f"{len(missing)} of its {len(rows)} labelled connections "
+                                                    f"matched no connection Zeek saw (first: {example})", False))
+    return problems
 
 
 def _normalize(vectors: pd.DataFrame, script: GeneratedScript) -> pd.DataFrame:

@@ -46,6 +46,8 @@ class Dataset:
     _matrices: dict[int, np.ndarray] = field(repr=False)
     y: np.ndarray = field(repr=False)
     groups: np.ndarray = field(repr=False)
+    #: Captures the extraction skipped or only partly read, one message each.
+    problems: list[str] = field(default_factory=list, repr=False)
 
     @property
     def connections(self) -> int:
@@ -98,14 +100,21 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     """Every numeric feature at depths 1..max_depth, extracted once and cached as Parquet."""
     key = dataset_key(corpus, max_depth)
     path = cache_dir / "datasets" / f"{key[:32]}.parquet"
+    notes = path.with_suffix(".problems.json")
     if path.exists():
         try:
-            return Dataset.from_table(pd.read_parquet(path), max_depth, key)
+            dataset = Dataset.from_table(pd.read_parquet(path), max_depth, key)
+            dataset.problems = json.loads(notes.read_text()) if notes.exists() else []
+            return dataset
         except (OSError, ValueError) as e:  # damaged (a crash mid-write before writes were atomic)
             warnings.warn(f"{path}: cached dataset unreadable ({e}); extracting it again", stacklevel=2)
     result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress)
+    problems = [f"{'skipped' if p.skipped else 'warning'}: {p}" for p in result.problems]
+    write_atomic(notes, lambda p: p.write_text(json.dumps(problems)))  # before the table: its presence means done
     keep = [c for c in ID_COLUMNS if c in result.table.columns] + \
         [f for f in numeric_features() if f in result.table.columns]
     table = result.table[keep]
     write_atomic(path, lambda p: table.to_parquet(p, index=False))
-    return Dataset.from_table(table, max_depth, key)
+    dataset = Dataset.from_table(table, max_depth, key)
+    dataset.problems = problems
+    return dataset

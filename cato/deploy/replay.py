@@ -11,14 +11,17 @@ import asyncio
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from cato.deploy.serve import ServeError, Worker, WorkerStats
 from cato.deploy.zeek_side import replay_script
+from cato.corpus import CaptureError, read_capture
+from cato.corpus.pcapio import write_packet, write_pcap_header
 from cato.zeek import find_zeek, read_zeek_log
+from cato.zeek.corpus_run import ZEEK_LINKTYPES
 
 #: Name of the settings script written into DIR.
 REPLAY_SCRIPT = "cato-replay.zeek"
@@ -34,6 +37,8 @@ class ReplayResult:
     verdicts: int
     notices: int
     zeek_returncode: int
+    #: What was done about a damaged capture (see :func:`check_capture`).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def coverage(self) -> float:
@@ -60,6 +65,38 @@ def _wait_listening(port: int, zeek: subprocess.Popen, out: Path, timeout: float
     raise ServeError(f"Zeek did not listen on 127.0.0.1:{port} within {timeout:.0f}s; see {out / 'zeek.stderr'}")
 
 
+#: Captures up to this size are read by cato before the replay, for a clear error instead of Zeek's.
+CHECK_BYTES = 256 * 1024 * 1024
+
+
+def check_capture(capture: Path, out: Path) -> tuple[Path, str | None]:
+    """Refuse, by name and cause, a capture Zeek could not replay: not a capture, no packet, or only
+    link types Zeek does not decode. Zeek stops with a fatal error at the cut of a truncated capture
+    and writes no log, so its packets before the cut are replayed from a copy in ``out``.
+    Returns (the capture to replay, a note on what was done)."""
+    if capture.stat().st_size > CHECK_BYTES:
+        return capture, None
+    try:
+        cap = read_capture(capture)
+    except CaptureError as e:
+        raise ServeError(str(e)) from None
+    if not cap.packets:
+        raise ServeError(f"{capture}: a valid capture holding no packet")
+    kinds = sorted({p.linktype for p in cap.packets})
+    if not set(kinds) & ZEEK_LINKTYPES:
+        raise ServeError(f"{capture}: link type {', '.join(map(str, kinds))}, which Zeek does not decode")
+    if not cap.truncated:
+        return capture, None
+    link = max(kinds, key=lambda k: sum(p.linktype == k for p in cap.packets))
+    kept = [p for p in cap.packets if p.linktype == link]
+    copy = out / f"readable-{capture.stem}.pcap"
+    with open(copy, "wb") as f:
+        write_pcap_header(f, link)
+        for p in kept:
+            write_packet(f, p.ts_ns, p.data, p.orig_len)
+    return copy, f"{capture}: {cap.truncated}; replaying the {len(kept)} packets before it from {copy}"
+
+
 def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None, batch: int = 256,
            max_wait_ms: float = 0.0, timeout: float = 600.0, default_scripts: bool = True,
            pseudo_realtime: float | None = None, extra_scripts: tuple[str, ...] = ()) -> ReplayResult:
@@ -70,6 +107,8 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
         raise ServeError(f"{capture}: capture not found")
     worker = Worker(package, batch=batch, max_wait_ms=max_wait_ms, reconnect=False)  # refuses a bad package first
     out.mkdir(parents=True, exist_ok=True)
+    source = capture
+    capture, note = check_capture(capture, out)
     port = free_port()
     worker.url = f"ws://127.0.0.1:{port}"
     (out / REPLAY_SCRIPT).write_text(replay_script() + f"\nredef Cato::websocket_port = {port}/tcp;\n")
@@ -95,7 +134,13 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return _result(out, stats, proc.returncode)
+    if proc.returncode != 0:
+        tail = "\n".join((out / "zeek.stderr").read_text(errors="replace").strip().splitlines()[-5:])
+        raise ServeError(f"Zeek exited with {proc.returncode} replaying {source}; its logs in {out} may be "
+                         f"incomplete:\n{tail}")
+    result = _result(out, stats, proc.returncode)
+    result.notes = [note] if note else []
+    return result
 
 
 def _log(out: Path, name: str) -> pd.DataFrame:

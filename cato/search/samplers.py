@@ -280,6 +280,8 @@ class BoTorchSampler:
         local = self.acq_optimizer != "alternating"
         bounds = torch.tensor(space.bounds(), dtype=torch.double)
         gp_bounds = torch.tensor(self._gp_bounds() if local else space.bounds(), dtype=torch.double)
+        # A dimension the study holds fixed (one model family: --models dt) would normalise to 0/0 = NaN.
+        gp_bounds[1] = torch.maximum(gp_bounds[1], gp_bounds[0] + 1.0)
         configs = [c for c, _ in history]
         train_x = torch.tensor(self._gp_inputs(configs) if local else np.array([space.encode(c) for c in configs]),
                                dtype=torch.double)

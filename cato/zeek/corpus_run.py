@@ -33,6 +33,11 @@ from cato.codegen.static import static_load_script
 STREAM_REDEFS = {"max_timer_expires": "0", "Log::flush_interval": "1hr"}
 
 
+#: pcap link types Zeek's packet analysis decodes (NULL, Ethernet, PPP, FDDI, raw IP, 802.11, PPP serial, Linux
+#: cooked v1/v2, loopback, 802.11 radiotap, and the raw IPv4/IPv6 types).
+ZEEK_LINKTYPES = frozenset({0, 1, 9, 10, 12, 14, 101, 105, 50, 113, 108, 127, 228, 229, 276})
+
+
 @dataclass
 class CaptureProblem:
     capture: str
@@ -128,6 +133,18 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, _failure(e), True))
     shutil.rmtree(workdir, ignore_errors=True)
+    # A capture Zeek read without complaint but made nothing of (a link type it does not decode, say,
+    # where it stays silent) is named too, not passed over.
+    seen = {c for df in out.vectors if not df.empty for c in df["capture"].dropna().unique()}
+    named = {p.capture for p in problems if p.skipped}
+    for name, cap in loaded.items():
+        if name not in seen and name not in named:
+            kinds = sorted({p.linktype for p in cap.packets})
+            unknown = [k for k in kinds if k not in ZEEK_LINKTYPES]
+            why = (f"link type {', '.join(map(str, unknown))}, which Zeek does not decode" if unknown
+                   else f"link type {', '.join(map(str, kinds))}")
+            problems.append(CaptureProblem(name, f"Zeek saw no connection in its {len(cap.packets)} packets "
+                                                 f"({why})", True))
     return out
 
 

@@ -141,6 +141,13 @@ def _exclusion_tag(exclude) -> str:
     return "-less-" + hashlib.sha256("\n".join(sorted(exclude)).encode()).hexdigest()[:12] if exclude else ""
 
 
+def unreadable_captures(streams: Sequence[Path]) -> dict[str, str]:
+    """The captures :func:`corpus_streams` could not read (or that hold no packet), with the reason."""
+    if not streams:
+        return {}
+    return json.loads((streams[0].parent / "manifest.json").read_text()).get("unreadable", {})
+
+
 def stream_captures(stream: Path) -> list[str]:
     """The captures merged into ``stream`` (one of :func:`corpus_streams`), in order."""
     data = json.loads((stream.parent / "manifest.json").read_text())
@@ -163,12 +170,14 @@ def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str,
     try:
         # Extraction reports unreadable captures; cost is measured on the rest.
         left_out = set(exclude)
-        caps, _ = read_captures([(name, corpus.path_of(name)) for name in corpus.captures if name not in left_out])
+        caps, failed = read_captures([(name, corpus.path_of(name)) for name in corpus.captures
+                                      if name not in left_out])
+        unreadable = dict(failed) | {c.path: "a valid capture holding no packet" for c in caps if not c.packets}
         caps = [c for c in caps if c.packets]
         streams = merge_captures(caps, work, "stream")
         packets = sum(seg.packets for s in streams for seg in s.segments)
         (work / "manifest.json").write_text(json.dumps({
-            "streams": [s.path.name for s in streams], "packets": packets,
+            "streams": [s.path.name for s in streams], "packets": packets, "unreadable": unreadable,
             "captures": {s.path.name: [seg.capture for seg in s.segments] for s in streams}}))
         if root.exists() and not _cached_streams(root):
             shutil.rmtree(root)  # incomplete: left by a crash
@@ -510,7 +519,7 @@ def _profile(
         steady_cpu_us_per_conn=base_steady + max(marginal, 0.0) / max(conns, 1) * 1e6,
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
-        zam=zam, left_out=left_out,
+        zam=zam, left_out={**unreadable_captures(streams), **left_out},
     )
     write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1))
     return result

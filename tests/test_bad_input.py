@@ -1,0 +1,176 @@
+"""Bad captures and labels through extract, profile, tune and serve --replay (#19).
+
+One corpus holds good captures beside fuzzed ones (from the malformed corpus when present), a
+truncated, an empty, a text file, an unsupported link type and one whose clock jumps a year back and
+ten years on. Every command must name each bad file with its cause and still process the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dpkt
+import pandas as pd
+import pytest
+
+from cato.corpus import load_corpus
+from conftest import CORPORA
+
+pytestmark = pytest.mark.zeek
+TRACES = Path(__file__).parent / "btest" / "Traces"
+FUZZED = ("fuzz-2021-06-07-c6c72a0a56.pcap", "ossfuzz_seed_fake_traces_4.pcapng", "tls-esni-fuzzed.pcap")
+#: Bad file -> what the report must say about it.
+CAUSES = {"empty.pcap": "0 bytes", "notes.pcap": "not a pcap or pcapng", "truncated.pcap": "ends inside packet",
+          "linktype.pcap": "link type 147"}
+
+
+def _rewrite(src: Path, dst: Path, linktype: int = 1, clock=lambda i, ts: ts) -> None:
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        w = dpkt.pcap.Writer(out, linktype=linktype)
+        for i, (ts, buf) in enumerate(dpkt.pcap.Reader(f)):
+            w.writepkt(buf, ts=clock(i, ts))
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    shutil.copy(TRACES / "small.pcap", root / "small.pcap")
+    shutil.copy(TRACES / "long.pcap", root / "long.pcap")
+    raw = (TRACES / "long.pcap").read_bytes()
+    (root / "truncated.pcap").write_bytes(raw[:len(raw) // 2 + 7])
+    (root / "empty.pcap").write_bytes(b"")
+    (root / "notes.pcap").write_text("this is a text file, not a capture\n")
+    _rewrite(TRACES / "small.pcap", root / "linktype.pcap", linktype=147)  # USER0: nothing Zeek decodes
+    year = 365 * 86400
+    _rewrite(TRACES / "long.pcap", root / "clock.pcap",
+             clock=lambda i, ts: ts - year if i % 3 == 1 else (ts + 10 * year if i % 3 == 2 else ts))
+    fuzzed = [n for n in FUZZED if (CORPORA / "malformed" / n).is_file()]
+    for name in fuzzed:  # linked, never copied
+        (root / name).symlink_to((CORPORA / "malformed" / name).resolve())
+    rows = {"small.pcap": "a", "long.pcap": "b", "clock.pcap": "b", "truncated.pcap": "b", **{n: "c" for n in fuzzed},
+            **{n: "c" for n in ("empty.pcap", "notes.pcap", "linktype.pcap")}}
+    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"{p},{label}\n" for p, label in rows.items()))
+    return root
+
+
+def _cato(*args, cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CATO_CACHE": str(cache), "COLUMNS": "400", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "cato", *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _lines_naming(stderr: str, name: str) -> str:
+    return "\n".join(line for line in stderr.splitlines() if name in line)
+
+
+def test_extract_names_each_bad_capture_and_its_cause_and_keeps_the_rest(bad_corpus, tmp_path):
+    out = tmp_path / "t.parquet"
+    r = _cato("extract", bad_corpus, "-f", "orig_pkts,resp_port", "-n", 5, "-o", out, "-j", 1, cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name, cause in CAUSES.items():
+        assert cause in _lines_naming(r.stderr, name), f"{name}: {r.stderr}"
+    t = pd.read_parquet(out)
+    per = t.groupby("capture").size()
+    assert per["small.pcap"] == 5 and per["long.pcap"] >= 1 and per["truncated.pcap"] >= 1
+    # Clock jumps neither stop Zeek nor shift the capture's rows into another's.
+    assert per["clock.pcap"] >= 1 and set(t.loc[t["capture"] == "clock.pcap", "label"]) == {"b"}
+    assert not set(CAUSES) - {"truncated.pcap"} & set(per.index)
+    assert r.stderr.count("skipped:") >= 3
+
+
+def test_profile_names_what_it_left_out_and_measures_the_rest(bad_corpus, tmp_path):
+    r = _cato("profile", bad_corpus, "-f", "orig_pkts", "-n", 2, "-k", 1, "--json", cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert "0 bytes" in data["left_out"]["empty.pcap"] and "not a pcap" in data["left_out"]["notes.pcap"]
+    assert "empty.pcap" in r.stderr and "notes.pcap" in r.stderr
+    assert data["connections"] >= 7 and data["cpu_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def bad_study(bad_corpus, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    study = tmp_path_factory.mktemp("studies") / "s"
+    # One model family: a dimension BO holds fixed (this once made every BO iteration's GP inputs NaN).
+    r = _cato("tune", bad_corpus, "--study", study, "--budget", 3, "--initial", 2, "--max-depth", 3, "--models", "dt",
+              "--folds", 2, "--no-baselines", "--model-seeds", 1, "-j", 1, cache=cache, timeout=600)
+    return study, cache, r
+
+
+def test_tune_names_the_bad_captures_and_finishes(bad_study):
+    study, _, r = bad_study
+    assert r.returncode == 0, r.stderr
+    for name, cause in CAUSES.items():
+        assert cause in _lines_naming(r.stderr, name), f"{name}: {r.stderr}"
+    import sqlite3
+    with sqlite3.connect(study / "study.db") as con:
+        states = [s for (s,) in con.execute("SELECT state FROM trials WHERE kind = 'search'")]
+    assert states == ["complete"] * 3
+
+
+@pytest.fixture(scope="module")
+def bad_package(bad_study, tmp_path_factory):
+    study, cache, r = bad_study
+    assert r.returncode == 0, r.stderr
+    pkg = tmp_path_factory.mktemp("pkg") / "p"
+    c = _cato("compile", study, "-o", pkg, "--pick", "most-accurate", cache=cache)
+    assert c.returncode == 0, c.stderr
+    return pkg, cache
+
+
+@pytest.mark.parametrize("name,cause", [("empty.pcap", "0 bytes"), ("notes.pcap", "not a pcap"),
+                                        ("linktype.pcap", "link type 147")])
+def test_replay_refuses_a_bad_capture_by_name(bad_package, bad_corpus, name, cause, tmp_path):
+    pkg, cache = bad_package
+    r = _cato("serve", pkg, "--replay", bad_corpus / name, "--out", tmp_path / "out", cache=cache, timeout=120)
+    assert r.returncode != 0 and name in r.stderr and cause in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("name", ["truncated.pcap", "clock.pcap"])
+def test_replay_answers_what_a_damaged_capture_holds(bad_package, bad_corpus, name, tmp_path):
+    pkg, cache = bad_package
+    r = _cato("serve", pkg, "--replay", bad_corpus / name, "--out", tmp_path / "out", "--json", cache=cache,
+              timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["connections"] >= 1 and data["answered"] == data["connections"]
+    if name == "truncated.pcap":  # Zeek itself stops with a fatal error at the cut, and writes no log
+        assert "ends inside packet" in _lines_naming(r.stderr, name), r.stderr
+
+
+# Labels -------------------------------------------------------------------------------------------
+
+
+def test_a_capture_with_two_labels_is_left_out_by_name(tmp_path):
+    for name in ("a.pcap", "b.pcap"):
+        shutil.copy(TRACES / "small.pcap", tmp_path / name)
+    (tmp_path / "labels.csv").write_text("pcap,label\na.pcap,x\na.pcap,y\nb.pcap,x\nb.pcap,x\n")
+    corpus = load_corpus(tmp_path)
+    assert corpus.captures == ["b.pcap"]
+    assert any("conflicting labels" in p and "a.pcap" in p for p in corpus.problems)
+
+
+def test_flow_labels_that_match_nothing_are_counted_by_capture(tmp_path):
+    from cato.dataset.extract import extract
+    from cato.features import resolve
+    for name in ("small.pcap", "long.pcap"):
+        shutil.copy(TRACES / name, tmp_path / name)
+    (tmp_path / "labels.csv").write_text("pcap,label\nsmall.pcap,x\nlong.pcap,y\n")
+    seen = extract(load_corpus(tmp_path), resolve("orig_pkts"), [1]).table
+    real = seen[seen["capture"] == "small.pcap"].iloc[0]
+    rows = ["pcap,label,proto,src_ip,src_port,dst_ip,dst_port",
+            f"small.pcap,x,{real['proto']},{real['orig_h']},{real['orig_p']},{real['resp_h']},{real['resp_p']}",
+            "small.pcap,x,udp,192.0.2.1,1,192.0.2.2,2",  # nothing like it in the capture
+            "long.pcap,y,tcp,192.0.2.3,3,192.0.2.4,4"]  # a capture none of whose connections is labelled
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    result = extract(load_corpus(tmp_path), resolve("orig_pkts"), [1])
+    problems = {p.capture: p for p in result.problems}
+    assert "1 of its 2 labelled connections matched no connection" in problems["small.pcap"].reason
+    assert "192.0.2.1" in problems["small.pcap"].reason and not problems["small.pcap"].skipped
+    assert "none is labelled" in problems["long.pcap"].reason and problems["long.pcap"].skipped
+    assert list(result.table["capture"]) == ["small.pcap"]
