@@ -282,8 +282,17 @@ def tune(
                              **({"model_seeds": model_seeds} if model_seeds else {}))
     try:
         study = Study.open(study_dir, settings, resume=resume)
+        if resume and Path(study.settings.corpus) != corpus.resolve():
+            _fail(f"{study_dir}: this study was made on the corpus {study.settings.corpus}, not {corpus}")
         settings = study.settings
         corp = load_corpus(settings.corpus, label_column=settings.label_column)
+        # Trials measured on two versions of a corpus do not belong on one Pareto front.
+        recorded = study.storage.get("corpus_hash")
+        if recorded is None:
+            study.storage.put("corpus_hash", corp.content_hash())
+        elif recorded != corp.content_hash():
+            _fail(f"{settings.corpus}: its labels or captures changed since the study in {study_dir} began; its "
+                  "trials would mix two datasets: start a new study")
     except (StudyError, CorpusError) as e:
         _fail(str(e))
     done = len(study.trials("search"))

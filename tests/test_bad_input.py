@@ -174,3 +174,39 @@ def test_flow_labels_that_match_nothing_are_counted_by_capture(tmp_path):
     assert "192.0.2.1" in problems["small.pcap"].reason and not problems["small.pcap"].skipped
     assert "none is labelled" in problems["long.pcap"].reason and problems["long.pcap"].skipped
     assert list(result.table["capture"]) == ["small.pcap"]
+
+
+# Studies and packages -----------------------------------------------------------------------------
+
+
+def test_a_study_resumes_only_on_its_own_unchanged_corpus(bad_study, tmp_path):
+    import sqlite3
+    study, cache, r = bad_study
+    assert r.returncode == 0, r.stderr
+    copy = tmp_path / "s"
+    shutil.copytree(study, copy)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(TRACES / "small.pcap", other / "x.pcap")
+    (other / "labels.csv").write_text("pcap,label\nx.pcap,a\n")
+    moved = _cato("tune", other, "--study", copy, "--budget", 4, "--resume", cache=cache)
+    assert moved.returncode != 0 and "made on the corpus" in moved.stderr and str(other) in moved.stderr
+    with sqlite3.connect(copy / "study.db") as con:  # as if a capture had changed since
+        con.execute("UPDATE study SET value = '\"0000\"' WHERE key = 'corpus_hash'")
+    settings = json.loads(sqlite3.connect(copy / "study.db").execute(
+        "SELECT value FROM study WHERE key = 'settings'").fetchone()[0])
+    changed = _cato("tune", settings["corpus"], "--study", copy, "--budget", 4, "--resume", cache=cache)
+    assert changed.returncode != 0 and "changed since the study" in changed.stderr, changed.stderr
+    with sqlite3.connect(copy / "study.db") as con:  # and nothing was added to it
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+
+
+def test_a_truncated_model_is_refused_by_name(bad_package, bad_corpus, tmp_path):
+    pkg, cache = bad_package
+    broken = tmp_path / "pkg"
+    shutil.copytree(pkg, broken)
+    model = broken / "model.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    r = _cato("serve", broken, "--replay", bad_corpus / "small.pcap", "--out", tmp_path / "out", cache=cache)
+    assert r.returncode != 0 and "model.onnx" in r.stderr and "not a loadable ONNX model" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "conn.log").exists()  # refused before Zeek was started
