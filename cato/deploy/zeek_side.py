@@ -116,6 +116,9 @@ export {{
 	## Vectors whose verdict did not come within :zeek:id:`Cato::verdict_wait` (no worker, or a slow one).
 	global missing_verdicts = 0;
 
+	## How often a rise of :zeek:id:`Cato::missing_verdicts` is reported (a Reporter warning), while Zeek runs.
+	option missing_report_interval = 1min;
+
 	## Listen for the inference worker (``cato serve``) on Zeek's WebSocket API (live traffic,
 	## and ``cato serve --replay``).
 	option websocket_listen = T;
@@ -184,6 +187,24 @@ event zeek_init() &priority=5
 	                                                                 $tls_options=tls)) )
 		Reporter::error(fmt("cato: cannot listen for the inference worker on %s:%s", listen_addr,
 		                    websocket_port));
+	}}
+
+global missing_reported = 0;
+
+# Missing verdicts are reported while Zeek runs, not only at exit: a live Zeek may run for months.
+event report_missing()
+	{{
+	if ( missing_verdicts > missing_reported )
+		Reporter::warning(fmt("cato: %d vector(s) got no verdict within %s (%d since start): is cato serve running, "
+		                      + "and keeping up?", missing_verdicts - missing_reported, verdict_wait, missing_verdicts));
+	missing_reported = missing_verdicts;
+	schedule missing_report_interval {{ report_missing() }};
+	}}
+
+event zeek_init()
+	{{
+	if ( publish_vectors )
+		schedule missing_report_interval {{ report_missing() }};
 	}}
 
 event zeek_done()

@@ -1,0 +1,219 @@
+"""Faults while serving (#19): the worker killed and restarted under a running Zeek, and a flood of
+vectors faster than the worker takes them. Real Zeek, a real `cato serve` process, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cato.corpus.pcapio import write_packet, write_pcap_header
+from cato.deploy.compile import compile_package
+from cato.deploy.replay import free_port
+from cato.model import ModelSpec
+from cato.search.space import Config
+from cato.study import Study, StudySettings
+from cato.zeek import read_zeek_log
+
+pytestmark = pytest.mark.zeek
+TRACES = Path(__file__).parent / "btest" / "Traces"
+T0 = 1_700_000_000
+
+
+@pytest.fixture(scope="module")
+def package(zeek, tmp_path_factory) -> Path:
+    """A package deciding at a connection's first packet (depth 1), from a two-capture corpus."""
+    work = tmp_path_factory.mktemp("pkg")
+    corpus = work / "corpus"
+    corpus.mkdir()
+    shutil.copy(TRACES / "small.pcap", corpus / "a.pcap")
+    shutil.copy(TRACES / "long.pcap", corpus / "b.pcap")
+    (corpus / "labels.csv").write_text("pcap,label\na.pcap,web\nb.pcap,other\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CATO_CACHE", str(work / "cache"))
+        study = Study.open(work / "study", StudySettings(str(corpus), max_depth=1))
+        number = study.storage.start_trial("search", Config(("orig_port", "resp_port", "ip_proto"), 1,
+                                                            ModelSpec("dt", 1, 4)).to_dict())
+        study.storage.finish_trial(number, {"f1": 1.0, "cpu": 1.0}, {})
+        trial = next(t for t in study.trials("search") if t.number == number)
+        return compile_package(study, trial, work / "p").path
+
+
+def _udp_capture(path: Path, rate: int, seconds: float) -> int:
+    """One-packet UDP connections (distinct source host and port each) at ``rate`` per second."""
+    n = int(rate * seconds)
+    with open(path, "wb") as out:
+        write_pcap_header(out, 1)
+        for i in range(n):
+            src = socket.inet_aton(f"10.{1 + i // 62500}.{i // 250 % 250}.{1 + i % 250}")
+            udp = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + 4, 0) + b"ping"
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, src,
+                             socket.inet_aton("192.0.2.53")) + udp
+            frame = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip
+            write_packet(out, T0 * 10**9 + int(i * 1e9 / rate), frame, len(frame))
+    return n
+
+
+def _serve(package: Path, port: int, log: Path, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cato", "serve", str(package), "--url", f"ws://127.0.0.1:{port}",
+                             *map(str, args)], stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
+                            env={**os.environ, "COLUMNS": "300"})
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _listening(port: int, zeek: subprocess.Popen) -> bool:
+    if zeek.poll() is not None:
+        raise AssertionError(f"Zeek exited ({zeek.returncode}) before listening")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_killed_worker_loses_only_its_own_vectors_and_a_new_one_takes_over(package, zeek, tmp_path):
+    rate, seconds = 200, 12
+    n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
+    port = free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+redef Cato::verdict_wait = 1sec;
+redef Cato::missing_report_interval = 1sec;
+event zeek_init() {{ suspend_processing(); }}  # the traffic starts once the first worker is there
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{ continue_processing(); }}
+""")
+    out = tmp_path / "zeek"
+    out.mkdir()
+    zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
+                                  "base/protocols/conn", str(package / "scripts"), str(tmp_path / "site.zeek")],
+                                 cwd=out, stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        first = _serve(package, port, tmp_path / "worker1.log")
+        time.sleep(4)
+        first.send_signal(signal.SIGKILL)  # no goodbye, no flush
+        first.wait()
+        time.sleep(3)
+        assert zeek_proc.poll() is None, "Zeek stopped with its worker"
+        second = _serve(package, port, tmp_path / "worker2.log", "--json")
+        time.sleep(seconds - 7 + 3)  # the rest of the traffic, and verdict_wait for the last vectors
+        second.send_signal(signal.SIGTERM)
+        stats = json.loads(second.communicate(timeout=30)[0])
+        zeek_proc.send_signal(signal.SIGTERM)
+        assert zeek_proc.wait(timeout=60) == 0
+    finally:
+        for proc in (zeek_proc,):
+            if proc.poll() is None:
+                proc.kill()
+    conns = read_zeek_log(out / "conn.log")
+    verdicts = read_zeek_log(out / "cato_verdict.log")
+    assert len(conns) == n, "Zeek kept reading and logging every connection"
+    answered = set(verdicts["uid"])
+    ts = conns.set_index("uid")["ts"]
+    start = ts - ts.min()  # when each connection came, in seconds of traffic (pacing moves Zeek's clock)
+    early = start[start.index.isin(answered) & (start < 2)]
+    late = start[start.index.isin(answered) & (start > seconds - 3)]
+    gap = start[(start > 5) & (start < 6)]
+    assert len(early) > 0.9 * 2 * rate, "the first worker answered"
+    assert len(late) > 0.9 * 3 * rate, "the second worker answered the new connections"
+    assert not gap.index.isin(answered).any(), "no one answered while no worker ran"
+    assert stats["received"] == stats["scored"] > 0 and stats["dropped"] == 0
+    stderr = (out / "stderr").read_text()
+    # Counted and reported while Zeek ran (Reporter warnings), and in all at exit.
+    running = [int(m) for m in re.findall(r"cato: (\d+) vector\(s\) got no verdict within", stderr)]
+    assert running and sum(running) >= len(gap)
+    (total,) = [int(m) for m in re.findall(r"cato: (\d+) vector\(s\) got no verdict in time", stderr)]
+    assert total == n - len(answered), "every vector without a verdict is counted, once"
+
+
+def test_a_flood_is_dropped_counted_and_reported_on_both_sides(package, zeek, tmp_path):
+    """Vectors arrive in a burst far beyond the worker's queue: the queue stays bounded, the worker counts
+    what it drops, Zeek counts the same vectors as missing, and both keep running."""
+    port = free_port()
+    burst, batch = 200, 100
+    (tmp_path / "flood.zeek").write_text(f"""
+module Cato;  # to read its private table of vectors awaiting a verdict
+
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+redef Cato::verdict_wait = 3sec;
+redef table_expire_interval = 100msec;
+global flood_answered = 0;
+
+event flood_report()
+	{{
+	print fmt("published %d answered %d missing %d waiting %d", Cato::vectors_published, flood_answered,
+	          Cato::missing_verdicts, |Cato::published|);
+	terminate();
+	}}
+
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	local i = 0;
+	while ( i < {burst} )
+		{{
+		local vs: vector of Cato::Info = vector();
+		local j = 0;
+		while ( j < {batch} )
+			{{
+			local k = i * {batch} + j;
+			local id = conn_id($orig_h=10.0.0.1, $orig_p=count_to_port(1024 + k % 60000, tcp), $resp_h=10.0.0.2,
+			                   $resp_p=80/tcp, $proto=6);
+			local info = Cato::Info($ts=network_time(), $uid=fmt("Cflood%d", k), $id=id, $proto=tcp, $depth=1,
+			                        $pkts_seen=1, $decided_after=0secs, $decided_by=Cato::DEPTH);
+			event Cato::vector_ready(info);
+			vs += info;
+			++j;
+			}}
+		Cluster::publish(Cato::topic, Cato::vector_batch, vs);
+		Cato::vectors_published += {batch};
+		++i;
+		}}
+	schedule 6sec {{ flood_report() }};
+	}}
+
+event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
+	{{
+	flood_answered += |batch|;
+	}}
+""")
+    out = tmp_path / "zeek"
+    out.mkdir()
+    zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "flood.zeek")], cwd=out,
+                                 stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        worker = _serve(package, port, tmp_path / "worker.log", "--queue", 64, "--batch", 8, "--json")
+        assert zeek_proc.wait(timeout=60) == 0
+        # The worker outlives its Zeek (it waits for the next one) until told to stop.
+        time.sleep(0.5)
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        stats = json.loads(worker.communicate(timeout=30)[0])
+    finally:
+        if zeek_proc.poll() is None:
+            zeek_proc.kill()
+    published, answered, missing, waiting = map(int, re.findall(r"\d+", (out / "stdout").read_text())[:4])
+    assert published == burst * batch == stats["received"]
+    assert stats["dropped"] > 0 and stats["received"] == stats["scored"] + stats["dropped"] + stats["unreadable"]
+    assert answered == stats["scored"] and missing + waiting == stats["dropped"], "each side counts the same loss"
