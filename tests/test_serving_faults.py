@@ -181,8 +181,8 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 			                   $resp_p=80/tcp, $proto=6);
 			local info = Cato::Info($ts=network_time(), $uid=fmt("Cflood%d", k), $id=id, $proto=tcp, $depth=1,
 			                        $pkts_seen=1, $decided_after=0secs, $decided_by=Cato::DEPTH);
-			event Cato::vector_ready(info);
-			vs += info;
+			if ( hook Cato::publish_policy(info) )  # as emit() asks: awaited from now on
+				vs += info;
 			++j;
 			}}
 		Cluster::publish(Cato::topic, Cato::vector_batch, vs);
@@ -217,3 +217,63 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
     assert published == burst * batch == stats["received"]
     assert stats["dropped"] > 0 and stats["received"] == stats["scored"] + stats["dropped"] + stats["unreadable"]
     assert answered == stats["scored"] and missing + waiting == stats["dropped"], "each side counts the same loss"
+
+
+def test_a_stuck_worker_makes_zeek_shed_vectors_not_buffer_them(package, zeek, tmp_path):
+    """The worker stops reading (SIGSTOP) while traffic goes on: Zeek holds at most max_in_flight vectors
+    awaiting a verdict, sheds and counts the rest, and resumes when the worker does."""
+    rate, seconds, cap = 2000, 8, 1000
+    n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
+    port = free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+module Cato;  # to watch its private table of vectors awaiting a verdict
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+redef Cato::verdict_wait = 1min;
+redef Cato::max_in_flight = {cap};
+global most_waiting = 0;
+global answered = 0;
+event zeek_init() {{ suspend_processing(); }}
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{ continue_processing(); }}
+event Cato::vector_ready(info: Info) &priority=-10
+	{{ most_waiting = |published| > most_waiting ? |published| : most_waiting; }}
+event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage) &priority=-10
+	{{ answered += |batch|; }}
+event zeek_done()
+	{{ print fmt("vectors %d published %d answered %d shed %d waiting %d most %d", vectors_published + shed_vectors,
+	             vectors_published, answered, shed_vectors, |published|, most_waiting); }}
+""")
+    out = tmp_path / "zeek"
+    out.mkdir()
+    zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
+                                  str(package / "scripts"), str(tmp_path / "site.zeek")],
+                                 cwd=out, stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    worker = None
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        worker = _serve(package, port, tmp_path / "worker.log", "--json")
+        time.sleep(2)
+        worker.send_signal(signal.SIGSTOP)  # stuck: reads nothing, answers nothing
+        time.sleep(3)
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(seconds - 5 + 2)
+        zeek_proc.send_signal(signal.SIGTERM)
+        assert zeek_proc.wait(timeout=60) == 0
+        worker.send_signal(signal.SIGTERM)
+        stats = json.loads(worker.communicate(timeout=30)[0])
+    finally:
+        for proc in (zeek_proc, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    counts = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", (out / "stdout").read_text())}
+    assert counts["vectors"] == n
+    assert counts["shed"] > 0 and counts["most"] <= cap + 100, "Zeek held at most max_in_flight (and one batch)"
+    assert counts["answered"] + counts["waiting"] + counts["shed"] == n, "every vector is answered or counted"
+    assert counts["answered"] == stats["scored"] > 0 and stats["dropped"] == 0
+    stderr = (out / "stderr").read_text()
+    assert "publishing paused" in stderr and "publishing resumed" in stderr
+    # Verdicts came again after the worker resumed: the last second of traffic was answered.
+    verdicts = read_zeek_log(out / "cato_verdict.log")
+    assert len(verdicts) == counts["answered"]
+    assert (verdicts["ts"] >= verdicts["ts"].max() - 1).sum() > 0.5 * rate

@@ -119,6 +119,14 @@ export {{
 	## How often a rise of :zeek:id:`Cato::missing_verdicts` is reported (a Reporter warning), while Zeek runs.
 	option missing_report_interval = 1min;
 
+	## Vectors published and awaiting their verdict, at most. Past it Zeek stops publishing until half
+	## of them are answered (or expire): a slow or stuck worker must not make Zeek buffer vectors without
+	## bound. The vectors not published meanwhile are counted in :zeek:id:`Cato::shed_vectors`.
+	option max_in_flight = 50000;
+
+	## Vectors not published because :zeek:id:`Cato::max_in_flight` vectors awaited a verdict.
+	global shed_vectors = 0;
+
 	## Listen for the inference worker (``cato serve``) on Zeek's WebSocket API (live traffic,
 	## and ``cato serve --replay``).
 	option websocket_listen = T;
@@ -157,14 +165,41 @@ export {{
 	global log_verdict: event(rec: Verdict);
 }}
 
+global check_flight: function(leaving: count);
+global shed_reported = 0;
+
 function verdict_missed(t: table[string] of time, uid: string): interval
 	{{
 	++missing_verdicts;
+	check_flight(1);
 	return 0secs;
 	}}
 
 # When each connection's vector was published; removed when its verdict comes, or after verdict_wait.
 global published: table[string] of time &create_expire=verdict_wait &expire_func=verdict_missed;
+
+# Whether publishing is paused because max_in_flight vectors await a verdict.
+global shedding = F;
+
+# Pauses publishing at max_in_flight vectors awaiting a verdict, resumes at half (*leaving*: entries of
+# published about to go).
+function check_flight(leaving: count)
+	{{
+	local waiting = |published| - leaving;
+	if ( ! shedding && waiting >= max_in_flight )
+		{{
+		shedding = T;
+		Reporter::warning(fmt("cato: %d vectors await a verdict: publishing paused until half are answered; "
+		                      + "is cato serve keeping up?", waiting));
+		}}
+	else if ( shedding && waiting <= max_in_flight / 2 )
+		{{
+		shedding = F;
+		Reporter::warning(fmt("cato: publishing resumed; %d vector(s) were not published meanwhile (%d since start)",
+		                      shed_vectors - shed_reported, shed_vectors));
+		shed_reported = shed_vectors;
+		}}
+	}}
 
 event zeek_init() &priority=5
 	{{
@@ -209,15 +244,22 @@ event zeek_init()
 
 event zeek_done()
 	{{
-	if ( missing_verdicts > 0 || refused_verdicts > 0 )
-		Reporter::info(fmt("cato: %d vector(s) got no verdict in time, %d verdict(s) refused",
-		                   missing_verdicts + |published|, refused_verdicts));
+	if ( missing_verdicts > 0 || refused_verdicts > 0 || shed_vectors > 0 )
+		Reporter::info(fmt("cato: %d vector(s) got no verdict in time, %d verdict(s) refused, %d vector(s) "
+		                   + "not published (max_in_flight)", missing_verdicts + |published|, refused_verdicts,
+		                   shed_vectors));
 	}}
 
-event Cato::vector_ready(info: Info)
+# Decided as the vector is made, so that every vector is either awaited or counted as shed.
+hook Cato::publish_policy(info: Info)
 	{{
-	if ( publish_vectors )
-		published[info$uid] = current_time();
+	if ( shedding )
+		{{
+		++shed_vectors;
+		break;
+		}}
+	published[info$uid] = current_time();
+	check_flight(0);
 	}}
 
 # Whether a verdict (or *n* of them) carries this package's schema hash; the others are counted.
@@ -240,6 +282,8 @@ function take_verdict(uid: string, id: conn_id, label: string, score: double)
 		{{
 		rec$latency = current_time() - published[uid];
 		delete published[uid];
+		if ( shedding )
+			check_flight(0);
 		}}
 	Log::write(VERDICT_LOG, rec);
 
