@@ -391,6 +391,8 @@ def serve(
     replay_capture: Optional[Path] = typer.Option(None, "--replay", help="Replay this capture through Zeek."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --replay: where Zeek's logs go."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="With a wss:// --url: trust the CA certificate "
+                                          "(or self-signed certificate) in this PEM file for Zeek's listener."),
 ) -> None:
     """Run the ONNX inference worker of a package beside Zeek (or try it on a capture with --replay)."""
     import logging
@@ -418,7 +420,16 @@ def serve(
             message = (f"{result.answered} of {result.connections} TCP/UDP connections in conn.log got a verdict "
                        f"({result.coverage:.1%}); {result.notices} notice(s); logs in {result.out}")
         else:
-            worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue)
+            context = None
+            if tls_ca is not None:
+                import ssl
+                if not url.startswith("wss://"):
+                    _fail("--tls-ca goes with a wss:// --url")
+                try:
+                    context = ssl.create_default_context(cafile=str(tls_ca))
+                except (OSError, ssl.SSLError) as e:
+                    _fail(f"{tls_ca}: not a readable PEM certificate: {e}")
+            worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue, ssl=context)
             stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
             summary, message = stats.to_dict(), ""
     except ServeError as e:

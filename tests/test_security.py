@@ -1,0 +1,247 @@
+"""Security (#19): listeners on loopback unless told otherwise, TLS for the WebSocket listener, no
+unsafe deserialization in cato, and clients sending garbage or forged verdicts refused and counted,
+never stopping Zeek or the worker."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_serving_faults import _listening, _serve, _udp_capture, _wait_for, package  # noqa: F401 (fixture)
+
+from cato.deploy.replay import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Unsafe deserialization ---------------------------------------------------------------------------
+
+#: Modules whose loading runs code from the data.
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal", "jsonpickle"}
+#: Calls that run code from the data (or are code): by name, or as attribute.method.
+UNSAFE_CALLS = {"eval", "exec", "compile", "__import__", "torch.load", "pd.read_pickle", "pandas.read_pickle",
+                "yaml.load", "yaml.unsafe_load", "np.load", "numpy.load", "dill.load", "joblib.load"}
+
+
+def _unsafe(source: str, filename: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found += [f"{filename}:{node.lineno}: import {a.name}" for a in node.names
+                      if a.name.split(".")[0] in UNSAFE_MODULES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
+            found.append(f"{filename}:{node.lineno}: from {node.module} import")
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else (
+                f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None)
+            if name in UNSAFE_CALLS:
+                found.append(f"{filename}:{node.lineno}: {name}()")
+            # pickle reached through pandas/numpy: read_pickle, allow_pickle=True.
+            if isinstance(f, ast.Attribute) and f.attr in ("read_pickle", "to_pickle", "unsafe_load"):
+                found.append(f"{filename}:{node.lineno}: .{f.attr}()")
+            for kw in node.keywords:
+                if kw.arg == "allow_pickle" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                    found.append(f"{filename}:{node.lineno}: allow_pickle")
+    return found
+
+
+def test_the_scanner_finds_what_it_looks_for():
+    planted = ("import pickle\nfrom joblib import load\nimport torch\ntorch.load('m.pt')\neval('1')\n"
+               "np.load('x.npy', allow_pickle=True)\ndf.read_pickle('x')\nimport yaml\nyaml.load(s)\n")
+    lines = {int(f.split(":")[1]) for f in _unsafe(planted, "planted.py")}
+    assert lines == {1, 2, 4, 5, 6, 7, 9}  # every planted line but the harmless imports of torch and yaml
+
+
+def test_no_code_runs_from_model_study_or_package_files():
+    """ONNX, SQLite, JSON, CSV and Parquet only: nothing cato loads can run code when loaded."""
+    found = []
+    for path in sorted((ROOT / "cato").rglob("*.py")):
+        found += _unsafe(path.read_text(), str(path.relative_to(ROOT)))
+    assert not found, "unsafe deserialization or code execution:\n" + "\n".join(found)
+
+
+# Listeners ---------------------------------------------------------------------------------------
+
+
+def _listeners(port: int) -> set[str]:
+    """Local addresses listening on TCP ``port`` (from /proc/net/tcp and tcp6)."""
+    out = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.split(":")
+            if state == "0A" and int(p, 16) == port:  # LISTEN
+                raw = bytes.fromhex(addr)
+                if width == 8:
+                    out.add(".".join(str(b) for b in raw[::-1]))
+                else:
+                    words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
+                    out.add(":".join(b"".join(words)[i:i + 2].hex() for i in range(0, 16, 2)))
+    return out
+
+
+@pytest.mark.zeek
+@pytest.mark.parametrize("site,expected", [("", {"127.0.0.1"}), ("redef Cato::listen_addr = 0.0.0.0;", {"0.0.0.0"})])
+def test_zeek_listens_on_loopback_unless_told_otherwise(package, zeek, tmp_path, site, expected):  # noqa: F811
+    ws, broker = free_port(), free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {ws}/tcp;
+redef Cato::broker_listen = T;
+redef Cato::broker_port = {broker}/tcp;
+{site}
+""")
+    proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: _listeners(ws) and _listeners(broker), 30, "Zeek's listeners")
+        assert _listeners(ws) == expected and _listeners(broker) == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# TLS ---------------------------------------------------------------------------------------------
+
+
+def _certificate(where: Path) -> tuple[Path, Path]:
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.zeek
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_the_worker_talks_to_zeek_over_tls_only_when_it_trusts_the_certificate(package, zeek, tmp_path):  # noqa: F811
+    cert, key = _certificate(tmp_path)
+    port = free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+redef Cato::websocket_tls_cert = "{cert}";
+redef Cato::websocket_tls_key = "{key}";
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
+	local info = Cato::Info($ts=network_time(), $uid="Ctls", $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
+	                        $decided_after=0secs, $decided_by=Cato::DEPTH);
+	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
+	}}
+event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
+	{{
+	print "verdict", batch[0]$uid;
+	terminate();
+	}}
+""")
+    zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
+                                 cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
+    workers = []
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        # Plain WebSocket, or TLS without trusting the certificate: no connection, no vector.
+        from cato.deploy.serve import ServeError, Worker
+        for url, ssl in ((f"ws://127.0.0.1:{port}", None), (f"wss://127.0.0.1:{port}", None)):
+            with pytest.raises(ServeError):
+                asyncio.run(Worker(package, url, reconnect=False).run())
+        assert zeek_proc.poll() is None and "verdict" not in (tmp_path / "stdout").read_text()
+        worker = subprocess.Popen([*_serve_argv(package, f"wss://127.0.0.1:{port}"), "--tls-ca", str(cert), "--json"],
+                                  stdout=subprocess.PIPE, stderr=open(tmp_path / "worker.log", "w"), text=True)
+        workers.append(worker)
+        assert zeek_proc.wait(timeout=60) == 0
+        assert "verdict, Ctls" in (tmp_path / "stdout").read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert json.loads(worker.communicate(timeout=30)[0])["verdicts_sent"] == 1
+    finally:
+        for proc in (zeek_proc, *workers):
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _serve_argv(package: Path, url: str) -> list[str]:
+    import sys
+    return [sys.executable, "-m", "cato", "serve", str(package), "--url", url]
+
+
+# Garbage and forged clients ----------------------------------------------------------------------
+
+
+@pytest.mark.zeek
+def test_garbage_and_forged_verdicts_are_refused_and_counted_and_stop_nothing(package, zeek, tmp_path):  # noqa: F811
+    import socket
+
+    from cato.deploy.links import WebSocketLink
+    rate, seconds = 200, 8
+    n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
+    port = free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+event zeek_init() {{ suspend_processing(); }}
+global started = F;
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	if ( ! started )
+		continue_processing();
+	started = T;
+	}}
+""")
+    out = tmp_path / "zeek"
+    out.mkdir()
+    zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
+                                  "base/protocols/conn", str(package / "scripts"), str(tmp_path / "site.zeek")],
+                                 cwd=out, stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    worker = None
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        worker = _serve(package, port, tmp_path / "worker.log", "--json")
+        time.sleep(1.5)
+        # Raw garbage, an HTTP request that is no WebSocket upgrade, and a handshake followed by junk frames.
+        for payload in (b"\x00\xff" * 5000, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /v1/messages/json HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                        + b"\x81\x85\x00\x00\x00\x00junk" * 50):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(payload)
+                s.settimeout(1)
+                try:
+                    s.recv(4096)
+                except OSError:
+                    pass
+
+        async def forge() -> int:  # a client that speaks the protocol, answering vectors with its own verdicts
+            async with WebSocketLink(f"ws://127.0.0.1:{port}") as link:
+                batch = await link.next_batch()
+                vectors = [v for v in (link.read(item, 3) for item in batch) if v is not None]
+                await link.answer("forged-schema", [(v, "evil", 1.0) for v in vectors])
+                return len(vectors)
+
+        forged = asyncio.run(asyncio.wait_for(forge(), 30))
+        assert forged > 0
+        time.sleep(seconds - 1.5 + 1)
+        assert zeek_proc.poll() is None and worker.poll() is None, "garbage stopped Zeek or the worker"
+        zeek_proc.send_signal(signal.SIGTERM)
+        assert zeek_proc.wait(timeout=60) == 0
+        worker.send_signal(signal.SIGTERM)
+        stats = json.loads(worker.communicate(timeout=30)[0])
+    finally:
+        for proc in (zeek_proc, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    from cato.zeek import read_zeek_log
+    verdicts = read_zeek_log(out / "cato_verdict.log")
+    assert "evil" not in set(verdicts["label"]), "a forged verdict reached the log"
+    assert len(set(verdicts["uid"])) == n == stats["verdicts_sent"], "every connection still got its verdict"
+    stderr = (out / "stderr").read_text()
+    (refused,) = [int(m) for m in re.findall(r"(\d+) verdict\(s\) refused", stderr)]
+    assert refused == forged and "refused a verdict with schema forged-schema" in stderr
