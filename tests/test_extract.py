@@ -190,5 +190,7 @@ def test_whole_ndpi_corpus(zeek, ndpi_corpus):
                for c, p, a, ap, b, bp in zip(t["capture"], t["proto"], t["orig_h"], t["orig_p"], t["resp_h"],
                                              t["resp_p"])}
     assert len(matched) >= 5_000 and len(matched) <= len(corpus.labels)
-    # Every link type of the corpus is read (pcapng, Linux SLL, raw IP, null/loopback, PPP).
-    assert len(result.skipped) <= 3, [str(p) for p in result.skipped]
+    # Every capture of the corpus is read (pcapng, Linux SLL, raw IP, null/loopback, PPP); the few where Zeek
+    # sees no connection (HDLC, SOME/IP link types, a lone tunnel) are named as such, not passed over.
+    assert all("Zeek saw no connection" in p.reason for p in result.skipped), [str(p) for p in result.skipped]
+    assert len(result.skipped) <= 4, [str(p) for p in result.skipped]
