@@ -277,3 +277,14 @@ event zeek_done()
     verdicts = read_zeek_log(out / "cato_verdict.log")
     assert len(verdicts) == counts["answered"]
     assert (verdicts["ts"] >= verdicts["ts"].max() - 1).sum() > 0.5 * rate
+
+
+def test_a_replay_through_a_full_queue_waits_instead_of_dropping(package, zeek, tmp_path):
+    """Zeek ends a replay when every vector it published has its verdict: a vector dropped in a full
+    queue once stalled the replay until its time limit. Now the worker waits for room."""
+    from cato.deploy.replay import replay
+    n = _udp_capture(tmp_path / "burst.pcap", 20_000, 0.15)  # read at full speed: a burst
+    result = replay(package, tmp_path / "burst.pcap", tmp_path / "out", zeek=zeek, default_scripts=False,
+                    queue_size=1, timeout=60)
+    assert result.stats.dropped == 0 and result.stats.scored == n
+    assert result.connections == n and result.coverage == 1.0

@@ -99,13 +99,16 @@ def check_capture(capture: Path, out: Path) -> tuple[Path, str | None]:
 
 def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None, batch: int = 256,
            max_wait_ms: float = 0.0, timeout: float = 600.0, default_scripts: bool = True,
-           pseudo_realtime: float | None = None, extra_scripts: tuple[str, ...] = ()) -> ReplayResult:
+           pseudo_realtime: float | None = None, extra_scripts: tuple[str, ...] = (),
+           queue_size: int = 100_000) -> ReplayResult:
     """Replay ``capture`` through Zeek with ``package`` and its worker; ``pseudo_realtime`` paces the
     packets at their own times sped up by that factor (as live traffic arrives), instead of at once."""
     package, capture, out = Path(package).resolve(), Path(capture).resolve(), Path(out)
     if not capture.is_file():
         raise ServeError(f"{capture}: capture not found")
-    worker = Worker(package, batch=batch, max_wait_ms=max_wait_ms, reconnect=False)  # refuses a bad package first
+    # Zeek waits for the verdict of every vector it published: a vector dropped would stall the replay.
+    worker = Worker(package, batch=batch, max_wait_ms=max_wait_ms, reconnect=False, queue_size=queue_size,
+                    lossless=True)  # refuses a bad package first
     out.mkdir(parents=True, exist_ok=True)
     source = capture
     capture, note = check_capture(capture, out)

@@ -80,7 +80,7 @@ class Worker:
     ``reconnect``) when Zeek goes away."""
 
     def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 0.0,
-                 queue_size: int = 100_000, reconnect: bool = True, ssl=None) -> None:
+                 queue_size: int = 100_000, reconnect: bool = True, ssl=None, lossless: bool = False) -> None:
         if batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
         self.scorer = Scorer(package)
@@ -90,6 +90,9 @@ class Worker:
             raise ServeError(str(e)) from None
         self.url, self.batch, self.max_wait = url, batch, max_wait_ms / 1000.0
         self.queue_size, self.reconnect, self.ssl = queue_size, reconnect, ssl
+        #: Wait for room in a full queue instead of dropping (a replay, where Zeek waits for every verdict):
+        #: the socket then pushes back, and Zeek's own cap (Cato::max_in_flight) sheds and counts.
+        self.lossless = lossless
         self.stats = WorkerStats()
         self.stop = asyncio.Event()
 
@@ -145,6 +148,9 @@ class Worker:
                 vector = link.read(item, n)
                 if vector is None:
                     self.stats.unreadable += 1
+                    continue
+                if self.lossless:
+                    await queue.put(vector)
                     continue
                 try:
                     queue.put_nowait(vector)
