@@ -306,6 +306,9 @@ def tune(
             bar.update(extraction, completed=len(corp.captures), visible=False)
             for note in [*corp.problems, *dataset.problems]:
                 err.print(note, style="yellow", markup=False, highlight=False)
+            if len(dataset.classes) < 2:
+                _fail(f"{settings.corpus}: its labelled connections all carry one label "
+                      f"({', '.join(dataset.classes) or 'none'}): there is nothing to tell apart")
             evaluator = study.evaluator(corp, dataset)
             task = bar.add_task("", total=budget, completed=done)
 

@@ -210,3 +210,13 @@ def test_a_truncated_model_is_refused_by_name(bad_package, bad_corpus, tmp_path)
     r = _cato("serve", broken, "--replay", bad_corpus / "small.pcap", "--out", tmp_path / "out", cache=cache)
     assert r.returncode != 0 and "model.onnx" in r.stderr and "not a loadable ONNX model" in r.stderr, r.stderr
     assert not (tmp_path / "out" / "conn.log").exists()  # refused before Zeek was started
+
+
+def test_tune_refuses_a_corpus_of_one_class(tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for name in ("small", "long"):
+        shutil.copy(TRACES / f"{name}.pcap", corpus / f"{name}.pcap")
+    (corpus / "labels.csv").write_text("pcap,label\nsmall.pcap,x\nlong.pcap,x\n")
+    r = _cato("tune", corpus, "--study", tmp_path / "s", "--budget", 2, "--max-depth", 2, "-j", 1, cache=tmp_path)
+    assert r.returncode != 0 and "one label (x)" in r.stderr and "nothing to tell apart" in r.stderr, r.stderr
