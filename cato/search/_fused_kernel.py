@@ -53,11 +53,12 @@ def prepare_botorch_kernel() -> bool:
     """
     from botorch.acquisition.multi_objective import logei
 
+    loaded = getattr(logei, "_C", None) is not None
     if not fused_wanted():
-        if logei._C is None:
+        if not loaded:
             logei._load_attempted = True  # BoTorch then takes its pure-torch path
-        return logei._C is not None
-    if logei._C is None and not logei._load_attempted:
+        return loaded
+    if not loaded and not getattr(logei, "_load_attempted", False):
         lock = extension_lock()
         if lock.exists():
             raise KernelLockError(
