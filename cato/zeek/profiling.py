@@ -353,20 +353,37 @@ def _culprits(corpus: Corpus, failed: StreamFailed, zeek: Path, workdir: Path) -
     return found
 
 
-def profile(corpus: Corpus, script: GeneratedScript, **kwargs) -> CostProfile:
-    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :func:`_profile`).
+def profile(
+    corpus: Corpus,
+    script: GeneratedScript,
+    *,
+    baseline: str = "bare",
+    repeat: int = 5,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    attribute: bool = True,
+    inference: VectorTimer | None = None,
+    progress: Callable[[str], None] | None = None,
+    zeek: Path | None = None,
+    zam: bool = False,
+    paired: bool = True,
+) -> CostProfile:
+    """Measure what ``script`` costs over ``corpus`` against ``baseline`` (see :func:`_profile` and
+    :class:`CostProfile`).
 
     A capture on which Zeek fails or hangs (each run is killed after ``$CATO_ZEEK_TIMEOUT``) is found
     by running its merged stream's captures one by one, left out of this corpus's cost measurements
     from then on (so that every configuration is measured over the same captures), and named in
     ``left_out``; the rest is measured."""
-    zeek = kwargs.pop("zeek", None) or find_zeek()
-    cache_dir = kwargs.pop("cache_dir", None) or default_cache_dir()
+    zeek = zeek or find_zeek()
+    cache_dir = cache_dir or default_cache_dir()
     record = _left_out_file(cache_dir, corpus.content_hash())
     left_out: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
     while True:
         try:
-            return _profile(corpus, script, zeek=zeek, cache_dir=cache_dir, left_out=left_out, **kwargs)
+            return _profile(corpus, script, baseline=baseline, repeat=repeat, cache_dir=cache_dir,
+                            use_cache=use_cache, attribute=attribute, inference=inference, progress=progress,
+                            zeek=zeek, zam=zam, paired=paired, left_out=left_out)
         except StreamFailed as failed:
             found, alone = failed.culprits, stream_captures(failed.stream)
             if not found or set(found) <= set(left_out):
