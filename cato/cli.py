@@ -253,10 +253,11 @@ def tune(
     model_seeds: Optional[int] = typer.Option(None, "--model-seeds", min=1, show_default=False,
                                               help="Seeds each random forest or decision tree is fitted with; "
                                               "F1 is their mean (default 3)."),
-    deadline_search: bool = typer.Option(False, "--deadline-search",
-                                         help="Also search the decision deadline (on whenever latency is an "
-                                         "objective): vectors are made at the depth or T after the first "
-                                         "packet, whichever comes first."),
+    deadline_search: Optional[bool] = typer.Option(None, "--deadline-search/--no-deadline-search",
+                                                   show_default=False,
+                                                   help="Also search the decision deadline (default: when latency "
+                                                   "is an objective): vectors are made at the depth or T after "
+                                                   "the first packet, whichever comes first."),
 ) -> None:
     """Search feature subset x packet depth (x deadline) x model for the Pareto front of macro-F1 against
     measured cost."""
@@ -282,7 +283,7 @@ def tune(
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
                              not no_prior, not no_baselines, initial, restrict, zam,
                              **({"model_seeds": model_seeds} if model_seeds else {}),
-                             deadline_search=deadline_search or "latency" in objs)
+                             deadline_search="latency" in objs if deadline_search is None else deadline_search)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         settings = study.settings
