@@ -496,3 +496,28 @@ def test_samplers_search_the_deadline(sampler_name):
     if sampler_name == "botorch":
         moves = sampler._single_moves(Config(FEATS[:2], 4, ModelSpec("rf", 50, 16), 0.2))
         assert {m.deadline for m in moves} >= {0.4, 0.1, None}
+
+
+def test_the_study_front_holds_every_configuration_it_measured(tmp_path):
+    from cato.deploy.compile import pick_trial
+    from cato.study import Study, StudySettings
+    from cato.study.report import study_report
+    study = Study.open(tmp_path / "s", StudySettings(str(tmp_path), max_depth=10))
+    model = ModelSpec("rf", 50, 16)
+
+    def add(kind, name, feats, depth, f1, cpu):
+        n = study.storage.start_trial(kind, Config(feats, depth, model).to_dict(), name)
+        study.storage.finish_trial(n, {"f1": f1, "cpu": cpu}, {"source": "initial design"} if kind == "search" else {})
+        return n
+
+    add("baseline", "all@10", FEATS, 10, 0.70, 400.0)
+    rfe = add("baseline", "rfe10@10", FEATS[:3], 10, 0.71, 150.0)  # better and cheaper than the search's best
+    cheap = add("search", None, FEATS[:1], 2, 0.50, 20.0)
+    add("search", None, FEATS[:4], 8, 0.69, 200.0)
+    assert [t.number for t in study.pareto()] == [rfe, cheap]
+    assert rfe not in [t.number for t in study.pareto("search")]
+    data = study_report(study)
+    assert [p["trial"] for p in data["pareto"]] == [rfe, cheap]
+    assert data["pareto"][0]["source"] == "baseline rfe10@10"
+    assert data["versus_all_max"]["point"]["trial"] == rfe
+    assert pick_trial(study, pick="most-accurate").number == rfe

@@ -43,16 +43,11 @@ class CompiledPackage:
     trial: Trial
 
 
-def measured_trials(study: Study) -> list[Trial]:
-    """Every configuration the study evaluated and completed: its search trials and its baselines."""
-    return study.trials("search") + study.trials("baseline")
-
-
 def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
                within: float = F1_TOLERANCE) -> Trial:
     """The trial numbered ``trial``, or the one a ``pick`` names: the most accurate, or the cheapest within
     ``within`` F1 of the most accurate."""
-    trials = measured_trials(study)
+    trials = study.measured()
     if not trials:
         raise CompileError(f"{study.directory}: the study has no completed trial")
     if (trial is None) == (pick is None):

@@ -29,6 +29,8 @@ def _point(t: Trial, objectives) -> dict:
         p["name"] = t.name
     if "source" in t.details:
         p["source"] = t.details["source"]
+    elif t.kind == "baseline":
+        p["source"] = f"baseline {t.name}"
     return p
 
 
@@ -42,7 +44,7 @@ def study_report(study: Study) -> dict:
     objs = list(study.objectives)
     search, baselines = study.trials("search"), study.trials("baseline")
     ref = reference([t.values for t in search + baselines], objs)
-    front = study.pareto()
+    front = study.pareto()  # of everything measured, baselines included
     data: dict = {
         "study": str(study.directory), "corpus": study.settings.corpus, "sampler": study.settings.sampler,
         "prior": study.settings.use_prior, "model_seeds": study.settings.model_seeds,
@@ -50,6 +52,7 @@ def study_report(study: Study) -> dict:
         "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
         "failed": len(study.storage.trials("search", TrialState.FAILED)), "reference_point": ref,
         "pareto": [_point(t, objs) for t in front],
+        "search_pareto": [t.number for t in study.pareto("search")],
         "baselines": [_point(t, objs) for t in baselines],
     }
     data["hypervolume"] = {
@@ -68,7 +71,7 @@ def study_report(study: Study) -> dict:
     all_max = [t for t in baselines if t.name == f"all@{study.settings.max_depth}"]
     if all_max and search:
         target = all_max[0]
-        match = best_within(search, target.values["f1"])
+        match = best_within(study.measured(), target.values["f1"])
         if match is not None:
             ratios = {o: target.values[o] / max(match.values[o], 1e-9) for o in objs if o != "f1"}
             # Time-to-decision is measured for every trial even when it is not an objective.

@@ -123,8 +123,15 @@ class Study:
     def trials(self, kind: str | None = None) -> list[Trial]:
         return [Trial.from_record(r) for r in self.storage.trials(kind, TrialState.COMPLETE)]
 
-    def pareto(self, kind: str = "search") -> list[Trial]:
-        trials = self.trials(kind)
+    def measured(self) -> list[Trial]:
+        """Every configuration the study evaluated and completed: its search trials (initial design
+        included) and its baselines."""
+        return self.trials("search") + self.trials("baseline")
+
+    def pareto(self, kind: str | None = None) -> list[Trial]:
+        """The non-dominated trials of ``kind`` ("search", "baseline"), or of everything measured: what
+        the study recommends never falls short of a configuration it evaluated."""
+        trials = self.trials(kind) if kind else self.measured()
         if not trials:
             return []
         y = to_max_space([t.values for t in trials], self.objectives)
