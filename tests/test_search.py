@@ -521,3 +521,11 @@ def test_the_study_front_holds_every_configuration_it_measured(tmp_path):
     assert data["pareto"][0]["source"] == "baseline rfe10@10"
     assert data["versus_all_max"]["point"]["trial"] == rfe
     assert pick_trial(study, pick="most-accurate").number == rfe
+
+
+def test_no_deadline_at_depth_one():
+    # Every vector is made at the first packet: a deadline cannot bind, so it is not a second config.
+    assert DEADLINE_SPACE.config(["orig_pkts"], 1, ModelSpec("rf", 10, 4), 0.5).deadline is None
+    x = DEADLINE_SPACE.encode(DEADLINE_SPACE.config(["orig_pkts"], 2, ModelSpec("rf", 10, 4), 0.5))
+    x[DEADLINE_SPACE.depth_dim] = 1
+    assert DEADLINE_SPACE.decode(x).deadline is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -256,7 +256,8 @@ class BoTorchSampler:
             bound[d - 1] = -np.inf  # measured
             i = int(np.argmax(bound))
             if bound[i] - f1.max() > best_gain:
-                best, best_gain = replace(c, depth=i + 1), float(bound[i] - f1.max())
+                best = self.space.config(c.features, i + 1, c.model, c.deadline)
+                best_gain = float(bound[i] - f1.max())
         return best
 
     def _high_f1(self, iteration: int) -> bool:
@@ -494,7 +495,7 @@ class BoTorchSampler:
         d = config.depth
         for moved in sorted({d - 1, d + 1, round(d * 1.5), round(d / 1.5)} - {d}):
             if 1 <= moved <= space.max_depth:
-                out.append(replace(config, depth=moved))
+                out.append(space.config(config.features, moved, config.model, config.deadline))
         if space.deadlines:
             t = config.deadline
             options = {space.deadlines[1] / 2} if t is None else {t * 2, t / 2, None}

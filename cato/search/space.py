@@ -140,10 +140,12 @@ class SearchSpace:
             raise ValueError(f"features outside the search space: {', '.join(sorted(unknown))}")
         if not chosen:
             raise ValueError("a configuration needs at least one feature")
+        depth = int(min(max(depth, 1), self.max_depth))
         if deadline is not None and self.deadlines:
             deadline = self.deadline(math.log(deadline))
-        return Config(tuple(f for f in self.features if f in chosen), int(min(max(depth, 1), self.max_depth)),
-                      model, deadline if self.deadlines else None)
+        # At depth 1 every vector is made at the first packet: no deadline binds.
+        return Config(tuple(f for f in self.features if f in chosen), depth, model,
+                      deadline if self.deadlines and depth > 1 else None)
 
     def encode(self, config: Config) -> np.ndarray:
         x = np.zeros(self.dims)
@@ -172,7 +174,8 @@ class SearchSpace:
         else:
             family = self.families[r(self.family_dim)]
             model = ModelSpec(family, r(self.trees_dim) if family != "dt" else 1, r(self.tree_depth_dim))
-        deadline = self.deadline(float(np.clip(x[self.deadline_dim], lo[-1], hi[-1]))) if self.deadlines else None
+        deadline = self.deadline(float(np.clip(x[self.deadline_dim], lo[-1], hi[-1]))) \
+            if self.deadlines and r(self.depth_dim) > 1 else None
         return Config(tuple(f for f, m in zip(self.features, mask) if m), r(self.depth_dim), model, deadline)
 
     def sample(self, rng: np.random.Generator, inclusion: Sequence[float] | None = None,
