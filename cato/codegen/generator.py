@@ -380,9 +380,11 @@ def _fill_hook(features: Sequence[Feature], plan: _Plan | None) -> list[str]:
 
 
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
-             deadline: float | None = None) -> GeneratedScript:
+             deadline: float | None = None, *, input_positions: bool = False) -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``, and at the
-    latest ``deadline`` seconds after a connection's first packet."""
+    latest ``deadline`` seconds after a connection's first packet. With ``input_positions`` each
+    vector also logs ``packet_index``, the position in Zeek's input of the packet it was made at (for
+    datasets that derive deadline vectors; see ``cato.dataset.multidepth``)."""
     if not features:
         raise GeneratorError("no features selected")
     if deadline is not None and not deadline > 0:
@@ -549,4 +551,10 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "",
             ]
     out += _fill_hook(features, plan if per_packet_script else None)
+    if input_positions:
+        out += ["", "redef record Info += {",
+                "	## Packets Zeek had read when this vector was made: the input position of its packet.",
+                "	packet_index: count &optional &log;", "};", "",
+                "hook fill_vector(c: connection, info: Info)", "	{",
+                "	info$packet_index = get_net_stats()$pkts_recvd;", "	}"]
     return GeneratedScript("\n".join(out) + "\n", tuple(features), depths_t, strategy, deadline)
