@@ -43,7 +43,7 @@ def test_tune_killed_at_random_moments_resumes_to_the_same_study(tmp_path):
             shutil.copy(TRACES / f"{name}.pcap", corpus / f"{name}{i}.pcap")
             rows.append(f"{name}{i}.pcap,{label}")
     (corpus / "labels.csv").write_text("\n".join(rows) + "\n")
-    study, budget = tmp_path / "study", 6
+    study, budget = tmp_path / "study", 8
     args = [sys.executable, "-m", "cato", "tune", str(corpus), "--study", str(study), "--budget", str(budget),
             "--initial", "2", "--max-depth", "3", "--models", "dt", "--folds", "2", "--no-baselines",
             "--model-seeds", "1", "-j", "1"]
@@ -59,7 +59,7 @@ def test_tune_killed_at_random_moments_resumes_to_the_same_study(tmp_path):
         deadline = time.monotonic() + 300
         while proc.poll() is None and len(_trials(study / "study.db")) <= len(seen) and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(rng.uniform(0.0, 2.0))
+        time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is not None:  # finished before the kill
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
