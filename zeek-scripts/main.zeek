@@ -101,6 +101,13 @@ export {
 ## relies on Zeek's connection counters (counter-only selections).
 const script_counts_packets = F &redef;
 
+## Whether the native engine (cato's Zeek plugin) makes the vectors: the script engine's
+## per-connection handlers below are then off (event group ``Cato::script_engine``).
+const native_engine = F &redef;
+
+## :zeek:type:`Cato::Decision` by the number the native engine gives it.
+const decisions: vector of Decision = vector(DEPTH, DEADLINE, END) &is_used;
+
 ## Lets a per-packet script take the packet that moved network time past a connection's
 ## decision deadline, which Zeek has counted but the script not yet seen; a handler that
 ## ``break``s will decide at that packet itself.
@@ -159,15 +166,9 @@ event flush_due(batch: count)
 		flush_vectors();
 	}
 
-# Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
-function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval, decided_by: Decision)
+# Logs and publishes one vector (both engines).
+function output(info: Info) &is_used
 	{
-	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
-	                  $proto=get_port_transport_proto(c$id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
-	                  $decided_by=decided_by);
-	hook fill_vector(c, info);
-
 	if ( log_vectors )
 		Log::write(LOG, info);
 
@@ -181,6 +182,17 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 		}
 
 	event vector_ready(info);
+	}
+
+# Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
+function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval, decided_by: Decision)
+	{
+	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
+	                  $proto=get_port_transport_proto(c$id$resp_p),
+	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
+	                  $decided_by=decided_by);
+	hook fill_vector(c, info);
+	output(info);
 	}
 
 # Emits the vectors of every depth reached by the packets counted in *s*.
@@ -199,6 +211,8 @@ event zeek_init() &priority=5
 	{
 	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path="cato",
 	                                    $policy=log_policy));
+	if ( native_engine )
+		disable_event_group("Cato::script_engine");
 	}
 
 # Emits the vectors of every depth *c* has not reached, made from everything it had, *after*
@@ -256,7 +270,7 @@ event deadline_passed(c: connection) &is_used
 	decide_at_deadline(now);
 	}
 
-event connection_state_remove(c: connection) &priority=-5
+event connection_state_remove(c: connection) &priority=-5 &group="Cato::script_engine"
 	{
 	# With a deadline pending, remember the connection is decided, so that the deadline adds nothing.
 	finish(c, decision_deadline > 0secs, END, c$duration);
