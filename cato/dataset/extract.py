@@ -49,13 +49,14 @@ def extract(
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
+    engine: str = "script",
 ) -> Extraction:
-    script = generate(features, depths, strategy, deadline)
+    script = generate(features, depths, strategy, deadline, engine)
     with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)
         run = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures],
-                                jobs=jobs, progress=progress, zeek=zeek)
+                                jobs=jobs, progress=progress, zeek=zeek, native=script.engine == "native")
     vectors = _normalize(run.vectors, script)
     table = label_vectors(vectors, corpus)
     return Extraction(table, script, run.problems, list(corpus.problems), len(vectors), run.zeek_cpu_s,

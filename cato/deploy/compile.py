@@ -73,9 +73,11 @@ def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
 
 
 def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
-                    name: str | None = None, deadline: float | None = None,
+                    name: str | None = None, deadline: float | None = None, engine: str | None = None,
                     progress: Callable[[str], None] | None = None) -> CompiledPackage:
-    """Write the package of ``chosen`` into ``output`` (which must not exist)."""
+    """Write the package of ``chosen`` into ``output`` (which must not exist). ``engine``: the one that
+    computes the features (None: the one the study measured its costs with); a ``native`` package
+    depends on cato's plugin."""
     step = progress or (lambda _m: None)
     output = Path(output)
     if output.exists():
@@ -89,7 +91,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if unknown:
         raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
                            f"(labels: {', '.join(dataset.classes)})")
-    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline)
+    engine = engine or getattr(settings, "engine", "script")
+    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
     step("training on the whole corpus")
@@ -102,7 +105,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name,
-                               "connections": int(dataset.connections)})
+                               "connections": int(dataset.connections), "engine": script.engine})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -138,6 +141,8 @@ redef log_vectors = F;
 
 def _zkg_meta(manifest: Manifest, name: str) -> str:
     features = ", ".join(manifest.features)
+    # The native engine's features are computed by cato's plugin, which cato's own package builds.
+    plugin = "\tcato *\n" if manifest.extra.get("engine") == "native" else ""
     return f"""[package]
 description = cato model {name}: {len(manifest.features)} features at depth {manifest.depth} ({features}),
 \t{len(manifest.labels)} labels, cross-validated macro-F1 {manifest.values.get('f1', float('nan')):.3f}.
@@ -147,7 +152,7 @@ script_dir = scripts
 test_command = cd testing && btest -c btest.cfg -d
 depends =
 \tzeek >=8.0.0
-"""
+{plugin}"""
 
 
 def _write_tests(testing: Path, manifest: Manifest) -> None:

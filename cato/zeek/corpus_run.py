@@ -69,8 +69,9 @@ class _BatchResult:
 
 
 def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
-                timeout: float) -> tuple[pd.DataFrame, float, list[str]]:
-    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout)
+                timeout: float, native: bool = False) -> tuple[pd.DataFrame, float, list[str]]:
+    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout,
+                   native=native)
     notes = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     log = run.log("cato")
     df = read_zeek_log(log) if log.exists() else pd.DataFrame()
@@ -86,7 +87,8 @@ def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path
     return df, run.cpu_s, notes
 
 
-def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str, timeout: float) -> _BatchResult:
+def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str, timeout: float,
+               native: bool = False) -> _BatchResult:
     workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
     scripts = [static_load_script(), Path(script)]
     caps, failed = read_captures(captures)
@@ -102,7 +104,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
     streams = merge_captures(list(loaded.values()), workdir, "stream")
     for i, ms in enumerate(streams):
         try:
-            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout)
+            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout, native)
             out.add_run(df, cpu)
             for note in notes[:3]:
                 problems.append(CaptureProblem(",".join(s.capture for s in ms.segments[:3]), note, False))
@@ -116,7 +118,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
             single = merge_captures([loaded[seg.capture]], workdir, f"alone{i}-{j}")
             for k, one in enumerate(single):
                 try:
-                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout)
+                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout, native)
                     out.add_run(df, cpu)
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, f"Zeek cannot read it: {e}", True))
@@ -149,16 +151,18 @@ def run_over_captures(
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
     timeout: float = 600.0,
+    native: bool = False,
 ) -> CorpusRun:
-    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path)."""
+    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path); ``native``: the
+    script uses the native engine (cato's plugin)."""
     zeek = zeek or find_zeek()
     jobs = max(1, jobs or os.cpu_count() or 1)
     batches = plan_batches([p for _, p in captures], jobs)
     frames: list[pd.DataFrame] = []
     result = CorpusRun(pd.DataFrame())
     with tempfile.TemporaryDirectory(prefix="cato-run-") as tmp:
-        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout)
-                for b in batches]
+        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout,
+                 native) for b in batches]
         if jobs == 1 or len(batches) == 1:
             outcomes = (_run_batch(*a) for a in args)
             for br in outcomes:

@@ -8,6 +8,7 @@
 #include <zeek/RunState.h>
 #include <zeek/Val.h>
 #include <zeek/iosource/Packet.h>
+#include <zeek/iosource/PktSrc.h>
 #include <zeek/packet_analysis/protocol/tcp/TCPSessionAdapter.h>
 
 #include <netinet/tcp.h>
@@ -26,6 +27,15 @@ Config config;
 namespace {
 
 constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
+
+// The packet the packet source is processing: the whole frame, whatever tunnel the connection is in
+// (get_current_packet_ts() and get_current_packet_header() read it too).
+const zeek::Packet* current_frame() {
+    const zeek::Packet* p = nullptr;
+    if ( auto* src = zeek::run_state::detail::current_packet_source() )
+        src->GetCurrentPacket(&p);
+    return p;
+}
 
 // Connections whose deadline passed at the packet being processed.
 std::vector<Extractor*> past_deadline;
@@ -246,6 +256,8 @@ void Extractor::DeliverPacket(int len, const u_char* data, bool is_orig, uint64_
         return;
 
     int d = is_orig ? ORIG : RESP;
+    if ( ip_proto < 0 )
+        ip_proto = ip->NextProto();
     ++pkts;
     ++dir_pkts[d];
     dir_ip_bytes[d] += ip->TotalLen();
@@ -253,7 +265,10 @@ void Extractor::DeliverPacket(int len, const u_char* data, bool is_orig, uint64_
         Observe(is_orig, ip);
 
     while ( next_depth < config.depths.size() && config.depths[next_depth] <= pkts ) {
-        Emit(config.depths[next_depth], DEPTH, zeek::run_state::current_timestamp - Conn()->StartTime());
+        // The packet's own timestamp (network time never goes back; a capture's clock may).
+        const zeek::Packet* frame = current_frame();
+        double ts = frame ? frame->time : zeek::run_state::network_time;
+        Emit(config.depths[next_depth], DEPTH, ts - Conn()->StartTime());
         ++next_depth;
     }
 
@@ -270,7 +285,7 @@ void Extractor::Observe(bool is_orig, const zeek::IP_Hdr* ip) {
     const u_char* ip_start = ip->IP4_Hdr() ? reinterpret_cast<const u_char*>(ip->IP4_Hdr())
                                            : reinterpret_cast<const u_char*>(ip->IP6_Hdr());
     bool truncated = false;
-    if ( const zeek::Packet* pkt = zeek::run_state::current_pkt ) {
+    if ( const zeek::Packet* pkt = current_frame() ) {
         const u_char* cap_end = pkt->data + pkt->cap_len;
         if ( ip_start >= pkt->data && ip_start < cap_end )
             truncated = cap_end - ip_start < static_cast<long>(ip->HdrLen()) + ip->PayloadLen();
@@ -449,7 +464,7 @@ double Extractor::Value(const Feature& f, zeek::RecordValPtr& conn_val) const {
                 case TRANSPORT_TCP: return IPPROTO_TCP;
                 case TRANSPORT_UDP: return IPPROTO_UDP;
                 case TRANSPORT_ICMP: return c->OrigAddr().GetFamily() == IPv6 ? double(IPPROTO_ICMPV6) : double(IPPROTO_ICMP);
-                default: return NaN;
+                default: return ip_proto >= 0 ? ip_proto : NaN;
             }
         case Feature::PORT: return ntohs(f.side == ORIG ? c->OrigPort() : c->RespPort());
         case Feature::PKTS: return dir_pkts[f.side];

@@ -100,6 +100,7 @@ private:
     void Unpend();
 
     uint64_t pkts = 0;
+    int ip_proto = -1; // the IP protocol of the first packet (for transports Zeek has no analyzer of)
     uint64_t dir_pkts[2] = {0, 0};
     uint64_t dir_ip_bytes[2] = {0, 0};
     size_t next_depth = 0;
