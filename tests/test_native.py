@@ -59,6 +59,7 @@ def test_native_script_configures_exactly_the_selection():
     assert script.engine == "native" and script.strategy == "native" and script.depths == (5, 10)
     assert "@load-plugin Cato::Native" in script.text
     assert '"pkts orig",  # orig_pkts' in script.text and '"record string history",  # history' in script.text
+    assert 'const native_columns: string_vec = vector("orig_pkts", "history", "flow_size_mean");' in script.text
     assert "new_packet" not in script.text and "connection_state_remove" not in script.text.split("module Cato;")[-1]
     with pytest.raises(GeneratorError):
         generate(resolve("orig_pkts"), 10, "thresholds", engine="native")
@@ -75,7 +76,8 @@ def test_plugin_is_listed(zeek, native_plugin):
 def test_plugin_refuses_a_bad_spec(zeek, native_plugin, tmp_path):
     script = tmp_path / "bad.zeek"
     script.write_text('@load-plugin Cato::Native\n'
-                      'event zeek_init() { print Cato::native_configure(vector(5), vector("stat size mode orig"), 0secs); }\n')
+                      'event zeek_init() { print Cato::native_configure(vector(5), vector("stat size mode orig"), '
+                      'vector("depth"), 0secs); }\n')
     run = run_zeek(None, [script], workdir=tmp_path / "run", native=True, check=False)
     assert run.returncode != 0
     assert "cannot read feature spec 'stat size mode orig'" in run.stderr

@@ -2,10 +2,13 @@
 
 The script configures the plugin once, at start-up, with one spec per selected feature, derived
 from the feature's catalog computation (the plugin implements the computation *kinds*: running
-statistics of per-packet quantities, TCP flag counts, handshake spans, connection counters), and
-turns each ``Cato::native_vector`` event into a ``Cato::Info`` record that cato's static scripts
-log and publish as they do for the script engine. No per-packet or per-connection script code
-runs: the event carries no connection record.
+statistics of per-packet quantities, TCP flag counts, handshake spans, connection counters) and
+the ``Cato::Info`` column each fills. The plugin makes the ``Cato::Info`` records itself and writes,
+raises and publishes them as cato's static scripts do for the script engine (same cato.log
+columns, same ``Cato::vector_ready`` and ``Cato::vector_batch`` events). No script code runs per
+packet, per connection or per vector: only per published batch (``Cato::native_publish``).
+Unlike the script engine, the native engine does not run the ``Cato::fill_vector`` hook (there is
+no connection record to give it).
 """
 
 from __future__ import annotations
@@ -43,37 +46,27 @@ def _zeek_string(s: str) -> str:
 
 
 def native_body(features: Sequence[Feature], depths: Sequence[int]) -> list[str]:
-    """The Zeek lines after the ``Info`` columns and the depths: configuration and emission."""
-    specs = [native_spec(f) for f in features]
-    numeric = [f for f in features if f.dtype != "string"]
-    strings = [f for f in features if f.dtype == "string"]
+    """The Zeek lines after the ``Info`` columns and the depths: the plugin's configuration. The plugin
+    makes the ``Cato::Info`` records itself, logs them, raises ``Cato::vector_ready`` and hands
+    batches to ``Cato::native_publish``: no script code runs per packet or per vector."""
     out = [
         "redef native_engine = T;",
         "",
-        "# One computation per feature, in the order of the vectors' values (strings apart).",
+        "# One computation per feature, and the Info column it fills.",
         "const native_specs: string_vec = vector(",
-        *(f"\t{_zeek_string(s)},  # {f.name}" for s, f in zip(specs, features)),
+        *(f"\t{_zeek_string(native_spec(f))},  # {f.name}" for f in features),
         ");",
+        f"const native_columns: string_vec = vector({', '.join(_zeek_string(f.name) for f in features)});",
         "",
         "event zeek_init()",
         "\t{",
-        "\tif ( ! native_configure(depths, native_specs, decision_deadline) )",
+        "\tif ( ! native_configure(depths, native_specs, native_columns, decision_deadline) )",
         "\t\tReporter::fatal(\"cato: the native engine refused its configuration\");",
         "\t}",
         "",
-        "# One vector, computed by the plugin: values in the order of native_specs (NaN: does not apply).",
-        "event native_vector(ts: time, uid: string, id: conn_id, depth: count, pkts_seen: count,",
-        "                    decided_after: interval, decided_by: count, v: double_vec, s: string_vec)",
+        "event zeek_done()",
         "\t{",
-        "\tlocal info = Info($ts=ts, $uid=uid, $id=id, $proto=get_port_transport_proto(id$resp_p),",
-        "\t                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,",
-        "\t                  $decided_by=decisions[decided_by]);",
+        "\tnative_flush();",
+        "\t}",
     ]
-    for i, f in enumerate(numeric):
-        value = f"double_to_count(v[{i}])" if f.dtype == "count" else f"v[{i}]"
-        # NaN, the value of a feature that does not apply, is the one double unequal to itself.
-        out.append(f"\tif ( v[{i}] == v[{i}] ) info${f.name} = {value};")
-    for i, f in enumerate(strings):
-        out.append(f"\tinfo${f.name} = s[{i}];")
-    out += ["\toutput(info);", "\t}"]
     return out

@@ -3,6 +3,9 @@
 #include <zeek/Conn.h>
 #include <zeek/ConnKey.h>
 #include <zeek/Event.h>
+#include <zeek/EventRegistry.h>
+#include <zeek/ID.h>
+#include <zeek/logging/Manager.h>
 #include <zeek/IP.h>
 #include <zeek/Reporter.h>
 #include <zeek/RunState.h>
@@ -39,6 +42,20 @@ const zeek::Packet* current_frame() {
 
 // Connections whose deadline passed at the packet being processed.
 std::vector<Extractor*> past_deadline;
+
+// Where vectors go: Cato::Info records, written to cato.log, raised as Cato::vector_ready and
+// published in batches, as cato's static scripts do for the script engine (zeek-scripts/main.zeek).
+struct Output {
+    zeek::RecordTypePtr info;
+    int ts = -1, uid = -1, id = -1, proto = -1, depth = -1, pkts_seen = -1, decided_after = -1, decided_by = -1;
+    zeek::EnumTypePtr decision;
+    zeek::EnumValPtr log_id;
+    zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait;
+    zeek::EventHandlerPtr vector_ready, native_publish;
+    zeek::VectorTypePtr batch_type;
+    zeek::VectorValPtr pending; // vectors waiting to be published
+    double due = 0;             // when they must go at the latest
+} out;
 
 const char* const QUANTITIES[] = {"size", "iat", "ttl", "win", "payload"};
 const char* const STATS[] = {"sum", "mean", "min", "max", "median", "std", "count", "first"};
@@ -212,9 +229,68 @@ bool Config::Parse(const std::vector<uint64_t>& arg_depths, const std::vector<st
     return true;
 }
 
-bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
-               std::string* err) {
-    return config.Parse(depths, specs, deadline, err);
+bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
+    if ( columns.size() != features.size() ) {
+        *err = "one column per feature spec is needed";
+        return false;
+    }
+    out = Output();
+    out.info = zeek::id::find_type<zeek::RecordType>("Cato::Info");
+    out.decision = zeek::id::find_type<zeek::EnumType>("Cato::Decision");
+    out.log_id = zeek::id::find_val<zeek::EnumVal>("Cato::LOG");
+    out.log_vectors = zeek::id::find("Cato::log_vectors");
+    out.publish_vectors = zeek::id::find("Cato::publish_vectors");
+    out.batch_size = zeek::id::find("Cato::publish_batch_size");
+    out.max_wait = zeek::id::find("Cato::publish_max_wait");
+    if ( ! out.info || ! out.decision || ! out.log_id || ! out.log_vectors || ! out.publish_vectors ||
+         ! out.batch_size || ! out.max_wait ) {
+        *err = "cato's static scripts (module Cato) are not loaded";
+        return false;
+    }
+    auto field = [&](const std::string& name) {
+        int i = out.info->FieldOffset(name.c_str());
+        if ( i < 0 )
+            *err = "Cato::Info has no field " + name;
+        return i;
+    };
+    if ( (out.ts = field("ts")) < 0 || (out.uid = field("uid")) < 0 || (out.id = field("id")) < 0 ||
+         (out.proto = field("proto")) < 0 || (out.depth = field("depth")) < 0 ||
+         (out.pkts_seen = field("pkts_seen")) < 0 || (out.decided_after = field("decided_after")) < 0 ||
+         (out.decided_by = field("decided_by")) < 0 )
+        return false;
+    for ( size_t i = 0; i < features.size(); ++i ) {
+        if ( (features[i].column = field(columns[i])) < 0 )
+            return false;
+        features[i].column_type = out.info->GetFieldType(features[i].column)->Tag();
+        if ( (features[i].column_type == zeek::TYPE_STRING) != features[i].is_string ) {
+            *err = "column " + columns[i] + " does not have its feature's type";
+            return false;
+        }
+    }
+    if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
+        out.vector_ready = h;
+    if ( auto* h = zeek::event_registry->Lookup("Cato::native_publish") )
+        out.native_publish = h;
+    out.batch_type = zeek::make_intrusive<zeek::VectorType>(out.info);
+    return true;
+}
+
+bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
+               const std::vector<std::string>& columns, double deadline, std::string* err) {
+    if ( ! config.Parse(depths, specs, deadline, err) || ! config.Bind(columns, err) ) {
+        config.on = false;
+        return false;
+    }
+    return true;
+}
+
+void flush_vectors() {
+    if ( ! out.pending )
+        return;
+    auto batch = std::move(out.pending);
+    out.pending = nullptr;
+    if ( out.native_publish )
+        zeek::event_mgr.Enqueue(out.native_publish, std::move(batch));
 }
 
 Extractor::Extractor(zeek::Connection* conn) : zeek::analyzer::Analyzer("CATO_NATIVE", conn) {
@@ -400,6 +476,11 @@ void Extractor::DecidePastDeadline() {
     }
 }
 
+void Extractor::FlushIfDue() {
+    if ( out.pending && zeek::run_state::network_time >= out.due )
+        flush_vectors();
+}
+
 void Extractor::Unpend() {
     if ( ! deadline_due )
         return;
@@ -498,41 +579,64 @@ double Extractor::Value(const Feature& f, zeek::RecordValPtr& conn_val) const {
     return NaN;
 }
 
-void Extractor::Emit(uint64_t depth, Decision by, double after) {
-    if ( ! Cato::native_vector )
-        return;
-    auto* c = Conn();
-    static auto double_vec = zeek::id::find_type<zeek::VectorType>("double_vec");
-    static auto string_vec = zeek::id::find_type<zeek::VectorType>("string_vec");
-    auto values = zeek::make_intrusive<zeek::VectorVal>(double_vec);
-    auto strings = zeek::make_intrusive<zeek::VectorVal>(string_vec);
-    values->Reserve(config.features.size());
-    zeek::RecordValPtr conn_val;
-    for ( const auto& f : config.features ) {
-        if ( f.is_string ) {
-            if ( ! conn_val )
-                conn_val = c->GetVal();
-            zeek::RecordVal* r = conn_val.get();
-            zeek::ValPtr v;
-            for ( size_t i = 0; i < f.path.size() && r; ++i ) {
-                v = r->GetField(f.path[i].c_str());
-                r = (v && i + 1 < f.path.size()) ? v->AsRecordVal() : nullptr;
-            }
-            strings->Append(v && v->GetType()->Tag() == zeek::TYPE_STRING ? v : zeek::val_mgr->EmptyString());
-            continue;
-        }
-        values->Append(zeek::make_intrusive<zeek::DoubleVal>(Value(f, conn_val)));
+zeek::ValPtr Extractor::Text(const Feature& f, zeek::RecordValPtr& conn_val) const {
+    if ( ! conn_val )
+        conn_val = Conn()->GetVal();
+    zeek::RecordVal* r = conn_val.get();
+    zeek::ValPtr v;
+    for ( size_t i = 0; i < f.path.size() && r; ++i ) {
+        v = r->GetField(f.path[i].c_str());
+        r = (v && i + 1 < f.path.size()) ? v->AsRecordVal() : nullptr;
     }
+    return v && v->GetType()->Tag() == zeek::TYPE_STRING ? v : nullptr;
+}
 
+void Extractor::Emit(uint64_t depth, Decision by, double after) {
+    auto* c = Conn();
+    auto info = zeek::make_intrusive<zeek::RecordVal>(out.info);
+    info->AssignTime(out.ts, c->StartTime());
+    info->Assign(out.uid, zeek::make_intrusive<zeek::StringVal>(c->GetUID().Base62("C")));
     auto id = zeek::make_intrusive<zeek::RecordVal>(zeek::id::conn_id);
     auto ctx = id->GetField<zeek::RecordVal>(5);
     const_cast<zeek::ConnKey&>(c->Key()).PopulateConnIdVal(*id, *ctx);
+    info->Assign(out.id, std::move(id));
+    info->Assign(out.proto, zeek::id::transport_proto->GetEnumVal(c->ConnTransport()));
+    info->Assign(out.depth, static_cast<zeek_uint_t>(depth));
+    info->Assign(out.pkts_seen, static_cast<zeek_uint_t>(pkts));
+    info->AssignInterval(out.decided_after, after);
+    info->Assign(out.decided_by, out.decision->GetEnumVal(by));
 
-    zeek::event_mgr.Enqueue(Cato::native_vector, zeek::make_intrusive<zeek::TimeVal>(c->StartTime()),
-                            zeek::make_intrusive<zeek::StringVal>(c->GetUID().Base62("C")), std::move(id),
-                            zeek::val_mgr->Count(depth), zeek::val_mgr->Count(pkts),
-                            zeek::make_intrusive<zeek::IntervalVal>(after), zeek::val_mgr->Count(by),
-                            std::move(values), std::move(strings));
+    zeek::RecordValPtr conn_val;
+    for ( const auto& f : config.features ) {
+        if ( f.is_string ) {
+            if ( auto v = Text(f, conn_val) )
+                info->Assign(f.column, std::move(v));
+            continue;
+        }
+        double v = Value(f, conn_val);
+        if ( std::isnan(v) )
+            continue; // does not apply: the column stays unset
+        if ( f.column_type == zeek::TYPE_COUNT )
+            info->Assign(f.column, static_cast<zeek_uint_t>(std::llrint(v)));
+        else
+            info->Assign(f.column, v);
+    }
+
+    if ( out.log_vectors->GetVal()->AsBool() )
+        zeek::log_mgr->Write(out.log_id.get(), info.get());
+
+    if ( out.publish_vectors->GetVal()->AsBool() ) {
+        if ( ! out.pending ) {
+            out.pending = zeek::make_intrusive<zeek::VectorVal>(out.batch_type);
+            out.due = zeek::run_state::network_time + out.max_wait->GetVal()->AsInterval();
+        }
+        out.pending->Append(info);
+        if ( out.pending->Size() >= out.batch_size->GetVal()->AsCount() )
+            flush_vectors();
+    }
+
+    if ( out.vector_ready )
+        zeek::event_mgr.Enqueue(out.vector_ready, std::move(info));
 }
 
 } // namespace plugin::Cato_Native

@@ -1,8 +1,10 @@
 // The native engine's child analyzer: one per connection, it folds the connection's first
-// packets into the state of exactly the selected features and emits Cato::native_vector at
-// each depth, at the decision deadline and at the connection's end.
+// packets into the state of exactly the selected features and makes a Cato::Info vector at
+// each depth, at the decision deadline and at the connection's end (logged, raised as
+// Cato::vector_ready and published in batches, as cato's static scripts do).
 #pragma once
 
+#include <zeek/Type.h>
 #include <zeek/analyzer/Analyzer.h>
 
 #include <array>
@@ -43,6 +45,8 @@ struct Feature {
     Mark start = M_SYN, end = M_SYN;
     bool is_string = false;
     std::vector<std::string> path; // RECORD: field names into Zeek's connection record
+    int column = -1;                // offset of the feature's field in Cato::Info
+    zeek::TypeTag column_type = zeek::TYPE_DOUBLE;
 };
 
 // Everything native_configure set; fixed for the run.
@@ -64,12 +68,18 @@ struct Config {
 
     bool Parse(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
                std::string* err);
+    // Resolves the Cato::Info columns of the features (``columns``, in spec order) and the
+    // script-level options and events the vectors go to.
+    bool Bind(const std::vector<std::string>& columns, std::string* err);
 };
 
 extern Config config;
 
-bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
-               std::string* err);
+bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
+               const std::vector<std::string>& columns, double deadline, std::string* err);
+
+// Hands the vectors waiting to be published to the script layer (Cato::native_publish) now.
+void flush_vectors();
 
 class Extractor : public zeek::analyzer::Analyzer {
 public:
@@ -80,6 +90,9 @@ public:
 
     // Decides every connection whose deadline passed at the packet just processed.
     static void DecidePastDeadline();
+
+    // Publishes the waiting vectors once they waited Cato::publish_max_wait.
+    static void FlushIfDue();
 
     void Done() override;
     void FlipRoles() override;
@@ -97,6 +110,7 @@ private:
     void Finish(Decision by, double after);
     void Emit(uint64_t depth, Decision by, double after);
     double Value(const Feature& f, zeek::RecordValPtr& conn_val) const;
+    zeek::ValPtr Text(const Feature& f, zeek::RecordValPtr& conn_val) const;
     void Unpend();
 
     uint64_t pkts = 0;

@@ -25,6 +25,9 @@ zeek::plugin::Configuration Plugin::Configure() {
 
 void Plugin::HookSetupAnalyzerTree(zeek::Connection* conn) { Extractor::Attach(conn); }
 
-void Plugin::HookDrainEvents() { Extractor::DecidePastDeadline(); }
+void Plugin::HookDrainEvents() {
+    Extractor::DecidePastDeadline();
+    Extractor::FlushIfDue();
+}
 
 } // namespace plugin::Cato_Native

@@ -162,6 +162,17 @@ function flush_vectors() &is_used
 	++batches;
 	}
 
+## Vectors the native engine made, to publish as one batch: it logged them and raised
+## :zeek:id:`Cato::vector_ready` for them itself.
+global native_publish: event(vectors: vector of Info);
+
+event native_publish(vectors: vector of Info) &is_used
+	{
+	Cluster::publish(topic, vector_batch, vectors);
+	vectors_published += |vectors|;
+	++batches;
+	}
+
 event flush_due(batch: count)
 	{
 	if ( batch == batches )

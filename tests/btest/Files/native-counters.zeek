@@ -165,6 +165,17 @@ function flush_vectors() &is_used
 	++batches;
 	}
 
+## Vectors the native engine made, to publish as one batch: it logged them and raised
+## :zeek:id:`Cato::vector_ready` for them itself.
+global native_publish: event(vectors: vector of Info);
+
+event native_publish(vectors: vector of Info) &is_used
+	{
+	Cluster::publish(topic, vector_batch, vectors);
+	vectors_published += |vectors|;
+	++batches;
+	}
+
 event flush_due(batch: count)
 	{
 	if ( batch == batches )
@@ -394,7 +405,7 @@ export {
 redef depths = vector(1, 5, 10);
 redef native_engine = T;
 
-# One computation per feature, in the order of the vectors' values (strings apart).
+# One computation per feature, and the Info column it fills.
 const native_specs: string_vec = vector(
 	"duration",  # duration
 	"proto",  # ip_proto
@@ -406,28 +417,15 @@ const native_specs: string_vec = vector(
 	"load resp",  # resp_load
 	"record string history",  # history
 );
+const native_columns: string_vec = vector("duration", "ip_proto", "orig_pkts", "orig_ip_bytes", "orig_bytes", "resp_pkts", "resp_ip_bytes", "resp_load", "history");
 
 event zeek_init()
 	{
-	if ( ! native_configure(depths, native_specs, decision_deadline) )
+	if ( ! native_configure(depths, native_specs, native_columns, decision_deadline) )
 		Reporter::fatal("cato: the native engine refused its configuration");
 	}
 
-# One vector, computed by the plugin: values in the order of native_specs (NaN: does not apply).
-event native_vector(ts: time, uid: string, id: conn_id, depth: count, pkts_seen: count,
-                    decided_after: interval, decided_by: count, v: double_vec, s: string_vec)
+event zeek_done()
 	{
-	local info = Info($ts=ts, $uid=uid, $id=id, $proto=get_port_transport_proto(id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
-	                  $decided_by=decisions[decided_by]);
-	if ( v[0] == v[0] ) info$duration = v[0];
-	if ( v[1] == v[1] ) info$ip_proto = double_to_count(v[1]);
-	if ( v[2] == v[2] ) info$orig_pkts = double_to_count(v[2]);
-	if ( v[3] == v[3] ) info$orig_ip_bytes = double_to_count(v[3]);
-	if ( v[4] == v[4] ) info$orig_bytes = double_to_count(v[4]);
-	if ( v[5] == v[5] ) info$resp_pkts = double_to_count(v[5]);
-	if ( v[6] == v[6] ) info$resp_ip_bytes = double_to_count(v[6]);
-	if ( v[7] == v[7] ) info$resp_load = v[7];
-	info$history = s[0];
-	output(info);
+	native_flush();
 	}

@@ -165,6 +165,17 @@ function flush_vectors() &is_used
 	++batches;
 	}
 
+## Vectors the native engine made, to publish as one batch: it logged them and raised
+## :zeek:id:`Cato::vector_ready` for them itself.
+global native_publish: event(vectors: vector of Info);
+
+event native_publish(vectors: vector of Info) &is_used
+	{
+	Cluster::publish(topic, vector_batch, vectors);
+	vectors_published += |vectors|;
+	++batches;
+	}
+
 event flush_due(batch: count)
 	{
 	if ( batch == batches )
@@ -571,7 +582,7 @@ redef depths = vector(1, 5, 10);
 redef decision_deadline = 30000usec;
 redef native_engine = T;
 
-# One computation per feature, in the order of the vectors' values (strings apart).
+# One computation per feature, and the Info column it fills.
 const native_specs: string_vec = vector(
 	"duration",  # duration
 	"proto",  # ip_proto
@@ -671,116 +682,15 @@ const native_specs: string_vec = vector(
 	"span syn ack",  # tcp_rtt
 	"span ack data",  # tcp_ack_data
 );
+const native_columns: string_vec = vector("duration", "ip_proto", "orig_port", "resp_port", "orig_pkts", "orig_ip_bytes", "orig_bytes", "orig_load", "resp_pkts", "resp_ip_bytes", "resp_bytes", "resp_load", "history", "orig_size_sum", "orig_size_mean", "orig_size_min", "orig_size_max", "orig_size_median", "orig_size_std", "resp_size_sum", "resp_size_mean", "resp_size_min", "resp_size_max", "resp_size_median", "resp_size_std", "flow_size_sum", "flow_size_mean", "flow_size_min", "flow_size_max", "flow_size_median", "flow_size_std", "orig_iat_sum", "orig_iat_mean", "orig_iat_min", "orig_iat_max", "orig_iat_median", "orig_iat_std", "resp_iat_sum", "resp_iat_mean", "resp_iat_min", "resp_iat_max", "resp_iat_median", "resp_iat_std", "flow_iat_sum", "flow_iat_mean", "flow_iat_min", "flow_iat_max", "flow_iat_median", "flow_iat_std", "orig_ttl_mean", "orig_ttl_min", "orig_ttl_max", "orig_ttl_median", "orig_ttl_std", "resp_ttl_mean", "resp_ttl_min", "resp_ttl_max", "resp_ttl_median", "resp_ttl_std", "orig_win_mean", "orig_win_min", "orig_win_max", "orig_win_median", "orig_win_std", "resp_win_mean", "resp_win_min", "resp_win_max", "resp_win_median", "resp_win_std", "orig_init_win", "orig_data_pkts", "orig_payload_max", "orig_payload_mean", "resp_init_win", "resp_data_pkts", "resp_payload_max", "resp_payload_mean", "orig_cwr_cnt", "orig_ece_cnt", "orig_urg_cnt", "orig_ack_cnt", "orig_psh_cnt", "orig_rst_cnt", "orig_syn_cnt", "orig_fin_cnt", "resp_cwr_cnt", "resp_ece_cnt", "resp_urg_cnt", "resp_ack_cnt", "resp_psh_cnt", "resp_rst_cnt", "resp_syn_cnt", "resp_fin_cnt", "tcp_syn_synack", "tcp_synack_ack", "tcp_rtt", "tcp_ack_data");
 
 event zeek_init()
 	{
-	if ( ! native_configure(depths, native_specs, decision_deadline) )
+	if ( ! native_configure(depths, native_specs, native_columns, decision_deadline) )
 		Reporter::fatal("cato: the native engine refused its configuration");
 	}
 
-# One vector, computed by the plugin: values in the order of native_specs (NaN: does not apply).
-event native_vector(ts: time, uid: string, id: conn_id, depth: count, pkts_seen: count,
-                    decided_after: interval, decided_by: count, v: double_vec, s: string_vec)
+event zeek_done()
 	{
-	local info = Info($ts=ts, $uid=uid, $id=id, $proto=get_port_transport_proto(id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
-	                  $decided_by=decisions[decided_by]);
-	if ( v[0] == v[0] ) info$duration = v[0];
-	if ( v[1] == v[1] ) info$ip_proto = double_to_count(v[1]);
-	if ( v[2] == v[2] ) info$orig_port = double_to_count(v[2]);
-	if ( v[3] == v[3] ) info$resp_port = double_to_count(v[3]);
-	if ( v[4] == v[4] ) info$orig_pkts = double_to_count(v[4]);
-	if ( v[5] == v[5] ) info$orig_ip_bytes = double_to_count(v[5]);
-	if ( v[6] == v[6] ) info$orig_bytes = double_to_count(v[6]);
-	if ( v[7] == v[7] ) info$orig_load = v[7];
-	if ( v[8] == v[8] ) info$resp_pkts = double_to_count(v[8]);
-	if ( v[9] == v[9] ) info$resp_ip_bytes = double_to_count(v[9]);
-	if ( v[10] == v[10] ) info$resp_bytes = double_to_count(v[10]);
-	if ( v[11] == v[11] ) info$resp_load = v[11];
-	if ( v[12] == v[12] ) info$orig_size_sum = double_to_count(v[12]);
-	if ( v[13] == v[13] ) info$orig_size_mean = v[13];
-	if ( v[14] == v[14] ) info$orig_size_min = double_to_count(v[14]);
-	if ( v[15] == v[15] ) info$orig_size_max = double_to_count(v[15]);
-	if ( v[16] == v[16] ) info$orig_size_median = v[16];
-	if ( v[17] == v[17] ) info$orig_size_std = v[17];
-	if ( v[18] == v[18] ) info$resp_size_sum = double_to_count(v[18]);
-	if ( v[19] == v[19] ) info$resp_size_mean = v[19];
-	if ( v[20] == v[20] ) info$resp_size_min = double_to_count(v[20]);
-	if ( v[21] == v[21] ) info$resp_size_max = double_to_count(v[21]);
-	if ( v[22] == v[22] ) info$resp_size_median = v[22];
-	if ( v[23] == v[23] ) info$resp_size_std = v[23];
-	if ( v[24] == v[24] ) info$flow_size_sum = double_to_count(v[24]);
-	if ( v[25] == v[25] ) info$flow_size_mean = v[25];
-	if ( v[26] == v[26] ) info$flow_size_min = double_to_count(v[26]);
-	if ( v[27] == v[27] ) info$flow_size_max = double_to_count(v[27]);
-	if ( v[28] == v[28] ) info$flow_size_median = v[28];
-	if ( v[29] == v[29] ) info$flow_size_std = v[29];
-	if ( v[30] == v[30] ) info$orig_iat_sum = v[30];
-	if ( v[31] == v[31] ) info$orig_iat_mean = v[31];
-	if ( v[32] == v[32] ) info$orig_iat_min = v[32];
-	if ( v[33] == v[33] ) info$orig_iat_max = v[33];
-	if ( v[34] == v[34] ) info$orig_iat_median = v[34];
-	if ( v[35] == v[35] ) info$orig_iat_std = v[35];
-	if ( v[36] == v[36] ) info$resp_iat_sum = v[36];
-	if ( v[37] == v[37] ) info$resp_iat_mean = v[37];
-	if ( v[38] == v[38] ) info$resp_iat_min = v[38];
-	if ( v[39] == v[39] ) info$resp_iat_max = v[39];
-	if ( v[40] == v[40] ) info$resp_iat_median = v[40];
-	if ( v[41] == v[41] ) info$resp_iat_std = v[41];
-	if ( v[42] == v[42] ) info$flow_iat_sum = v[42];
-	if ( v[43] == v[43] ) info$flow_iat_mean = v[43];
-	if ( v[44] == v[44] ) info$flow_iat_min = v[44];
-	if ( v[45] == v[45] ) info$flow_iat_max = v[45];
-	if ( v[46] == v[46] ) info$flow_iat_median = v[46];
-	if ( v[47] == v[47] ) info$flow_iat_std = v[47];
-	if ( v[48] == v[48] ) info$orig_ttl_mean = v[48];
-	if ( v[49] == v[49] ) info$orig_ttl_min = double_to_count(v[49]);
-	if ( v[50] == v[50] ) info$orig_ttl_max = double_to_count(v[50]);
-	if ( v[51] == v[51] ) info$orig_ttl_median = v[51];
-	if ( v[52] == v[52] ) info$orig_ttl_std = v[52];
-	if ( v[53] == v[53] ) info$resp_ttl_mean = v[53];
-	if ( v[54] == v[54] ) info$resp_ttl_min = double_to_count(v[54]);
-	if ( v[55] == v[55] ) info$resp_ttl_max = double_to_count(v[55]);
-	if ( v[56] == v[56] ) info$resp_ttl_median = v[56];
-	if ( v[57] == v[57] ) info$resp_ttl_std = v[57];
-	if ( v[58] == v[58] ) info$orig_win_mean = v[58];
-	if ( v[59] == v[59] ) info$orig_win_min = double_to_count(v[59]);
-	if ( v[60] == v[60] ) info$orig_win_max = double_to_count(v[60]);
-	if ( v[61] == v[61] ) info$orig_win_median = v[61];
-	if ( v[62] == v[62] ) info$orig_win_std = v[62];
-	if ( v[63] == v[63] ) info$resp_win_mean = v[63];
-	if ( v[64] == v[64] ) info$resp_win_min = double_to_count(v[64]);
-	if ( v[65] == v[65] ) info$resp_win_max = double_to_count(v[65]);
-	if ( v[66] == v[66] ) info$resp_win_median = v[66];
-	if ( v[67] == v[67] ) info$resp_win_std = v[67];
-	if ( v[68] == v[68] ) info$orig_init_win = double_to_count(v[68]);
-	if ( v[69] == v[69] ) info$orig_data_pkts = double_to_count(v[69]);
-	if ( v[70] == v[70] ) info$orig_payload_max = double_to_count(v[70]);
-	if ( v[71] == v[71] ) info$orig_payload_mean = v[71];
-	if ( v[72] == v[72] ) info$resp_init_win = double_to_count(v[72]);
-	if ( v[73] == v[73] ) info$resp_data_pkts = double_to_count(v[73]);
-	if ( v[74] == v[74] ) info$resp_payload_max = double_to_count(v[74]);
-	if ( v[75] == v[75] ) info$resp_payload_mean = v[75];
-	if ( v[76] == v[76] ) info$orig_cwr_cnt = double_to_count(v[76]);
-	if ( v[77] == v[77] ) info$orig_ece_cnt = double_to_count(v[77]);
-	if ( v[78] == v[78] ) info$orig_urg_cnt = double_to_count(v[78]);
-	if ( v[79] == v[79] ) info$orig_ack_cnt = double_to_count(v[79]);
-	if ( v[80] == v[80] ) info$orig_psh_cnt = double_to_count(v[80]);
-	if ( v[81] == v[81] ) info$orig_rst_cnt = double_to_count(v[81]);
-	if ( v[82] == v[82] ) info$orig_syn_cnt = double_to_count(v[82]);
-	if ( v[83] == v[83] ) info$orig_fin_cnt = double_to_count(v[83]);
-	if ( v[84] == v[84] ) info$resp_cwr_cnt = double_to_count(v[84]);
-	if ( v[85] == v[85] ) info$resp_ece_cnt = double_to_count(v[85]);
-	if ( v[86] == v[86] ) info$resp_urg_cnt = double_to_count(v[86]);
-	if ( v[87] == v[87] ) info$resp_ack_cnt = double_to_count(v[87]);
-	if ( v[88] == v[88] ) info$resp_psh_cnt = double_to_count(v[88]);
-	if ( v[89] == v[89] ) info$resp_rst_cnt = double_to_count(v[89]);
-	if ( v[90] == v[90] ) info$resp_syn_cnt = double_to_count(v[90]);
-	if ( v[91] == v[91] ) info$resp_fin_cnt = double_to_count(v[91]);
-	if ( v[92] == v[92] ) info$tcp_syn_synack = v[92];
-	if ( v[93] == v[93] ) info$tcp_synack_ack = v[93];
-	if ( v[94] == v[94] ) info$tcp_rtt = v[94];
-	if ( v[95] == v[95] ) info$tcp_ack_data = v[95];
-	info$history = s[0];
-	output(info);
+	native_flush();
 	}
