@@ -3,7 +3,8 @@
 Whole-process Zeek CPU (user+sys, from wait4) over a corpus merged into streams (as `cato extract`
 does), every configuration once per round, rounds interleaved; ratios are medians of the per-round
 ratios to the round's own baseline. Vectors are published (``Cato::publish_vectors=T``), not
-written to cato.log (``Cato::log_vectors=F``): what a deployment does. With ``--baseline default``
+written to cato.log (``Cato::log_vectors=F``): what a deployment does. Two more rows per native
+selection: with batches that fill (``Cato::publish_max_wait=1hr``) and with no output at all. With ``--baseline default``
 the baseline is a default deployment (``zeek local``) and every configuration runs on top of it.
 ``--long`` runs the depth-scaling benchmark's synthetic corpora instead (300 TCP connections of 100
 or of 1,000 packets): the cost must not grow past the depth.
@@ -39,39 +40,50 @@ ONLINE = {"Cato::publish_vectors": "T", "Cato::log_vectors": "F"}
 SELECTIONS = (("5 counters @10", FIVE_COUNTERS, 10), ("5 per-packet @10", FIVE_PACKET, 10), ("all 97 @50", "all", 50))
 
 
-def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool]]:
-    """(name, scripts, native?) of each configuration; the first is the baseline."""
+#: Batches that fill before they go: what publishing costs where vectors come faster than
+#: Cato::publish_max_wait (a busy link), unlike a corpus of sparse captures, where each goes alone.
+FULL_BATCHES = {"Cato::publish_max_wait": "1hr"}
+#: Neither logged nor published: the engine's own cost.
+NO_OUTPUT = {"Cato::publish_vectors": "F", "Cato::log_vectors": "F"}
+
+
+def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dict]]:
+    """(name, scripts, native?, redefs) of each configuration; the first is the baseline."""
     static = static_load_script()
-    confs: list[tuple[str, list, bool]] = [("baseline", list(baseline), False),
-                                           ("cato static scripts only", [*baseline, static], False)]
+    confs: list[tuple[str, list, bool, dict]] = [("baseline", list(baseline), False, {}),
+                                                 ("cato static scripts only", [*baseline, static], False, ONLINE)]
     for label, sel, depth in SELECTIONS:
         for engine in ("script", "native"):
             path = tmp / f"{label}-{engine}.zeek".replace(" ", "_").replace("@", "")
             path.write_text(generate(resolve(sel), [depth], engine=engine).text)
-            confs.append((f"{label} {engine}", [*baseline, static, path], engine == "native"))
+            confs.append((f"{label} {engine}", [*baseline, static, path], engine == "native", ONLINE))
+            if engine == "native":
+                confs.append((f"{label} native, full batches", [*baseline, static, path], True,
+                              {**ONLINE, **FULL_BATCHES}))
+                confs.append((f"{label} native, no output", [*baseline, static, path], True, NO_OUTPUT))
     return confs
 
 
-def cpu_of(streams: list[Path], scripts: list, bare: bool, native: bool, workdir: Path, zeek: Path) -> float:
+def cpu_of(streams: list[Path], scripts: list, bare: bool, native: bool, redefs: dict, workdir: Path,
+           zeek: Path) -> float:
     total = 0.0
     for i, s in enumerate(streams):
-        online = ONLINE if static_load_script() in scripts else {}
-        run = run_zeek(s, scripts, workdir=workdir / str(i), bare=bare, redefs={**STREAM_REDEFS, **online},
+        run = run_zeek(s, scripts, workdir=workdir / str(i), bare=bare, redefs={**STREAM_REDEFS, **redefs},
                        zeek=zeek, native=native)
         total += run.cpu_s
     return total
 
 
 def measure(streams, confs, bare, repeat, tmp, zeek, tag) -> list[dict]:
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in confs}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in confs}
     for r in range(repeat):
-        for name, scripts, native in confs:
-            cpu[name].append(cpu_of(streams, scripts, bare, native, tmp / "runs" / tag / str(r), zeek))
+        for name, scripts, native, redefs in confs:
+            cpu[name].append(cpu_of(streams, scripts, bare, native, redefs, tmp / "runs" / tag / str(r), zeek))
             print(f"{tag:18s} round {r + 1} {name:36s} {cpu[name][-1]:7.3f}s", flush=True)
     base = cpu[confs[0][0]]
     return [{"config": name, "cpu_s": statistics.median(cpu[name]), "min": min(cpu[name]), "max": max(cpu[name]),
              "runs": cpu[name], "ratio": statistics.median(c / b for c, b in zip(cpu[name], base)),
-             "marginal_s": statistics.median(c - b for c, b in zip(cpu[name], base))} for name, _, _ in confs]
+             "marginal_s": statistics.median(c - b for c, b in zip(cpu[name], base))} for name, *_ in confs]
 
 
 def main() -> None:
@@ -113,7 +125,7 @@ def main() -> None:
     print(f"\n| configuration (baseline {args.baseline}) | "
           + " | ".join(f"{lab}: CPU s, median (min-max) | ×baseline" for lab in labels) + " |")
     print("|---|" + "---|---|" * len(labels))
-    for i, (name, _, _) in enumerate(confs):
+    for i, (name, *_) in enumerate(confs):
         cells = []
         for lab in labels:
             r = results["sets"][lab][i]

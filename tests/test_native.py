@@ -143,3 +143,53 @@ def test_native_equals_script_ndpi(native_plugin, ndpi_corpus):
 @pytest.mark.corpora
 def test_native_equals_script_with_a_deadline(native_plugin, iot_corpus):
     _compare(iot_corpus, (5, 50), deadline=0.1, min_rows=20000)
+
+
+TRACES = Path(__file__).parent / "btest" / "Traces"
+
+
+def test_cli_native_engine(native_plugin, tmp_path, monkeypatch):
+    """generate, extract and profile take --engine native; profile says so and measures the plugin."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cato.cli import app
+
+    monkeypatch.setenv("CATO_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "c"
+    root.mkdir()
+    for i in range(3):
+        shutil.copy(TRACES / "small.pcap", root / f"s{i}.pcap")
+        shutil.copy(TRACES / "long.pcap", root / f"l{i}.pcap")
+    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"s{i}.pcap,a\nl{i}.pcap,b\n" for i in range(3)))
+    runner = CliRunner()
+    out = runner.invoke(app, ["generate", "--features", "orig_pkts,tcp_rtt", "--depth", "5", "--engine", "native"])
+    assert out.exit_code == 0 and "@load-plugin Cato::Native" in out.stdout, out.output
+    out = runner.invoke(app, ["generate", "--features", "orig_pkts", "--engine", "turbo"])
+    assert out.exit_code == 2 and "--engine" in out.output
+    tables = {}
+    for engine in ("script", "native"):
+        out = runner.invoke(app, ["extract", str(root), "--features", "all", "--depths", "1,5", "-j", "1",
+                                  "--engine", engine, "-o", str(tmp_path / f"{engine}.parquet")])
+        assert out.exit_code == 0, out.output
+        tables[engine] = pd.read_parquet(tmp_path / f"{engine}.parquet").drop(columns=["uid"])
+    key = ["capture", "ts", "orig_p", "depth"]
+    pd.testing.assert_frame_equal(tables["script"].sort_values(key).reset_index(drop=True),
+                                  tables["native"].sort_values(key).reset_index(drop=True))
+    out = runner.invoke(app, ["profile", str(root), "--features", "all", "--depth", "50", "--repeat", "1", "--json",
+                              "--engine", "native"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["engine"] == "native" and result["strategy"] == "native" and result["connections"] == 3 * 6
+
+
+def test_study_settings_keep_the_engine():
+    from cato.study.study import StudySettings
+
+    settings = StudySettings("corpus", engine="native")
+    assert StudySettings.from_dict(settings.to_dict()).engine == "native"
+    # Studies made before engines existed measured with the script engine.
+    old = {k: v for k, v in settings.to_dict().items() if k != "engine"}
+    assert StudySettings.from_dict(old).engine == "script"

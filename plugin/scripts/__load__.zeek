@@ -1,3 +1,4 @@
-##! The native engine's script side is in cato's static scripts (zeek-scripts/native.zeek is not
-##! needed): a script from ``cato generate --engine native`` configures the plugin at start-up
-##! with :zeek:id:`Cato::native_configure` and handles :zeek:id:`Cato::native_vector`.
+##! cato's native engine (plugin Cato::Native). It does nothing until a script from
+##! ``cato generate --engine native`` configures it with :zeek:id:`Cato::native_configure`;
+##! the vectors it makes go through cato's static scripts' ``Cato`` module (cato.log,
+##! :zeek:id:`Cato::vector_ready`, :zeek:id:`Cato::vector_batch`).

@@ -5,6 +5,7 @@
 #include <zeek/Event.h>
 #include <zeek/EventRegistry.h>
 #include <zeek/ID.h>
+#include <zeek/cluster/Backend.h>
 #include <zeek/logging/Manager.h>
 #include <zeek/IP.h>
 #include <zeek/Reporter.h>
@@ -50,8 +51,9 @@ struct Output {
     int ts = -1, uid = -1, id = -1, proto = -1, depth = -1, pkts_seen = -1, decided_after = -1, decided_by = -1;
     zeek::EnumTypePtr decision;
     zeek::EnumValPtr log_id;
-    zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait;
-    zeek::EventHandlerPtr vector_ready, native_publish;
+    zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
+    zeek::FuncValPtr vector_batch;
+    zeek::EventHandlerPtr vector_ready;
     zeek::VectorTypePtr batch_type;
     zeek::VectorValPtr pending; // vectors waiting to be published
     double due = 0;             // when they must go at the latest
@@ -242,8 +244,11 @@ bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
     out.publish_vectors = zeek::id::find("Cato::publish_vectors");
     out.batch_size = zeek::id::find("Cato::publish_batch_size");
     out.max_wait = zeek::id::find("Cato::publish_max_wait");
+    out.topic = zeek::id::find("Cato::topic");
+    out.published = zeek::id::find("Cato::vectors_published");
+    out.vector_batch = zeek::id::find_val<zeek::FuncVal>("Cato::vector_batch");
     if ( ! out.info || ! out.decision || ! out.log_id || ! out.log_vectors || ! out.publish_vectors ||
-         ! out.batch_size || ! out.max_wait ) {
+         ! out.batch_size || ! out.max_wait || ! out.topic || ! out.published || ! out.vector_batch ) {
         *err = "cato's static scripts (module Cato) are not loaded";
         return false;
     }
@@ -269,8 +274,6 @@ bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
     }
     if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
         out.vector_ready = h;
-    if ( auto* h = zeek::event_registry->Lookup("Cato::native_publish") )
-        out.native_publish = h;
     out.batch_type = zeek::make_intrusive<zeek::VectorType>(out.info);
     return true;
 }
@@ -289,8 +292,12 @@ void flush_vectors() {
         return;
     auto batch = std::move(out.pending);
     out.pending = nullptr;
-    if ( out.native_publish )
-        zeek::event_mgr.Enqueue(out.native_publish, std::move(batch));
+    // As Cluster::publish(Cato::topic, Cato::vector_batch, batch) does.
+    zeek::Args args{batch};
+    auto ev = zeek::cluster::backend->MakeClusterEvent(out.vector_batch, zeek::ArgsSpan{args});
+    if ( ! ev || ! zeek::cluster::backend->PublishEvent(out.topic->GetVal()->AsStringVal()->ToStdString(), *ev) )
+        return;
+    out.published->SetVal(zeek::val_mgr->Count(out.published->GetVal()->AsCount() + batch->Size()));
 }
 
 Extractor::Extractor(zeek::Connection* conn) : zeek::analyzer::Analyzer("CATO_NATIVE", conn) {
