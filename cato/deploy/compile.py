@@ -77,7 +77,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                     progress: Callable[[str], None] | None = None) -> CompiledPackage:
     """Write the package of ``chosen`` into ``output`` (which must not exist). ``engine``: the one that
     computes the features (None: the one the study measured its costs with); a ``native`` package
-    depends on cato's plugin."""
+    needs cato's plugin installed."""
     step = progress or (lambda _m: None)
     output = Path(output)
     if output.exists():
@@ -141,8 +141,11 @@ redef log_vectors = F;
 
 def _zkg_meta(manifest: Manifest, name: str) -> str:
     features = ", ".join(manifest.features)
-    # The native engine's features are computed by cato's plugin, which cato's own package builds.
-    plugin = "\tcato *\n" if manifest.extra.get("engine") == "native" else ""
+    # The native engine's features are computed by cato's plugin, which cato's own package builds. zkg
+    # resolves a dependency through its package sources or a git URL, and cato has neither that is
+    # portable: the need is a comment, and the feature script's @load-plugin fails clearly without it.
+    plugin = ("# Needs cato's Zeek plugin (Cato::Native): zkg install cato before this package.\n"
+              if manifest.extra.get("engine") == "native" else "")
     return f"""[package]
 description = cato model {name}: {len(manifest.features)} features at depth {manifest.depth} ({features}),
 \t{len(manifest.labels)} labels, cross-validated macro-F1 {manifest.values.get('f1', float('nan')):.3f}.
@@ -150,9 +153,9 @@ description = cato model {name}: {len(manifest.features)} features at depth {man
 tags = cato, machine learning
 script_dir = scripts
 test_command = cd testing && btest -c btest.cfg -d
-depends =
+{plugin}depends =
 \tzeek >=8.0.0
-{plugin}"""
+"""
 
 
 def _write_tests(testing: Path, manifest: Manifest) -> None:
