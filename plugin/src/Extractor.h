@@ -84,6 +84,7 @@ void flush_vectors();
 class Extractor : public zeek::analyzer::Analyzer {
 public:
     explicit Extractor(zeek::Connection* conn);
+    ~Extractor() override { Unpend(); }
 
     // Attaches an extractor to a new connection's analyzer tree (when configured).
     static void Attach(zeek::Connection* conn);
