@@ -6,7 +6,7 @@ statistics of per-packet quantities, TCP flag counts, handshake spans, connectio
 the ``Cato::Info`` column each fills. The plugin makes the ``Cato::Info`` records itself and writes,
 raises and publishes them as cato's static scripts do for the script engine (same cato.log
 columns, same ``Cato::vector_ready`` and ``Cato::vector_batch`` events). No script code runs per
-packet, per connection or per vector: only per published batch (``Cato::native_publish``).
+packet, per connection or per vector: batches are published as ``Cluster::publish`` would.
 Unlike the script engine, the native engine does not run the ``Cato::fill_vector`` hook (there is
 no connection record to give it).
 """
@@ -48,7 +48,8 @@ def _zeek_string(s: str) -> str:
 def native_body(features: Sequence[Feature], depths: Sequence[int]) -> list[str]:
     """The Zeek lines after the ``Info`` columns and the depths: the plugin's configuration. The plugin
     makes the ``Cato::Info`` records itself, logs them, raises ``Cato::vector_ready`` and hands
-    batches to ``Cato::native_publish``: no script code runs per packet or per vector."""
+    publishes batches (``Cato::vector_batch`` on ``Cato::topic``): no script code runs per packet or per
+    vector."""
     out = [
         "redef native_engine = T;",
         "",

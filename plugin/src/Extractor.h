@@ -78,7 +78,8 @@ extern Config config;
 bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
                const std::vector<std::string>& columns, double deadline, std::string* err);
 
-// Hands the vectors waiting to be published to the script layer (Cato::native_publish) now.
+// Publishes the vectors waiting for their batch to fill now, as Cluster::publish(Cato::topic,
+// Cato::vector_batch, vectors) would.
 void flush_vectors();
 
 class Extractor : public zeek::analyzer::Analyzer {

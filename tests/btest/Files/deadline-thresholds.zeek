@@ -103,12 +103,10 @@ export {
 ## relies on Zeek's connection counters (counter-only selections).
 const script_counts_packets = F &redef;
 
-## Whether the native engine (cato's Zeek plugin) makes the vectors: the script engine's
-## per-connection handlers below are then off (event group ``Cato::script_engine``).
+## Whether the native engine (cato's Zeek plugin) makes the vectors: it then logs, raises and
+## publishes them itself (as :zeek:id:`Cato::emit` does), and the script engine's per-connection
+## handlers below are off (event group ``Cato::script_engine``).
 const native_engine = F &redef;
-
-## :zeek:type:`Cato::Decision` by the number the native engine gives it.
-const decisions: vector of Decision = vector(DEPTH, DEADLINE, END) &is_used;
 
 ## Lets a per-packet script take the packet that moved network time past a connection's
 ## decision deadline, which Zeek has counted but the script not yet seen; a handler that
@@ -162,26 +160,21 @@ function flush_vectors() &is_used
 	++batches;
 	}
 
-## Vectors the native engine made, to publish as one batch: it logged them and raised
-## :zeek:id:`Cato::vector_ready` for them itself.
-global native_publish: event(vectors: vector of Info);
-
-event native_publish(vectors: vector of Info) &is_used
-	{
-	Cluster::publish(topic, vector_batch, vectors);
-	vectors_published += |vectors|;
-	++batches;
-	}
-
 event flush_due(batch: count)
 	{
 	if ( batch == batches )
 		flush_vectors();
 	}
 
-# Logs and publishes one vector (both engines).
-function output(info: Info) &is_used
+# Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
+function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval, decided_by: Decision)
 	{
+	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
+	                  $proto=get_port_transport_proto(c$id$resp_p),
+	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
+	                  $decided_by=decided_by);
+	hook fill_vector(c, info);
+
 	if ( log_vectors )
 		Log::write(LOG, info);
 
@@ -195,17 +188,6 @@ function output(info: Info) &is_used
 		}
 
 	event vector_ready(info);
-	}
-
-# Makes, logs and publishes the vector of *depth*, completed *decided_after* after the first packet.
-function emit(c: connection, depth: count, pkts_seen: count, decided_after: interval, decided_by: Decision)
-	{
-	local info = Info($ts=c$start_time, $uid=c$uid, $id=c$id,
-	                  $proto=get_port_transport_proto(c$id$resp_p),
-	                  $depth=depth, $pkts_seen=pkts_seen, $decided_after=decided_after,
-	                  $decided_by=decided_by);
-	hook fill_vector(c, info);
-	output(info);
 	}
 
 # Emits the vectors of every depth reached by the packets counted in *s*.
