@@ -269,8 +269,14 @@ def tune(
     model_seeds: Optional[int] = typer.Option(None, "--model-seeds", min=1, show_default=False,
                                               help="Seeds each random forest or decision tree is fitted with; "
                                               "F1 is their mean (default 3)."),
+    deadline_search: Optional[bool] = typer.Option(None, "--deadline-search/--no-deadline-search",
+                                                   show_default=False,
+                                                   help="Also search the decision deadline (default: when latency "
+                                                   "is an objective): vectors are made at the depth or T after "
+                                                   "the first packet, whichever comes first."),
 ) -> None:
-    """Search feature subset x packet depth x model for the Pareto front of macro-F1 against measured cost."""
+    """Search feature subset x packet depth (x deadline) x model for the Pareto front of macro-F1 against
+    measured cost."""
     from cato.cache import default_cache_dir
     from cato.corpus import CorpusError, load_corpus
     from cato.dataset import DatasetError, load_dataset
@@ -292,7 +298,8 @@ def tune(
     restrict = tuple(f.name for f in _features(features_)) if features_ else None
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
                              not no_prior, not no_baselines, initial, restrict, zam,
-                             **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine))
+                             **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
+                             deadline_search="latency" in objs if deadline_search is None else deadline_search)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         settings = study.settings

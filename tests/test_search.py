@@ -450,3 +450,82 @@ def test_an_evaluator_that_raises_makes_a_failed_trial(tmp_path):
     [failed] = study.storage.trials("search", TrialState.FAILED)
     assert failed.config == config.to_dict() and "no-zeek-here" in failed.details["error"]
     assert study.trials("search") == [] and study.storage.trials(state=TrialState.RUNNING) == []
+
+
+DEADLINE_SPACE = SearchSpace(FEATS, 20, deadlines=(0.001, 30.0))
+
+
+def test_the_deadline_dimension_round_trips_and_keeps_none_at_its_top():
+    rng = np.random.default_rng(2)
+    configs = [DEADLINE_SPACE.sample(rng) for _ in range(300)]
+    for c in configs:
+        assert DEADLINE_SPACE.decode(DEADLINE_SPACE.encode(c)) == c
+        assert c.deadline is None or 0.001 <= c.deadline < 30.0
+        assert c.deadline is None or float(f"{c.deadline:.2g}") == c.deadline
+    deadlines = [c.deadline for c in configs]
+    # Log-uniform over 4.5 decades, "none" as likely as one decade.
+    assert 0.1 < deadlines.count(None) / len(configs) < 0.3
+    assert min(d for d in deadlines if d) < 0.01 and max(d for d in deadlines if d) > 3
+    # A config with no deadline keeps the key it had before the dimension existed.
+    plain = Config(("orig_pkts",), 3, ModelSpec("rf", 10, 4))
+    assert "deadline" not in plain.key() and Config.from_dict(json.loads(plain.key())) == plain
+    assert DEADLINE_SPACE.config(["orig_pkts"], 3, ModelSpec("rf", 10, 4), 45.0).deadline is None
+    assert SPACE.config(["orig_pkts"], 3, ModelSpec("rf", 10, 4), 0.25).deadline is None  # no dimension
+
+
+@pytest.mark.parametrize("sampler_name", ["random", "tpe", "botorch"])
+def test_samplers_search_the_deadline(sampler_name):
+    objectives = ("f1", "latency")
+    if sampler_name == "random":
+        sampler = RandomSampler(DEADLINE_SPACE, seed=5)
+    elif sampler_name == "tpe":
+        sampler = TPESampler(DEADLINE_SPACE, objectives, seed=5)
+    else:
+        init = initial_design(DEADLINE_SPACE, list(FEATS), list(reversed(FEATS)), seed=5, ks=(2, 3))
+        assert {c.deadline is None for c in init} == {True, False}
+        sampler = BoTorchSampler(DEADLINE_SPACE, objectives, seed=5, initial=init, n_initial=4, raw_samples=64)
+    history = []
+    for n in range(9):
+        config, _ = sampler.ask(history, n)
+        assert config.key() not in {c.key() for c, _ in history}
+        # A toy world where waiting pays: F1 grows with what the deadline lets in, so does latency.
+        wait = min(config.deadline or 30.0, 0.05 * config.depth)
+        history.append((config, {"f1": 0.3 + 0.1 * np.log10(1000 * wait) / 4.5 + 0.02 * len(config.features),
+                                 "latency": 1000 * wait}))
+    assert len({c.deadline for c, _ in history}) >= 3
+    if sampler_name == "botorch":
+        moves = sampler._single_moves(Config(FEATS[:2], 4, ModelSpec("rf", 50, 16), 0.2))
+        assert {m.deadline for m in moves} >= {0.4, 0.1, None}
+
+
+def test_the_study_front_holds_every_configuration_it_measured(tmp_path):
+    from cato.deploy.compile import pick_trial
+    from cato.study import Study, StudySettings
+    from cato.study.report import study_report
+    study = Study.open(tmp_path / "s", StudySettings(str(tmp_path), max_depth=10))
+    model = ModelSpec("rf", 50, 16)
+
+    def add(kind, name, feats, depth, f1, cpu):
+        n = study.storage.start_trial(kind, Config(feats, depth, model).to_dict(), name)
+        study.storage.finish_trial(n, {"f1": f1, "cpu": cpu}, {"source": "initial design"} if kind == "search" else {})
+        return n
+
+    add("baseline", "all@10", FEATS, 10, 0.70, 400.0)
+    rfe = add("baseline", "rfe10@10", FEATS[:3], 10, 0.71, 150.0)  # better and cheaper than the search's best
+    cheap = add("search", None, FEATS[:1], 2, 0.50, 20.0)
+    add("search", None, FEATS[:4], 8, 0.69, 200.0)
+    assert [t.number for t in study.pareto()] == [rfe, cheap]
+    assert rfe not in [t.number for t in study.pareto("search")]
+    data = study_report(study)
+    assert [p["trial"] for p in data["pareto"]] == [rfe, cheap]
+    assert data["pareto"][0]["source"] == "baseline rfe10@10"
+    assert data["versus_all_max"]["point"]["trial"] == rfe
+    assert pick_trial(study, pick="most-accurate").number == rfe
+
+
+def test_no_deadline_at_depth_one():
+    # Every vector is made at the first packet: a deadline cannot bind, so it is not a second config.
+    assert DEADLINE_SPACE.config(["orig_pkts"], 1, ModelSpec("rf", 10, 4), 0.5).deadline is None
+    x = DEADLINE_SPACE.encode(DEADLINE_SPACE.config(["orig_pkts"], 2, ModelSpec("rf", 10, 4), 0.5))
+    x[DEADLINE_SPACE.depth_dim] = 1
+    assert DEADLINE_SPACE.decode(x).deadline is None

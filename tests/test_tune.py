@@ -195,3 +195,28 @@ def test_evaluator_measures_all_three_objectives(zeek, mini_corpus, cache):
     _, compiled = zam.evaluate(space.config(feats, 5, ModelSpec("rf", 10, 6)))
     assert compiled["zam"] and not d5["zam"] and not compiled["profile_cached"]
     assert compiled["connections"] == d5["connections"]
+
+
+def test_tune_searches_the_deadline_when_time_to_decision_is_an_objective(zeek, mini_corpus, cache, tmp_path):
+    study = tmp_path / "study"
+    r = _cato("tune", mini_corpus, "--study", study, "--budget", 5, "--max-depth", 5, "--folds", 3,
+              "--models", "rf", "--initial", 4, "--seed", 2, "--model-seeds", 1, "--cost", "latency",
+              cache=cache, timeout=900)
+    assert r.returncode == 0, r.stderr
+    rep = _cato("report", study, "--json", cache=cache)
+    assert rep.returncode == 0, rep.stderr
+    data = json.loads(rep.stdout)
+    points = data["pareto"] + data["baselines"]
+    assert all(b["deadline_s"] is None for b in data["baselines"])
+    with sqlite3.connect(study / "study.db") as con:
+        rows = [(json.loads(c), json.loads(d)) for c, d in con.execute(
+            "SELECT config, details FROM trials WHERE kind = 'search' AND state = 'complete'")]
+    timed = [(c, d) for c, d in rows if c.get("deadline") is not None]
+    assert timed, "no search trial had a deadline"
+    for config, details in timed:
+        # No connection waits for its vector beyond the deadline.
+        assert details["time_to_decision_ms"]["max"] <= config["deadline"] * 1000 + 1e-6
+    for p in points:
+        assert set(p["time_to_decision_ms"]) == {"mean", "p50", "p95", "max"}
+    page = (study / "report.html").read_text()
+    assert "<th>deadline</th>" in page and "time-to-decision ms mean / p50 / p95 / max" in page

@@ -423,9 +423,13 @@ def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadl
 
 
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
-             deadline: float | None = None, engine: str = "script") -> GeneratedScript:
+             deadline: float | None = None, engine: str = "script", *,
+             input_positions: bool = False) -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``, and at the
-    latest ``deadline`` seconds after a connection's first packet, computed by ``engine``."""
+    latest ``deadline`` seconds after a connection's first packet, computed by ``engine``. With
+    ``input_positions`` each vector also logs ``packet_index``, the position in Zeek's input of the
+    packet it was made at (for datasets that derive deadline vectors; see ``cato.dataset.multidepth``;
+    the script engine only)."""
     if not features:
         raise GeneratorError("no features selected")
     if deadline is not None and not deadline > 0:
@@ -435,6 +439,8 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     if engine == "native":
         if strategy not in ("auto", "native"):
             raise GeneratorError(f"the native engine has no strategy {strategy!r}: the plugin computes every feature")
+        if input_positions:
+            raise GeneratorError("input positions (packet_index) are the script engine's: extract datasets with it")
         return _generate_native(features, normalize_depths(depths), deadline)
     # Armed at a connection's first packet; the vectors it makes say so (decided_by DEADLINE).
     arm_deadline = ["\tschedule decision_deadline { deadline_passed(c) };"] if deadline else []
@@ -594,4 +600,10 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "",
             ]
     out += _fill_hook(features, plan if per_packet_script else None)
+    if input_positions:
+        out += ["", "redef record Info += {",
+                "	## Packets Zeek had read when this vector was made: the input position of its packet.",
+                "	packet_index: count &optional &log;", "};", "",
+                "hook fill_vector(c: connection, info: Info)", "	{",
+                "	info$packet_index = get_net_stats()$pkts_recvd;", "	}"]
     return GeneratedScript("\n".join(out) + "\n", tuple(features), depths_t, strategy, deadline)

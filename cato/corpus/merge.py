@@ -13,6 +13,8 @@ import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cato.corpus.pcapio import Capture, write_packet, write_pcap_header
 
 #: Shifted streams start here (1973) and end before 2038: Zeek misreads later pcap times (seen:
@@ -47,6 +49,8 @@ class MergedStream:
     segments: list[Segment] = field(default_factory=list)
     _cursor_ns: int = STREAM_START_NS
     _starts: list[int] = field(default_factory=list)
+    #: Shifted time of every packet in stream order, in microseconds as Zeek reads them.
+    times_us: list[int] = field(default_factory=list, repr=False)
 
     def add(self, cap: Capture, packets: list, out) -> Segment:
         lo = min(p.ts_ns for p in packets)
@@ -54,11 +58,19 @@ class MergedStream:
         offset = self._cursor_ns - (lo - lo % 1000)
         for p in packets:
             write_packet(out, p.ts_ns + offset, p.data, p.orig_len)
+            self.times_us.append((p.ts_ns + offset) // 1000)
         seg = Segment(cap.path, (lo + offset) // 1000, (hi + offset) // 1000, offset, len(packets))
         self.segments.append(seg)
         self._starts.append(seg.start_us)
         self._cursor_ns = (seg.end_us + 1) * 1000 + GAP_NS
         return seg
+
+    def network_time_before(self, packet_index: np.ndarray) -> np.ndarray:
+        """Zeek's network time (µs) just before the packet at 1-based ``packet_index`` of the stream: the
+        latest time of the packets before it (network time never goes back); -2^62 for the first."""
+        network = np.maximum.accumulate(np.asarray(self.times_us, dtype=np.int64))
+        before = np.asarray(packet_index, dtype=np.int64) - 2
+        return np.where(before >= 0, network[before.clip(0, len(network) - 1)], -(2**62))
 
     def segment_at(self, shifted_ts: float) -> Segment | None:
         """The segment holding a shifted timestamp in seconds (as Zeek logs it, in microseconds)."""

@@ -1,7 +1,8 @@
 """Extraction: run a generated script over a labelled corpus and build the feature table.
 
 One row per labelled connection and depth: capture, uid, 5-tuple, start time, label, group,
-depth, packets seen, then the feature columns in catalog order.
+depth, packets seen, when and by what the vector was decided, then the feature columns in catalog
+order.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from cato.corpus import Corpus, flow_key
 from cato.features import Feature
 from cato.zeek.corpus_run import CaptureProblem, run_over_captures
 
+#: Every column that is not a feature: the connection, its label, and the vector's decision (the
+#: packets it holds, when and by what it was made).
 ID_COLUMNS = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts",
-              "label", "group", "depth", "pkts_seen"]
-#: Columns of cato.log that describe the run, not the connection: kept out of the feature table.
-RUN_COLUMNS = ("decided_after", "decided_by")
+              "label", "group", "depth", "pkts_seen", "decided_after", "decided_by"]
 
 
 @dataclass
@@ -50,8 +51,9 @@ def extract(
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
     engine: str = "script",
+    input_positions: bool = False,
 ) -> Extraction:
-    script = generate(features, depths, strategy, deadline, engine)
+    script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
     with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)
@@ -66,7 +68,7 @@ def extract(
 def _normalize(vectors: pd.DataFrame, script: GeneratedScript) -> pd.DataFrame:
     if vectors.empty:
         cols = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "ts", "depth",
-                "pkts_seen", *script.columns]
+                "pkts_seen", "decided_after", "decided_by", *script.columns]
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     return vectors.rename(columns={"id.orig_h": "orig_h", "id.orig_p": "orig_p",
                                    "id.resp_h": "resp_h", "id.resp_p": "resp_p"})
@@ -86,10 +88,10 @@ def label_vectors(vectors: pd.DataFrame, corpus: Corpus) -> pd.DataFrame:
     else:
         per_file = labels.drop_duplicates("pcap")[["pcap", "label", "group"]]
         merged = vectors.merge(per_file, left_on="capture", right_on="pcap", how="inner").drop(columns=["pcap"])
-    feature_cols = [c for c in vectors.columns if c not in ID_COLUMNS and c not in ("_key",) + RUN_COLUMNS]
+    feature_cols = [c for c in vectors.columns if c not in ID_COLUMNS and c != "_key"]
     merged = merged[ID_COLUMNS + feature_cols]
     merged = merged.sort_values(["capture", "ts", "uid", "depth"], kind="stable").reset_index(drop=True)
-    for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group"):
+    for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group", "decided_by"):
         merged[col] = merged[col].astype("string")
     return merged
 

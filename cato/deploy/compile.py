@@ -43,16 +43,11 @@ class CompiledPackage:
     trial: Trial
 
 
-def measured_trials(study: Study) -> list[Trial]:
-    """Every configuration the study evaluated and completed: its search trials and its baselines."""
-    return study.trials("search") + study.trials("baseline")
-
-
 def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
                within: float = F1_TOLERANCE) -> Trial:
     """The trial numbered ``trial``, or the one a ``pick`` names: the most accurate, or the cheapest within
     ``within`` F1 of the most accurate."""
-    trials = measured_trials(study)
+    trials = study.measured()
     if not trials:
         raise CompileError(f"{study.directory}: the study has no completed trial")
     if (trial is None) == (pick is None):
@@ -91,12 +86,15 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if unknown:
         raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
                            f"(labels: {', '.join(dataset.classes)})")
+    if deadline is None:  # the point's own deadline, unless the user sets another
+        deadline = config.deadline
     engine = engine or getattr(settings, "engine", "script")
     script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
     step("training on the whole corpus")
-    x = dataset.matrix(features, config.depth)
+    # Trained on the vectors the script emits: with a deadline, what each connection had by then.
+    x = dataset.matrix(features, config.depth, deadline)
     model = fit(x, dataset.y, config.model, settings.seed)
     onnx_bytes = to_onnx(model, features, dataset.classes)
     name = name or _package_name(output)

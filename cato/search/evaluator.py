@@ -49,13 +49,14 @@ class Evaluator:
         """(objective values, details) of one configuration."""
         step = progress or (lambda _m: None)
         t0 = time.perf_counter()
-        x = self.dataset.matrix(config.features, config.depth)
+        x = self.dataset.matrix(config.features, config.depth, config.deadline)
         step("cross-validation")
         details = self._quality(config, x)
 
         step("profiling in Zeek")
         t1 = time.perf_counter()
-        script = generate(resolve(",".join(config.features)), (config.depth,), "auto", engine=self.engine)
+        script = generate(resolve(",".join(config.features)), (config.depth,), "auto", config.deadline,
+                          engine=self.engine)
         # The objective is the script's own CPU less start-ups: a baseline shared by every trial will do.
         cost = profile(self.corpus, script, repeat=self.profile_repeat, attribute=False,
                        cache_dir=self.cache_dir, zeek=self.zeek, zam=self.zam, paired=False)

@@ -18,6 +18,7 @@ history when it is missing).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -58,7 +59,7 @@ def _unseen(space: SearchSpace, config: Config, seen: set[str], rng: np.random.G
         flip = space.features[int(rng.integers(space.n_features))]
         feats.symmetric_difference_update({flip})
         if feats:
-            config = space.config(feats, config.depth, config.model)
+            config = space.config(feats, config.depth, config.model, config.deadline)
     return config
 
 
@@ -82,9 +83,12 @@ class TPESampler:
     name: str = "tpe"
 
     def _distributions(self) -> dict:
-        from optuna.distributions import CategoricalDistribution, IntDistribution
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
         d = {f"f:{f}": IntDistribution(0, 1) for f in self.space.features}
         d["depth"] = IntDistribution(1, self.space.max_depth)
+        if self.space.deadlines:  # log seconds; the top decade is "none", as in SearchSpace.sample
+            lo, hi = self.space.bounds()[:, self.space.deadline_dim]
+            d["log_deadline"] = FloatDistribution(lo, hi + math.log(10))
         if self.space.model:
             return d
         d["family"] = CategoricalDistribution(list(self.space.families))
@@ -102,6 +106,8 @@ class TPESampler:
         for config, values in history:
             params = {f"f:{f}": int(f in config.features) for f in self.space.features}
             params["depth"] = config.depth
+            if self.space.deadlines:
+                params["log_deadline"] = self.space.encode(config)[self.space.deadline_dim]
             if not self.space.model:
                 params.update(family=config.model.family,
                               n_trees=config.model.n_trees if config.model.family != "dt" else N_TREES_RANGE[0],
@@ -116,7 +122,8 @@ class TPESampler:
             feats = [self.space.features[int(rng.integers(self.space.n_features))]]
         model = self.space.model or ModelSpec(p["family"], p["n_trees"] if p["family"] != "dt" else 1,
                                               p["tree_depth"])
-        config = self.space.config(feats, p["depth"], model)
+        deadline = self.space.deadline(p["log_deadline"]) if self.space.deadlines else None
+        config = self.space.config(feats, p["depth"], model, deadline)
         return _unseen(self.space, config, {c.key() for c, _ in history}, rng), {"source": "tpe"}
 
 
@@ -239,7 +246,8 @@ class BoTorchSampler:
         log_depths = np.log(np.arange(1, self.space.max_depth + 1))
         best, best_gain = None, 0.0
         for c in flat.values():
-            measured = {h.depth: v["f1"] for h, v in history if h.features == c.features and h.model == c.model}
+            measured = {h.depth: v["f1"] for h, v in history
+                        if h.features == c.features and h.model == c.model and h.deadline == c.deadline}
             d = np.array(sorted(measured))
             f1 = np.array([measured[k] for k in d])
             slopes = np.abs(np.diff(f1)) / np.diff(np.log(d)) if len(d) > 1 else np.array([])
@@ -248,7 +256,8 @@ class BoTorchSampler:
             bound[d - 1] = -np.inf  # measured
             i = int(np.argmax(bound))
             if bound[i] - f1.max() > best_gain:
-                best, best_gain = Config(c.features, i + 1, c.model), float(bound[i] - f1.max())
+                best = self.space.config(c.features, i + 1, c.model, c.deadline)
+                best_gain = float(bound[i] - f1.max())
         return best
 
     def _high_f1(self, iteration: int) -> bool:
@@ -277,7 +286,7 @@ class BoTorchSampler:
         space = self.space
         local = self.acq_optimizer != "alternating"
         bounds = torch.tensor(space.bounds(), dtype=torch.double)
-        gp_bounds = torch.tensor(self._gp_bounds() if local else space.bounds(), dtype=torch.double)
+        gp_bounds = torch.tensor(self._gp_bounds() if local else _widened(space.bounds()), dtype=torch.double)
         configs = [c for c, _ in history]
         train_x = torch.tensor(self._gp_inputs(configs) if local else np.array([space.encode(c) for c in configs]),
                                dtype=torch.double)
@@ -355,7 +364,7 @@ class BoTorchSampler:
     def _gp_bounds(self) -> np.ndarray:
         lo, hi = self.space.bounds()
         lo[self.space.depth_dim], hi[self.space.depth_dim] = 0.0, np.log(self.space.max_depth)
-        return np.array([[*lo, 0.0, 0.0, 0.0], [*hi, self.space.n_features, self._weights().sum(), 1.0]])
+        return _widened(np.array([[*lo, 0.0, 0.0, 0.0], [*hi, self.space.n_features, self._weights().sum(), 1.0]]))
 
     def _optimize_alternating(self, acqf, bounds) -> np.ndarray:
         """BoTorch's mixed alternating optimizer over the whole space."""
@@ -438,10 +447,13 @@ class BoTorchSampler:
 
     def _neighbour(self, config: Config, rng: np.random.Generator, moves: int) -> Config:
         space = self.space
-        feats, depth, model = set(config.features), config.depth, config.model
+        feats, depth, model, deadline = set(config.features), config.depth, config.model, config.deadline
         p = self._weights()
         for _ in range(moves):
             kind = rng.random()
+            if space.deadlines and rng.random() < 0.2:  # the deadline moved by a factor of 2 or 4, or dropped
+                deadline = _moved_deadline(space, deadline, rng)
+                continue
             if kind < 0.6:  # add an informative feature or drop a chosen one
                 if feats and rng.random() < 0.5:
                     feats.discard(sorted(feats)[int(rng.integers(len(feats)))])
@@ -467,22 +479,30 @@ class BoTorchSampler:
                 model = ModelSpec(family, trees, tdepth)
         if not feats:
             feats = set(config.features)
-        return space.config(feats, depth, model)
+        return space.config(feats, depth, model, deadline)
 
     def _single_moves(self, config: Config, grow_only: bool = False) -> list[Config]:
-        """Every configuration one move away: one feature flipped (only added, with ``grow_only``), or depth
-        moved by 1 or by a factor of 1.5."""
+        """Every configuration one move away: one feature flipped (only added, with ``grow_only``), depth
+        moved by 1 or by a factor of 1.5, or the deadline by a factor of 2 (or to none, or from none to
+        half the span)."""
         space = self.space
         out = []
         chosen = set(config.features)
         for f in space.features:
             flipped = chosen ^ {f}
             if flipped and not (grow_only and f in chosen):
-                out.append(space.config(flipped, config.depth, config.model))
+                out.append(space.config(flipped, config.depth, config.model, config.deadline))
         d = config.depth
         for moved in sorted({d - 1, d + 1, round(d * 1.5), round(d / 1.5)} - {d}):
             if 1 <= moved <= space.max_depth:
-                out.append(Config(config.features, moved, config.model))
+                out.append(space.config(config.features, moved, config.model, config.deadline))
+        if space.deadlines:
+            t = config.deadline
+            options = {space.deadlines[1] / 2} if t is None else {t * 2, t / 2, None}
+            for moved in options:
+                c = space.config(config.features, d, config.model, moved)
+                if c.deadline != t:
+                    out.append(c)
         return out
 
 
@@ -530,7 +550,10 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         feats = [f for f in rank if f in space.features][:k]
         depth = log_uniform_depth(rng, space.max_depth)
         family = space.families[i % len(space.families)]
-        designs.append(space.config(feats, depth, space.model or _default_model(family)))
+        # With a deadline dimension, every other design has one (log-uniform): the baselines have none.
+        deadline = space.deadline(rng.uniform(*space.bounds()[:, space.deadline_dim])) \
+            if space.deadlines and i % 2 else None
+        designs.append(space.config(feats, depth, space.model or _default_model(family), deadline))
     middle = max(round(np.sqrt(space.max_depth)), 1)
     family = next((f for f in space.families if f != "dt"), space.families[0])
     per_packet = dict(zip(space.features, space.per_packet))
@@ -541,6 +564,22 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         everything = space.config(list(space.features), middle, space.model or _default_model(family))
         designs.insert(min(2, len(designs)), everything)
     return designs
+
+
+def _widened(bounds: np.ndarray) -> np.ndarray:
+    """GP input bounds in which a dimension with one value (one model family, a maximum depth of 1)
+    does not normalise to 0/0."""
+    return np.array([bounds[0], np.maximum(bounds[1], bounds[0] + 1.0)])
+
+
+def _moved_deadline(space: SearchSpace, deadline: float | None, rng: np.random.Generator) -> float | None:
+    """A deadline a factor of 2 or 4 away (from none: half or a quarter of the span), or none."""
+    if deadline is not None and rng.random() < 0.25:
+        return None
+    start = deadline if deadline is not None else space.deadlines[1]
+    factor = float(rng.choice([2.0, 4.0]))
+    moved = start * factor if deadline is not None and rng.random() < 0.5 else start / factor
+    return space.deadline(math.log(moved))
 
 
 def _default_model(family: str) -> ModelSpec:

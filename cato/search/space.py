@@ -1,14 +1,16 @@
-"""The search space: a feature mask × packet depth × model family and size.
+"""The search space: a feature mask × packet depth (× decision deadline) × model family and size.
 
 A :class:`Config` is one point, hashable and JSON-round-trippable. :class:`SearchSpace` maps configs
 to and from the numeric vectors the optimizers work on: one 0/1 dimension per feature, then depth,
-model family (categorical index), trees and tree depth (integers).
+model family (categorical index), trees and tree depth (integers), then, when the space has one, the
+decision deadline (log seconds; the top of its range is "none").
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -22,19 +24,43 @@ class Config:
     features: tuple[str, ...]
     depth: int
     model: ModelSpec
+    #: Decision deadline in seconds: the vector is made at ``depth`` packets or this long after the
+    #: first packet, whichever comes first. None: no deadline.
+    deadline: float | None = None
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "depth": self.depth, "model": self.model.to_dict()}
+        d = {"features": list(self.features), "depth": self.depth, "model": self.model.to_dict()}
+        if self.deadline is not None:  # absent otherwise: keys (and caches) of earlier configs hold
+            d["deadline"] = self.deadline
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        return cls(tuple(d["features"]), int(d["depth"]), ModelSpec(**d["model"]))
+        deadline = d.get("deadline")
+        return cls(tuple(d["features"]), int(d["depth"]), ModelSpec(**d["model"]),
+                   float(deadline) if deadline is not None else None)
 
     def key(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    def with_features(self, features: Sequence[str]) -> "Config":
+        return replace(self, features=tuple(features))
+
     def __str__(self) -> str:
-        return f"{len(self.features)} features @{self.depth} {self.model}"
+        return f"{len(self.features)} features @{self.depth}{format_deadline(self.deadline)} {self.model}"
+
+
+def format_deadline(deadline: float | None) -> str:
+    """`` T=250ms``, or nothing without a deadline."""
+    if deadline is None:
+        return ""
+    return f" T={deadline * 1e3:g}ms" if deadline < 1 else f" T={deadline:g}s"
+
+
+def round_deadline(seconds: float) -> float:
+    """Two significant digits (90 values a decade): trials a few percent apart in T share their
+    vectors, scripts and caches."""
+    return float(f"{seconds:.2g}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,9 @@ class SearchSpace:
     families: tuple[str, ...] = FAMILIES
     #: Pin the model (no model dimensions): the space is then features × depth only.
     model: ModelSpec | None = None
+    #: (shortest, longest) decision deadline searched, seconds; None: no deadline dimension. The longest
+    #: is the corpus's span (no deadline beyond it changes a vector) and stands for "none".
+    deadlines: tuple[float, float] | None = None
 
     @property
     def n_features(self) -> int:
@@ -77,8 +106,12 @@ class SearchSpace:
         return self.n_features + 3
 
     @property
+    def deadline_dim(self) -> int | None:
+        return self.n_features + 1 + len(self.model_dims) if self.deadlines else None
+
+    @property
     def dims(self) -> int:
-        return self.n_features + 1 + len(self.model_dims)
+        return self.n_features + 1 + len(self.model_dims) + (1 if self.deadlines else 0)
 
     def bounds(self) -> np.ndarray:
         lo = [0.0] * self.n_features + [1]
@@ -86,9 +119,20 @@ class SearchSpace:
         if not self.model:
             lo += [0, N_TREES_RANGE[0], TREE_DEPTH_RANGE[0]]
             hi += [len(self.families) - 1, N_TREES_RANGE[1], TREE_DEPTH_RANGE[1]]
+        if self.deadlines:
+            lo.append(math.log(self.deadlines[0]))
+            hi.append(math.log(self.deadlines[1]))
         return np.array([lo, hi], dtype=float)
 
-    def config(self, features: Sequence[str], depth: int, model: ModelSpec) -> Config:
+    def deadline(self, log_seconds: float) -> float | None:
+        """The deadline of a point on the deadline dimension: None at the top of the range."""
+        lo, hi = self.deadlines
+        if log_seconds >= math.log(hi) - 1e-9:
+            return None
+        return min(max(round_deadline(math.exp(log_seconds)), lo), hi)
+
+    def config(self, features: Sequence[str], depth: int, model: ModelSpec,
+               deadline: float | None = None) -> Config:
         """A config with its features in space order (duplicates and order of the input do not matter)."""
         chosen = set(features)
         unknown = chosen - set(self.features)
@@ -96,14 +140,20 @@ class SearchSpace:
             raise ValueError(f"features outside the search space: {', '.join(sorted(unknown))}")
         if not chosen:
             raise ValueError("a configuration needs at least one feature")
-        return Config(tuple(f for f in self.features if f in chosen), int(min(max(depth, 1), self.max_depth)),
-                      model)
+        depth = int(min(max(depth, 1), self.max_depth))
+        if deadline is not None and self.deadlines:
+            deadline = self.deadline(math.log(deadline))
+        # At depth 1 every vector is made at the first packet: no deadline binds.
+        return Config(tuple(f for f in self.features if f in chosen), depth, model,
+                      deadline if self.deadlines and depth > 1 else None)
 
     def encode(self, config: Config) -> np.ndarray:
         x = np.zeros(self.dims)
         chosen = set(config.features)
         x[:self.n_features] = [1.0 if f in chosen else 0.0 for f in self.features]
         x[self.depth_dim] = config.depth
+        if self.deadlines:
+            x[self.deadline_dim] = math.log(min(config.deadline or self.deadlines[1], self.deadlines[1]))
         if self.model:
             return x
         x[self.family_dim] = self.families.index(config.model.family)
@@ -124,7 +174,9 @@ class SearchSpace:
         else:
             family = self.families[r(self.family_dim)]
             model = ModelSpec(family, r(self.trees_dim) if family != "dt" else 1, r(self.tree_depth_dim))
-        return Config(tuple(f for f, m in zip(self.features, mask) if m), r(self.depth_dim), model)
+        deadline = self.deadline(float(np.clip(x[self.deadline_dim], lo[-1], hi[-1]))) \
+            if self.deadlines and r(self.depth_dim) > 1 else None
+        return Config(tuple(f for f, m in zip(self.features, mask) if m), r(self.depth_dim), model, deadline)
 
     def sample(self, rng: np.random.Generator, inclusion: Sequence[float] | None = None,
                log_depth: bool = False) -> Config:
@@ -139,6 +191,8 @@ class SearchSpace:
             x[d] = rng.integers(int(lo[d]), int(hi[d]) + 1)
         if log_depth:
             x[self.depth_dim] = log_uniform_depth(rng, self.max_depth)
+        if self.deadlines:  # log-uniform, "none" as likely as one decade of T
+            x[self.deadline_dim] = rng.uniform(lo[-1], hi[-1] + math.log(10))
         fallback = self.features[int(rng.choice(self.n_features, p=p / p.sum()))]
         return self.decode(x, fallback_feature=fallback)
 

@@ -13,18 +13,24 @@ from pathlib import Path
 from cato.model import FAMILY_NAMES
 from cato.search.objectives import F1_TOLERANCE, OBJECTIVES, UNITS
 from cato.search.pareto import hypervolume, reference
+from cato.search.space import format_deadline
 from cato.study.storage import TrialState
 from cato.study.study import Study, Trial, best_within
 
 
 def _point(t: Trial, objectives) -> dict:
     p = {"trial": t.number, "features": list(t.config.features), "depth": t.config.depth,
-         "model": str(t.config.model), "family": t.config.model.family}
+         "deadline_s": t.config.deadline, "model": str(t.config.model), "family": t.config.model.family}
     p.update({o: t.values[o] for o in objectives})
+    ttd = t.details.get("time_to_decision_ms")
+    if ttd:  # per connection, as Zeek emitted the vectors (capped at the deadline)
+        p["time_to_decision_ms"] = {k: ttd[k] for k in ("mean", "p50", "p95", "max") if k in ttd}
     if t.name:
         p["name"] = t.name
     if "source" in t.details:
         p["source"] = t.details["source"]
+    elif t.kind == "baseline":
+        p["source"] = f"baseline {t.name}"
     return p
 
 
@@ -38,7 +44,7 @@ def study_report(study: Study) -> dict:
     objs = list(study.objectives)
     search, baselines = study.trials("search"), study.trials("baseline")
     ref = reference([t.values for t in search + baselines], objs)
-    front = study.pareto()
+    front = study.pareto()  # of everything measured, baselines included
     data: dict = {
         "study": str(study.directory), "corpus": study.settings.corpus, "sampler": study.settings.sampler,
         "prior": study.settings.use_prior, "model_seeds": study.settings.model_seeds,
@@ -46,6 +52,7 @@ def study_report(study: Study) -> dict:
         "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
         "failed": len(study.storage.trials("search", TrialState.FAILED)), "reference_point": ref,
         "pareto": [_point(t, objs) for t in front],
+        "search_pareto": [t.number for t in study.pareto("search")],
         "baselines": [_point(t, objs) for t in baselines],
     }
     data["hypervolume"] = {
@@ -64,12 +71,16 @@ def study_report(study: Study) -> dict:
     all_max = [t for t in baselines if t.name == f"all@{study.settings.max_depth}"]
     if all_max and search:
         target = all_max[0]
-        match = best_within(search, target.values["f1"])
+        match = best_within(study.measured(), target.values["f1"])
         if match is not None:
             ratios = {o: target.values[o] / max(match.values[o], 1e-9) for o in objs if o != "f1"}
             # Time-to-decision is measured for every trial even when it is not an objective.
             if "latency" not in ratios and "latency_ms" in target.details and "latency_ms" in match.details:
                 ratios["latency"] = target.details["latency_ms"] / max(match.details["latency_ms"], 1e-9)
+            ttd = [t.details.get("time_to_decision_ms") or {} for t in (target, match)]
+            for k in ("mean", "p95"):
+                if k in ttd[0] and k in ttd[1]:
+                    ratios[f"time_to_decision_{k}"] = ttd[0][k] / max(ttd[1][k], 1e-9)
             data["versus_all_max"] = {"baseline": _point(target, objs), "point": _point(match, objs),
                                       "cost_ratio": ratios}
     picks = Counter(f for t in front for f in t.config.features)
@@ -77,25 +88,43 @@ def study_report(study: Study) -> dict:
     return data
 
 
+TTD_HEADER = "time-to-decision ms mean / p50 / p95 / max"
+
+
+def _deadline_text(p: dict) -> str:
+    return format_deadline(p.get("deadline_s")).strip().removeprefix("T=") or "none"
+
+
+def _ttd_text(p: dict) -> str:
+    ttd = p.get("time_to_decision_ms")
+    if not ttd:
+        return ""
+    return " / ".join(f"{ttd[k]:.4g}" if k in ttd else "?" for k in ("mean", "p50", "p95", "max"))
+
+
 def render_console(data: dict, console) -> None:
     from rich.table import Table
     objs = data["objectives"]
     for title, rows in (("Pareto front", data["pareto"]), ("Baselines", data["baselines"])):
         table = Table(title=f"{title} ({data['corpus']})")
-        for col in ("trial", "name" if title == "Baselines" else "source", "features", "depth", "model", *objs):
-            table.add_column(col if col not in UNITS else UNITS[col], justify="right" if col in objs else "left")
+        for col in ("trial", "name" if title == "Baselines" else "source", "features", "depth", "deadline",
+                    "model", *objs, TTD_HEADER):
+            table.add_column(col if col not in UNITS else UNITS[col],
+                             justify="right" if col in objs or col == TTD_HEADER else "left")
         for p in rows:
             feats = ", ".join(p["features"]) if len(p["features"]) <= 6 else f"{len(p['features'])} features"
             table.add_row(str(p["trial"]), p.get("name" if title == "Baselines" else "source", ""), feats,
-                          str(p["depth"]), p["model"], *(f"{p[o]:.4g}" for o in objs))
+                          str(p["depth"]), _deadline_text(p), p["model"], *(f"{p[o]:.4g}" for o in objs),
+                          _ttd_text(p))
         console.print(table)
     hv = data["hypervolume"]
     console.print(f"hypervolume: search {hv['search']:.4f}, baselines together {hv['baselines_together']:.4f}")
     if "versus_all_max" in data:
         v = data["versus_all_max"]
-        ratios = ", ".join(f"{o} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        ratios = ", ".join(f"{o.replace('_', ' ')} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
         console.print(f"front point within {F1_TOLERANCE} F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
-                      f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, {ratios}")
+                      f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, depth {v['point']['depth']}, "
+                      f"deadline {_deadline_text(v['point'])}: {ratios}")
     t = data["timing_s"]
     if t["bo_overhead_median"] is not None:
         console.print(f"BO overhead per iteration: median {t['bo_overhead_median']:.1f} s, "
@@ -132,11 +161,11 @@ def pareto_png(study: Study, data: dict) -> bytes:
 
 def _table(rows: list[dict], objs, first: str) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in
-                   ("trial", first, "features", "depth", "model", *(UNITS[o] for o in objs)))
+                   ("trial", first, "features", "depth", "deadline", "model", *(UNITS[o] for o in objs), TTD_HEADER))
     body = []
     for p in rows:
-        cells = [str(p["trial"]), p.get(first, ""), ", ".join(p["features"]), str(p["depth"]), p["model"],
-                 *(f"{p[o]:.4g}" for o in objs)]
+        cells = [str(p["trial"]), p.get(first, ""), ", ".join(p["features"]), str(p["depth"]), _deadline_text(p),
+                 p["model"], *(f"{p[o]:.4g}" for o in objs), _ttd_text(p)]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -148,10 +177,11 @@ def report_html(data: dict, png: bytes) -> str:
     versus = ""
     if "versus_all_max" in data:
         v = data["versus_all_max"]
-        ratios = ", ".join(f"{UNITS[o]} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        ratios = ", ".join(f"{UNITS.get(o, o.replace('_', ' '))} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
         versus = (f"<p>Cheapest search point within {F1_TOLERANCE} macro-F1 of <b>{html.escape(v['baseline']['name'])}</b>"
                   f" (F1 {v['baseline']['f1']:.3f}): trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, "
-                  f"{len(v['point']['features'])} features @ depth {v['point']['depth']}, {ratios}.</p>")
+                  f"{len(v['point']['features'])} features @ depth {v['point']['depth']}, deadline "
+                  f"{html.escape(_deadline_text(v['point']))}, {ratios}.</p>")
     families = ", ".join(f"{k} = {v}" for k, v in FAMILY_NAMES.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>cato report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;margin:1em 0}}

@@ -31,6 +31,8 @@ DB_NAME = "study.db"
 #: Model of the feature-selection baselines.
 BASELINE_MODEL = ModelSpec("rf", 50, 16)
 BASELINE_K = 10
+#: The shortest decision deadline searched: below a millisecond a deadline decides at the first packet.
+MIN_DEADLINE_S = 0.001
 
 
 class StudyError(RuntimeError):
@@ -59,6 +61,9 @@ class StudySettings:
     model_seeds: int = DEFAULT_MODEL_SEEDS
     #: The engine costs are measured with (``script``, or ``native``: cato's Zeek plugin).
     engine: str = "script"
+    #: Search the decision deadline beside the depth (``cato tune`` turns it on with time-to-decision
+    #: an objective, or ``--deadline-search``).
+    deadline_search: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,8 +125,15 @@ class Study:
     def trials(self, kind: str | None = None) -> list[Trial]:
         return [Trial.from_record(r) for r in self.storage.trials(kind, TrialState.COMPLETE)]
 
-    def pareto(self, kind: str = "search") -> list[Trial]:
-        trials = self.trials(kind)
+    def measured(self) -> list[Trial]:
+        """Every configuration the study evaluated and completed: its search trials (initial design
+        included) and its baselines."""
+        return self.trials("search") + self.trials("baseline")
+
+    def pareto(self, kind: str | None = None) -> list[Trial]:
+        """The non-dominated trials of ``kind`` ("search", "baseline"), or of everything measured: what
+        the study recommends never falls short of a configuration it evaluated."""
+        trials = self.trials(kind) if kind else self.measured()
         if not trials:
             return []
         y = to_max_space([t.values for t in trials], self.objectives)
@@ -150,13 +162,18 @@ class Study:
         self.storage.put("importance", result)
         return result
 
-    def space(self, importance: dict) -> SearchSpace:
+    def space(self, importance: dict, dataset: Dataset | None = None) -> SearchSpace:
+        """The features that carry information, every depth, the model families and, when the study
+        searches it, the deadline from a millisecond to the dataset's span (beyond it none binds)."""
         feats, mi = importance["features"], importance["mi"]
         allowed = set(self.settings.features) if self.settings.features else set(feats)
         keep = tuple(f for f, v in zip(feats, mi) if v > MI_EPSILON and f in allowed)
         if not keep:
             raise StudyError("no feature carries information about the labels")
-        return SearchSpace(keep, self.settings.max_depth, tuple(self.settings.families))
+        deadlines = None
+        if self.settings.deadline_search and dataset is not None and dataset.span_s > 2 * MIN_DEADLINE_S:
+            deadlines = (MIN_DEADLINE_S, dataset.span_s)
+        return SearchSpace(keep, self.settings.max_depth, tuple(self.settings.families), deadlines=deadlines)
 
     def baseline_configs(self, importance: dict) -> dict[str, Config]:
         feats, mi, rfe = importance["features"], importance["mi"], importance["rfe_rank"]
@@ -195,7 +212,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     report = progress or (lambda *_a: None)
     note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
     importance = study.importance(dataset, note)
-    space = study.space(importance)
+    space = study.space(importance, dataset)
     study.storage.put("space", list(space.features))
     stale = study.take_interrupted()
 

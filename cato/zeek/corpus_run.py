@@ -77,6 +77,10 @@ def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path
     df = read_zeek_log(log) if log.exists() else pd.DataFrame()
     if df.empty:
         return df, run.cpu_s, notes
+    if "packet_index" in df.columns:  # where each vector's packet lies: the time before it, from its start
+        before_us = ms.network_time_before(df["packet_index"].fillna(0).to_numpy(dtype="int64"))
+        df["previous_after"] = (before_us - (df["ts"].to_numpy() * 1e6).round()) / 1e6
+        df = df.drop(columns="packet_index")
     caps, ts = [], []
     for t in df["ts"]:
         seg = ms.segment_at(t)

@@ -41,7 +41,7 @@ from cato.zeek.runner import ZAM_ARGS, find_zeek, native_plugin_dir, run_zeek, z
 from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
-PROFILE_VERSION = 6
+PROFILE_VERSION = 7
 #: Runs over an empty capture that measure Zeek's start-up (median taken).
 STARTUP_RUNS = 3
 
@@ -396,8 +396,9 @@ def profile(
     last_depth = max(script.depths)
     ttd = vectors.loc[vectors["depth"] == last_depth, "decided_after"].to_numpy(dtype=float) * 1000.0
     if script.deadline:
-        # Reading a trace, Zeek notices a deadline at the next packet, which in a merged corpus stream
-        # may come a day later; live, its clock moves on without packets and the deadline is on time.
+        # Reading a trace, Zeek notices a deadline only when a packet comes (dating the vector at it
+        # if it is the connection's own); live, its clock moves on without packets and the deadline
+        # is on time.
         ttd = np.minimum(ttd, script.deadline * 1000.0)
     inference_ms = None
     if inference is not None:
@@ -423,6 +424,7 @@ def profile(
             "p50": float(np.percentile(ttd, 50)) if len(ttd) else 0.0,
             "p95": float(np.percentile(ttd, 95)) if len(ttd) else 0.0,
             "mean": float(ttd.mean()) if len(ttd) else 0.0,
+            "max": float(ttd.max()) if len(ttd) else 0.0,
             "ended_before_depth": float(at_end.mean()) if len(at_end) else 0.0,
         },
         zeek_version=version, script_sha256=script.sha256, corpus_hash=chash, inference_ms=inference_ms,

@@ -35,8 +35,9 @@ export {
 		## (below ``depth`` when the connection ended first).
 		pkts_seen: count &log;
 		## Network time from the connection's first packet to the packet that completed
-		## this vector (the last one seen when the connection ended first; the deadline
-		## when it passed first).
+		## this vector (the last one seen when the connection ended first; when the
+		## deadline passed first, the deadline or, on a trace, the connection's own packet
+		## that moved time past it).
 		decided_after: interval &log;
 		## Which came first: the depth, the deadline or the connection's end.
 		decided_by: Decision &log;
@@ -238,15 +239,17 @@ function finish(c: connection, remember: bool, by: Decision, after: interval) &i
 	}
 
 # Decides *c* at its deadline, with the packets seen: network time now is that of the packet that
-# moved it past the deadline (timers run only when a packet comes). A deadline that comes due only
-# because Zeek is shutting down (the input ended first) decides the connection as ended.
+# moved it past the deadline (timers run only when a packet comes). The vector is dated at the
+# deadline, as it is live, or at its own latest packet when that is the one that moved time past
+# it: on a trace network time may jump far beyond (a merged stream's next capture is a day later).
+# A deadline that comes due only because Zeek is shutting down (the input ended first) decides the
+# connection as ended.
 function decide_at_deadline(c: connection) &is_used
 	{
-	local after = network_time() - c$start_time;
-	if ( after < decision_deadline )
+	if ( network_time() - c$start_time < decision_deadline )
 		finish(c, T, END, c$duration);
 	else
-		finish(c, T, DEADLINE, after);
+		finish(c, T, DEADLINE, c$duration > decision_deadline ? c$duration : decision_deadline);
 	}
 
 # The decision deadline of a connection passed (scheduled at its first packet by the generated
