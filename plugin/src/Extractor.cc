@@ -479,13 +479,21 @@ void Extractor::DecidePastDeadline() {
     past_deadline.clear();
     for ( Extractor* x : due ) {
         x->deadline_due = false;
-        x->Finish(DEADLINE, zeek::run_state::network_time - x->Conn()->StartTime());
+        x->Finish(DEADLINE, x->AtDeadline());
     }
 }
 
 void Extractor::FlushIfDue() {
     if ( out.pending && zeek::run_state::network_time >= out.due )
         flush_vectors();
+}
+
+double Extractor::AtDeadline() const {
+    // As cato's static scripts date a vector decided at the deadline (decide_at_deadline): at the
+    // deadline, or at the connection's own packet that moved network time past it (on a trace,
+    // time may jump far beyond it).
+    double duration = Conn()->LastTime() - Conn()->StartTime();
+    return duration > config.deadline ? duration : config.deadline;
 }
 
 void Extractor::Unpend() {
@@ -499,7 +507,7 @@ void Extractor::Done() {
     if ( deadline_due ) {
         // The deadline passed at the packet that ended the connection.
         Unpend();
-        Finish(DEADLINE, zeek::run_state::network_time - Conn()->StartTime());
+        Finish(DEADLINE, AtDeadline());
     }
     else
         Finish(END, Conn()->LastTime() - Conn()->StartTime());

@@ -114,6 +114,8 @@ private:
     double Value(const Feature& f, zeek::RecordValPtr& conn_val) const;
     zeek::ValPtr Text(const Feature& f, zeek::RecordValPtr& conn_val) const;
     void Unpend();
+    // decided_after of a vector decided at the deadline.
+    double AtDeadline() const;
 
     uint64_t pkts = 0;
     int ip_proto = -1; // the IP protocol of the first packet (for transports Zeek has no analyzer of)
