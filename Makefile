@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 CORPORA ?= ../shared/corpora
 
-.PHONY: setup example test btest pytest bench clean
+.PHONY: setup plugin example test btest pytest bench clean
 
 $(BIN)/cato: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(BIN)/cato: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-setup: $(BIN)/cato
+# The native engine: cato's Zeek plugin, built in plugin/build (where cato's Zeek runs and the
+# btests find it), against the Zeek that zeek-config names.
+plugin:
+	test -f plugin/build/Makefile || plugin/configure
+	$(MAKE) -C plugin/build -j 2
+
+setup: $(BIN)/cato plugin
 
 STUDY   ?= example-study
 
@@ -35,4 +41,4 @@ bench: setup
 	$(BIN)/python benchmarks/extraction_strategies.py --corpus $(CORPORA)/iot-sentinel --corpus $(CORPORA)/ndpi
 
 clean:
-	rm -rf $(VENV) tests/btest/.tmp .pytest_cache
+	rm -rf $(VENV) tests/btest/.tmp .pytest_cache plugin/build

@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cato import __version__
-from cato.codegen import STRATEGIES, GeneratorError, generate, normalize_depths, parse_deadline
+from cato.codegen import ENGINES, STRATEGIES, GeneratorError, generate, normalize_depths, parse_deadline
 from cato.features import CATALOG, UnknownFeatureError, catalog_hash, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -56,6 +56,16 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     raise AssertionError
 
 
+ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
+               "or `zkg install`).")
+
+
+def _engine(engine: str) -> str:
+    if engine not in ENGINES:
+        _fail(f"--engine takes one of {', '.join(ENGINES)}")
+    return engine
+
+
 def _features(selection: str):
     try:
         return resolve(selection)
@@ -90,18 +100,20 @@ def generate_cmd(
     depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass, e.g. 1,2,5,10."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
+    engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
 ) -> None:
     """Write the Zeek script computing the selected features from each connection's first packets."""
     feats = _features(features_)
     try:
-        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline))
+        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline), _engine(engine))
     except GeneratorError as e:
         _fail(str(e))
     if output:
         output.write_text(script.text)
         err.print(f"wrote {output} ({len(feats)} features, depths {','.join(map(str, script.depths))}, "
-                  f"strategy {script.strategy}); run it as is: zeek -r CAPTURE {output}")
+                  f"strategy {script.strategy}); run it as is: zeek -r CAPTURE {output}"
+                  + (" (with cato's plugin on ZEEK_PLUGIN_PATH)" if script.engine == "native" else ""))
     else:
         sys.stdout.write(script.text)
 
@@ -117,12 +129,13 @@ def extract(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes (default: cores)."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
+    engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
     from cato.dataset.extract import extract as run_extract
     from cato.dataset.extract import write_table
-    from cato.zeek import ZeekNotFoundError
+    from cato.zeek import ZeekError, ZeekNotFoundError
 
     feats = _features(features_)
     depth_list = _depths(depth, depths)
@@ -138,8 +151,8 @@ def extract(
         task = bar.add_task("captures", total=n)
         try:
             result = run_extract(corp, feats, depth_list, strategy=strategy, deadline=_deadline(deadline),
-                                 jobs=jobs, progress=lambda k: bar.advance(task, k))
-        except (ZeekNotFoundError, GeneratorError) as e:
+                                 jobs=jobs, progress=lambda k: bar.advance(task, k), engine=_engine(engine))
+        except (ZeekNotFoundError, ZeekError, GeneratorError) as e:
             _fail(str(e))
     for p in result.problems:
         err.print(f"[yellow]{'skipped' if p.skipped else 'warning'}:[/] {p.capture}: {p.reason}")
@@ -167,6 +180,7 @@ def profile_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model: also time its inference per vector."),
     zam: bool = typer.Option(False, "--zam", help="Run Zeek (baseline too) with -O ZAM script optimization."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
+    engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
 ) -> None:
     """Measure what a generated script costs in Zeek over a corpus (CPU, memory, time-to-decision)."""
     from cato.corpus import CorpusError, load_corpus
@@ -176,7 +190,7 @@ def profile_cmd(
 
     feats = _features(features_)
     try:
-        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline))
+        script = generate(feats, _depths(depth, depths), strategy, _deadline(deadline), _engine(engine))
         corp = load_corpus(corpus)
         onnx_model = OnnxModel.load(model) if model is not None else None
         if onnx_model is not None:
@@ -251,6 +265,8 @@ def tune(
     resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
     zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
+    engine: str = typer.Option("script", "--engine", help="The engine costs are measured with: the one the "
+                               f"deployment will run ({' or '.join(ENGINES)})."),
     # Its default is cato.model.DEFAULT_MODEL_SEEDS, left unimported so that the CLI starts without numpy.
     model_seeds: Optional[int] = typer.Option(None, "--model-seeds", min=1, show_default=False,
                                               help="Seeds each random forest or decision tree is fitted with; "
@@ -285,7 +301,7 @@ def tune(
     restrict = tuple(f.name for f in _features(features_)) if features_ else None
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
                              not no_prior, not no_baselines, initial, restrict, zam,
-                             **({"model_seeds": model_seeds} if model_seeds else {}),
+                             **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
                              deadline_search="latency" in objs if deadline_search is None else deadline_search)
     try:
         study = Study.open(study_dir, settings, resume=resume)
@@ -365,6 +381,9 @@ def compile_cmd(
     within: float = typer.Option(0.01, "--within", help="F1 tolerance of --pick cheapest-within."),
     alert: list[str] = typer.Option([], "--alert", help="Label whose verdicts raise a Notice (repeatable)."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
+    engine: Optional[str] = typer.Option(None, "--engine", help="What computes the package's features: script, "
+                                         "or native (the package then depends on cato's plugin); default: the "
+                                         "engine the study measured its costs with."),
 ) -> None:
     """Write a zkg package of one study point: feature script, verdict script, ONNX model, manifest."""
     from cato.corpus import CorpusError
@@ -379,7 +398,7 @@ def compile_cmd(
         chosen = pick_trial(study, trial, pick, within)
         err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
         package = compile_package(study, chosen, output, alert_labels=alert, deadline=_deadline(deadline),
-                                  progress=lambda m: err.print(m))
+                                  engine=_engine(engine) if engine else None, progress=lambda m: err.print(m))
     except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
         _fail(str(e))
     m = package.manifest

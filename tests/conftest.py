@@ -78,3 +78,17 @@ def mini_corpus(iot_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def native_plugin(zeek) -> Path:
+    """cato's Zeek plugin (the native engine) as `make setup` builds it. Tests that need it skip only
+    outside CI; with CI=true a missing plugin is an error (`make setup` must build it)."""
+    from cato.zeek import native_plugin_dir
+
+    path = native_plugin_dir()
+    if path is None:
+        if IN_CI:
+            pytest.fail("CI=true but cato's plugin is not built (plugin/build): `make setup` builds it")
+        pytest.skip("cato's plugin is not built (run `make setup`, or plugin/configure && make -C plugin/build)")
+    return path

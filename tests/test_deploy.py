@@ -396,3 +396,42 @@ def test_hostile_labels_and_names_reach_zeek_as_data(zeek, tmp_path):
     run = run_zeek(None, [scripts, probe], workdir=tmp_path / "run", zeek=zeek)
     out = (tmp_path / "run" / "zeek.stdout").read_text()
     assert "pwned" not in out and out.split() == ["T"] * len(hostile) + ["4,", "T"], out
+
+
+def test_a_native_package_depends_on_cato_and_runs_on_its_plugin(study, cache, zeek, monkeypatch, tmp_path):
+    """compile --engine native: the package's features are computed by cato's plugin, so it needs cato
+    installed; zkg installs both (the package's btests run on the plugin) and Zeek publishes its vectors."""
+    monkeypatch.setenv("CATO_CACHE", str(cache))
+    package = compile_package(study, pick_trial(study, pick="most-accurate"), tmp_path / "native-model",
+                              engine="native")
+    assert package.manifest.extra["engine"] == "native" and package.manifest.strategy == "native"
+    assert "@load-plugin Cato::Native" in (package.path / "scripts" / "features.zeek").read_text()
+    assert "zkg install cato before this package" in (package.path / "zkg.meta").read_text()
+    # cato serve --replay runs it on the checkout's plugin: every connection answered.
+    capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
+    result = replay(package.path, capture, tmp_path / "replay", timeout=300, default_scripts=False)
+    assert result.zeek_returncode == 0 and result.coverage >= 0.99, (result.answered, result.connections)
+    root = Path(__file__).resolve().parent.parent
+    clone = tmp_path / "cato"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    config = tmp_path / "zkg.cfg"
+    config.write_text(f"[sources]\n[paths]\nstate_dir = {tmp_path}/state\nscript_dir = {tmp_path}/scripts\n"
+                      f"plugin_dir = {tmp_path}/plugins\nbin_dir = {tmp_path}/bin\nzeek_dist =\n")
+    env = {**os.environ, "PATH": f"{zeek.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    zkg = [str(Path(sys.executable).parent / "zkg"), "--configfile", str(config)]
+    # Zeek finds zkg's plugins where zkg puts them (usually inside its own plugin directory; here a
+    # temporary one, so named): the package's btests, which zkg runs, load cato's plugin from there.
+    env["ZEEK_PLUGIN_PATH"] = f"{tmp_path}/plugins"
+    for argv in (["install", "--force", "--skiptests", str(clone)], ["install", "--force", str(package.path)]):
+        run = subprocess.run(zkg + argv, capture_output=True, text=True, env=env, timeout=900)
+        assert run.returncode == 0, run.stdout + run.stderr
+    work = tmp_path / "run"
+    work.mkdir()
+    zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    run = subprocess.run([str(zeek), "-r", str(Path(__file__).parent / "btest" / "Traces" / "small.pcap"),
+                          "packages", "-e", 'event zeek_done() { print Cato::schema, Cato::vectors_published; }'],
+                         cwd=work, capture_output=True, text=True, env={**env, "ZEEKPATH": f"{zeekpath}:{tmp_path}/scripts"})
+    assert run.returncode == 0 and "error" not in run.stderr.lower(), run.stderr
+    schema, published = run.stdout.split(", ")
+    assert schema == package.manifest.schema and int(published) == len(read_zeek_log(work / "conn.log")) > 0

@@ -19,13 +19,18 @@ GOLDEN = {
     "all-thresholds.zeek": ("all", [1, 5, 10], "thresholds"),
     "deadline-thresholds.zeek": ("all", [1, 5, 10], "thresholds", 0.03),
     "deadline-counters.zeek": ("orig_pkts,resp_pkts,orig_ip_bytes,duration", [1, 5, 10], "counters", 0.03),
+    # The native engine (cato's plugin).
+    "native-all.zeek": ("all", [1, 5, 10], "auto", None, "native"),
+    "native-counters.zeek": ("duration,ip_proto,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes,orig_bytes,resp_load,"
+                             "history", [1, 5, 10], "auto", None, "native"),
+    "native-deadline.zeek": ("all", [1, 5, 10], "auto", 0.03, "native"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_generated_scripts(name):
-    features, depths, strategy, *deadline = GOLDEN[name]
-    text = generate(resolve(features), depths, strategy, *deadline).text
+    features, depths, strategy, *rest = GOLDEN[name]
+    text = generate(resolve(features), depths, strategy, *rest).text
     path = FILES / name
     if os.environ.get("CATO_UPDATE_GOLDEN"):
         path.write_text(text)

@@ -45,12 +45,12 @@ def _linktype(path: Path) -> int | None:
             return None
 
 
-def _check(corpus_dir: Path, captures: list[str], min_compared: int) -> None:
+def _check(corpus_dir: Path, captures: list[str], min_compared: int, engine: str = "script") -> None:
     corpus = load_corpus(corpus_dir)
     corpus.labels = corpus.labels[corpus.labels["pcap"].isin(captures)].reset_index(drop=True)
     # All connections, labelled or not: label every connection with its capture.
     corpus.flow_level = False
-    result = extract(corpus, resolve("all"), DEPTHS, jobs=2)
+    result = extract(corpus, resolve("all"), DEPTHS, jobs=2, engine=engine)
     table = result.table
     compared = Counter()
     mismatches: list[str] = []
@@ -97,9 +97,16 @@ def _check(corpus_dir: Path, captures: list[str], min_compared: int) -> None:
     assert compared["tcp"] > 0 and compared["udp"] > 0, compared
 
 
-def test_oracle_iot_sentinel(zeek, iot_corpus):
-    _check(iot_corpus, _sample(iot_corpus, 40, seed=1), min_compared=800)
+@pytest.fixture(params=["script", "native"])
+def engine(request) -> str:
+    if request.param == "native":
+        request.getfixturevalue("native_plugin")
+    return request.param
 
 
-def test_oracle_ndpi(zeek, ndpi_corpus):
-    _check(ndpi_corpus, _sample(ndpi_corpus, 60, seed=2), min_compared=800)
+def test_oracle_iot_sentinel(zeek, iot_corpus, engine):
+    _check(iot_corpus, _sample(iot_corpus, 40, seed=1), min_compared=800, engine=engine)
+
+
+def test_oracle_ndpi(zeek, ndpi_corpus, engine):
+    _check(ndpi_corpus, _sample(ndpi_corpus, 60, seed=2), min_compared=800, engine=engine)

@@ -106,6 +106,11 @@ export {
 ## relies on Zeek's connection counters (counter-only selections).
 const script_counts_packets = F &redef;
 
+## Whether the native engine (cato's Zeek plugin) makes the vectors: it then logs, raises and
+## publishes them itself (as :zeek:id:`Cato::emit` does), and the script engine's per-connection
+## handlers below are off (event group ``Cato::script_engine``).
+const native_engine = F &redef;
+
 ## Lets a per-packet script take the packet that moved network time past a connection's
 ## decision deadline, which Zeek has counted but the script not yet seen; a handler that
 ## ``break``s will decide at that packet itself.
@@ -204,6 +209,8 @@ event zeek_init() &priority=5
 	{
 	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path="cato",
 	                                    $policy=log_policy));
+	if ( native_engine )
+		disable_event_group("Cato::script_engine");
 	}
 
 # Emits the vectors of every depth *c* has not reached, made from everything it had, *after*
@@ -263,7 +270,7 @@ event deadline_passed(c: connection) &is_used
 	decide_at_deadline(now);
 	}
 
-event connection_state_remove(c: connection) &priority=-5
+event connection_state_remove(c: connection) &priority=-5 &group="Cato::script_engine"
 	{
 	# With a deadline pending, remember the connection is decided, so that the deadline adds nothing.
 	finish(c, decision_deadline > 0secs, END, c$duration);

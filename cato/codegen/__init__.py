@@ -1,6 +1,7 @@
 """Feature selection + packet depths -> a tailored Zeek script."""
 
 from cato.codegen.generator import (
+    ENGINES,
     STRATEGIES,
     GeneratedScript,
     GeneratorError,
@@ -10,4 +11,4 @@ from cato.codegen.generator import (
     parse_deadline,
 )
 
-__all__ = ["STRATEGIES", "GeneratedScript", "GeneratorError", "choose_strategy", "generate", "normalize_depths", "parse_deadline"]
+__all__ = ["ENGINES", "STRATEGIES", "GeneratedScript", "GeneratorError", "choose_strategy", "generate", "normalize_depths", "parse_deadline"]

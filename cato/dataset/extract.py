@@ -50,14 +50,15 @@ def extract(
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
+    engine: str = "script",
     input_positions: bool = False,
 ) -> Extraction:
-    script = generate(features, depths, strategy, deadline, input_positions=input_positions)
+    script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
     with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)
         run = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures],
-                                jobs=jobs, progress=progress, zeek=zeek)
+                                jobs=jobs, progress=progress, zeek=zeek, native=script.engine == "native")
     vectors = _normalize(run.vectors, script)
     table = label_vectors(vectors, corpus)
     problems = list(run.problems)

@@ -68,9 +68,11 @@ def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
 
 
 def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
-                    name: str | None = None, deadline: float | None = None,
+                    name: str | None = None, deadline: float | None = None, engine: str | None = None,
                     progress: Callable[[str], None] | None = None) -> CompiledPackage:
-    """Write the package of ``chosen`` into ``output`` (which must not exist)."""
+    """Write the package of ``chosen`` into ``output`` (which must not exist). ``engine``: the one that
+    computes the features (None: the one the study measured its costs with); a ``native`` package
+    needs cato's plugin installed."""
     step = progress or (lambda _m: None)
     output = Path(output)
     if output.exists():
@@ -86,7 +88,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                            f"(labels: {', '.join(dataset.classes)})")
     if deadline is None:  # the point's own deadline, unless the user sets another
         deadline = config.deadline
-    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline)
+    engine = engine or getattr(settings, "engine", "script")
+    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
     step("training on the whole corpus")
@@ -100,7 +103,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name,
-                               "connections": int(dataset.connections)})
+                               "connections": int(dataset.connections), "engine": script.engine})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -136,6 +139,11 @@ redef log_vectors = F;
 
 def _zkg_meta(manifest: Manifest, name: str) -> str:
     features = ", ".join(manifest.features)
+    # The native engine's features are computed by cato's plugin, which cato's own package builds. zkg
+    # resolves a dependency through its package sources or a git URL, and cato has neither that is
+    # portable: the need is a comment, and the feature script's @load-plugin fails clearly without it.
+    plugin = ("# Needs cato's Zeek plugin (Cato::Native): zkg install cato before this package.\n"
+              if manifest.extra.get("engine") == "native" else "")
     return f"""[package]
 description = cato model {name}: {len(manifest.features)} features at depth {manifest.depth} ({features}),
 \t{len(manifest.labels)} labels, cross-validated macro-F1 {manifest.values.get('f1', float('nan')):.3f}.
@@ -143,7 +151,7 @@ description = cato model {name}: {len(manifest.features)} features at depth {man
 tags = cato, machine learning
 script_dir = scripts
 test_command = cd testing && btest -c btest.cfg -d
-depends =
+{plugin}depends =
 \tzeek >=8.0.0
 """
 

@@ -8,6 +8,7 @@ vector has its verdict (see ``zeek_side.replay_script``). Zeek's logs stay in DI
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
@@ -20,7 +21,7 @@ from cato.deploy.serve import ServeError, Worker, WorkerStats
 from cato.deploy.zeek_side import replay_script
 from cato.corpus import CaptureError, read_capture
 from cato.corpus.pcapio import write_packet, write_pcap_header
-from cato.zeek import find_zeek, read_zeek_log
+from cato.zeek import find_zeek, native_plugin_dir, read_zeek_log
 from cato.zeek.corpus_run import ZEEK_LINKTYPES
 
 #: Name of the settings script written into DIR.
@@ -120,8 +121,12 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
     argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
             REPLAY_SCRIPT, *extra_scripts]
+    env = dict(os.environ)
+    plugin = native_plugin_dir() if worker.scorer.manifest.extra.get("engine") == "native" else None
+    if plugin is not None:  # the native engine's plugin, from this checkout (else where zkg put it)
+        env["ZEEK_PLUGIN_PATH"] = os.pathsep.join(filter(None, [str(plugin), env.get("ZEEK_PLUGIN_PATH")]))
     with open(out / "zeek.stdout", "wb") as stdout, open(out / "zeek.stderr", "wb") as stderr:
-        proc = subprocess.Popen(argv, cwd=out, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        proc = subprocess.Popen(argv, cwd=out, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env)
     try:
         _wait_listening(port, proc, out, 60.0)
         try:

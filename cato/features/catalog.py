@@ -32,11 +32,16 @@ class ConnExpr:
     """Read from the connection record when the vector is emitted.
 
     ``expr`` is a Zeek expression over ``c: connection``; ``applies`` an optional Zeek condition
-    that must hold for the value to be defined.
+    that must hold for the value to be defined. ``native`` is the same value as the native engine
+    computes it (``cato generate --engine native``): a counter the plugin keeps itself (``pkts
+    orig``, ``ip_bytes resp``, ``load orig``, ``duration``, ``proto``, ``port orig``) or a field of
+    Zeek's connection record read when the vector is made (``record orig$size``; ``record string
+    history`` for a string).
     """
 
     expr: str
     applies: str = ""
+    native: str = ""
     kind: Literal["conn_expr"] = "conn_expr"
 
     def describe(self) -> str:
@@ -157,27 +162,30 @@ def _build() -> tuple[Feature, ...]:
     conn = ("conn_record",)
     pkt = ("packet_header",)
 
-    def add_conn(name, desc, dtype, direction, expr, applies="", unit="", protocols=("tcp", "udp", "icmp")):
-        feats.append(Feature(name, "flow", desc, dtype, direction, conn, ConnExpr(expr, applies),
+    def add_conn(name, desc, dtype, direction, expr, native, applies="", unit="",
+                 protocols=("tcp", "udp", "icmp")):
+        feats.append(Feature(name, "flow", desc, dtype, direction, conn, ConnExpr(expr, applies, native),
                              protocols=protocols, unit=unit))
 
     add_conn("duration", "Seconds from the first to the last packet seen", "double", "none",
-             "interval_to_double(c$duration)", unit="s")
+             "interval_to_double(c$duration)", "duration", unit="s")
     add_conn("ip_proto", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)", "count", "none",
-             "c$id$proto")
-    add_conn("orig_port", "Originator port (ICMP: type)", "count", "orig", "port_to_count(c$id$orig_p)")
-    add_conn("resp_port", "Responder port (ICMP: code)", "count", "resp", "port_to_count(c$id$resp_p)")
+             "c$id$proto", "proto")
+    add_conn("orig_port", "Originator port (ICMP: type)", "count", "orig", "port_to_count(c$id$orig_p)",
+             "port orig")
+    add_conn("resp_port", "Responder port (ICMP: code)", "count", "resp", "port_to_count(c$id$resp_p)",
+             "port resp")
     for d in ("orig", "resp"):
-        add_conn(f"{d}_pkts", f"Packets sent {_dir_doc(d)}", "count", d, f"c${d}$num_pkts")
+        add_conn(f"{d}_pkts", f"Packets sent {_dir_doc(d)}", "count", d, f"c${d}$num_pkts", f"pkts {d}")
         add_conn(f"{d}_ip_bytes", f"IP bytes sent {_dir_doc(d)}", "count", d, f"c${d}$num_bytes_ip",
-                 unit="B")
+                 f"ip_bytes {d}", unit="B")
         add_conn(f"{d}_bytes", f"Payload bytes sent {_dir_doc(d)} (TCP: from sequence numbers)",
-                 "count", d, f"c${d}$size", unit="B")
+                 "count", d, f"c${d}$size", f"record {d}$size", unit="B")
         add_conn(f"{d}_load", f"Bits per second sent {_dir_doc(d)} (IP bytes × 8 / duration)", "double",
-                 d, f"c${d}$num_bytes_ip * 8.0 / interval_to_double(c$duration)",
+                 d, f"c${d}$num_bytes_ip * 8.0 / interval_to_double(c$duration)", f"load {d}",
                  applies="c$duration > 0secs", unit="bit/s")
     add_conn("history", "Zeek connection history string (state transitions)", "string", "none",
-             "c$history")
+             "c$history", "record string history")
 
     # Per-packet statistics.
     stats_full = ("sum", "mean", "min", "max", "median", "std")

@@ -38,6 +38,8 @@ class Evaluator:
     #: Profile with Zeek's ``-O ZAM``.
     zam: bool = False
     model_seeds: int = DEFAULT_MODEL_SEEDS
+    #: The engine costs are measured with (``script`` or ``native``): the one the deployment will run.
+    engine: str = "script"
     _folds: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +55,8 @@ class Evaluator:
 
         step("profiling in Zeek")
         t1 = time.perf_counter()
-        script = generate(resolve(",".join(config.features)), (config.depth,), "auto", config.deadline)
+        script = generate(resolve(",".join(config.features)), (config.depth,), "auto", config.deadline,
+                          engine=self.engine)
         # The objective is the script's own CPU less start-ups: a baseline shared by every trial will do.
         cost = profile(self.corpus, script, repeat=self.profile_repeat, attribute=False,
                        cache_dir=self.cache_dir, zeek=self.zeek, zam=self.zam, paired=False)

@@ -59,6 +59,8 @@ class StudySettings:
     zam: bool = False
     #: Fits of a seeded model per cross-validation, F1 averaged (studies made before it had one).
     model_seeds: int = DEFAULT_MODEL_SEEDS
+    #: The engine costs are measured with (``script``, or ``native``: cato's Zeek plugin).
+    engine: str = "script"
     #: Search the decision deadline beside the depth (``cato tune`` turns it on with time-to-decision
     #: an objective, or ``--deadline-search``).
     deadline_search: bool = False
@@ -143,7 +145,8 @@ class Study:
     def evaluator(self, corpus: Corpus, dataset: Dataset) -> Evaluator:
         """The evaluator of this study's settings (folds, seeds, objectives, ZAM)."""
         st = self.settings
-        return Evaluator(corpus, dataset, st.objectives, st.folds, st.seed, zam=st.zam, model_seeds=st.model_seeds)
+        return Evaluator(corpus, dataset, st.objectives, st.folds, st.seed, zam=st.zam, model_seeds=st.model_seeds,
+                         engine=st.engine)
 
     def importance(self, dataset: Dataset, progress: Callable[[str], None]) -> dict:
         """MI and RFE ranks at full depth, computed once per study."""

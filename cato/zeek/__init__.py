@@ -7,12 +7,13 @@ from cato.zeek.runner import (
     ZeekNotFoundError,
     ZeekRun,
     find_zeek,
+    native_plugin_dir,
     run_zeek,
     zeek_version,
 )
 from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 __all__ = [
-    "LogFormatError", "ZAM_ARGS", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "read_zeek_log",
+    "LogFormatError", "ZAM_ARGS", "ZeekError", "ZeekNotFoundError", "ZeekRun", "find_zeek", "native_plugin_dir", "read_zeek_log",
     "run_zeek", "static_load_script", "static_scripts_dir", "static_scripts_sha256", "zeek_version",
 ]

@@ -74,8 +74,9 @@ class _BatchResult:
 
 
 def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
-                timeout: float | None) -> tuple[pd.DataFrame, float, list[str]]:
-    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout)
+                timeout: float | None, native: bool = False) -> tuple[pd.DataFrame, float, list[str]]:
+    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout,
+                   native=native)
     notes = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     log = run.log("cato")
     df = read_zeek_log(log) if log.exists() else pd.DataFrame()
@@ -102,7 +103,7 @@ def _failure(e: ZeekError) -> str:
 
 
 def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str,
-               timeout: float | None) -> _BatchResult:
+               timeout: float | None, native: bool = False) -> _BatchResult:
     workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
     scripts = [static_load_script(), Path(script)]
     caps, failed = read_captures(captures)
@@ -118,7 +119,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
     streams = merge_captures(list(loaded.values()), workdir, "stream")
     for i, ms in enumerate(streams):
         try:
-            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout)
+            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout, native)
             out.add_run(df, cpu)
             for note in notes[:3]:
                 problems.append(CaptureProblem(",".join(s.capture for s in ms.segments[:3]), note, False))
@@ -132,7 +133,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
             single = merge_captures([loaded[seg.capture]], workdir, f"alone{i}-{j}")
             for k, one in enumerate(single):
                 try:
-                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout)
+                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout, native)
                     out.add_run(df, cpu)
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, _failure(e), True))
@@ -177,8 +178,10 @@ def run_over_captures(
     progress: Callable[[int], None] | None = None,
     zeek: Path | None = None,
     timeout: float | None = None,
+    native: bool = False,
 ) -> CorpusRun:
-    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path).
+    """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path); ``native``: the
+    script uses the native engine (cato's plugin).
 
     Each Zeek run is killed after ``timeout`` seconds (None: ``$CATO_ZEEK_TIMEOUT`` or 600 s): a merged
     stream that fails or hangs is run again capture by capture, so a capture that makes Zeek hang costs
@@ -189,8 +192,8 @@ def run_over_captures(
     frames: list[pd.DataFrame] = []
     result = CorpusRun(pd.DataFrame())
     with tempfile.TemporaryDirectory(prefix="cato-run-") as tmp:
-        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout)
-                for b in batches]
+        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout,
+                 native) for b in batches]
         if jobs == 1 or len(batches) == 1:
             outcomes = (_run_batch(*a) for a in args)
             for br in outcomes:

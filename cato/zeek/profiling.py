@@ -37,7 +37,7 @@ from cato.corpus import Corpus, merge_captures, read_captures
 from cato.corpus.pcapio import write_pcap_header
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
-from cato.zeek.runner import ZAM_ARGS, ZeekError, find_zeek, run_zeek, zeek_version
+from cato.zeek.runner import ZAM_ARGS, ZeekError, find_zeek, native_plugin_dir, run_zeek, zeek_version
 from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
@@ -53,7 +53,7 @@ class ProfileError(RuntimeError):
 class StreamFailed(ProfileError):
     """Zeek failed or hung on one merged stream of the corpus."""
 
-    def __init__(self, stream: Path, error: ZeekError, invocation: tuple = ((), True, ())):
+    def __init__(self, stream: Path, error: ZeekError, invocation: tuple = ((), True, (), False)):
         self.stream = stream
         self.error = error
         #: (scripts, bare, extra arguments) of the Zeek run that failed
@@ -115,6 +115,8 @@ class CostProfile:
     inference_ms: dict | None = None
     #: Whether every run (baseline included) compiled its scripts with Zeek's ``-O ZAM``.
     zam: bool = False
+    #: The engine that computed the features: ``script`` or ``native`` (cato's plugin).
+    engine: str = "script"
     #: Whether each round ran its own baseline (see :func:`profile`); ``cpu_ratio`` is then the median
     #: of the per-round ratios in ``cpu_ratio_runs``, and the marginal CPU the median per-round difference.
     paired: bool = False
@@ -193,6 +195,14 @@ def corpus_streams(corpus: Corpus, cache_dir: Path, corpus_hash: str,
     return cached
 
 
+def native_plugin_sha256() -> str:
+    """Hash of the native engine's plugin library (part of a native profile's cache key): a rebuilt
+    plugin is measured anew."""
+    root = native_plugin_dir()
+    libs = sorted(root.glob("lib/*.so")) if root else []
+    return hashlib.sha256(b"".join(p.read_bytes() for p in libs)).hexdigest() if libs else "installed"
+
+
 def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
     """(bare?, scripts) of the baseline Zeek invocation."""
     if baseline == "bare":
@@ -206,16 +216,16 @@ def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
 
 
 def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, zeek: Path,
-             extra_args: Sequence[str] = ()) -> tuple[float, float, list[Path]]:
+             extra_args: Sequence[str] = (), native: bool = False) -> tuple[float, float, list[Path]]:
     """Run over every stream; return (total CPU s, peak RSS MB, run dirs)."""
     cpu, rss, dirs = 0.0, 0.0, []
     for i, stream in enumerate(streams):
         d = workdir / f"s{i}"
         try:
             run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
-                           extra_args=extra_args)
+                           extra_args=extra_args, native=native)
         except ZeekError as e:
-            raise StreamFailed(stream, e, (scripts, bare, tuple(extra_args))) from e
+            raise StreamFailed(stream, e, (scripts, bare, tuple(extra_args), native)) from e
         cpu += run.cpu_s
         rss = max(rss, run.max_rss_kb / 1024)
         dirs.append(d)
@@ -261,18 +271,19 @@ def profiled_handler_cpu(corpus: Corpus, script: GeneratedScript, workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     gen = workdir / "cato-features.zeek"
     gen.write_text(script.text)
-    _, cpu, rows, dirs = _profiled_run(streams, [static_load_script(), gen], gen, True, workdir / "run", zeek)
+    _, cpu, rows, dirs = _profiled_run(streams, [static_load_script(), gen], gen, True, workdir / "run", zeek,
+                                       native=script.engine == "native")
     conns = sum(int(read_zeek_log(d / "cato.log")["uid"].nunique()) for d in dirs if (d / "cato.log").exists())
     calls = {f"{fn} {loc}": r["calls"] for (fn, loc, kind), r in rows.items() if kind == "event"}
     return HandlerProfile(cpu, conns, calls)
 
 
 def _profiled_run(streams: Sequence[Path], scripts: list, gen: Path, bare: bool, workdir: Path, zeek: Path,
-                  extra_args: Sequence[str] = ()) -> tuple[float, float, dict, list[Path]]:
+                  extra_args: Sequence[str] = (), native: bool = False) -> tuple[float, float, dict, list[Path]]:
     """One run over every stream under ``--profile-scripts``: (process CPU s, CPU s of cato's event
     handlers incl. callees, per-body rows of cato's files summed over the streams, run dirs)."""
     cpu, _, dirs = _run_all(streams, scripts, bare, workdir, zeek,
-                            extra_args=[*extra_args, "--profile-scripts=prof.log"])
+                            extra_args=[*extra_args, "--profile-scripts=prof.log"], native=native)
     ours = [*static_scripts_dir().glob("*.zeek"), gen]
     handlers, rows_by_body = 0.0, {}
     for d in dirs:
@@ -337,7 +348,7 @@ def _left_out_file(cache_dir: Path, corpus_hash: str) -> Path:
 
 def _culprits(corpus: Corpus, failed: StreamFailed, zeek: Path, workdir: Path) -> dict[str, str]:
     """The captures of a failed stream on which, run alone, Zeek fails or hangs again."""
-    scripts, bare, extra_args = failed.invocation
+    scripts, bare, extra_args, native = failed.invocation
     workdir.mkdir(parents=True, exist_ok=True)
     found = {}
     for i, name in enumerate(stream_captures(failed.stream)):
@@ -347,7 +358,7 @@ def _culprits(corpus: Corpus, failed: StreamFailed, zeek: Path, workdir: Path) -
         for ms in merge_captures(caps, workdir, f"alone{i}"):
             try:
                 run_zeek(ms.path, scripts, workdir=workdir / f"alone{i}", bare=bare, redefs=STREAM_REDEFS,
-                         zeek=zeek, extra_args=extra_args)
+                         zeek=zeek, extra_args=extra_args, native=native)
             except ZeekError as e:
                 found[name] = ("Zeek hung on it: " if e.timed_out else "Zeek failed on it: ") + str(e).splitlines()[0]
     return found
@@ -426,6 +437,7 @@ def _profile(
     """
     zeek = zeek or find_zeek()
     zeek_args = list(ZAM_ARGS) if zam else []
+    native = script.engine == "native"
     cache_dir = cache_dir or default_cache_dir()
     version = zeek_version(zeek)
     chash = corpus.content_hash()
@@ -434,6 +446,7 @@ def _profile(
     model_hash = inference.key if inference is not None else ""
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_scripts_sha256(), chash, version,
                                      base_key, repeat, attribute, model_hash, zam]
+                                    + ([native_plugin_sha256()] if native else [])
                                     + (["paired"] if paired else [])
                                     + ([sorted(left_out)] if left_out else [])).encode()).hexdigest()
     cache_file = cache_dir / "profiles" / f"{key}.json"
@@ -471,7 +484,7 @@ def _profile(
                     base_runs.append(c)
                     base_rss = max(base_rss, m)
                 step(f"script run {r + 1}/{repeat}")
-                c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args)
+                c, m, dirs = _run_all(streams, with_script, bare, work / f"script{r}", zeek, zeek_args, native)
                 cpu_runs.append(c)
                 rss = max(rss, m)
             vectors = pd.concat([read_zeek_log(d / "cato.log") for d in dirs if (d / "cato.log").exists()],
@@ -480,7 +493,7 @@ def _profile(
             if attribute:
                 step("profiled run")
                 prof_cpu, attributed, attribution, _ = _profiled_run(streams, with_script, gen, bare, work / "prof",
-                                                                      zeek, zeek_args)
+                                                                      zeek, zeek_args, native)
         except StreamFailed as failed:  # find the culprits while the scripts are still here
             failed.culprits = _culprits(corpus, failed, zeek, work / "culprits")
             raise
@@ -538,7 +551,7 @@ def _profile(
         steady_cpu_us_per_conn=base_steady + max(marginal, 0.0) / max(conns, 1) * 1e6,
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
-        zam=zam, left_out={**unreadable_captures(streams), **left_out},
+        zam=zam, engine=script.engine, left_out={**unreadable_captures(streams), **left_out},
     )
     write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1))
     return result

@@ -39,6 +39,21 @@ class ZeekNotFoundError(RuntimeError):
     pass
 
 
+#: The native engine's plugin as ``make setup`` builds it in a checkout (``plugin/build``).
+_CHECKOUT_PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "build"
+
+
+def native_plugin_dir() -> Path | None:
+    """Where cato's Zeek plugin (the native engine) is built: ``$CATO_PLUGIN_DIR``, else a checkout's
+    ``plugin/build``; None when neither holds it (Zeek then searches its own plugin path, where
+    ``zkg install`` puts it)."""
+    env = os.environ.get("CATO_PLUGIN_DIR")
+    for candidate in ([Path(env)] if env else []) + [_CHECKOUT_PLUGIN]:
+        if (candidate / "__zeek_plugin__").is_file():
+            return candidate
+    return None
+
+
 class ZeekError(RuntimeError):
     """Zeek exited with an error; carries its stderr."""
 
@@ -107,10 +122,12 @@ def run_zeek(
     timeout: float | None = None,
     zeek: Path | None = None,
     check: bool = True,
+    native: bool = False,
 ) -> ZeekRun:
     """Run Zeek over ``pcap`` (or no input) with ``scripts`` in ``workdir`` (a new temp dir if None).
 
-    ``redefs`` are command-line redefinitions (``name=value``). Raises :class:`ZeekError` when Zeek
+    ``redefs`` are command-line redefinitions (``name=value``). ``native``: the scripts use cato's
+    plugin (the native engine), which Zeek is told where to find. Raises :class:`ZeekError` when Zeek
     fails and ``check`` is set. Zeek is killed after ``timeout`` seconds (None: :func:`default_timeout`;
     0: never), and that is an error whatever ``check`` says.
     """
@@ -130,6 +147,9 @@ def run_zeek(
     argv += [str(Path(s).resolve()) if isinstance(s, Path) else s for s in scripts]
     argv += [f"{k}={v}" for k, v in (redefs or {}).items()]
     env = {**os.environ, **PINNED_ENV}
+    plugin_dir = native_plugin_dir() if native else None
+    if plugin_dir is not None:
+        env["ZEEK_PLUGIN_PATH"] = os.pathsep.join(filter(None, [str(plugin_dir), env.get("ZEEK_PLUGIN_PATH")]))
     start = time.perf_counter()
     with open(workdir / "zeek.stdout", "wb") as out, open(workdir / "zeek.stderr", "wb") as err:
         proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
@@ -160,6 +180,10 @@ def run_zeek(
         raise ZeekError(f"Zeek did not finish within {timeout:g}s {what} and was killed "
                         "(raise $CATO_ZEEK_TIMEOUT if the input is just large)", stderr, proc.returncode, True)
     if check and proc.returncode != 0:
+        if native and "Cato::Native" in stderr and "not available" in stderr:
+            raise ZeekError(f"Zeek cannot find cato's plugin (the native engine) {what}: run `make setup` in "
+                            "cato's checkout, or `zkg install` cato, or set CATO_PLUGIN_DIR", stderr,
+                            proc.returncode)
         raise ZeekError(f"Zeek failed (exit {proc.returncode}) {what}", stderr, proc.returncode)
     return run
 
