@@ -86,6 +86,10 @@ export {
 	## Raised for every vector.
 	global vector_ready: event(info: Info);
 
+	## Asked before a vector is published; a handler that breaks keeps it back (an inference
+	## worker that is behind, say).
+	global publish_policy: hook(info: Info);
+
 	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set.
 	global vector_batch: event(vectors: vector of Info);
 
@@ -182,7 +186,7 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 	if ( log_vectors )
 		Log::write(LOG, info);
 
-	if ( publish_vectors )
+	if ( publish_vectors && hook publish_policy(info) )
 		{
 		pending += info;
 		if ( |pending| >= publish_batch_size )
