@@ -109,6 +109,51 @@ def sweep(study: Study) -> list[dict]:
     return rows
 
 
+def best_by_wait(front: list[dict], waits_ms=(float("inf"), 1000, 300, 30)) -> list[str]:
+    """The most accurate front point of each mean time-to-decision bound: "F1 (T)"."""
+    out = []
+    for w in waits_ms:
+        ok = [p for p in front if p["ttd_mean_ms"] <= w]
+        best = max(ok, key=lambda p: p["f1"], default=None)
+        t = "none" if best is None or best["deadline_s"] is None else f"{best['deadline_s'] * 1e3:g} ms"
+        out.append("–" if best is None else f"{best['f1']:.3f} ({best['features']} @{best['depth']}, T {t})")
+    return out
+
+
+def tables(results: dict) -> str:
+    """RESULTS.md tables from the JSON."""
+    lines = ["| corpus, seed | search | best F1 | mean time-to-decision ≤ 1 s | ≤ 300 ms | ≤ 30 ms |",
+             "|---|---|---|---|---|---|"]
+    for corpus, entry in results.items():
+        for run, r in sorted(entry["runs"].items(), key=lambda kv: (kv[0].split("-s")[1], kv[0])):
+            front = [p for p in r["front"] if p["name"] is None]  # the search's own points
+            lines.append(f"| {corpus}, {run.split('-s')[1]} | {run.split('-s')[0]} | " + " | ".join(best_by_wait(front)) + " |")
+    lines += ["", "| corpus, seed | search | point within 0.01 F1 of ALL@50 | F1 | mean / p95 time-to-decision ms "
+              "| × lower mean / p95 | CPU µs/conn (× lower) |", "|---|---|---|---|---|---|---|"]
+    for corpus, entry in results.items():
+        for run, r in sorted(entry["runs"].items(), key=lambda kv: (kv[0].split("-s")[1], kv[0])):
+            a, w = r["all_max"], r.get("within_tolerance")
+            head = f"| {corpus}, {run.split('-s')[1]} | {run.split('-s')[0]} |"
+            if not w or w["name"]:
+                lines.append(f"{head} none (ALL@50: F1 {a['f1']:.3f}) | | | | |")
+                continue
+            t = "" if w["deadline_s"] is None else f", T {w['deadline_s'] * 1e3:g} ms"
+            ratio = lambda x: "∞ (first packet)" if x > 1e6 else f"{x:.1f}x"  # noqa: E731
+            lines.append(f"{head} {w['features']} @{w['depth']}{t}, {w['model']} | {w['f1']:.3f} (ALL@50 {a['f1']:.3f}) | "
+                         f"{w['ttd_mean_ms']:,.1f} / {w['ttd_p95_ms']:,.1f} | {ratio(w['ttd_mean_ratio'])} / "
+                         f"{ratio(w['ttd_p95_ratio'])} | {w['cpu_us']:.1f} ({w['cpu_ratio']:.1f}x) |")
+    for corpus, entry in results.items():
+        if "sweep_all_max" not in entry:
+            continue
+        lines += ["", f"ALL@50 at a deadline, {corpus} (seed {entry.get('sweep_seed', '?')}):", "",
+                  "| deadline | F1 | mean / p95 time-to-decision ms | CPU µs/conn |", "|---|---|---|---|"]
+        for row in entry["sweep_all_max"]:
+            t = "none" if row["deadline_s"] is None else f"{row['deadline_s'] * 1e3:g} ms"
+            lines.append(f"| {t} | {row['f1']:.3f} | {row['ttd_mean_ms']:,.1f} / {row['ttd_p95_ms']:,.1f} | "
+                         f"{row['cpu_us']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, action="append", required=True)
@@ -117,7 +162,11 @@ def main() -> None:
     ap.add_argument("--studies", type=Path, default=Path("deadline-studies"))
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "deadline_tune.json")
+    ap.add_argument("--tables", action="store_true", help="Print the RESULTS.md tables of --out and stop.")
     args = ap.parse_args()
+    if args.tables:
+        print(tables(json.loads(args.out.read_text())))
+        return
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for corpus in args.corpus:
         name = corpus.resolve().name
@@ -129,8 +178,9 @@ def main() -> None:
                 args.out.write_text(json.dumps(results, indent=1))
         if not args.no_sweep:
             entry["sweep_all_max"] = sweep(study)
+            entry["sweep_seed"] = study.settings.seed
             args.out.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    print(tables(results))
 
 
 if __name__ == "__main__":
