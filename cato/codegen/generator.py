@@ -405,6 +405,16 @@ def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadl
         "",
         f"@load-plugin {PLUGIN_NAME}",
         "",
+        *_module_preamble(features, depths, deadline),
+    ]
+    out += native_body(features, depths)
+    return GeneratedScript("\n".join(out) + "\n", tuple(features), depths, "native", deadline, "native")
+
+
+def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None) -> list[str]:
+    """What every generated script says after its header, whatever the engine: cato's static scripts,
+    the vector's feature columns, the depths and the deadline."""
+    out = [
         embedded_static_part(),
         "module Cato;",
         "",
@@ -418,8 +428,7 @@ def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadl
     ]
     if deadline:
         out.append(f"redef decision_deadline = {round(deadline * 1e6)}usec;")
-    out += native_body(features, depths)
-    return GeneratedScript("\n".join(out) + "\n", tuple(features), depths, "native", deadline, "native")
+    return out
 
 
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
@@ -455,19 +464,8 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
         "##! Runs as is (zeek -r trace.pcap this.zeek): it carries cato's static scripts, which Zeek",
         "##! uses only where cato (its zkg package, or zeek-scripts/) was not loaded before it.",
         "",
-        embedded_static_part(),
-        "module Cato;",
-        "",
-        "export {",
-        "\tredef record Info += {",
-        *_info_fields(features),
-        "\t};",
-        "}",
-        "",
-        f"redef depths = vector({', '.join(map(str, depths_t))});",
+        *_module_preamble(features, depths_t, deadline),
     ]
-    if deadline:
-        out.append(f"redef decision_deadline = {round(deadline * 1e6)}usec;")
     if plan.per_direction:
         out += ["", "# Per-direction state: one record for each endpoint.", "type Dir: record {",
                 *("\t" + f for f in _dir_fields(plan)), "};"]
