@@ -268,7 +268,14 @@ event deadline_passed(c: connection) &is_used
 	{
 	if ( c?$cato && c$cato$next_depth >= |depths| )
 		return;  # decided at its depth, or ended
-	local now = connection_exists(c$id) ? current(c) : c;
+	# Its 5-tuple may be a later connection's by now (a SYN resent seconds later): that one is not it.
+	local now = c;
+	if ( connection_exists(c$id) )
+		{
+		local found = current(c);
+		if ( found$uid == c$uid )
+			now = found;
+		}
 	if ( script_counts_packets && now$orig$num_pkts + now$resp$num_pkts > now$cato$pkts
 	     && ! hook catch_up(now, now$cato) )
 		return;  # decided at the packet, by the script
