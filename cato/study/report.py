@@ -102,29 +102,39 @@ def _ttd_text(p: dict) -> str:
     return " / ".join(f"{ttd[k]:.4g}" if k in ttd else "?" for k in ("mean", "p50", "p95", "max"))
 
 
+def _ratio_text(ratio: float) -> str:
+    # A time-to-decision of 0 (decided at the first packet) makes the ratio meaningless, not large.
+    return "0 (decided at the first packet)" if ratio > 1e9 else f"{ratio:.1f}x lower"
+
+
 def render_console(data: dict, console) -> None:
     from rich.table import Table
     objs = data["objectives"]
+    # A terminal is narrow: the deadline and the time-to-decision distribution get columns when the
+    # study is about them (report.html and --json always have them).
+    timed = "latency" in objs or any(p.get("deadline_s") is not None for p in data["pareto"])
     for title, rows in (("Pareto front", data["pareto"]), ("Baselines", data["baselines"])):
         table = Table(title=f"{title} ({data['corpus']})")
-        for col in ("trial", "name" if title == "Baselines" else "source", "features", "depth", "deadline",
-                    "model", *objs, TTD_HEADER):
+        cols = ["trial", "name" if title == "Baselines" else "source", "features", "depth",
+                *(["deadline"] if timed else []), "model", *objs, *([TTD_HEADER] if timed else [])]
+        for col in cols:
             table.add_column(col if col not in UNITS else UNITS[col],
                              justify="right" if col in objs or col == TTD_HEADER else "left")
         for p in rows:
             feats = ", ".join(p["features"]) if len(p["features"]) <= 6 else f"{len(p['features'])} features"
-            table.add_row(str(p["trial"]), p.get("name" if title == "Baselines" else "source", ""), feats,
-                          str(p["depth"]), _deadline_text(p), p["model"], *(f"{p[o]:.4g}" for o in objs),
-                          _ttd_text(p))
+            cells = [str(p["trial"]), p.get("name" if title == "Baselines" else "source", ""), feats, str(p["depth"]),
+                     *([_deadline_text(p)] if timed else []), p["model"], *(f"{p[o]:.4g}" for o in objs),
+                     *([_ttd_text(p)] if timed else [])]
+            table.add_row(*cells)
         console.print(table)
     hv = data["hypervolume"]
     console.print(f"hypervolume: search {hv['search']:.4f}, baselines together {hv['baselines_together']:.4f}")
     if "versus_all_max" in data:
         v = data["versus_all_max"]
-        ratios = ", ".join(f"{o.replace('_', ' ')} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        ratios = ", ".join(f"{o.replace('_', ' ')} {_ratio_text(r)}" for o, r in v["cost_ratio"].items())
         console.print(f"front point within {F1_TOLERANCE} F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
-                      f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, depth {v['point']['depth']}, "
-                      f"deadline {_deadline_text(v['point'])}: {ratios}")
+                      f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, depth {v['point']['depth']}"
+                      + (f", deadline {_deadline_text(v['point'])}" if timed else "") + f": {ratios}")
     t = data["timing_s"]
     if t["bo_overhead_median"] is not None:
         console.print(f"BO overhead per iteration: median {t['bo_overhead_median']:.1f} s, "
@@ -177,7 +187,7 @@ def report_html(data: dict, png: bytes) -> str:
     versus = ""
     if "versus_all_max" in data:
         v = data["versus_all_max"]
-        ratios = ", ".join(f"{UNITS.get(o, o.replace('_', ' '))} {r:.1f}x lower" for o, r in v["cost_ratio"].items())
+        ratios = ", ".join(f"{UNITS.get(o, o.replace('_', ' '))} {_ratio_text(r)}" for o, r in v["cost_ratio"].items())
         versus = (f"<p>Cheapest search point within {F1_TOLERANCE} macro-F1 of <b>{html.escape(v['baseline']['name'])}</b>"
                   f" (F1 {v['baseline']['f1']:.3f}): trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, "
                   f"{len(v['point']['features'])} features @ depth {v['point']['depth']}, deadline "
