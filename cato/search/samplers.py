@@ -136,6 +136,9 @@ class BoTorchSampler:
     prior: np.ndarray | None = None
     #: Configurations tried first (MI-top-k and RFE-top-k selections), then prior-weighted draws.
     initial: list[Config] = field(default_factory=list)
+    #: What the study measured before the search (its baselines): in the model's data and the moves'
+    #: anchors from the first BO iteration on.
+    known: list[tuple[Config, dict]] = field(default_factory=list)
     n_initial: int = 10
     #: πBO weight β: the acquisition is multiplied by prior^(β / t) at BO iteration t.
     prior_strength: float = 2.0
@@ -209,11 +212,14 @@ class BoTorchSampler:
                 "source": "prior draw" if prior is not None else "random draw"}
         t0 = time.perf_counter()
         iteration = n - self.n_initial + 1
-        swept = self._depth_sweep(history) if self._sweeps(iteration) else None
-        if swept is not None:
+        # The model and the moves learn from everything measured, the study's baselines too.
+        data = [*self.known, *history]
+        seen |= {c.key() for c, _ in self.known}
+        swept = self._depth_sweep(data) if self._sweeps(iteration) else None
+        if swept is not None and swept.key() not in seen:
             return swept, {"source": "depth sweep", "bo_overhead_s": time.perf_counter() - t0}
-        closing_in = self._closing_in(history, iteration)
-        x = self._optimize(history, iteration, closing_in)
+        closing_in = self._closing_in(history, iteration, data)
+        x = self._optimize(data, iteration, closing_in)
         config = _unseen(self.space, self.space.decode(x), seen, rng)
         source = "qLogNEHVI" + (" + MI prior" if self.prior is not None and not closing_in else "")
         if self._high_f1(iteration):
@@ -263,12 +269,12 @@ class BoTorchSampler:
     def _high_f1(self, iteration: int) -> bool:
         return self.high_f1_every > 0 and iteration % self.high_f1_every == 0
 
-    def _closing_in(self, history: History, iteration: int) -> bool:
-        """An accurate-end iteration, or any in the late part of the budget, while the best F1 seen, times
-        ``high_f1_fraction``, is short of the target."""
+    def _closing_in(self, history: History, iteration: int, data: History | None = None) -> bool:
+        """An accurate-end iteration, or any in the late part of the budget, while the best F1 seen (in
+        ``data``, everything measured), times ``high_f1_fraction``, is short of the target."""
         late = self.budget is not None and len(history) >= self.late_closing_in * self.budget
         return (self._high_f1(iteration) or late) and self.target_f1 is not None \
-            and self.target_f1 > self.high_f1_fraction * max(v["f1"] for _, v in history)
+            and self.target_f1 > self.high_f1_fraction * max(v["f1"] for _, v in (data or history))
 
     def _optimize(self, history: History, iteration: int, closing_in: bool = False) -> np.ndarray:
         import torch
@@ -603,6 +609,8 @@ class SearchContext:
     use_prior: bool = True
     n_initial: int = 10
     reference_f1: float | None = None
+    #: (config, objective values) the study measured before its search (the baselines), in the space.
+    measured: tuple = ()
 
     @property
     def mi_ranking(self) -> list[str]:
@@ -628,6 +636,7 @@ def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
         initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed), n_initial=ctx.n_initial,
+        known=list(ctx.measured),
         target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, budget=ctx.budget,
         **params)
 
@@ -636,7 +645,8 @@ _FACTORIES = {"botorch": (BoTorchSampler, _botorch_from_context), "tpe": (TPESam
               "random": (RandomSampler, _random_from_context)}
 SAMPLERS = tuple(_FACTORIES)
 #: Fields a sampler takes from the context, not from its tuning parameters.
-_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "target_f1", "budget", "name"}
+_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "target_f1", "budget", "name",
+                   "known"}
 
 
 def sampler_parameters(name: str) -> list[str]:

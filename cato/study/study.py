@@ -230,7 +230,9 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
         mi=[importance["mi"][feats.index(f)] for f in space.features],
         rfe_rank=[importance["rfe_rank"][feats.index(f)] for f in space.features],
         use_prior=study.settings.use_prior, n_initial=study.settings.initial,
-        reference_f1=all_at_max.values["f1"] if all_at_max else None)
+        reference_f1=all_at_max.values["f1"] if all_at_max else None,
+        measured=tuple(_in_space(space, t) for t in study.trials("baseline")
+                       if set(t.config.features) & set(space.features)))
     sampler = make_sampler(study.settings.sampler, context)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
@@ -251,6 +253,13 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
         if failed > max(10, budget):
             raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
     return study
+
+
+def _in_space(space: SearchSpace, trial: Trial) -> tuple[Config, dict]:
+    """A baseline as a point of the search space: its features that carry no information (outside the
+    space) left out, its measured values kept."""
+    c = trial.config
+    return space.config([f for f in c.features if f in space.features], c.depth, c.model, c.deadline), trial.values
 
 
 def load_study(directory: str | Path) -> Study:
