@@ -529,3 +529,18 @@ def test_no_deadline_at_depth_one():
     x = DEADLINE_SPACE.encode(DEADLINE_SPACE.config(["orig_pkts"], 2, ModelSpec("rf", 10, 4), 0.5))
     x[DEADLINE_SPACE.depth_dim] = 1
     assert DEADLINE_SPACE.decode(x).deadline is None
+
+
+def test_the_search_learns_from_the_baselines_it_is_given():
+    model = ModelSpec("rf", 50, 16)
+    best = Config(FEATS, 10, model)  # a baseline far better than anything the search has measured
+    weak = [SPACE.config([f], 2, model) for f in FEATS[:4]]
+    history = [(c, {"f1": 0.3, "cpu": 400.0}) for c in weak]
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, initial=weak, n_initial=4, raw_samples=64,
+                             target_f1=0.89, budget=5, depth_sweep_every=0, hill_climb_steps=0,
+                             known=[(best, {"f1": 0.9, "cpu": 300.0})])
+    config, info = sampler.ask(history, 4)
+    assert "closing in" in info["source"]
+    # Closing in starts from the most accurate point measured, whatever produced it: one move from it.
+    moved = len(set(config.features) ^ set(best.features)) + (config.depth != best.depth)
+    assert config != best and moved == 1
