@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_serving_faults import _listening, _serve, _udp_capture, _wait_for, package  # noqa: F401 (fixture)
+from test_serving_faults import _kill, _listening, _serve, _stop, _udp_capture, _wait_for, package  # noqa: F401 (fixture)
 
 from cato.deploy.replay import free_port
 
@@ -230,14 +230,9 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
         assert forged > 0
         time.sleep(seconds - 1.5 + 1)
         assert zeek_proc.poll() is None and worker.poll() is None, "garbage stopped Zeek or the worker"
-        zeek_proc.send_signal(signal.SIGTERM)
-        assert zeek_proc.wait(timeout=60) == 0
-        worker.send_signal(signal.SIGTERM)
-        stats = json.loads(worker.communicate(timeout=30)[0])
+        stats = _stop(zeek_proc, worker)
     finally:
-        for proc in (zeek_proc, worker):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        _kill(zeek_proc, worker)
     from cato.zeek import read_zeek_log
     verdicts = read_zeek_log(out / "cato_verdict.log")
     assert "evil" not in set(verdicts["label"]), "a forged verdict reached the log"

@@ -79,6 +79,20 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _stop(zeek_proc: subprocess.Popen, worker: subprocess.Popen) -> dict:
+    """Stop Zeek (which must exit cleanly), then the worker; the worker's --json statistics."""
+    zeek_proc.send_signal(signal.SIGTERM)
+    assert zeek_proc.wait(timeout=60) == 0
+    worker.send_signal(signal.SIGTERM)
+    return json.loads(worker.communicate(timeout=30)[0])
+
+
+def _kill(*procs: subprocess.Popen | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+
 def _listening(port: int, zeek: subprocess.Popen) -> bool:
     if zeek.poll() is not None:
         raise AssertionError(f"Zeek exited ({zeek.returncode}) before listening")
@@ -258,14 +272,9 @@ event zeek_done()
         time.sleep(3)
         worker.send_signal(signal.SIGCONT)
         time.sleep(seconds - 5 + 2)
-        zeek_proc.send_signal(signal.SIGTERM)
-        assert zeek_proc.wait(timeout=60) == 0
-        worker.send_signal(signal.SIGTERM)
-        stats = json.loads(worker.communicate(timeout=30)[0])
+        stats = _stop(zeek_proc, worker)
     finally:
-        for proc in (zeek_proc, worker):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        _kill(zeek_proc, worker)
     counts = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", (out / "stdout").read_text())}
     assert counts["vectors"] == n
     assert counts["shed"] > 0 and counts["most"] <= cap + 100, "Zeek held at most max_in_flight (and one batch)"
