@@ -74,12 +74,16 @@ class Dataset:
     def _not_icmp(self) -> np.ndarray:
         return ~(self.ids["proto"] == "icmp").to_numpy(dtype=bool)
 
+    def _require_times(self) -> None:
+        if self._after_us is None:
+            raise DatasetError("this dataset has no decision times (made by an older cato): "
+                               "extract it again to search a deadline")
+
     @property
     def span_s(self) -> float:
         """Seconds from a connection's first packet to its packet at the deepest depth, longest over the
         corpus: no deadline beyond it changes any vector up to that depth."""
-        if self._after_us is None:
-            raise DatasetError("this dataset has no decision times (made by an older cato)")
+        self._require_times()
         done = np.where(self._reached, self._after_us, 0)
         return float(done.max()) / 1e6
 
@@ -101,9 +105,7 @@ class Dataset:
         """Per connection, the depth whose vector a script with ``depth`` and ``deadline`` emits: the
         packets before the deadline, plus the one that moved network time past it if it is the
         connection's own; all of them (up to ``depth``) if none came at or after it."""
-        if self._after_us is None:
-            raise DatasetError("this dataset has no decision times (made by an older cato): "
-                               "extract it again to search a deadline")
+        self._require_times()
         # Zeek arms the deadline at network time of the first packet, which a capture whose clock goes
         # back has already passed; a packet counts as late once network time is past it.
         due = np.maximum(self._previous_us[:, 0], 0) + round(deadline * 1e6)
