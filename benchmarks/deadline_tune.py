@@ -94,7 +94,7 @@ def removal_bound(dataset, depth: int) -> dict:
 def sweep(study: Study) -> list[dict]:
     """ALL@max's configuration at each deadline of SWEEP_S: F1, time-to-decision and CPU."""
     from dataclasses import replace
-    corpus = load_corpus(study.settings.corpus, study.settings.label_column)
+    corpus = study.settings.load_corpus()
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     evaluator = study.evaluator(corpus, dataset)
     all_max = next(t for t in study.trials("baseline") if t.name == f"all@{study.settings.max_depth}")

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 from cato.codegen import generate
-from cato.corpus import load_corpus
 from cato.features import resolve
 from cato.study import load_study
 from cato.zeek.profiling import profile
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 
 def front_costs(study_dir: Path, repeat: int) -> dict:
     study = load_study(study_dir)
-    corpus = load_corpus(study.settings.corpus, study.settings.label_column)
+    corpus = study.settings.load_corpus()
     rows = []
     for t in study.pareto("search"):
         c = t.config

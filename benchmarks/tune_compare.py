@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from cato.cache import default_cache_dir
-from cato.corpus import load_corpus
 from cato.dataset import load_dataset
 from cato.search.evaluator import Evaluator
 from cato.search.pareto import hypervolume, reference
@@ -33,10 +32,11 @@ CHECKPOINTS = (10, 25, 50)
 
 
 def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, budget: int, seed: int,
-            studies: Path, run: bool = True) -> tuple[Study, float]:
-    name = f"{corpus_path.resolve().name}-{label_column}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
+            studies: Path, run: bool = True, min_class_size: int = 1) -> tuple[Study, float]:
+    task = label_column + (f"-min{min_class_size}" if min_class_size > 1 else "")
+    name = f"{corpus_path.resolve().name}-{task}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
     settings = StudySettings(str(corpus_path.resolve()), label_column, objectives=OBJECTIVES, seed=seed,
-                             sampler=sampler, use_prior=prior)
+                             sampler=sampler, use_prior=prior, min_class_size=min_class_size)
     directory = studies / name
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     # Wall time of a study finished earlier, approximated by what its trials recorded (evaluations and
@@ -44,7 +44,7 @@ def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, bud
     recorded = sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0) for t in study.trials())
     if not run or len(study.trials("search")) >= budget:
         return study, recorded
-    corpus = load_corpus(corpus_path, label_column)
+    corpus = study.settings.load_corpus()
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()
     run_study(study, dataset, study.evaluator(corpus, dataset), budget,
@@ -137,6 +137,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, action="append", required=True)
     ap.add_argument("--label-column", default="label", help="labels.csv column used as the class.")
+    ap.add_argument("--min-class-size", type=int, default=1, help="Leave out classes with fewer rows.")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samplers", default="botorch,tpe,random",
@@ -153,10 +154,10 @@ def main() -> None:
         for label in args.samplers.split(","):
             sampler, prior = ("botorch", False) if label == "botorch-noprior" else (label, True)
             runs[label] = run_one(corpus, args.label_column, sampler, prior, args.budget, args.seed, args.studies,
-                                  run=not args.summarize_only)
+                                  run=not args.summarize_only, min_class_size=args.min_class_size)
             if label in args.reevaluate.split(","):
                 study = runs[label][0]
-                c = load_corpus(study.settings.corpus, label_column=study.settings.label_column)
+                c = study.settings.load_corpus()
                 ds = load_dataset(c, study.settings.max_depth, default_cache_dir())
                 reevaluate(study, study.evaluator(c, ds))
             if args.rescore_cpu:

@@ -56,6 +56,8 @@ def _deadline(text: Optional[str]) -> Optional[float]:
     raise AssertionError
 
 
+MIN_CLASS_HELP = ("Leave out classes with fewer labelled rows than this (connections, or captures when labels.csv "
+                  "labels whole captures); each left-out class is named.")
 ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
                "or `zkg install`).")
 
@@ -126,6 +128,7 @@ def extract(
     depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass, e.g. 1,2,5,10."),
     output: Path = typer.Option(..., "-o", "--output", help="Output table (.parquet or .csv)."),
     label_column: str = typer.Option("label", help="labels.csv column to use as the label."),
+    min_class_size: int = typer.Option(1, "--min-class-size", min=1, help=MIN_CLASS_HELP),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes (default: cores)."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
@@ -140,7 +143,7 @@ def extract(
     feats = _features(features_)
     depth_list = _depths(depth, depths)
     try:
-        corp = load_corpus(corpus, label_column)
+        corp = load_corpus(corpus, label_column, min_class_size)
     except CorpusError as e:
         _fail(str(e))
     for p in corp.problems:
@@ -262,6 +265,7 @@ def tune(
     no_prior: bool = typer.Option(False, "--no-prior", help="Turn the mutual-information prior off."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the ALL/MI/RFE baselines."),
     label_column: str = typer.Option("label", "--label-column", help="labels.csv column used as the class."),
+    min_class_size: int = typer.Option(1, "--min-class-size", min=1, help=MIN_CLASS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the study in --study (its settings win)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel Zeek processes for the extraction."),
     zam: bool = typer.Option(False, "--zam", help="Measure costs with Zeek's -O ZAM script optimization."),
@@ -302,13 +306,14 @@ def tune(
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
                              not no_prior, not no_baselines, initial, restrict, zam,
                              **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
-                             deadline_search="latency" in objs if deadline_search is None else deadline_search)
+                             deadline_search="latency" in objs if deadline_search is None else deadline_search,
+                             min_class_size=min_class_size)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         if resume and Path(study.settings.corpus) != corpus.resolve():
             _fail(f"{study_dir}: this study was made on the corpus {study.settings.corpus}, not {corpus}")
         settings = study.settings
-        corp = load_corpus(settings.corpus, label_column=settings.label_column)
+        corp = settings.load_corpus()
         # Trials measured on two versions of a corpus do not belong on one Pareto front.
         recorded = study.storage.get("corpus_hash")
         if recorded is None:

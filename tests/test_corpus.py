@@ -79,3 +79,17 @@ def test_capture_paths_cannot_leave_the_corpus_folder(tmp_path):
     loaded = load_corpus(corpus)
     assert loaded.captures == ["sub/./in.pcap"]
     assert any("lead outside" in p and "../outside.pcap" in p for p in loaded.problems)
+
+
+def test_min_class_size_leaves_rare_classes_out_and_names_them(tmp_path):
+    rows = [f"a.pcap,tcp,10.0.0.2,{40000 + i},10.0.0.3,80,{'Web' if i < 3 else 'Mail' if i < 5 else 'Chat'}"
+            for i in range(6)]
+    csv = "pcap,proto,src_ip,src_port,dst_ip,dst_port,label\n" + "\n".join(rows) + "\n"
+    root = make_corpus(tmp_path, csv)
+    assert set(load_corpus(root).labels["label"]) == {"Web", "Mail", "Chat"}
+    c = load_corpus(root, min_class_size=2)
+    assert sorted(c.labels["label"]) == ["Mail", "Mail", "Web", "Web", "Web"]
+    assert any("1 class(es)" in p and "Chat" in p for p in c.problems)
+    assert load_corpus(root, min_class_size=2).content_hash() != load_corpus(root).content_hash()
+    with pytest.raises(CorpusError, match="no class has 4 rows"):
+        load_corpus(root, min_class_size=4)

@@ -2,6 +2,8 @@
 
 ``labels.csv`` columns: ``pcap`` (path relative to the folder) and ``label`` are required; other
 columns are alternative labels (``--label-column``); ``group`` is optional (default: the capture).
+Classes with fewer rows than ``min_class_size`` can be left out (``--min-class-size``): a class seen a
+handful of times cannot be cross-validated, yet weighs as much as any other in macro-F1.
 With ``proto,src_ip,src_port,dst_ip,dst_port`` a row labels one connection, matched without regard
 to direction; otherwise it labels every connection of its capture.
 """
@@ -79,7 +81,7 @@ def flow_key(proto: str, a_ip: str, a_port: int, b_ip: str, b_port: int) -> tupl
     return (proto.lower(),) + (a + b if a <= b else b + a)
 
 
-def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
+def load_corpus(root: str | Path, label_column: str = "label", min_class_size: int = 1) -> Corpus:
     root = Path(root)
     csv = root / "labels.csv"
     if not root.is_dir():
@@ -162,8 +164,17 @@ def load_corpus(root: str | Path, label_column: str = "label") -> Corpus:
             problems.append(f"{csv}: {len(conflicts)} connection(s) carry conflicting labels and were left out")
             out = out[[not d for d in drop]].reset_index(drop=True)
         out = out.drop_duplicates(["pcap", "key"]).reset_index(drop=True)
+    if min_class_size > 1 and not out.empty:
+        sizes = out["label"].value_counts()
+        rare = sizes[sizes < min_class_size]
+        if len(rare):
+            problems.append(f"{csv}: {len(rare)} class(es) of '{label_column}' with fewer than {min_class_size} "
+                            f"rows were left out ({int(rare.sum())} rows): "
+                            + ", ".join(map(str, rare.index[:5])) + (" ..." if len(rare) > 5 else ""))
+            out = out[~out["label"].isin(rare.index)].reset_index(drop=True)
     if out.empty:
-        raise CorpusError(f"{csv}: no usable labelled rows")
+        raise CorpusError(f"{csv}: no usable labelled rows"
+                          + (f" (no class has {min_class_size} rows)" if min_class_size > 1 else ""))
     return Corpus(root, out, label_column, flow_level, problems)
 
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from cato.cache import default_cache_dir
 from cato.codegen import generate
-from cato.corpus import load_corpus
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest, ManifestError
 from cato.deploy.zeek_side import load_script, verdict_script, zeek_string
@@ -78,7 +77,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if output.exists():
         raise CompileError(f"{output}: already exists; choose a new directory")
     settings = study.settings
-    corpus = load_corpus(settings.corpus, settings.label_column)
+    corpus = settings.load_corpus()
     step("loading the dataset")
     dataset = load_dataset(corpus, settings.max_depth, default_cache_dir())
     config = chosen.config

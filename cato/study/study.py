@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 
-from cato.corpus import Corpus
+from cato.corpus import Corpus, load_corpus
 from cato.dataset import Dataset
 from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec
 from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
@@ -64,6 +64,12 @@ class StudySettings:
     #: Search the decision deadline beside the depth (``cato tune`` turns it on with time-to-decision
     #: an objective, or ``--deadline-search``).
     deadline_search: bool = False
+    #: Classes with fewer labelled rows are left out of the corpus (see ``load_corpus``).
+    min_class_size: int = 1
+
+    def load_corpus(self) -> Corpus:
+        """The study's corpus, read as the study reads it (label column, classes left out)."""
+        return load_corpus(self.corpus, self.label_column, self.min_class_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
