@@ -46,7 +46,6 @@ from cato.model import ModelSpec, cross_val_f1, grouped_folds
 from cato.cache import default_cache_dir
 from cato.zeek.profiling import profile, profiled_handler_cpu
 from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
-from cato.search.objectives import F1_TOLERANCE
 from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space
 from cato.search.samplers import BoTorchSampler, RandomSampler, TPESampler, initial_design
 from cato.search.space import SearchSpace
@@ -206,9 +205,8 @@ def run_searches(table: dict, dataset_ranks: tuple[list, list, np.ndarray], seed
     space = SearchSpace(tuple(features), max_depth, ("dt",), model=MODEL)
     mi_rank, rfe_rank, prior = dataset_ranks
 
-    # As a study does: the target is ALL@max's F1 less the tolerance, and the sampler knows the budget.
-    everything = points[f"{','.join(features)}@{max_depth}"]
-    as_a_study = {"target_f1": everything["f1"] - F1_TOLERANCE, "budget": budget}
+    # As a study does: the rankings are moves too.
+    as_a_study = {"rankings": [mi_rank, rfe_rank]}
 
     def lookup(config):
         p = (clean if seen_costs == "denoised" else points)[f"{','.join(config.features)}@{config.depth}"]
@@ -270,8 +268,7 @@ def main() -> None:
     ap.add_argument("--ref-f1-fraction", type=float, default=0.5,
                     help="The BoTorch searches' reference F1, as a fraction of the best seen.")
     ap.add_argument("--only", action="append", help="Run the searches whose name contains this.")
-    ap.add_argument("--depth-sweep-every", type=int,
-                    help="The BoTorch searches' depth_sweep_every (default: the sampler's; 0: no depth sweeps).")
+    ap.add_argument("--botorch", default="", help="BoTorch sampler options, e.g. weighted_f1=0 (ablations).")
     ap.add_argument("--cost", choices=tuple(COSTS), default="process",
                     help="process: Zeek's whole CPU per connection (start-up included), one `cato profile` "
                          "run; profiler: CPU of the script's event handlers per connection, one "
@@ -291,7 +288,7 @@ def main() -> None:
                           args.cost_sample, table_file, args.cost, args.workers, args.passes)
     field = COSTS[args.cost]  # the searches see the chosen measure as "cpu"
     table = {**table, "points": {k: {**p, "cpu": p[field]} for k, p in table["points"].items()}}
-    sweep = BoTorchSampler.depth_sweep_every if args.depth_sweep_every is None else args.depth_sweep_every
+    options = {k: json.loads(v) for k, v in (o.split("=") for o in args.botorch.split(",") if o)}
     fit = None
     if args.table == "fitted":
         points, fit = fitted_costs(table["points"], f"{field}_runs")
@@ -306,10 +303,10 @@ def main() -> None:
     result = {"features": feats, "model": str(MODEL), "cost": args.cost, "cost_sample": args.cost_sample,
               "cost_sample_captures": table.get("cost_sample_captures"),
               "table": args.table, **({"fit": fit} if fit else {}),
-              "depth_sweep_every": sweep,
+              "botorch_options": options,
               **run_searches(table, ranks, args.seeds, args.budget, args.seen_costs, args.ref_f1_fraction,
                              args.only, denoise=args.table == "measured",
-                             botorch_options={"depth_sweep_every": sweep})}
+                             botorch_options=options)}
     if args.only and out.exists():  # keep the searches not run this time
         result["searches"] = {**json.loads(out.read_text()).get("searches", {}), **result["searches"]}
     out.write_text(json.dumps(result, indent=1))

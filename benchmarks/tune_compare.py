@@ -31,10 +31,15 @@ OBJECTIVES = ("f1", "cpu")
 CHECKPOINTS = (10, 25, 50)
 
 
+def study_name(corpus_path: Path, label_column: str, sampler: str, prior: bool, seed: int,
+               min_class_size: int = 1) -> str:
+    task = label_column + (f"-min{min_class_size}" if min_class_size > 1 else "")
+    return f"{corpus_path.resolve().name}-{task}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
+
+
 def run_one(corpus_path: Path, label_column: str, sampler: str, prior: bool, budget: int, seed: int,
             studies: Path, run: bool = True, min_class_size: int = 1) -> tuple[Study, float]:
-    task = label_column + (f"-min{min_class_size}" if min_class_size > 1 else "")
-    name = f"{corpus_path.resolve().name}-{task}-{sampler}{'' if prior or sampler != 'botorch' else '-noprior'}-s{seed}"
+    name = study_name(corpus_path, label_column, sampler, prior, seed, min_class_size)
     settings = StudySettings(str(corpus_path.resolve()), label_column, objectives=OBJECTIVES, seed=seed,
                              sampler=sampler, use_prior=prior, min_class_size=min_class_size)
     directory = studies / name

@@ -24,8 +24,7 @@ BO_ROUND = textwrap.dedent("""
     lock.touch()  # what a process killed while compiling leaves behind
     history = []
     for n in range(5):
-        sampler = BoTorchSampler(space, ("f1", "cpu"), seed=1, n_initial=3, num_restarts=2, raw_samples=32,
-                                 depth_sweep_every=0)
+        sampler = BoTorchSampler(space, ("f1", "cpu"), seed=1, n_initial=3, num_restarts=2, raw_samples=32)
         config, info = sampler.ask(history, n)
         useful = sum(f in config.features for f in feats[:2])
         history.append((config, {"f1": 0.3 * useful + 0.01 * config.depth, "cpu": 5.0 * len(config.features)}))

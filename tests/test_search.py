@@ -146,36 +146,34 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         assert config.key() not in {c.key() for c, _ in history}
         assert set(config.features) <= set(FEATS) and 1 <= config.depth <= SPACE.max_depth
         if sampler_name.startswith("botorch") and n >= 4:
-            assert info["source"].startswith(("qLogNEHVI", "depth sweep"))
+            assert info["source"].startswith("qLogNEHVI")
             assert 0 < info["bo_overhead_s"] <= asked_s, "the overhead recorded is the time the proposal took"
         history.append((config, _toy_values(config)))
 
 
-def test_accurate_end_iterations_propose_configurations_near_the_best_f1():
-    """Every high_f1_every-th BO iteration only configurations about as accurate as the best earn
-    hypervolume: its proposals sit at the front's accurate end, the others anywhere along it."""
-    rng = np.random.default_rng(0)
-    history = []
-    for n in range(12):
-        config = SPACE.sample(rng)
-        if config.key() not in {c.key() for c, _ in history}:
-            history.append((config, _toy_values(config)))
-    best = max(v["f1"] for _, v in history)
-
-    def proposals(every: int) -> list[tuple[float, str]]:
-        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=every,
-                                 depth_sweep_every=0)
+def test_weighted_hypervolume_proposes_more_accurate_configurations():
+    """Hypervolume weighted by F1 level values +0.01 F1 near the best more than at the cheap end: over
+    the same histories its proposals are more accurate than plain hypervolume's."""
+    def proposals(weighted: bool) -> list[float]:
         out = []
-        for n in range(len(history), len(history) + 4):
-            config, info = sampler.ask(history, n)
-            out.append((_toy_values(config)["f1"], info["source"]))
+        for seed in range(3):
+            history = _toy_history(seed)
+            sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=seed, n_initial=4, weighted_f1=weighted)
+            config, info = sampler.ask(history, len(history))
+            assert info["source"] == "qLogNEHVI"
+            out.append(_toy_values(config)["f1"])
         return out
 
-    accurate, usual = proposals(1), proposals(0)
-    assert all(source.endswith("accurate end") for _, source in accurate)
-    assert not any(source.endswith("accurate end") for _, source in usual)
-    assert min(f1 for f1, _ in accurate) >= 0.9 * best
-    assert sum(f1 for f1, _ in accurate) > sum(f1 for f1, _ in usual)
+    assert sum(proposals(True)) > sum(proposals(False))
+
+
+def test_the_objective_weights_f1_above_the_reference_only():
+    import torch
+    from cato.search.samplers import _weighted_f1
+    samples = torch.tensor([[0.3, -1.0], [0.5, -2.0], [0.9, -3.0]], dtype=torch.double)
+    out = _weighted_f1(0, 0.4)(samples)
+    assert out[:, 0].tolist() == pytest.approx([0.0, 0.01, 0.25])
+    assert out[:, 1].tolist() == samples[:, 1].tolist()
 
 
 def test_initial_design_holds_mi_and_rfe_selections():
@@ -329,90 +327,27 @@ def test_gp_sees_whether_a_selection_handles_packets():
     assert len(lo) == len(hi) == x.shape[1]
 
 
-def test_depth_sweeps_fill_the_depths_of_a_front_selection_that_handles_no_packets():
-    """Depth is a free choice for a script that reads only the connection record: every
-    depth_sweep_every-th BO iteration tries such a front selection at the depth of the highest
-    Lipschitz bound on its F1; never when time-to-decision, which grows with depth, is an objective."""
+def test_the_pool_holds_each_front_selection_at_every_depth_and_the_rankings_top_k():
     model = ModelSpec("dt", 1, 8)
-    assert not SPACE.per_packet[FEATS.index("orig_pkts")] and SPACE.per_packet[FEATS.index("orig_size_mean")]
-    history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0, "latency": 0.0}),
-               (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0, "latency": 900.0}),
-               (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
-               (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
-    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, depth_sweep_every=3, high_f1_every=0)
-    config, info = sampler.ask(history, 4)
-    assert info["source"] == "depth sweep"
-    # F1 0.30 at depth 1 and 0.35 at 20, L = 2 x 0.05 / ln 20: the two cones meet at ln d = 2.25
-    assert config == Config(("orig_pkts",), 9, model)
-    # Once every depth is measured, the sweep gives way to the acquisition.
-    flat_done = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
-    assert sampler._depth_sweep([*flat_done, *history[2:]]) is None
-    config, info = sampler.ask([*history, (config, {"f1": 0.32, "cpu": 10.0, "latency": 100.0})], 5)
-    assert info["source"] != "depth sweep"
-    three = BoTorchSampler(SPACE, ("f1", "cpu", "latency"), seed=0, n_initial=4, depth_sweep_every=3,
-                           high_f1_every=0)
-    assert three.ask(history, 4)[1]["source"] != "depth sweep"
-
-
-def test_accurate_end_closes_in_on_the_target_f1_by_single_moves():
-    """With a target F1 (the study's ALL@max, less the tolerance) above the usual accurate-end reference,
-    accurate-end iterations aim at it, and propose only single moves of the most accurate trials that
-    add a feature or move the depth: far draws would win on their uncertainty alone, and below the
-    target dropping a feature rarely raises F1."""
-    history = _toy_history(0)
-    y = to_max_space([v for _, v in history], ("f1", "cpu"))
-    front = np.flatnonzero(pareto_mask(y))
-    accurate = [history[i][0] for i in np.argsort(-y[:, 0])[:3]] + \
-        [history[i][0] for i in front[np.argsort(-y[front, 0])][:3]]
-    best = max(v["f1"] for _, v in history)
-
-    def ask(target: float | None, n: int):
-        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=n, n_initial=4, high_f1_every=1, depth_sweep_every=0,
-                                 hill_climb_steps=0, target_f1=target)
-        return sampler.ask(history, n)
-
-    moves = BoTorchSampler(SPACE, ("f1", "cpu"))._single_moves
-    grown = {m.key() for a in accurate for m in moves(a, grow_only=True)}
-    assert all(set(a.features) <= set(m.features) for a in accurate for m in moves(a, grow_only=True))
-    for n in range(12, 15):
-        config, info = ask(best + 0.02, n)
-        assert info["source"].endswith("closing in on the target F1")
-        assert config.key() in grown
-    # A target the search already nears (or none) leaves the usual accurate end.
-    for target in (0.9 * best, None):
-        assert ask(target, 12)[1]["source"].endswith("accurate end")
-    # Closing in, the MI prior stays out: with no trial earning hypervolume yet, it alone would steer.
-    prior = inclusion_prior(np.array([1.0, 0.8, 0.6, 0.1, 0.05, 0.0]))
-    guided = BoTorchSampler(SPACE, ("f1", "cpu"), seed=12, prior=prior, n_initial=4, high_f1_every=1,
-                            depth_sweep_every=0, hill_climb_steps=0, target_f1=best + 0.02)
-    assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI, accurate end, closing in on the target F1"
-    guided.target_f1 = None
-    assert guided.ask(history, 12)[1]["source"] == "qLogNEHVI + MI prior, accurate end"
-
-
-def test_the_late_part_of_the_budget_closes_in_on_every_bo_iteration():
-    """Once the cheap end has had half the budget, every BO iteration that is not a depth sweep climbs
-    towards the target F1, until 98% of the best seen reaches it."""
-    history = _toy_history(3)
-    best = max(v["f1"] for _, v in history)
-
-    def source(budget: int, target: float | None) -> str:
-        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, n_initial=4, high_f1_every=5, depth_sweep_every=0,
-                                 hill_climb_steps=0, target_f1=target, budget=budget)
-        return sampler.ask(history, 12)[1]["source"]  # iteration 9: not an accurate-end one
-
-    assert source(24, best + 0.02) == "qLogNEHVI, closing in on the target F1"
-    assert source(25, best + 0.02) == "qLogNEHVI"  # 12 trials: not yet half of 25
-    assert source(24, 0.9 * best) == "qLogNEHVI"  # the target is as good as met
+    front = [Config(("orig_pkts",), 4, model), Config(("orig_size_mean", "tcp_rtt"), 9, model)]
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), rankings=[list(FEATS), list(reversed(FEATS))])
+    lines = {(c.features, c.depth) for c in sampler._depth_lines(front)}
+    assert lines == {(f.features, d) for f in front for d in range(1, SPACE.max_depth + 1) if d != f.depth}
+    moves = sampler._ranking_moves(front)
+    selections = {c.features for c in moves}
+    for k in range(1, len(FEATS) + 1):  # every k of a small space
+        assert SPACE.config(FEATS[:k], 4, model).features in selections
+        assert SPACE.config(FEATS[-k:], 4, model).features in selections
+    assert {(c.depth, c.model) for c in moves} == {(4, model), (9, model)}
 
 
 def test_make_sampler_checks_its_parameters():
     from cato.search.samplers import SamplerError, SearchContext, make_sampler, sampler_parameters
-    ctx = SearchContext(SPACE, ("f1", "cpu"), seed=0, budget=20, mi=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
-                        rfe_rank=[1, 2, 3, 4, 5, 6], reference_f1=0.8)
+    ctx = SearchContext(SPACE, ("f1", "cpu"), seed=0, mi=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
+                        rfe_rank=[6, 5, 4, 3, 2, 1])
     sampler = make_sampler("botorch", ctx, acq_optimizer="alternating")
-    assert sampler.acq_optimizer == "alternating" and sampler.budget == 20
-    assert sampler.target_f1 == pytest.approx(0.79) and len(sampler.initial) >= 2
+    assert sampler.acq_optimizer == "alternating" and len(sampler.initial) >= 2
+    assert sampler.rankings == [list(FEATS), list(reversed(FEATS))]
     assert make_sampler("botorch", SearchContext(**{**ctx.__dict__, "use_prior": False})).prior is None
     with pytest.raises(SamplerError, match="acq_optimizer"):
         make_sampler("botorch", ctx, acq_optimizer="alternatng")  # misspelt: not silently "local"
@@ -424,7 +359,7 @@ def test_make_sampler_checks_its_parameters():
         make_sampler("botorch", ctx, ref_f1_fraction=1.5)
     with pytest.raises(SamplerError, match="unknown sampler"):
         make_sampler("cmaes", ctx)
-    assert "acq_optimizer" in sampler_parameters("botorch") and "budget" not in sampler_parameters("botorch")
+    assert "acq_optimizer" in sampler_parameters("botorch") and "rankings" not in sampler_parameters("botorch")
     assert make_sampler("tpe", ctx).objectives == ("f1", "cpu")
 
 
@@ -492,8 +427,12 @@ def test_samplers_search_the_deadline(sampler_name):
         wait = min(config.deadline or 30.0, 0.05 * config.depth)
         history.append((config, {"f1": 0.3 + 0.1 * np.log10(1000 * wait) / 4.5 + 0.02 * len(config.features),
                                  "latency": 1000 * wait}))
-    assert len({c.deadline for c, _ in history}) >= 3
+    # cato's search moves T where the acquisition sees a gain: its pool holds each front selection at every
+    # deadline a factor of 2 apart (and none).
+    assert len({c.deadline for c, _ in history}) >= (2 if sampler_name == "botorch" else 3)
     if sampler_name == "botorch":
+        lines = sampler._depth_lines([Config(FEATS[:2], 4, ModelSpec("rf", 50, 16), 0.2)])
+        assert {c.deadline for c in lines} >= {None, DEADLINE_SPACE.deadlines[0], 2 * DEADLINE_SPACE.deadlines[0]}
         moves = sampler._single_moves(Config(FEATS[:2], 4, ModelSpec("rf", 50, 16), 0.2))
         assert {m.deadline for m in moves} >= {0.4, 0.1, None}
 
@@ -536,11 +475,12 @@ def test_the_search_learns_from_the_baselines_it_is_given():
     best = Config(FEATS, 10, model)  # a baseline far better than anything the search has measured
     weak = [SPACE.config([f], 2, model) for f in FEATS[:4]]
     history = [(c, {"f1": 0.3, "cpu": 400.0}) for c in weak]
-    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, initial=weak, n_initial=4, raw_samples=64,
-                             target_f1=0.89, budget=5, depth_sweep_every=0, hill_climb_steps=0,
-                             known=[(best, {"f1": 0.9, "cpu": 300.0})])
-    config, info = sampler.ask(history, 4)
-    assert "closing in" in info["source"]
-    # Closing in starts from the most accurate point measured, whatever produced it: one move from it.
-    moved = len(set(config.features) ^ set(best.features)) + (config.depth != best.depth)
-    assert config != best and moved == 1
+
+    def proposal(known: list) -> Config:
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, initial=weak, n_initial=4, raw_samples=64,
+                                 hill_climb_steps=0, known=known)
+        return sampler.ask(history, 4)[0]
+
+    # The moves start from the most accurate point measured, whatever produced it.
+    assert proposal([(best, {"f1": 0.9, "cpu": 300.0})]).features == best.features
+    assert proposal([]).features != best.features

@@ -4,12 +4,12 @@
 * :class:`TPESampler`: Optuna's multi-objective TPE (a baseline).
 * :class:`BoTorchSampler`: cato's search. An initial design with the MI-top-k and RFE-top-k
   selections and MI-prior-weighted random draws, then multi-objective Bayesian optimization:
-  a GP per objective, qLogNEHVI, weighted by the feature-importance
+  a GP per objective, qLogNEHVI on hypervolume weighted by F1 level, weighted by the feature-importance
   prior as in πBO (the prior's weight decays as evidence accumulates), maximised over a pool of
-  neighbours of the current front and prior draws, then hill-climbed (BoTorch's mixed alternating
-  optimizer is the other choice). Unlike HyperMapper, the prior stays on with several objectives.
-  Every few BO iterations a front selection whose cost does not move with depth is tried at the
-  depth where its F1 could be highest (a one-dimensional Lipschitz search).
+  neighbours of the front, its selections at every depth, the rankings' top-k selections and prior
+  draws, then hill-climbed (BoTorch's mixed alternating optimizer is the other choice). Unlike
+  HyperMapper, the prior stays on with several objectives. One acquisition every iteration: no
+  schedule of special iterations, nothing that depends on the budget.
 
 What every sampler proposes depends only on the seed, the trial number and the history, so a resumed
 study continues exactly where it stopped (BoTorchSampler's warm-start cache is rebuilt from the
@@ -18,17 +18,18 @@ history when it is missing).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from cato.model import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 from cato.search.importance import inclusion_prior, top_k
-from cato.search.objectives import F1_TOLERANCE, OBJECTIVES
+from cato.search.objectives import OBJECTIVES
 from cato.search.pareto import pareto_mask, to_max_space
 from cato.search.space import Config, SearchSpace, log_uniform_depth
 
@@ -160,26 +161,11 @@ class BoTorchSampler:
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
     #: earn no hypervolume however cheap they are.
     ref_f1_fraction: float = 0.5
-    #: Every this many BO iterations (0: never) the reference F1 rises to ``high_f1_fraction`` of the
-    #: best seen, so that only configurations about as accurate as the best earn hypervolume, and the
-    #: cheaper the better. On a log-cost scale the accurate end of the front is worth little
-    #: hypervolume and the search otherwise stays at the cheap end, where a user looking for the
-    #: accuracy of every feature at full depth finds nothing.
-    high_f1_every: int = 5
-    high_f1_fraction: float = 0.98
-    #: Every this many BO iterations (0: never; accurate-end iterations excepted) a front selection
-    #: whose cost does not grow with depth is tried at a new depth (see ``_depth_sweep``).
-    depth_sweep_every: int = 2
-    #: The F1 a user wants matched at lower cost: ALL@max's less the report's tolerance, set by the study
-    #: from its baselines. While the best F1 seen is short of it, accurate-end iterations aim at it,
-    #: over single moves around the most accurate trials (see ``_optimize_local``).
-    target_f1: float | None = None
-    #: The study's budget of search trials. From ``late_closing_in`` of it on, while the target is not met,
-    #: every BO iteration that is not a depth sweep closes in: by then the cheap end has been explored
-    #: (on IoT Sentinel the second half of a 50-trial study added 1% to the hypervolume) and the climb
-    #: towards the target, one feature per trial, is what is left undone.
-    budget: int | None = None
-    late_closing_in: float = 0.5
+    #: Hypervolume weighted by F1 level (see ``_weighted_f1``); False: plain hypervolume.
+    weighted_f1: bool = True
+    #: Feature rankings the study computed (MI, RFE); their top-k selections are candidates every
+    #: iteration (see ``_ranking_moves``).
+    rankings: list[list[str]] = field(default_factory=list)
     name: str = "botorch"
     _cold_fit: tuple = field(default=(None, None), repr=False, compare=False)
 
@@ -187,14 +173,14 @@ class BoTorchSampler:
         if self.acq_optimizer not in ACQ_OPTIMIZERS:
             raise SamplerError(f"acq_optimizer must be one of {', '.join(ACQ_OPTIMIZERS)}, "
                                f"not {self.acq_optimizer!r}")
-        for name in ("ref_f1_fraction", "high_f1_fraction", "late_closing_in"):
+        for name in ("ref_f1_fraction",):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise SamplerError(f"{name} must be in (0, 1], not {getattr(self, name)!r}")
         for name in ("n_initial", "num_restarts", "raw_samples", "maxiter_alternating", "mc_samples",
                      "pool_per_anchor", "hill_climb_starts", "gp_refit_every", "warm_maxiter", "score_batch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise SamplerError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
-        for name in ("pool_prior_draws", "hill_climb_steps", "high_f1_every", "depth_sweep_every"):
+        for name in ("pool_prior_draws", "hill_climb_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SamplerError(f"{name} must be a non-negative integer, not {getattr(self, name)!r}")
         if self.prior is not None and len(self.prior) != self.space.n_features:
@@ -215,27 +201,21 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history]
         seen |= {c.key() for c, _ in self.known}
-        swept = self._depth_sweep(data) if self._sweeps(iteration) else None
+        x, expected, value_of = self._optimize(data, iteration)
+        # A depth sweep goes first when even the GP's best candidate expects less hypervolume than the
+        # sweep's Lipschitz bound promises: optimism where the GP cannot see (F1 jagged along depth).
+        swept, bound_f1 = self._depth_sweep(data)
         if swept is not None and swept.key() not in seen:
-            return swept, {"source": "depth sweep", "bo_overhead_s": time.perf_counter() - t0}
-        closing_in = self._closing_in(history, iteration, data)
-        x = self._optimize(data, iteration, closing_in)
+            cost = next(v for c, v in data if c.features == swept.features and c.model == swept.model)
+            if value_of({**cost, "f1": bound_f1}) > expected:
+                return swept, {"source": "depth sweep", "bo_overhead_s": time.perf_counter() - t0}
         config = _unseen(self.space, self.space.decode(x), seen, rng)
-        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None and not closing_in else "")
-        if self._high_f1(iteration):
-            source += ", accurate end"
-        if closing_in:
-            source += ", closing in on the target F1"
+        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "")
         return config, {"source": source, "bo_overhead_s": time.perf_counter() - t0}
 
-    def _sweeps(self, iteration: int) -> bool:
-        # With time-to-decision an objective, depth is never free.
-        return self.depth_sweep_every > 0 and iteration % self.depth_sweep_every == 1 \
-            and not self._high_f1(iteration) and "latency" not in self.objectives
-
-    def _depth_sweep(self, history: History) -> Config | None:
-        """A front selection that handles no packets, at the depth where its F1 could be highest;
-        None when there is none, or no unmeasured depth could beat its best.
+    def _depth_sweep(self, history: History) -> tuple[Config | None, float]:
+        """A front selection that handles no packets, at the depth where its F1 could be highest, and
+        that highest F1; None when there is none, or no unmeasured depth could beat its best.
 
         Such a script reads Zeek's connection record once, whatever the depth, so its CPU does not move
         with depth and the depth is a choice of F1 alone. F1 along depth is jagged (small trees, grouped
@@ -250,7 +230,9 @@ class BoTorchSampler:
         per_packet = dict(zip(self.space.features, self.space.per_packet))
         flat = {c.key(): c for c in front if not any(per_packet[f] for f in c.features)}
         log_depths = np.log(np.arange(1, self.space.max_depth + 1))
-        best, best_gain = None, 0.0
+        if "latency" in self.objectives:  # with time-to-decision an objective, depth is never free
+            return None, 0.0
+        best, best_gain, best_f1 = None, 0.0, 0.0
         for c in flat.values():
             measured = {h.depth: v["f1"] for h, v in history
                         if h.features == c.features and h.model == c.model and h.deadline == c.deadline}
@@ -263,20 +245,12 @@ class BoTorchSampler:
             i = int(np.argmax(bound))
             if bound[i] - f1.max() > best_gain:
                 best = self.space.config(c.features, i + 1, c.model, c.deadline)
-                best_gain = float(bound[i] - f1.max())
-        return best
+                best_gain, best_f1 = float(bound[i] - f1.max()), min(float(bound[i]), 1.0)
+        return best, best_f1
 
-    def _high_f1(self, iteration: int) -> bool:
-        return self.high_f1_every > 0 and iteration % self.high_f1_every == 0
-
-    def _closing_in(self, history: History, iteration: int, data: History | None = None) -> bool:
-        """An accurate-end iteration, or any in the late part of the budget, while the best F1 seen (in
-        ``data``, everything measured), times ``high_f1_fraction``, is short of the target."""
-        late = self.budget is not None and len(history) >= self.late_closing_in * self.budget
-        return (self._high_f1(iteration) or late) and self.target_f1 is not None \
-            and self.target_f1 > self.high_f1_fraction * max(v["f1"] for _, v in (data or history))
-
-    def _optimize(self, history: History, iteration: int, closing_in: bool = False) -> np.ndarray:
+    def _optimize(self, history: History, iteration: int) -> tuple[np.ndarray, float, Callable[[dict], float]]:
+        """The candidate that maximises the acquisition, the hypervolume improvement it is expected to
+        bring, and the function that gives the improvement a measured point would bring."""
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
@@ -332,24 +306,40 @@ class BoTorchSampler:
                                         if not k.startswith(("input_transform", "outcome_transform"))})
                 torch.manual_seed(self.seed * 7919 + iteration)
             model = cold if cold is not None and checkpoint == n else fit(n, self._cold_fit[1])
-        # Reference point: the worst cost seen, and half the best F1 (see ref_f1_fraction and
-        # high_f1_every), so that configurations too weak to use earn no hypervolume however cheap they are.
+        # Reference point: the worst cost seen, and a fraction of the best F1 (see ref_f1_fraction), so
+        # that configurations too weak to use earn no hypervolume however cheap they are.
         span = train_y.max(0).values - train_y.min(0).values
         ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
-        fraction = self.high_f1_fraction if self._high_f1(iteration) else self.ref_f1_fraction
-        ref_point[f1] = self.target_f1 if closing_in else fraction * train_y[:, f1].max()
-        acqf = qLogNoisyExpectedHypervolumeImprovement(
-            model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True,
+        ref_f1 = self.ref_f1_fraction * float(train_y[:, f1].max())
+        ref_point[f1] = 0.0 if self.weighted_f1 else ref_f1
+        objective = _weighted_f1(f1, ref_f1) if self.weighted_f1 else None
+        ehvi = qLogNoisyExpectedHypervolumeImprovement(
+            model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True, objective=objective,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
-        # Closing in, the acquisition is nearly flat (no trial earns hypervolume yet) and the prior alone
-        # would steer: towards dropping low-MI features, which is not how F1 rises to the target.
-        if self.prior is not None and not closing_in:
-            acqf = PriorGuidedAcquisitionFunction(acqf, FeaturePrior(self.prior, space.n_features), log=True,
+        acqf = ehvi
+        if self.prior is not None:
+            acqf = PriorGuidedAcquisitionFunction(ehvi, FeaturePrior(self.prior, space.n_features), log=True,
                                                   prior_exponent=self.prior_strength / iteration)
         if not local:
-            return self._optimize_alternating(acqf, bounds)
-        return self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration), closing_in)
+            x = self._optimize_alternating(acqf, bounds)
+        else:
+            x = self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inputs = self._gp_inputs([space.decode(x)]) if local else x[None, :]
+            expected = float(ehvi(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
+        y = train_y.numpy().copy()
+        transform = (lambda v: np.clip(v - ref_f1, 0.0, None) ** 2) if self.weighted_f1 else (lambda v: v)
+        y[:, f1] = transform(y[:, f1])
+        ref = ref_point.numpy()
+
+        def value_of(values: dict) -> float:
+            point = to_max_space([values], self.objectives)[0]
+            point[f1] = transform(point[f1])
+            return _hypervolume_improvement(y, point, ref)
+
+        return x, expected, value_of
 
     def _weights(self) -> np.ndarray:
         return self.prior if self.prior is not None else np.full(self.space.n_features, 0.5)
@@ -391,45 +381,32 @@ class BoTorchSampler:
                 options={"maxiter_alternating": self.maxiter_alternating})
         return cand[0].detach().numpy()
 
-    def _optimize_local(self, acqf, history: History, rng: np.random.Generator,
-                        closing_in: bool = False) -> np.ndarray:
+    def _optimize_local(self, acqf, history: History, rng: np.random.Generator) -> np.ndarray:
         """Acquisition maximised over a pool of candidates, then hill-climbed by single moves.
 
-        The pool holds neighbours of the current front (a few features flipped, depth and model
-        nudged) and draws from the MI prior. With ~100 binary dimensions and tens of trials, gradient
-        restarts over the whole box drift to its corners (one feature, 2-level trees, 10 trees); a
-        pool around what is known to be good stays where the GP has data, and costs about a second.
-
-        Closing in on ``target_f1``, the pool is every single move of the most accurate trials (on
-        the front and overall) and nothing farther: with the reference F1 above all but a few trials,
-        far draws win on their uncertainty alone, and the search spreads out instead of climbing the
-        last 0.01 of F1.
+        The pool holds neighbours of the current front and of the most accurate trials (a few features
+        flipped, depth and model nudged), the whole depth line of each front selection, the rankings'
+        top-k selections, and draws from the MI prior. With ~100 binary dimensions and tens of trials,
+        gradient restarts over the whole box drift to its corners (one feature, 2-level trees, 10 trees);
+        a pool around what is known to be good stays where the GP has data, and costs about a second.
         """
         import torch
         space = self.space
         seen = {c.key() for c, _ in history}
         y = to_max_space([v for _, v in history], self.objectives)
-        front = np.flatnonzero(pareto_mask(y))
-        anchors = [history[i][0] for i in front]
+        front = [history[i][0] for i in np.flatnonzero(pareto_mask(y))]
         f1 = y[:, self.objectives.index("f1")]
         most_accurate = [history[i][0] for i in np.argsort(-f1)[:3]]
         pool: dict[str, Config] = {}
-        if closing_in:  # the front's most accurate points are the cheapest ones near the target
-            front_accurate = [history[i][0] for i in front[np.argsort(-f1[front])][:3]]
-            # Short of the target, F1 has to rise: the pool adds features or moves the depth, drops none.
-            # (The hill climb may still drop one: restricted too, with the prior still on, it found fewer
-            # cheap points on IoT Sentinel, hypervolume 0.80 against 0.84 over two seeds.)
-            short = f1.max() < self.target_f1
-            for anchor in front_accurate + most_accurate:
-                pool.update((c.key(), c) for c in self._single_moves(anchor, grow_only=short))
-        else:
-            for anchor in anchors + most_accurate:
-                for _ in range(self.pool_per_anchor):
-                    c = self._neighbour(anchor, rng, moves=int(rng.integers(1, 4)))
-                    pool.setdefault(c.key(), c)
-            for _ in range(self.pool_prior_draws):
-                c = self.space.sample(rng, self.prior, log_depth=True)
+        for anchor in front + most_accurate:
+            for _ in range(self.pool_per_anchor):
+                c = self._neighbour(anchor, rng, moves=int(rng.integers(1, 4)))
                 pool.setdefault(c.key(), c)
+        for c in [*self._depth_lines(front), *self._ranking_moves(front + most_accurate)]:
+            pool.setdefault(c.key(), c)
+        for _ in range(self.pool_prior_draws):
+            c = self.space.sample(rng, self.prior, log_depth=True)
+            pool.setdefault(c.key(), c)
 
         def score(configs: list[Config]) -> np.ndarray:
             x = torch.tensor(self._gp_inputs(configs), dtype=torch.double).unsqueeze(1)
@@ -452,6 +429,27 @@ class BoTorchSampler:
             candidates.append(current)
             values = np.append(values, current_value)
         return space.encode(candidates[int(np.argmax(values))])
+
+    def _depth_lines(self, front: Sequence[Config]) -> list[Config]:
+        """Each front selection at every depth (and deadline, a factor of 2 apart, or none): when to decide
+        moves a script's cost little (one that handles no packets not at all) while F1 along depth is
+        jagged, so the GP, not a few local steps, picks it."""
+        space = self.space
+        out = [space.config(c.features, d, c.model, c.deadline)
+               for c in front for d in range(1, space.max_depth + 1) if d != c.depth]
+        if space.deadlines:
+            lo, hi = space.deadlines
+            grid = [None, *(lo * 2.0 ** i for i in range(int(math.log2(hi / lo)) + 1))]
+            out += [space.config(c.features, c.depth, c.model, t) for c in front for t in grid]
+        return out
+
+    def _ranking_moves(self, anchors: Sequence[Config]) -> list[Config]:
+        """Each ranking's top-k selections, k on a geometric grid, at each anchor's depth, model and deadline:
+        the moves a feature-selection baseline makes, priced by the GP like any other candidate."""
+        ks = sorted({max(1, round(k)) for k in np.geomspace(1, self.space.n_features, 16)})
+        selections = {tuple(r[:k]) for r in self.rankings for k in ks}
+        settings = {(c.depth, c.model, c.deadline) for c in anchors}
+        return [self.space.config(list(feats), *setting) for feats in selections for setting in settings]
 
     def _neighbour(self, config: Config, rng: np.random.Generator, moves: int) -> Config:
         space = self.space
@@ -489,8 +487,8 @@ class BoTorchSampler:
             feats = set(config.features)
         return space.config(feats, depth, model, deadline)
 
-    def _single_moves(self, config: Config, grow_only: bool = False) -> list[Config]:
-        """Every configuration one move away: one feature flipped (only added, with ``grow_only``), depth
+    def _single_moves(self, config: Config) -> list[Config]:
+        """Every configuration one move away: one feature flipped, depth
         moved by 1 or by a factor of 1.5, or the deadline by a factor of 2 (or to none, or from none to
         half the span)."""
         space = self.space
@@ -498,7 +496,7 @@ class BoTorchSampler:
         chosen = set(config.features)
         for f in space.features:
             flipped = chosen ^ {f}
-            if flipped and not (grow_only and f in chosen):
+            if flipped:
                 out.append(space.config(flipped, config.depth, config.model, config.deadline))
         d = config.depth
         for moved in sorted({d - 1, d + 1, round(d * 1.5), round(d / 1.5)} - {d}):
@@ -512,6 +510,45 @@ class BoTorchSampler:
                 if c.deadline != t:
                     out.append(c)
         return out
+
+
+def _hypervolume_improvement(front: np.ndarray, point: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume ``point`` adds to ``front`` (rows, larger is better), by inclusion-exclusion on a grid
+    of the points' coordinates (exact; a handful of points, two or three objectives)."""
+    pts = np.vstack([front, point])
+    pts = pts[np.all(pts > ref, axis=1)]
+    if not np.all(point > ref):
+        return 0.0
+
+    def volume(p: np.ndarray) -> float:
+        if len(p) == 0:
+            return 0.0
+        axes = [np.unique(np.concatenate([[ref[j]], p[:, j]])) for j in range(p.shape[1])]
+        total = 0.0
+        for cell in itertools.product(*[range(len(a) - 1) for a in axes]):
+            upper = np.array([axes[j][i + 1] for j, i in enumerate(cell)])
+            if np.any(np.all(p >= upper, axis=1)):
+                total += float(np.prod([axes[j][i + 1] - axes[j][i] for j, i in enumerate(cell)]))
+        return total
+
+    others = pts[:-1][pareto_mask(pts[:-1])] if len(pts) > 1 else pts[:0]
+    return volume(np.vstack([others, point])) - volume(others)
+
+
+def _weighted_f1(f1_index: int, ref_f1: float):
+    """The MC objective of hypervolume weighted by F1 level (Zitzler, Brockhoff and Thiele's weighted
+    hypervolume, weight rising linearly from the reference F1): F1 becomes (F1 - ref)², other
+    objectives stay. A user picks from the accurate end, and on a log-cost axis its hypervolume is
+    otherwise a sliver: with this weight +0.01 F1 at the best is worth (best - ref) / (F1 - ref) times
+    +0.01 at a lower F1, whatever the corpus."""
+    from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+
+    def weighted(samples, X=None):
+        out = samples.clone()
+        out[..., f1_index] = (samples[..., f1_index] - ref_f1).clamp_min(0.0) ** 2
+        return out
+
+    return GenericMCMultiOutputObjective(weighted)
 
 
 def _feature_prior_module():
@@ -598,17 +635,14 @@ def _default_model(family: str) -> ModelSpec:
 class SearchContext:
     """What a study knows when its search starts; each sampler takes from it what it uses.
 
-    ``mi`` and ``rfe_rank`` are the full-depth rankings of the space's features (in space order);
-    ``reference_f1`` is the F1 a user wants matched at lower cost (ALL@max's), None without baselines."""
+    ``mi`` and ``rfe_rank`` are the full-depth rankings of the space's features (in space order)."""
     space: SearchSpace
     objectives: tuple[str, ...]
     seed: int
-    budget: int
     mi: Sequence[float]
     rfe_rank: Sequence[int]
     use_prior: bool = True
     n_initial: int = 10
-    reference_f1: float | None = None
     #: (config, objective values) the study measured before its search (the baselines), in the space.
     measured: tuple = ()
 
@@ -630,23 +664,20 @@ def _tpe_from_context(ctx: SearchContext, **params) -> TPESampler:
 
 
 def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
-    """cato's search policy: the MI prior (unless turned off), the ranked initial design, and the target
-    of closing in: the reference F1 less the tolerance within which F1s count as equal."""
+    """cato's search policy: the MI prior (unless turned off), the ranked initial design, the rankings as
+    moves, and what the study measured before the search."""
     return BoTorchSampler(
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
         initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed), n_initial=ctx.n_initial,
-        known=list(ctx.measured),
-        target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, budget=ctx.budget,
-        **params)
+        known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking], **params)
 
 
 _FACTORIES = {"botorch": (BoTorchSampler, _botorch_from_context), "tpe": (TPESampler, _tpe_from_context),
               "random": (RandomSampler, _random_from_context)}
 SAMPLERS = tuple(_FACTORIES)
 #: Fields a sampler takes from the context, not from its tuning parameters.
-_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "target_f1", "budget", "name",
-                   "known"}
+_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "name", "known", "rankings"}
 
 
 def sampler_parameters(name: str) -> list[str]:

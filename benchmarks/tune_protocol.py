@@ -1,0 +1,162 @@
+"""Issue 20's protocol: cato's search against MO-TPE and random search on several tasks, seeds and budgets.
+
+A task is a corpus and a label column (with a minimum class size where rare classes need one):
+
+    iot-label        IoT Sentinel by device (label)          iot-device_type  IoT Sentinel by device type
+    ndpi-label       nDPI by traffic category (label)        ndpi-protocol    nDPI by protocol, classes >= 20
+    ndpi-app         nDPI by application, classes >= 20
+
+Each (task, seed, sampler) is one study of --budget search trials on the default objectives (macro-F1,
+Zeek CPU per connection), run by tune_compare.run_one (resumable; studies in --studies). No sampler
+reads the budget, so the first 20 trials of a 50-trial study are the study a budget of 20 would have run.
+
+Per task, seed and budget (20, 50) the summary reports, for each sampler, the hypervolume of its search
+trials (one reference point per task, shared by every seed and sampler), and for cato's search:
+
+* which baselines lie above its own front (search trials only: not dominated by any of them);
+* whether a point within 0.01 F1 of ALL@max at >= 2x lower CPU exists among everything that seed's
+  studies evaluated, and whether cato's study (search and baselines) and its search alone found one;
+* BO overhead per iteration (median) against the median evaluation time.
+
+    python benchmarks/tune_protocol.py --tasks iot-label,ndpi-label --seeds 0,1 [--samplers botorch]
+    python benchmarks/tune_protocol.py --summarize-only          # every study already run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_compare import OBJECTIVES, ROOT, run_one, study_name  # noqa: E402
+
+from cato.search.objectives import F1_TOLERANCE  # noqa: E402
+from cato.search.pareto import hypervolume, pareto_mask, reference, to_max_space  # noqa: E402
+
+#: task -> (corpus folder, label column, minimum class size)
+TASKS = {"iot-label": ("iot-sentinel", "label", 1), "iot-device_type": ("iot-sentinel", "device_type", 1),
+         "ndpi-label": ("ndpi", "label", 1), "ndpi-protocol": ("ndpi", "protocol", 20),
+         "ndpi-app": ("ndpi", "app", 20)}
+BUDGETS = (20, 50)
+CPU_RATIO = 2.0
+
+
+def dominated_by(point: dict, others: list[dict]) -> bool:
+    """Whether some point in ``others`` is at least as good on both objectives and better on one."""
+    return any(o["f1"] >= point["f1"] and o["cpu"] <= point["cpu"]
+               and (o["f1"] > point["f1"] or o["cpu"] < point["cpu"]) for o in others)
+
+
+def front_values(values: list[dict]) -> list[dict]:
+    return [v for v, keep in zip(values, pareto_mask(to_max_space(values, OBJECTIVES))) if keep] if values else []
+
+
+def close_to(values: list[dict], all_max: dict) -> dict | None:
+    """The cheapest point within F1_TOLERANCE of ALL@max at CPU_RATIO or more below its CPU, if any."""
+    near = [v for v in values if v["f1"] >= all_max["f1"] - F1_TOLERANCE - 1e-12
+            and v["cpu"] * CPU_RATIO <= all_max["cpu"]]
+    return min(near, key=lambda v: v["cpu"]) if near else None
+
+
+def summarize_seed(studies: dict, budget: int, ref: dict, max_depth: int) -> dict:
+    """One seed of one task at one budget (studies: sampler -> Study)."""
+    cato = studies["botorch"]
+    baselines = {t.name: t.values for t in cato.trials("baseline")}
+    all_max = baselines[f"all@{max_depth}"]
+    search = {name: [t.values for t in s.trials("search")[:budget]] for name, s in studies.items()}
+    own_front = front_values(search["botorch"])
+    everything = [*baselines.values(), *(v for vs in search.values() for v in vs)]
+    cato_all = [*baselines.values(), *search["botorch"]]
+    found = close_to(cato_all, all_max)
+    found_search = close_to(search["botorch"], all_max)
+    exists = close_to(everything, all_max)
+    cato_trials = cato.trials("search")[:budget]
+    overhead = [t.details["bo_overhead_s"] for t in cato_trials if "bo_overhead_s" in t.details]
+    evals = [t.details["eval_s"] for t in cato_trials if t.details.get("eval_s")]
+    return {
+        "trials": {name: len(vs) for name, vs in search.items()},
+        "hypervolume": {name: hypervolume(vs, OBJECTIVES, ref) if vs else None for name, vs in search.items()},
+        "baselines_hypervolume": hypervolume(list(baselines.values()), OBJECTIVES, ref),
+        "baselines_above_search_front": sorted(n for n, v in baselines.items() if not dominated_by(v, own_front)),
+        "all_max": all_max,
+        "best_f1_search": max((v["f1"] for v in search["botorch"]), default=None),
+        "within_tolerance_exists": exists,
+        "within_tolerance_study": found,
+        "within_tolerance_search": found_search,
+        "bo_overhead_s_median": statistics.median(overhead) if overhead else None,
+        "evaluation_s_median": statistics.median(evals) if evals else None,
+    }
+
+
+def summarize(task: str, seeds: list[int], samplers: list[str], studies_dir: Path, corpora: Path) -> dict:
+    corpus, column, min_class = TASKS[task]
+    def done(seed: int) -> bool:
+        return all((studies_dir / study_name(corpora / corpus, column, name, True, seed, min_class)
+                    / "study.db").exists() for name in samplers)
+
+    runs = {seed: {name: run_one(corpora / corpus, column, name, True, 0, seed, studies_dir, run=False,
+                                 min_class_size=min_class)[0]
+                   for name in samplers} for seed in seeds if done(seed)}
+    runs = {seed: s for seed, s in runs.items() if all(st.trials("search") for st in s.values())}
+    if not runs:
+        return {}
+    everything = [t.values for s in runs.values() for st in s.values() for t in st.trials()]
+    ref = reference(everything, OBJECTIVES)
+    max_depth = next(iter(next(iter(runs.values())).values())).settings.max_depth
+    return {"task": task, "corpus": corpus, "label_column": column, "min_class_size": min_class,
+            "reference_point": ref,
+            "seeds": {str(seed): {str(b): summarize_seed(s, b, ref, max_depth) for b in BUDGETS}
+                      for seed, s in runs.items()}}
+
+
+def table(result: dict) -> str:
+    """Markdown: one row per seed and budget."""
+    rows = ["| seed | budget | HV cato / MO-TPE / random | best F1 search (ALL@max) | baselines above search front "
+            "| within 0.01 at >=2x: exists / study / search | BO overhead / eval s |", "|---|---|---|---|---|---|---|"]
+    for seed, budgets in result["seeds"].items():
+        for b, r in budgets.items():
+            hv = " / ".join(f"{r['hypervolume'].get(n):.3f}" if r["hypervolume"].get(n) is not None else "-"
+                            for n in ("botorch", "tpe", "random"))
+            yes = lambda v: f"{r['all_max']['cpu'] / v['cpu']:.1f}x" if v else "no"  # noqa: E731
+            rows.append(f"| {seed} | {b} | {hv} | {r['best_f1_search']:.3f} ({r['all_max']['f1']:.3f}) | "
+                        f"{', '.join(r['baselines_above_search_front']) or 'none'} | "
+                        f"{yes(r['within_tolerance_exists'])} / {yes(r['within_tolerance_study'])} / "
+                        f"{yes(r['within_tolerance_search'])} | "
+                        f"{(r['bo_overhead_s_median'] or 0):.1f} / {(r['evaluation_s_median'] or 0):.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--samplers", default="botorch,tpe,random", help="Which studies to run (all are summarized).")
+    ap.add_argument("--budget", type=int, default=max(BUDGETS))
+    ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
+    ap.add_argument("--studies", type=Path, default=ROOT / "studies")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "tune_protocol.json")
+    ap.add_argument("--summarize-only", action="store_true")
+    args = ap.parse_args()
+    tasks = args.tasks.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if not args.summarize_only:
+        for seed in seeds:  # seed-major: every task gets its first seeds before any gets its last
+            for task in tasks:
+                corpus, column, min_class = TASKS[task]
+                for sampler in args.samplers.split(","):
+                    run_one(args.corpora / corpus, column, sampler, True, args.budget, seed, args.studies,
+                            min_class_size=min_class)
+    results = {task: summarize(task, seeds, ["botorch", "tpe", "random"], args.studies, args.corpora)
+               for task in tasks}
+    results = {k: v for k, v in results.items() if v}
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    args.out.write_text(json.dumps({**previous, **results}, indent=1, default=str))
+    for task, result in results.items():
+        print(f"\n### {task}\n\n{table(result)}")
+
+
+if __name__ == "__main__":
+    main()
