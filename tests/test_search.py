@@ -341,6 +341,40 @@ def test_the_pool_holds_each_front_selection_at_every_depth_and_the_rankings_top
     assert {(c.depth, c.model) for c in moves} == {(4, model), (9, model)}
 
 
+def test_depth_sweeps_take_a_flat_front_selection_to_its_highest_lipschitz_bound():
+    """A script that reads only the connection record costs the same at every depth: the sweep proposes
+    it at the depth of the highest Lipschitz bound on its F1 (never with time-to-decision an objective),
+    and the study takes it when that bound promises more hypervolume than the GP's best candidate."""
+    model = ModelSpec("dt", 1, 8)
+    assert not SPACE.per_packet[FEATS.index("orig_pkts")] and SPACE.per_packet[FEATS.index("orig_size_mean")]
+    history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0, "latency": 0.0}),
+               (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0, "latency": 900.0}),
+               (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
+               (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
+    swept, bound = sampler._depth_sweep(history)
+    # F1 0.30 at depth 1 and 0.35 at 20, L = 2 x 0.05 / ln 20: the two cones meet at ln d = 2.25
+    assert swept == Config(("orig_pkts",), 9, model) and 0.35 < bound < 0.45
+    flat_done = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
+    assert sampler._depth_sweep([*flat_done, *history[2:]])[0] is None
+    assert BoTorchSampler(SPACE, ("f1", "cpu", "latency"), n_initial=4)._depth_sweep(history)[0] is None
+    assert sampler.ask(history, 4)[1]["source"] in ("depth sweep", "qLogNEHVI")
+
+
+def test_hypervolume_improvement_matches_the_hypervolume_of_the_union():
+    from cato.search.samplers import _hypervolume_improvement
+    rng = np.random.default_rng(4)
+    for objectives in (("f1", "cpu"), ("f1", "cpu", "latency")):
+        for _ in range(5):
+            values = [{"f1": rng.uniform(0.2, 0.9), "cpu": rng.uniform(5, 500), "latency": rng.uniform(1, 900)}
+                      for _ in range(7)]
+            ref = {"f1": 0.0, "cpu": 600.0, "latency": 1000.0}
+            y = to_max_space(values, objectives, reference=ref)  # the reference at the origin
+            gain = _hypervolume_improvement(y[:-1], y[-1], np.zeros(len(objectives)))
+            expected = hypervolume(values, objectives, ref) - hypervolume(values[:-1], objectives, ref)
+            assert gain == pytest.approx(expected, abs=1e-9)
+
+
 def test_make_sampler_checks_its_parameters():
     from cato.search.samplers import SamplerError, SearchContext, make_sampler, sampler_parameters
     ctx = SearchContext(SPACE, ("f1", "cpu"), seed=0, mi=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05],

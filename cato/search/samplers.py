@@ -225,13 +225,13 @@ class BoTorchSampler:
         (Piyavskii-Shubert) over log depth: the bound at an unmeasured depth is the least, over the
         measured depths, of their F1 plus L times the distance, with L twice the steepest slope seen
         between neighbouring measured depths; the sweep takes the highest bound of any such selection."""
+        if "latency" in self.objectives:  # with time-to-decision an objective, depth is never free
+            return None, 0.0
         y = to_max_space([v for _, v in history], self.objectives)
         front = [c for (c, _), keep in zip(history, pareto_mask(y)) if keep]
         per_packet = dict(zip(self.space.features, self.space.per_packet))
         flat = {c.key(): c for c in front if not any(per_packet[f] for f in c.features)}
         log_depths = np.log(np.arange(1, self.space.max_depth + 1))
-        if "latency" in self.objectives:  # with time-to-decision an objective, depth is never free
-            return None, 0.0
         best, best_gain, best_f1 = None, 0.0, 0.0
         for c in flat.values():
             measured = {h.depth: v["f1"] for h, v in history
