@@ -132,10 +132,12 @@ def test_a_capture_zeek_hangs_on_is_left_out_of_a_profile(zeek, tmp_path, monkey
     assert list(result.left_out) == ["hang.pcap"] and "hung" in result.left_out["hang.pcap"]
     assert result.connections > 0
     # Every later measurement of this corpus leaves it out too, without hanging again: costs stay comparable.
+    # (A long limit now: running the capture again would take all of it, whatever the machine's load.)
+    monkeypatch.setenv("CATO_ZEEK_TIMEOUT", "60")
     started = time.monotonic()
     other = profile(corpus, generate(resolve("orig_pkts"), [5]), repeat=1, attribute=False, cache_dir=cache,
                     zeek=zeek)
-    assert list(other.left_out) == ["hang.pcap"] and time.monotonic() - started < 2
+    assert list(other.left_out) == ["hang.pcap"] and time.monotonic() - started < 30
 
 
 @pytest.mark.zeek

@@ -151,29 +151,21 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         history.append((config, _toy_values(config)))
 
 
-def test_weighted_hypervolume_proposes_more_accurate_configurations():
-    """Hypervolume weighted by F1 level values +0.01 F1 near the best more than at the cheap end: over
-    the same histories its proposals are more accurate than plain hypervolume's."""
-    def proposals(weighted: bool) -> list[float]:
-        out = []
-        for seed in range(3):
-            history = _toy_history(seed)
-            sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=seed, n_initial=4, weighted_f1=weighted)
-            config, info = sampler.ask(history, len(history))
-            assert info["source"] == "qLogNEHVI"
-            out.append(_toy_values(config)["f1"])
-        return out
-
-    assert sum(proposals(True)) > sum(proposals(False))
-
-
-def test_the_objective_weights_f1_above_the_reference_only():
+def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
     import torch
-    from cato.search.samplers import _weighted_f1
-    samples = torch.tensor([[0.3, -1.0], [0.5, -2.0], [0.9, -3.0]], dtype=torch.double)
-    out = _weighted_f1(0, 0.4)(samples)
-    assert out[:, 0].tolist() == pytest.approx([0.0, 0.01, 0.25])
-    assert out[:, 1].tolist() == samples[:, 1].tolist()
+    from cato.search.samplers import _RelativeGain
+
+    class Constant(torch.nn.Module):
+        def __init__(self, log_value: float) -> None:
+            super().__init__()
+            self.model, self.value = None, log_value
+
+        def forward(self, X):
+            return torch.full(X.shape[:-2], self.value, dtype=torch.double)
+
+    gain = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1])
+    x = torch.zeros(4, 1, 3, dtype=torch.double)
+    assert gain(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1] * 4)
 
 
 def test_initial_design_holds_mi_and_rfe_selections():
@@ -361,8 +353,8 @@ def test_depth_sweeps_take_a_flat_front_selection_to_its_highest_lipschitz_bound
     assert sampler.ask(history, 4)[1]["source"] in ("depth sweep", "qLogNEHVI")
 
 
-def test_hypervolume_improvement_matches_the_hypervolume_of_the_union():
-    from cato.search.samplers import _hypervolume_improvement
+def test_the_samplers_hypervolume_matches_the_reports():
+    from cato.search.samplers import _hypervolume
     rng = np.random.default_rng(4)
     for objectives in (("f1", "cpu"), ("f1", "cpu", "latency")):
         for _ in range(5):
@@ -370,9 +362,8 @@ def test_hypervolume_improvement_matches_the_hypervolume_of_the_union():
                       for _ in range(7)]
             ref = {"f1": 0.0, "cpu": 600.0, "latency": 1000.0}
             y = to_max_space(values, objectives, reference=ref)  # the reference at the origin
-            gain = _hypervolume_improvement(y[:-1], y[-1], np.zeros(len(objectives)))
-            expected = hypervolume(values, objectives, ref) - hypervolume(values[:-1], objectives, ref)
-            assert gain == pytest.approx(expected, abs=1e-9)
+            assert _hypervolume(y, np.zeros(len(objectives))) == pytest.approx(
+                hypervolume(values, objectives, ref), abs=1e-9)
 
 
 def test_make_sampler_checks_its_parameters():
@@ -381,7 +372,9 @@ def test_make_sampler_checks_its_parameters():
                         rfe_rank=[6, 5, 4, 3, 2, 1])
     sampler = make_sampler("botorch", ctx, acq_optimizer="alternating")
     assert sampler.acq_optimizer == "alternating" and len(sampler.initial) >= 2
-    assert sampler.rankings == [list(FEATS), list(reversed(FEATS))]
+    assert sampler.rankings == [list(FEATS), list(reversed(FEATS))] and sampler.target_f1 is None
+    targeted = make_sampler("botorch", SearchContext(**{**ctx.__dict__, "reference_f1": 0.8}))
+    assert targeted.target_f1 == pytest.approx(0.79)
     assert make_sampler("botorch", SearchContext(**{**ctx.__dict__, "use_prior": False})).prior is None
     with pytest.raises(SamplerError, match="acq_optimizer"):
         make_sampler("botorch", ctx, acq_optimizer="alternatng")  # misspelt: not silently "local"

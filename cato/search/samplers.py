@@ -4,7 +4,8 @@
 * :class:`TPESampler`: Optuna's multi-objective TPE (a baseline).
 * :class:`BoTorchSampler`: cato's search. An initial design with the MI-top-k and RFE-top-k
   selections and MI-prior-weighted random draws, then multi-objective Bayesian optimization:
-  a GP per objective, qLogNEHVI on hypervolume weighted by F1 level, weighted by the feature-importance
+  a GP per objective, qLogNEHVI on two hypervolumes (the front's, and the one above ALL@max's F1 less
+  the tolerance), their relative gains summed, weighted by the feature-importance
   prior as in πBO (the prior's weight decays as evidence accumulates), maximised over a pool of
   neighbours of the front, its selections at every depth, the rankings' top-k selections and prior
   draws, then hill-climbed (BoTorch's mixed alternating optimizer is the other choice). Unlike
@@ -18,7 +19,6 @@ history when it is missing).
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import warnings
@@ -29,7 +29,7 @@ import numpy as np
 
 from cato.model import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 from cato.search.importance import inclusion_prior, top_k
-from cato.search.objectives import OBJECTIVES
+from cato.search.objectives import F1_TOLERANCE, OBJECTIVES
 from cato.search.pareto import pareto_mask, to_max_space
 from cato.search.space import Config, SearchSpace, log_uniform_depth
 
@@ -161,8 +161,9 @@ class BoTorchSampler:
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
     #: earn no hypervolume however cheap they are.
     ref_f1_fraction: float = 0.5
-    #: Hypervolume weighted by F1 level (see ``_weighted_f1``); False: plain hypervolume.
-    weighted_f1: bool = True
+    #: The F1 a user wants matched at lower cost: ALL@max's less the report's tolerance, set by the study
+    #: from its baselines; None (no baselines): the front's hypervolume alone.
+    target_f1: float | None = None
     #: Feature rankings the study computed (MI, RFE); their top-k selections are candidates every
     #: iteration (see ``_ranking_moves``).
     rankings: list[list[str]] = field(default_factory=list)
@@ -306,20 +307,29 @@ class BoTorchSampler:
                                         if not k.startswith(("input_transform", "outcome_transform"))})
                 torch.manual_seed(self.seed * 7919 + iteration)
             model = cold if cold is not None and checkpoint == n else fit(n, self._cold_fit[1])
-        # Reference point: the worst cost seen, and a fraction of the best F1 (see ref_f1_fraction), so
-        # that configurations too weak to use earn no hypervolume however cheap they are.
+        # Reference points: the worst cost seen, and on F1 one per question the study answers (see
+        # _relative_gain): a fraction of the best F1 (configurations too weak to use earn nothing however
+        # cheap they are) for the front; the target F1 for "as accurate as every feature, for less".
         span = train_y.max(0).values - train_y.min(0).values
-        ref_point = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
+        worst = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
         f1 = self.objectives.index("f1")
-        ref_f1 = self.ref_f1_fraction * float(train_y[:, f1].max())
-        ref_point[f1] = 0.0 if self.weighted_f1 else ref_f1
-        objective = _weighted_f1(f1, ref_f1) if self.weighted_f1 else None
-        ehvi = qLogNoisyExpectedHypervolumeImprovement(
-            model=model, ref_point=ref_point, X_baseline=train_x, prune_baseline=True, objective=objective,
-            sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples])))
-        acqf = ehvi
+        refs = [self.ref_f1_fraction * float(train_y[:, f1].max())]
+        if self.target_f1 is not None:
+            refs.append(self.target_f1)
+        ref_points = []
+        for level in refs:
+            ref_point = worst.clone()
+            ref_point[f1] = level
+            ref_points.append(ref_point)
+        y = train_y.numpy()
+        indicators = [_hypervolume(y, r.numpy()) for r in ref_points]
+        ehvis = [qLogNoisyExpectedHypervolumeImprovement(
+            model=model, ref_point=r, X_baseline=train_x, prune_baseline=True,
+            sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]))) for r in ref_points]
+        gain = _RelativeGain(ehvis, indicators)
+        acqf = gain
         if self.prior is not None:
-            acqf = PriorGuidedAcquisitionFunction(ehvi, FeaturePrior(self.prior, space.n_features), log=True,
+            acqf = PriorGuidedAcquisitionFunction(gain, FeaturePrior(self.prior, space.n_features), log=True,
                                                   prior_exponent=self.prior_strength / iteration)
         if not local:
             x = self._optimize_alternating(acqf, bounds)
@@ -328,16 +338,12 @@ class BoTorchSampler:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inputs = self._gp_inputs([space.decode(x)]) if local else x[None, :]
-            expected = float(ehvi(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-        y = train_y.numpy().copy()
-        transform = (lambda v: np.clip(v - ref_f1, 0.0, None) ** 2) if self.weighted_f1 else (lambda v: v)
-        y[:, f1] = transform(y[:, f1])
-        ref = ref_point.numpy()
+            expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
 
         def value_of(values: dict) -> float:
             point = to_max_space([values], self.objectives)[0]
-            point[f1] = transform(point[f1])
-            return _hypervolume_improvement(y, point, ref)
+            return sum((_hypervolume(np.vstack([y, point]), r.numpy()) - hv) / max(hv, _HV_FLOOR)
+                       for r, hv in zip(ref_points, indicators))
 
         return x, expected, value_of
 
@@ -512,43 +518,48 @@ class BoTorchSampler:
         return out
 
 
-def _hypervolume_improvement(front: np.ndarray, point: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume ``point`` adds to ``front`` (rows, larger is better), by inclusion-exclusion on a grid
-    of the points' coordinates (exact; a handful of points, two or three objectives)."""
-    pts = np.vstack([front, point])
-    pts = pts[np.all(pts > ref, axis=1)]
-    if not np.all(point > ref):
+#: A hypervolume of zero (no point above a reference yet) counts as this small one: any gain is large.
+_HV_FLOOR = 1e-9
+
+
+def _hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of the rows of ``y`` (larger is better) above ``ref``."""
+    import torch
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    above = y[np.all(y > ref, axis=1)]
+    if len(above) == 0:
         return 0.0
-
-    def volume(p: np.ndarray) -> float:
-        if len(p) == 0:
-            return 0.0
-        axes = [np.unique(np.concatenate([[ref[j]], p[:, j]])) for j in range(p.shape[1])]
-        total = 0.0
-        for cell in itertools.product(*[range(len(a) - 1) for a in axes]):
-            upper = np.array([axes[j][i + 1] for j, i in enumerate(cell)])
-            if np.any(np.all(p >= upper, axis=1)):
-                total += float(np.prod([axes[j][i + 1] - axes[j][i] for j, i in enumerate(cell)]))
-        return total
-
-    others = pts[:-1][pareto_mask(pts[:-1])] if len(pts) > 1 else pts[:0]
-    return volume(np.vstack([others, point])) - volume(others)
+    above = above[pareto_mask(above)]
+    return float(Hypervolume(torch.tensor(ref, dtype=torch.double)).compute(torch.tensor(above, dtype=torch.double)))
 
 
-def _weighted_f1(f1_index: int, ref_f1: float):
-    """The MC objective of hypervolume weighted by F1 level (Zitzler, Brockhoff and Thiele's weighted
-    hypervolume, weight rising linearly from the reference F1): F1 becomes (F1 - ref)², other
-    objectives stay. A user picks from the accurate end, and on a log-cost axis its hypervolume is
-    otherwise a sliver: with this weight +0.01 F1 at the best is worth (best - ref) / (F1 - ref) times
-    +0.01 at a lower F1, whatever the corpus."""
-    from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+def _relative_gain_module():
+    import torch
+    from botorch.acquisition import AcquisitionFunction
 
-    def weighted(samples, X=None):
-        out = samples.clone()
-        out[..., f1_index] = (samples[..., f1_index] - ref_f1).clamp_min(0.0) ** 2
-        return out
+    class _RelativeGain(AcquisitionFunction):
+        """log Σ_k E[HVI_k(x)] / HV_k: the expected gain of each hypervolume indicator relative to its
+        value now, summed. A study answers two questions, the front (hypervolume above half the best F1)
+        and the cheapest configuration as accurate as every feature (hypervolume above the target F1);
+        each trial goes where the relative gains it promises add up to most. Where one question is
+        well answered its indicator is large and its gains small, so the other draws the trials: no
+        iteration counts, no schedule."""
 
-    return GenericMCMultiOutputObjective(weighted)
+        def __init__(self, ehvis: list, indicators: list[float]) -> None:
+            super().__init__(model=ehvis[0].model)
+            self.ehvis = torch.nn.ModuleList(ehvis)
+            self.register_buffer("log_indicators", torch.tensor(
+                [np.log(max(v, _HV_FLOOR)) for v in indicators], dtype=torch.double))
+
+        def forward(self, X):
+            logs = torch.stack([a(X) - self.log_indicators[i] for i, a in enumerate(self.ehvis)])
+            return torch.logsumexp(logs, dim=0)
+
+    return _RelativeGain
+
+
+def _RelativeGain(ehvis: list, indicators: list[float]):  # noqa: N802 - a class built lazily (torch import)
+    return _relative_gain_module()(ehvis, indicators)
 
 
 def _feature_prior_module():
@@ -643,6 +654,8 @@ class SearchContext:
     rfe_rank: Sequence[int]
     use_prior: bool = True
     n_initial: int = 10
+    #: ALL@max's F1, the accuracy a user wants matched at lower cost; None without baselines.
+    reference_f1: float | None = None
     #: (config, objective values) the study measured before its search (the baselines), in the space.
     measured: tuple = ()
 
@@ -670,14 +683,16 @@ def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
         initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed), n_initial=ctx.n_initial,
-        known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking], **params)
+        known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking],
+        target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, **params)
 
 
 _FACTORIES = {"botorch": (BoTorchSampler, _botorch_from_context), "tpe": (TPESampler, _tpe_from_context),
               "random": (RandomSampler, _random_from_context)}
 SAMPLERS = tuple(_FACTORIES)
 #: Fields a sampler takes from the context, not from its tuning parameters.
-_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "name", "known", "rankings"}
+_CONTEXT_FIELDS = {"space", "objectives", "seed", "prior", "initial", "n_initial", "name", "known", "rankings",
+                   "target_f1"}
 
 
 def sampler_parameters(name: str) -> list[str]:
