@@ -212,6 +212,20 @@ class Study:
         return stale
 
 
+def search_context(study: Study, importance: dict, space: SearchSpace) -> SearchContext:
+    """What the study's sampler starts from: its rankings, ALL@max's F1 and every baseline measured."""
+    feats = importance["features"]
+    all_at_max = {t.name: t for t in study.trials("baseline")}.get(f"all@{study.settings.max_depth}")
+    return SearchContext(
+        space, study.objectives, study.settings.seed,
+        mi=[importance["mi"][feats.index(f)] for f in space.features],
+        rfe_rank=[importance["rfe_rank"][feats.index(f)] for f in space.features],
+        use_prior=study.settings.use_prior, n_initial=study.settings.initial,
+        reference_f1=all_at_max.values["f1"] if all_at_max else None,
+        measured=tuple(_in_space(space, t) for t in study.trials("baseline")
+                       if set(t.config.features) & set(space.features)))
+
+
 def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
               progress: Callable[[str, int, int, list[Trial]], None] | None = None) -> Study:
     """Evaluate the baselines, then search trials until ``budget`` of them are complete."""
@@ -229,17 +243,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
                 note(f"baseline {name}")
                 study._evaluate("baseline", config, evaluator, name, progress=lambda m, n=name: note(f"baseline {n}: {m}"))
 
-    feats = importance["features"]
-    all_at_max = {t.name: t for t in study.trials("baseline")}.get(f"all@{study.settings.max_depth}")
-    context = SearchContext(
-        space, study.objectives, study.settings.seed,
-        mi=[importance["mi"][feats.index(f)] for f in space.features],
-        rfe_rank=[importance["rfe_rank"][feats.index(f)] for f in space.features],
-        use_prior=study.settings.use_prior, n_initial=study.settings.initial,
-        reference_f1=all_at_max.values["f1"] if all_at_max else None,
-        measured=tuple(_in_space(space, t) for t in study.trials("baseline")
-                       if set(t.config.features) & set(space.features)))
-    sampler = make_sampler(study.settings.sampler, context)
+    sampler = make_sampler(study.settings.sampler, search_context(study, importance, space))
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     while True:
