@@ -166,6 +166,10 @@ def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
     gain = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1])
     x = torch.zeros(4, 1, 3, dtype=torch.double)
     assert gain(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1] * 4)
+    # The prior weights the front's term alone: π(x)^β = 0.5² here.
+    half = lambda X: torch.full(X.shape[:-1], np.log(0.5), dtype=torch.double)  # noqa: E731
+    weighted = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1], half, 2.0)
+    assert weighted(x).exp().tolist() == pytest.approx([0.25 * 0.2 / 2.0 + 0.03 / 0.1] * 4)
 
 
 def test_initial_design_holds_mi_and_rfe_selections():

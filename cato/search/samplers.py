@@ -254,7 +254,6 @@ class BoTorchSampler:
         bring, and the function that gives the improvement a measured point would bring."""
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-        from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms import Normalize, Standardize
@@ -326,11 +325,10 @@ class BoTorchSampler:
         ehvis = [qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=r, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]))) for r in ref_points]
-        gain = _RelativeGain(ehvis, indicators)
-        acqf = gain
-        if self.prior is not None:
-            acqf = PriorGuidedAcquisitionFunction(gain, FeaturePrior(self.prior, space.n_features), log=True,
-                                                  prior_exponent=self.prior_strength / iteration)
+        # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
+        # not the climb to every feature's accuracy, which needs the features it ranks low.
+        prior = FeaturePrior(self.prior, space.n_features) if self.prior is not None else None
+        acqf = gain = _RelativeGain(ehvis, indicators, prior, self.prior_strength / iteration)
         if not local:
             x = self._optimize_alternating(acqf, bounds)
         else:
@@ -543,23 +541,27 @@ def _relative_gain_module():
         and the cheapest configuration as accurate as every feature (hypervolume above the target F1);
         each trial goes where the relative gains it promises add up to most. Where one question is
         well answered its indicator is large and its gains small, so the other draws the trials: no
-        iteration counts, no schedule."""
+        iteration counts, no schedule. The MI prior, when given, weights the front's term alone."""
 
-        def __init__(self, ehvis: list, indicators: list[float]) -> None:
+        def __init__(self, ehvis: list, indicators: list[float], prior=None, prior_exponent: float = 1.0) -> None:
             super().__init__(model=ehvis[0].model)
             self.ehvis = torch.nn.ModuleList(ehvis)
+            self.prior, self.prior_exponent = prior, prior_exponent
             self.register_buffer("log_indicators", torch.tensor(
                 [np.log(max(v, _HV_FLOOR)) for v in indicators], dtype=torch.double))
 
         def forward(self, X):
-            logs = torch.stack([a(X) - self.log_indicators[i] for i, a in enumerate(self.ehvis)])
-            return torch.logsumexp(logs, dim=0)
+            logs = [a(X) - self.log_indicators[i] for i, a in enumerate(self.ehvis)]
+            if self.prior is not None:  # π(x)^β on the front's term
+                logs[0] = logs[0] + self.prior_exponent * self.prior(X).sum(-1)
+            return torch.logsumexp(torch.stack(logs), dim=0)
 
     return _RelativeGain
 
 
-def _RelativeGain(ehvis: list, indicators: list[float]):  # noqa: N802 - a class built lazily (torch import)
-    return _relative_gain_module()(ehvis, indicators)
+def _RelativeGain(ehvis: list, indicators: list[float], prior=None,  # noqa: N802 - built lazily (torch import)
+                  prior_exponent: float = 1.0):
+    return _relative_gain_module()(ehvis, indicators, prior, prior_exponent)
 
 
 def _feature_prior_module():
