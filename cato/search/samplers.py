@@ -321,14 +321,17 @@ class BoTorchSampler:
             ref_point[f1] = level
             ref_points.append(ref_point)
         y = train_y.numpy()
-        indicators = [_hypervolume(y, r.numpy()) for r in ref_points]
+        # Each question's hypervolume is measured as a fraction of the box it could fill, from its
+        # reference to the best seen on every objective: a gain on the narrow accurate end counts as
+        # much as the same fraction of the front.
+        boxes = [float(np.prod(np.maximum(y.max(0) - r.numpy(), _HV_FLOOR))) for r in ref_points]
         ehvis = [qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=r, X_baseline=train_x, prune_baseline=True,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]))) for r in ref_points]
         # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
         # not the climb to every feature's accuracy, which needs the features it ranks low.
         prior = FeaturePrior(self.prior, space.n_features) if self.prior is not None else None
-        acqf = gain = _RelativeGain(ehvis, indicators, prior, self.prior_strength / iteration)
+        acqf = gain = _RelativeGain(ehvis, boxes, prior, self.prior_strength / iteration)
         if not local:
             x = self._optimize_alternating(acqf, bounds)
         else:
@@ -340,8 +343,8 @@ class BoTorchSampler:
 
         def value_of(values: dict) -> float:
             point = to_max_space([values], self.objectives)[0]
-            return sum((_hypervolume(np.vstack([y, point]), r.numpy()) - hv) / max(hv, _HV_FLOOR)
-                       for r, hv in zip(ref_points, indicators))
+            return sum((_hypervolume(np.vstack([y, point]), r.numpy()) - _hypervolume(y, r.numpy())) / box
+                       for r, box in zip(ref_points, boxes))
 
         return x, expected, value_of
 
@@ -516,7 +519,7 @@ class BoTorchSampler:
         return out
 
 
-#: A hypervolume of zero (no point above a reference yet) counts as this small one: any gain is large.
+#: The least side of a hypervolume box (a reference at the best seen would make it empty).
 _HV_FLOOR = 1e-9
 
 
@@ -536,22 +539,21 @@ def _relative_gain_module():
     from botorch.acquisition import AcquisitionFunction
 
     class _RelativeGain(AcquisitionFunction):
-        """log Σ_k E[HVI_k(x)] / HV_k: the expected gain of each hypervolume indicator relative to its
-        value now, summed. A study answers two questions, the front (hypervolume above half the best F1)
-        and the cheapest configuration as accurate as every feature (hypervolume above the target F1);
-        each trial goes where the relative gains it promises add up to most. Where one question is
-        well answered its indicator is large and its gains small, so the other draws the trials: no
-        iteration counts, no schedule. The MI prior, when given, weights the front's term alone."""
+        """log Σ_k E[HVI_k(x)] / B_k: the expected gain of each hypervolume indicator as a fraction of
+        its box B_k, summed. A study answers two questions, the front (hypervolume above half the best
+        F1) and the cheapest configuration as accurate as every feature (hypervolume above the target
+        F1); each trial goes where the fractions it promises add up to most, with no iteration counts
+        and no schedule. The MI prior, when given, weights the front's term alone."""
 
-        def __init__(self, ehvis: list, indicators: list[float], prior=None, prior_exponent: float = 1.0) -> None:
+        def __init__(self, ehvis: list, boxes: list[float], prior=None, prior_exponent: float = 1.0) -> None:
             super().__init__(model=ehvis[0].model)
             self.ehvis = torch.nn.ModuleList(ehvis)
             self.prior, self.prior_exponent = prior, prior_exponent
-            self.register_buffer("log_indicators", torch.tensor(
-                [np.log(max(v, _HV_FLOOR)) for v in indicators], dtype=torch.double))
+            self.register_buffer("log_boxes", torch.tensor(
+                [np.log(max(v, _HV_FLOOR)) for v in boxes], dtype=torch.double))
 
         def forward(self, X):
-            logs = [a(X) - self.log_indicators[i] for i, a in enumerate(self.ehvis)]
+            logs = [a(X) - self.log_boxes[i] for i, a in enumerate(self.ehvis)]
             if self.prior is not None:  # π(x)^β on the front's term
                 logs[0] = logs[0] + self.prior_exponent * self.prior(X).sum(-1)
             return torch.logsumexp(torch.stack(logs), dim=0)
@@ -559,9 +561,9 @@ def _relative_gain_module():
     return _RelativeGain
 
 
-def _RelativeGain(ehvis: list, indicators: list[float], prior=None,  # noqa: N802 - built lazily (torch import)
+def _RelativeGain(ehvis: list, boxes: list[float], prior=None,  # noqa: N802 - built lazily (torch import)
                   prior_exponent: float = 1.0):
-    return _relative_gain_module()(ehvis, indicators, prior, prior_exponent)
+    return _relative_gain_module()(ehvis, boxes, prior, prior_exponent)
 
 
 def _feature_prior_module():
