@@ -153,7 +153,7 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
 
 def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
     import torch
-    from cato.search.samplers import _RelativeGain
+    from cato.search.samplers import FeaturePrior, _RelativeGain
 
     class Constant(torch.nn.Module):
         def __init__(self, log_value: float) -> None:
@@ -167,9 +167,12 @@ def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
     x = torch.zeros(4, 1, 3, dtype=torch.double)
     assert gain(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1] * 4)
     # The prior weights the front's term alone: π(x)^β = 0.5² here.
-    half = lambda X: torch.full(X.shape[:-1], np.log(0.5), dtype=torch.double)  # noqa: E731
-    weighted = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1], half, 2.0)
-    assert weighted(x).exp().tolist() == pytest.approx([0.25 * 0.2 / 2.0 + 0.03 / 0.1] * 4)
+    # The prior weights the front's term alone, (π(x) / π(mode))^β: 1 at the mode, here (0.9 x 0.1 / 0.9²)².
+    prior = FeaturePrior(np.array([0.9, 0.1]), 2)
+    x = torch.tensor([[[1.0, 0.0, 5.0]], [[1.0, 1.0, 5.0]]], dtype=torch.double)
+    weighted = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1], prior, 2.0)
+    assert weighted(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1,
+                                                        (0.1 / 0.9) ** 2 * 0.2 / 2.0 + 0.03 / 0.1])
 
 
 def test_initial_design_holds_mi_and_rfe_selections():

@@ -554,8 +554,8 @@ def _relative_gain_module():
 
         def forward(self, X):
             logs = [a(X) - self.log_boxes[i] for i, a in enumerate(self.ehvis)]
-            if self.prior is not None:  # π(x)^β on the front's term
-                logs[0] = logs[0] + self.prior_exponent * self.prior(X).sum(-1)
+            if self.prior is not None:  # (π(x) / π(mode))^β on the front's term: 1 at the prior's mode
+                logs[0] = logs[0] + self.prior_exponent * (self.prior(X).sum(-1) - self.prior.log_mode)
             return torch.logsumexp(torch.stack(logs), dim=0)
 
     return _RelativeGain
@@ -577,6 +577,8 @@ def _feature_prior_module():
             p = torch.tensor(np.clip(inclusion, 1e-3, 1 - 1e-3), dtype=torch.double)
             self.register_buffer("log_p", p.log())
             self.register_buffer("log_q", (1 - p).log())
+            #: log π of the most probable mask: each feature in or out, whichever is likelier.
+            self.register_buffer("log_mode", torch.maximum(self.log_p, self.log_q).sum())
             self.n = n_features
 
         def forward(self, x):
