@@ -16,7 +16,8 @@ trials (one reference point per task, shared by every seed and sampler), and for
 * which baselines lie above its own front (search trials only: not dominated by any of them);
 * whether a point within 0.01 F1 of ALL@max at >= 2x lower CPU exists among everything that seed's
   studies evaluated, and whether cato's study (search and baselines) and its search alone found one;
-* BO overhead per iteration (median) against the median evaluation time.
+* BO overhead per iteration (median) against the median evaluation time (those that trained models,
+  every sampler of the seed: cache hits from earlier runs would flatter the comparison).
 
     python benchmarks/tune_protocol.py --tasks iot-label,ndpi-label --seeds 0,1 [--samplers botorch]
     python benchmarks/tune_protocol.py --summarize-only          # every study already run
@@ -75,7 +76,9 @@ def summarize_seed(studies: dict, budget: int, ref: dict, max_depth: int) -> dic
     exists = close_to(everything, all_max)
     cato_trials = cato.trials("search")[:budget]
     overhead = [t.details["bo_overhead_s"] for t in cato_trials if "bo_overhead_s" in t.details]
-    evals = [t.details["eval_s"] for t in cato_trials if t.details.get("eval_s")]
+    # Evaluations that trained their models (not a cache hit), by any sampler of this seed.
+    evals = [t.details["eval_s"] for s in studies.values() for t in s.trials("search")[:budget]
+             if t.details.get("eval_s") and t.details.get("quality_cached") is False]
     return {
         "trials": {name: len(vs) for name, vs in search.items()},
         "hypervolume": {name: hypervolume(vs, OBJECTIVES, ref) if vs else None for name, vs in search.items()},
