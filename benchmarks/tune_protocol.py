@@ -96,14 +96,16 @@ def summarize_seed(studies: dict, budget: int, ref: dict, max_depth: int) -> dic
 
 def summarize(task: str, seeds: list[int], samplers: list[str], studies_dir: Path, corpora: Path) -> dict:
     corpus, column, min_class = TASKS[task]
-    def done(seed: int) -> bool:
-        return all((studies_dir / study_name(corpora / corpus, column, name, True, seed, min_class)
-                    / "study.db").exists() for name in samplers)
+    def exists(seed: int, name: str) -> bool:
+        return (studies_dir / study_name(corpora / corpus, column, name, True, seed, min_class) / "study.db").exists()
 
+    # A seed is reported once cato's study has run its budget; the other samplers' where they have run.
     runs = {seed: {name: run_one(corpora / corpus, column, name, True, 0, seed, studies_dir, run=False,
                                  min_class_size=min_class)[0]
-                   for name in samplers} for seed in seeds if done(seed)}
-    runs = {seed: s for seed, s in runs.items() if all(st.trials("search") for st in s.values())}
+                   for name in samplers if exists(seed, name)} for seed in seeds if exists(seed, "botorch")}
+    runs = {seed: {n: st for n, st in s.items() if len(st.trials("search")) >= max(BUDGETS)}
+            for seed, s in runs.items()}
+    runs = {seed: s for seed, s in runs.items() if "botorch" in s}
     if not runs:
         return {}
     everything = [t.values for s in runs.values() for st in s.values() for t in st.trials()]
