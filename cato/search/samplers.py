@@ -141,7 +141,7 @@ class BoTorchSampler:
     #: anchors from the first BO iteration on.
     known: list[tuple[Config, dict]] = field(default_factory=list)
     n_initial: int = 10
-    #: πBO weight β: the acquisition is multiplied by prior^(β / t) at BO iteration t.
+    #: πBO weight β: the front's term is multiplied by (π(x) / π(mode))^(β / t) at BO iteration t.
     prior_strength: float = 2.0
     num_restarts: int = 2
     raw_samples: int = 128
