@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 
 from cato.cache import default_cache_dir
 from cato.corpus import load_corpus
-from cato.corpus.pcapio import write_packet, write_pcap_header
+from cato.corpus.pcapio import write_udp_connections
 from cato.dataset import load_dataset
 from cato.deploy.compile import compile_package
 from cato.deploy.replay import replay
@@ -110,20 +108,13 @@ def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
             "message_bytes_per_vector": len(message) / len(vectors)}
 
 
+#: A DNS-sized query: the payload of every synthetic connection.
+DNS_QUERY = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x07example\x03com\x00\x00\x01\x00\x01"
+
+
 def synthetic_capture(path: Path, rate: int, seconds: float) -> int:
     """One-packet UDP connections (a DNS-sized query each, distinct source port and host) at ``rate``/s."""
-    n = int(rate * seconds)
-    with open(path, "wb") as out:
-        write_pcap_header(out, 1)
-        for i in range(n):
-            src = socket.inet_aton(f"10.{1 + i // 65000 % 200}.{i // 250 % 250}.{1 + i % 250}")
-            payload = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x07example\x03com\x00\x00\x01\x00\x01"
-            udp = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + len(payload), 0) + payload
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, src,
-                             socket.inet_aton("192.0.2.53")) + udp
-            frame = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip
-            write_packet(out, int(1_700_000_000e9) + int(i * 1e9 / rate), frame, len(frame))
-    return n
+    return write_udp_connections(path, rate, seconds, payload=DNS_QUERY)
 
 
 def latency(package: Path, rate: int, seconds: float, work: Path) -> dict:

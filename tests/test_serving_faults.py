@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cato.corpus.pcapio import write_packet, write_pcap_header
+from cato.corpus.pcapio import write_udp_connections
 from cato.deploy.compile import compile_package
 from cato.deploy.replay import free_port
 from cato.model import ModelSpec
@@ -50,18 +49,7 @@ def package(zeek, tmp_path_factory) -> Path:
 
 
 def _udp_capture(path: Path, rate: int, seconds: float) -> int:
-    """One-packet UDP connections (distinct source host and port each) at ``rate`` per second."""
-    n = int(rate * seconds)
-    with open(path, "wb") as out:
-        write_pcap_header(out, 1)
-        for i in range(n):
-            src = socket.inet_aton(f"10.{1 + i // 62500}.{i // 250 % 250}.{1 + i % 250}")
-            udp = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + 4, 0) + b"ping"
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, src,
-                             socket.inet_aton("192.0.2.53")) + udp
-            frame = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip
-            write_packet(out, T0 * 10**9 + int(i * 1e9 / rate), frame, len(frame))
-    return n
+    return write_udp_connections(path, rate, seconds, start_s=T0)
 
 
 def _serve(package: Path, port: int, log: Path, *args) -> subprocess.Popen:
