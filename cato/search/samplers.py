@@ -593,17 +593,19 @@ def FeaturePrior(inclusion: np.ndarray, n_features: int):  # noqa: N802 - a clas
 
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
-                   ks: Sequence[int] = (5, 10, 20)) -> list[Config]:
+                   ks: Sequence[int] = (5, 10, 20), measured: Sequence[tuple[Config, dict]] = ()) -> list[Config]:
     """MI-top-k and RFE-top-k selections, each at a different depth and model family, and two footholds
-    at the ends of the front, each at the geometric middle of the depths:
+    at the ends of the front:
 
     * the cheap end: the MI-top-k (smallest k) of the features that need no per-packet events, when the
-      space mixes both kinds. Such scripts cost a fraction of any that handles packets (see
-      ``_gp_inputs``), so the front's cheap end is theirs; a search starting from top-k selections,
-      nearly all per-packet, may never try one.
-    * the high-F1 end, in a space much larger than the largest k: every feature (on IoT Sentinel F1
-      within 0.01 of ALL@50 takes about 60 features, out of reach of a search that starts from 20 and
-      pays for every feature it adds).
+      space mixes both kinds, at the geometric middle of the depths. Such scripts cost a fraction of any
+      that handles packets (see ``_gp_inputs``), so the front's cheap end is theirs; a search starting
+      from top-k selections, nearly all per-packet, may never try one.
+    * the high-F1 end, in a space much larger than the largest k (on IoT Sentinel F1 within 0.01 of
+      ALL@50 takes about 60 features, out of reach of a search that starts from 20 and pays for every
+      feature it adds): every feature at the middle depth; or, when the study ``measured`` every
+      feature already (its ALL baselines), the first bisection step between the largest top-k and
+      everything: the RFE ranking's top half, at the deepest depth measured.
     """
     rng = _rng(seed, 2**31)
     designs = []
@@ -623,8 +625,12 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
     if cheap and len(cheap) < space.n_features and any(per_packet.values()):
         designs.insert(min(2, len(designs)), space.config(cheap, middle, space.model or _default_model(family)))
     if space.n_features > 2 * max(ks, default=0):
-        everything = space.config(list(space.features), middle, space.model or _default_model(family))
-        designs.insert(min(2, len(designs)), everything)
+        model = space.model or _default_model(family)
+        high = space.config(list(space.features), middle, model)
+        if any(len(c.features) == space.n_features for c, _ in measured):
+            top_half = [f for f in rfe_rank if f in space.features][:space.n_features // 2]
+            high = space.config(top_half, max(c.depth for c, _ in measured), model)
+        designs.insert(min(2, len(designs)), high)
     return designs
 
 
@@ -688,7 +694,8 @@ def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
     return BoTorchSampler(
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
-        initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed), n_initial=ctx.n_initial,
+        initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed, measured=ctx.measured),
+        n_initial=ctx.n_initial,
         known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking],
         target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, **params)
 
