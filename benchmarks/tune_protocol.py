@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -110,22 +111,34 @@ def summarize(task: str, seeds: list[int], samplers: list[str], studies_dir: Pat
     def exists(seed: int, name: str) -> bool:
         return (studies_dir / study_name(corpora / corpus, column, name, True, seed, min_class) / "study.db").exists()
 
-    # A seed is reported once cato's study has run its budget; the other samplers' where they have run.
     runs = {seed: {name: run_one(corpora / corpus, column, name, True, 0, seed, studies_dir, run=False,
                                  min_class_size=min_class)[0]
                    for name in samplers if exists(seed, name)} for seed in seeds if exists(seed, "botorch")}
-    runs = {seed: {n: st for n, st in s.items() if len(st.trials("search")) >= max(BUDGETS)}
-            for seed, s in runs.items()}
-    runs = {seed: s for seed, s in runs.items() if "botorch" in s}
-    if not runs:
+    # A seed is reported at a budget once cato's study has run that many trials; each other sampler
+    # where it has too.
+    ran = lambda s, b: {n: st for n, st in s.items() if len(st.trials("search")) >= b}  # noqa: E731
+    if not any("botorch" in ran(s, min(BUDGETS)) for s in runs.values()):
         return {}
     everything = [t.values for s in runs.values() for st in s.values() for t in st.trials()]
     ref = reference(everything, OBJECTIVES)
     max_depth = next(iter(next(iter(runs.values())).values())).settings.max_depth
     return {"task": task, "corpus": corpus, "label_column": column, "min_class_size": min_class,
-            "reference_point": ref,
-            "seeds": {str(seed): {str(b): summarize_seed(s, b, ref, max_depth) for b in BUDGETS}
-                      for seed, s in runs.items()}}
+            "reference_point": ref, "f1_noise_sd": f1_noise([s["botorch"] for s in runs.values()]),
+            "seeds": {str(seed): {str(b): summarize_seed(ran(s, b), b, ref, max_depth) for b in BUDGETS
+                                  if "botorch" in ran(s, b)}
+                      for seed, s in runs.items() if "botorch" in ran(s, min(BUDGETS))}}
+
+
+def f1_noise(studies: list) -> float | None:
+    """The F1 noise of one measurement: the pooled standard deviation of the F1 of each baseline
+    configuration measured by several seeds' studies (the same configuration, other model seeds). A margin above the search's front
+    smaller than 2√2 of it (two such measurements apart by two standard deviations) is inside the noise."""
+    by_config: dict[str, list[float]] = {}
+    for study in studies:  # by configuration: a top-k baseline's features can differ between seeds
+        for t in study.trials("baseline"):
+            by_config.setdefault(t.config.key(), []).append(t.values["f1"])
+    spreads = [statistics.variance(v) for v in by_config.values() if len(v) > 1]
+    return math.sqrt(statistics.mean(spreads)) if spreads else None
 
 
 def table(result: dict) -> str:
@@ -147,16 +160,21 @@ def table(result: dict) -> str:
 
 def overview(results: dict) -> str:
     """Markdown: one row per task and budget, over its seeds, naming the seeds where a target fails."""
-    rows = ["| task | budget | seeds | no baseline above the search's front | HV cato / MO-TPE / random, median "
-            "(cato ahead: pairs) | within 0.01 at >=2x: found / exists (median x) | BO overhead / evaluation s |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| task | budget | seeds | no baseline above the search's front | none above beyond the F1 noise "
+            "| HV cato / MO-TPE / random, median (cato ahead: pairs) | within 0.01 at >=2x: found / exists "
+            "(median x) | BO overhead / evaluation s |", "|---|---|---|---|---|---|---|---|"]
     median = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
     for task, result in results.items():
         for b in map(str, BUDGETS):
-            seeds = {s: r[b] for s, r in result["seeds"].items()}
+            seeds = {s: r[b] for s, r in result["seeds"].items() if b in r}
+            if not seeds:
+                continue
             failing = [f"s{s}: " + ", ".join(f"{n} +{r['above_by_f1'].get(n, float('nan')):.3f}"
                                              for n in r["baselines_above_search_front"])
                        for s, r in seeds.items() if r["baselines_above_search_front"]]
+            # Margins beyond the noise of two measurements (see f1_noise).
+            noise = 2 * math.sqrt(2) * (result.get("f1_noise_sd") or 0.0)
+            clear = sum(all(m <= noise for m in r["above_by_f1"].values()) for r in seeds.values())
             hv = {n: [r["hypervolume"][n] for r in seeds.values() if r["hypervolume"].get(n) is not None]
                   for n in ("botorch", "tpe", "random")}
             # Every (seed, other sampler) pair that ran: cato's search against it at the same budget.
@@ -168,7 +186,7 @@ def overview(results: dict) -> str:
             ratio = median([r["all_max"]["cpu"] / r["within_tolerance_search"]["cpu"] for r in found])
             rows.append(
                 f"| {task} | {b} | {len(seeds)} | {len(seeds) - len(failing)} of {len(seeds)}"
-                f"{' (' + '; '.join(failing) + ')' if failing else ''} | "
+                f"{' (' + '; '.join(failing) + ')' if failing else ''} | {clear} of {len(seeds)} (±{noise:.3f}) | "
                 + " / ".join(f"{median(v):.3f}" if v else "-" for v in hv.values())
                 + f" ({ahead} of {len(compared)}) | {len(found)} / {len(exists)}"
                 + (f" ({ratio:.1f}x)" if found else "") + " | "
