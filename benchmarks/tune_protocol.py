@@ -13,7 +13,8 @@ reads the budget, so the first 20 trials of a 50-trial study are the study a bud
 Per task, seed and budget (20, 50) the summary reports, for each sampler, the hypervolume of its search
 trials (one reference point per task, shared by every seed and sampler), and for cato's search:
 
-* which baselines lie above its own front (search trials only: not dominated by any of them);
+* which baselines lie above its own front (search trials only: not dominated by any of them), by how
+  much F1, and whether that margin is beyond the F1 noise of two measurements (``f1_noise``);
 * whether a point within 0.01 F1 of ALL@max at >= 2x lower CPU exists among everything that seed's
   studies evaluated, and whether cato's study (search and baselines) and its search alone found one;
 * BO overhead per iteration (median) against the median evaluation time (those that trained models,
