@@ -132,8 +132,9 @@ def summarize(task: str, seeds: list[int], samplers: list[str], studies_dir: Pat
 
 def f1_noise(studies: list) -> float | None:
     """The F1 noise of one measurement: the pooled standard deviation of the F1 of each baseline
-    configuration measured by several seeds' studies (the same configuration, other model seeds). A margin above the search's front
-    smaller than 2√2 of it (two such measurements apart by two standard deviations) is inside the noise."""
+    configuration that several seeds' studies measured (the same configuration, other model seeds). A
+    margin above the search's front of at most 2√2 of it (two such measurements two standard deviations
+    apart) is inside the noise."""
     by_config: dict[str, list[float]] = {}
     for study in studies:  # by configuration: a top-k baseline's features can differ between seeds
         for t in study.trials("baseline"):

@@ -604,8 +604,8 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
     * the high-F1 end, in a space much larger than the largest k (on IoT Sentinel F1 within 0.01 of
       ALL@50 takes about 60 features, out of reach of a search that starts from 20 and pays for every
       feature it adds): every feature at the middle depth; or, when the study ``measured`` every
-      feature already (its ALL baselines), the first bisection step between the largest top-k and
-      everything: the RFE ranking's top half, at the deepest depth measured.
+      feature already (its ALL baselines), the RFE ranking's top half at the deepest depth measured,
+      the first step of a bisection along the ranking.
     """
     rng = _rng(seed, 2**31)
     designs = []
