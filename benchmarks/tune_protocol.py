@@ -117,17 +117,19 @@ def summarize(task: str, seeds: list[int], samplers: list[str], studies_dir: Pat
                    for name in samplers if exists(seed, name)} for seed in seeds if exists(seed, "botorch")}
     # A seed is reported at a budget once cato's study has run that many trials; each other sampler
     # where it has too.
-    ran = lambda s, b: {n: st for n, st in s.items() if len(st.trials("search")) >= b}  # noqa: E731
-    if not any("botorch" in ran(s, min(BUDGETS)) for s in runs.values()):
+    reached = {seed: {b: {n: st for n, st in s.items() if len(st.trials("search")) >= b} for b in BUDGETS}
+               for seed, s in runs.items()}
+    reached = {seed: {b: s for b, s in by_budget.items() if "botorch" in s} for seed, by_budget in reached.items()}
+    reached = {seed: by_budget for seed, by_budget in reached.items() if by_budget}
+    if not reached:
         return {}
     everything = [t.values for s in runs.values() for st in s.values() for t in st.trials()]
     ref = reference(everything, OBJECTIVES)
     max_depth = next(iter(next(iter(runs.values())).values())).settings.max_depth
     return {"task": task, "corpus": corpus, "label_column": column, "min_class_size": min_class,
             "reference_point": ref, "f1_noise_sd": f1_noise([s["botorch"] for s in runs.values()]),
-            "seeds": {str(seed): {str(b): summarize_seed(ran(s, b), b, ref, max_depth) for b in BUDGETS
-                                  if "botorch" in ran(s, b)}
-                      for seed, s in runs.items() if "botorch" in ran(s, min(BUDGETS))}}
+            "seeds": {str(seed): {str(b): summarize_seed(s, b, ref, max_depth) for b, s in by_budget.items()}
+                      for seed, by_budget in reached.items()}}
 
 
 def f1_noise(studies: list) -> float | None:

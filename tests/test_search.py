@@ -185,8 +185,8 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # The cheap end: the MI-top-k of the features read from the connection record (no per-packet events).
     assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
     assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
-    # Every feature already measured (the study's ALL baselines): the first bisection step between the
-    # largest top-k and everything instead, the RFE ranking's top half at the deepest depth measured.
+    # Every feature already measured (the study's ALL baselines): instead the RFE ranking's top half at
+    # the deepest depth measured, the first step of a bisection along the ranking.
     everything = [(SPACE.config(list(SPACE.features), d, init[2].model), {"f1": 0.5, "cpu": 9.0}) for d in (3, 20)]
     rfe = list(reversed(SPACE.features))
     known = initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,), measured=everything)

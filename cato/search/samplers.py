@@ -626,10 +626,11 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         designs.insert(min(2, len(designs)), space.config(cheap, middle, space.model or _default_model(family)))
     if space.n_features > 2 * max(ks, default=0):
         model = space.model or _default_model(family)
-        high = space.config(list(space.features), middle, model)
         if any(len(c.features) == space.n_features for c, _ in measured):
             top_half = [f for f in rfe_rank if f in space.features][:space.n_features // 2]
             high = space.config(top_half, max(c.depth for c, _ in measured), model)
+        else:
+            high = space.config(list(space.features), middle, model)
         designs.insert(min(2, len(designs)), high)
     return designs
 
