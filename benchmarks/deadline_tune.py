@@ -83,8 +83,8 @@ def removal_bound(dataset, depth: int) -> dict:
     """Time-to-decision without a deadline as a live Zeek delivers it, at the least: a vector of a
     connection that ends before ``depth`` comes when Zeek removes the connection, at least
     SHORTEST_REMOVAL_S after its last packet (the study counts it at the last packet)."""
-    after_ms = dataset._after_us[:, depth - 1] / 1e3
-    ended = ~dataset._reached[:, depth - 1]
+    after_ms = dataset.decided_after_us(depth) / 1e3
+    ended = ~dataset.reached(depth)
     live = after_ms + ended * SHORTEST_REMOVAL_S * 1e3
     return {"ended_before_depth": float(ended.mean()), "at_last_packet_mean_ms": float(after_ms.mean()),
             "at_last_packet_p95_ms": float(np.percentile(after_ms, 95)), "removal_bound_mean_ms": float(live.mean()),

@@ -280,6 +280,13 @@ def tune(
                                                    help="Also search the decision deadline (default: when latency "
                                                    "is an objective): vectors are made at the depth or T after "
                                                    "the first packet, whichever comes first."),
+    cv_sample: int = typer.Option(20_000, "--cv-sample", min=0,
+                                  help="Cross-validate on a stratified sample of about this many connections when "
+                                  "the corpus is larger (0: every connection); checked once against the whole "
+                                  "corpus (see cato report)."),
+    profile_sample_mb: float = typer.Option(64.0, "--profile-sample-mb", min=0,
+                                            help="Measure costs on whole captures drawn at random up to this many "
+                                            "MiB when the corpus is larger (0: the whole corpus)."),
 ) -> None:
     """Search feature subset x packet depth (x deadline) x model for the Pareto front of macro-F1 against
     measured cost."""
@@ -307,7 +314,8 @@ def tune(
                              not no_prior, not no_baselines, initial, restrict, zam,
                              **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
                              deadline_search="latency" in objs if deadline_search is None else deadline_search,
-                             min_class_size=min_class_size)
+                             min_class_size=min_class_size, cv_sample=cv_sample,
+                             profile_sample_mb=profile_sample_mb)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         if resume and Path(study.settings.corpus) != corpus.resolve():

@@ -60,7 +60,8 @@ def test_derived_deadline_vectors_equal_zeek(zeek, tmp_path, name):
             assert not bad.any(), (f.name, deadline, merged.loc[bad, KEY + ["pkts_seen", "decided_by"]].head(),
                                    derived[bad, j][:5], emitted[bad, j][:5])
         depths = dataset.depths_at(depth, deadline)[rows]
-        seen = np.minimum(depths, dataset._reached[rows].sum(1))
+        reached = sum(dataset.reached(d)[rows].astype(int) for d in range(1, MAX_DEPTH + 1))
+        seen = np.minimum(depths, reached)
         assert np.array_equal(seen, merged["pkts_seen"].to_numpy()), (depth, deadline)
         decided |= set(merged["decided_by"])
     assert "Cato::DEADLINE" in decided and "Cato::DEPTH" in decided

@@ -43,12 +43,13 @@ def test_dataset_rows_match_every_depth(zeek, mini_corpus, cache):
     # A cache hit gives the same dataset.
     again = load_dataset(load_corpus(mini_corpus), 5, cache)
     assert again.key == ds.key and np.array_equal(again.matrix(ds.features, 3), ds.matrix(ds.features, 3))
-    # A damaged cache entry is extracted again, with a warning naming the file.
-    entry = next((cache / "datasets").glob(f"{ds.key[:32]}.parquet"))
-    entry.write_bytes(b"PAR1 not a parquet file")
-    with pytest.warns(UserWarning, match=entry.name):
-        fresh = load_dataset(load_corpus(mini_corpus), 5, cache)
-    assert np.array_equal(fresh.matrix(ds.features, 3), ds.matrix(ds.features, 3))
+    # A damaged cache entry (a file cut short, or its metadata) is extracted again, with a warning naming it.
+    entry = cache / "datasets" / ds.key[:32]
+    for damaged in ("x003.npy", "meta.json"):
+        (entry / damaged).write_bytes((entry / damaged).read_bytes()[:100])
+        with pytest.warns(UserWarning, match=entry.name):
+            fresh = load_dataset(load_corpus(mini_corpus), 5, cache)
+        assert np.array_equal(fresh.matrix(ds.features, 3), ds.matrix(ds.features, 3))
 
 
 def test_two_processes_fill_one_cache_at_once(zeek, mini_corpus, tmp_path):

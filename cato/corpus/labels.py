@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 FLOW_COLUMNS = ("proto", "src_ip", "src_port", "dst_ip", "dst_port")
@@ -42,6 +43,24 @@ class Corpus:
 
     def path_of(self, capture: str) -> Path:
         return self.root / capture
+
+    def sample_captures(self, max_bytes: int, seed: int = 0) -> "Corpus":
+        """A corpus of whole captures drawn at random (seeded) until they hold ``max_bytes`` (itself when
+        the corpus is no larger): what a per-connection cost measured on it stands for is the corpus's
+        own mix of traffic, at a price that does not grow with the corpus."""
+        captures = self.captures
+        sizes = {c: self.path_of(c).stat().st_size for c in captures}
+        if max_bytes <= 0 or sum(sizes.values()) <= max_bytes:
+            return self
+        order = np.random.default_rng(seed).permutation(len(captures))
+        chosen, total = set(), 0
+        for i in order:
+            if total >= max_bytes:
+                break
+            chosen.add(captures[i])
+            total += sizes[captures[i]]
+        labels = self.labels[self.labels["pcap"].isin(chosen)].reset_index(drop=True)
+        return Corpus(self.root, labels, self.label_column, self.flow_level, list(self.problems))
 
     def content_hash(self) -> str:
         """Hash of the labels and every capture's bytes: a cache key for anything computed on it."""

@@ -8,9 +8,9 @@ order.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -27,6 +27,7 @@ ID_COLUMNS = ["capture", "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p",
 
 @dataclass
 class Extraction:
+    #: The feature table; with a ``writer``, empty: the batches went to it (see ``parts``).
     table: pd.DataFrame
     script: GeneratedScript
     problems: list[CaptureProblem] = field(default_factory=list)
@@ -34,10 +35,47 @@ class Extraction:
     connections: int = 0  # vectors Zeek emitted (all depths), labelled or not
     zeek_cpu_s: float = 0.0
     zeek_runs: int = 0
+    #: What the ``writer`` returned for each batch of captures, in capture order.
+    parts: list = field(default_factory=list)
 
     @property
     def skipped(self) -> list[CaptureProblem]:
         return [p for p in self.problems if p.skipped]
+
+
+TableWriter = Callable[[int, pd.DataFrame], Any]
+
+
+@dataclass
+class _Labelled:
+    """One batch of captures, labelled in the process that ran Zeek on it."""
+
+    part: Any  # its feature table, or what the writer made of it
+    problems: list[CaptureProblem]
+    vectors: int
+
+
+@dataclass
+class _Labeller:
+    """The batch sink of an extraction: labels a batch's vectors where Zeek made them, and hands the
+    table to the writer (if any), so the parent process only ever holds what the writer returns."""
+
+    corpus: Corpus
+    script: GeneratedScript
+    writer: TableWriter | None = None
+
+    def narrow(self, captures: list[str]) -> "_Labeller":
+        labels = self.corpus.labels
+        return replace(self, corpus=replace(self.corpus, labels=labels[labels["pcap"].isin(captures)]))
+
+    def __call__(self, batch: int, captures: list[str], vectors: pd.DataFrame,
+                 problems: list[CaptureProblem]) -> _Labelled:
+        vectors = _normalize(vectors, self.script)
+        table = label_vectors(vectors, self.corpus)
+        found = []
+        if self.corpus.flow_level:
+            found = unmatched_labels(vectors, table, self.corpus, {p.capture for p in problems if p.skipped})
+        return _Labelled(self.writer(batch, table) if self.writer else table, found, len(vectors))
 
 
 def extract(
@@ -52,20 +90,32 @@ def extract(
     zeek: Path | None = None,
     engine: str = "script",
     input_positions: bool = False,
+    writer: TableWriter | None = None,
 ) -> Extraction:
+    """Run the script of ``features`` at ``depths`` over ``corpus``: the feature table, rows ordered by
+    capture, start time, uid and depth.
+
+    With ``writer`` (picklable: it runs in the worker processes), each batch of captures' table goes to
+    ``writer(batch, table)`` instead, and ``parts`` holds what it returned, in capture order: no process
+    holds more than one batch (``cato.zeek.corpus_run.MAX_BATCH_BYTES`` of captures)."""
     script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
+    # In name order: batches are runs of consecutive captures, so the batches' tables, each in order,
+    # concatenate into one in order.
+    captures = sorted(corpus.captures)
     with tempfile.TemporaryDirectory(prefix="cato-extract-") as tmp:
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)
-        run = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures],
-                                jobs=jobs, progress=progress, zeek=zeek, native=script.engine == "native")
-    vectors = _normalize(run.vectors, script)
-    table = label_vectors(vectors, corpus)
-    problems = list(run.problems)
-    if corpus.flow_level:
-        problems += unmatched_labels(vectors, table, corpus, {p.capture for p in run.problems if p.skipped})
-    return Extraction(table, script, problems, list(corpus.problems), len(vectors), run.zeek_cpu_s,
-                      run.zeek_runs)
+        run = run_over_captures(path, [(c, corpus.path_of(c)) for c in captures], jobs=jobs, progress=progress,
+                                zeek=zeek, native=script.engine == "native", sink=_Labeller(corpus, script, writer))
+    problems = list(run.problems) + [p for part in run.parts for p in part.problems]
+    vectors = sum(part.vectors for part in run.parts)
+    if writer is not None:
+        return Extraction(pd.DataFrame(), script, problems, list(corpus.problems), vectors, run.zeek_cpu_s,
+                          run.zeek_runs, [part.part for part in run.parts])
+    tables = [part.part for part in run.parts if len(part.part)]
+    table = pd.concat(tables, ignore_index=True) if tables else label_vectors(_normalize(pd.DataFrame(), script),
+                                                                              corpus)
+    return Extraction(table, script, problems, list(corpus.problems), vectors, run.zeek_cpu_s, run.zeek_runs)
 
 
 def unmatched_labels(vectors: pd.DataFrame, table: pd.DataFrame, corpus: Corpus,

@@ -85,7 +85,25 @@ def study_report(study: Study) -> dict:
                                       "cost_ratio": ratios}
     picks = Counter(f for t in front for f in t.config.features)
     data["feature_picks"] = dict(picks.most_common())
+    data["sampling"] = study.storage.get("sampling")
+    data["profile_sample"] = study.storage.get("profile_sample")
     return data
+
+
+def sample_lines(data: dict) -> list[str]:
+    """What the study measured on samples of its corpus, in words (console and HTML)."""
+    lines = []
+    s = data.get("sampling")
+    if s:
+        lines.append(f"F1 is cross-validated on a stratified sample of {s['rows']:,} of {s['of']:,} connections; "
+                     f"checked on {s['reference']}, its F1 lies within {s['bound']:.4f} of the whole corpus's "
+                     f"({s['f1_full']:.4f}; {len(s['f1_samples'])} samples: "
+                     + ", ".join(f"{v:.4f}" for v in s["f1_samples"]) + ")")
+    p = data.get("profile_sample")
+    if p:
+        lines.append(f"Costs are measured on {p['captures']:,} of {p['of']:,} captures drawn at random "
+                     f"({p['bytes'] / 2**20:.0f} of {p['of_bytes'] / 2**20:.0f} MiB)")
+    return lines
 
 
 TTD_HEADER = "time-to-decision ms mean / p50 / p95 / max"
@@ -135,6 +153,8 @@ def render_console(data: dict, console) -> None:
         console.print(f"front point within {F1_TOLERANCE} F1 of {v['baseline']['name']} (F1 {v['baseline']['f1']:.3f}): "
                       f"trial {v['point']['trial']}, F1 {v['point']['f1']:.3f}, depth {v['point']['depth']}"
                       + (f", deadline {_deadline_text(v['point'])}" if timed else "") + f": {ratios}")
+    for line in sample_lines(data):
+        console.print(line)
     t = data["timing_s"]
     if t["bo_overhead_median"] is not None:
         console.print(f"BO overhead per iteration: median {t['bo_overhead_median']:.1f} s, "
@@ -201,6 +221,7 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;font-size:90%;text-align:left}}</
 (MI prior {'on' if data['prior'] else 'off'}); {data['trials']} search trials, {data['failed']} failed;
 objectives: {', '.join(html.escape(UNITS[o]) for o in objs)}. Models: {html.escape(families)}; F1 of a
 random forest or decision tree is the mean of {data['model_seeds']} seeds.</p>
+{"".join(f"<p>{html.escape(line)}.</p>" for line in sample_lines(data))}
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="Pareto front">
 {versus}
 <h2>Pareto front</h2>{_table(data['pareto'], objs, 'source')}

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from cato.corpus import Corpus, load_corpus
 from cato.dataset import Dataset
-from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec
+from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec, cross_val_f1, grouped_folds
 from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
 from cato.search.evaluator import Evaluator
 from cato.search.objectives import F1_TOLERANCE
@@ -33,6 +33,16 @@ BASELINE_MODEL = ModelSpec("rf", 50, 16)
 BASELINE_K = 10
 #: The shortest decision deadline searched: below a millisecond a deadline decides at the first packet.
 MIN_DEADLINE_S = 0.001
+#: Connections cross-validation runs on by default: past it, a stratified sample (``Dataset.sample``), so a
+#: trial's time and memory stop growing with the corpus.
+CV_SAMPLE = 20_000
+#: Bytes of capture a trial's cost is measured on by default: past it, whole captures drawn at random
+#: (``Corpus.sample_captures``).
+PROFILE_SAMPLE_MB = 64.0
+#: The configuration the sample's F1 is checked against the whole corpus with: cheap to fit on millions of
+#: connections (one tree), on the features mutual information ranks first.
+SAMPLE_CHECK_MODEL = ModelSpec("dt", 1, 16)
+SAMPLE_CHECK_DRAWS = 3
 
 
 class StudyError(RuntimeError):
@@ -66,6 +76,10 @@ class StudySettings:
     deadline_search: bool = False
     #: Classes with fewer labelled rows are left out of the corpus (see ``load_corpus``).
     min_class_size: int = 1
+    #: Cross-validate on a stratified sample of at most about this many connections (0: every one).
+    cv_sample: int = CV_SAMPLE
+    #: Measure costs on whole captures drawn at random up to this many MiB (0: the whole corpus).
+    profile_sample_mb: float = PROFILE_SAMPLE_MB
 
     def load_corpus(self) -> Corpus:
         """The study's corpus, read as the study reads it (label column, classes left out)."""
@@ -76,7 +90,8 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudySettings":
-        d = dict(d)
+        # Studies made before samples existed measured everything on the whole corpus: they go on so.
+        d = {"cv_sample": 0, "profile_sample_mb": 0.0, **d}
         for k in ("objectives", "families", "features"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
@@ -148,11 +163,58 @@ class Study:
         return sorted(front, key=lambda t: -t.values["f1"])
 
     # steps of a run ------------------------------------------------------------------------------
+    def cv_dataset(self, dataset: Dataset) -> Dataset:
+        """What cross-validation runs on: the dataset, or past ``cv_sample`` connections a stratified
+        sample of it (drawn with the study's seed, so a resumed study draws the same)."""
+        return dataset.sample(self.settings.cv_sample, self.settings.seed)
+
+    def profile_corpus(self, corpus: Corpus) -> Corpus:
+        """What costs are measured on: the corpus, or past ``profile_sample_mb`` whole captures drawn at
+        random (recorded in the study)."""
+        sample = corpus.sample_captures(round(self.settings.profile_sample_mb * 2**20), self.settings.seed)
+        if sample is not corpus and self.storage.get("profile_sample") is None:
+            size = lambda c: sum(c.path_of(p).stat().st_size for p in c.captures)  # noqa: E731
+            self.storage.put("profile_sample", {"captures": len(sample.captures), "of": len(corpus.captures),
+                                                "bytes": size(sample), "of_bytes": size(corpus),
+                                                "seed": self.settings.seed})
+        return sample
+
     def evaluator(self, corpus: Corpus, dataset: Dataset) -> Evaluator:
-        """The evaluator of this study's settings (folds, seeds, objectives, ZAM)."""
+        """The evaluator of this study's settings (folds, seeds, objectives, ZAM), on the cross-validation
+        sample of ``dataset`` and the profiling sample of ``corpus``."""
         st = self.settings
-        return Evaluator(corpus, dataset, st.objectives, st.folds, st.seed, zam=st.zam, model_seeds=st.model_seeds,
-                         engine=st.engine)
+        return Evaluator(self.profile_corpus(corpus), self.cv_dataset(dataset), st.objectives, st.folds, st.seed,
+                         zam=st.zam, model_seeds=st.model_seeds, engine=st.engine)
+
+    def sample_check(self, dataset: Dataset, sample: Dataset, importance: dict,
+                     progress: Callable[[str], None]) -> dict | None:
+        """How far F1 on the cross-validation sample lies from F1 on the whole corpus, measured once per
+        study: one configuration (the ten features mutual information ranks first, at depth 10, one tree)
+        cross-validated on the whole corpus and on ``SAMPLE_CHECK_DRAWS`` samples drawn with other seeds.
+        ``bound`` is the largest gap seen. None when there is no sample."""
+        if sample.sampling is None:
+            return None
+        stored = self.storage.get("sampling")
+        if stored is not None:
+            return stored
+        progress(f"checking the {sample.connections}-connection sample against all {dataset.connections}")
+        st = self.settings
+        feats = top_k(importance["features"], importance["mi"], BASELINE_K)
+        depth = min(10, st.max_depth)
+
+        def f1(ds: Dataset) -> float:
+            folds = grouped_folds(ds.y, ds.groups, st.folds, st.seed)
+            return cross_val_f1(ds.matrix(feats, depth), ds.y, folds, SAMPLE_CHECK_MODEL, st.seed)["f1"]
+
+        t0 = time.perf_counter()
+        full = f1(dataset)
+        full_s = time.perf_counter() - t0
+        draws = [f1(dataset.sample(st.cv_sample, st.seed + k)) for k in range(SAMPLE_CHECK_DRAWS)]
+        result = {**sample.sampling, "reference": f"mi{BASELINE_K}@{depth} {SAMPLE_CHECK_MODEL}",
+                  "f1_full": full, "f1_samples": draws, "bound": max(abs(d - full) for d in draws),
+                  "full_cv_s": full_s}
+        self.storage.put("sampling", result)
+        return result
 
     def importance(self, dataset: Dataset, progress: Callable[[str], None]) -> dict:
         """MI and RFE ranks at full depth, computed once per study."""
@@ -228,11 +290,14 @@ def search_context(study: Study, importance: dict, space: SearchSpace) -> Search
 
 def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
               progress: Callable[[str, int, int, list[Trial]], None] | None = None) -> Study:
-    """Evaluate the baselines, then search trials until ``budget`` of them are complete."""
+    """Evaluate the baselines, then search trials until ``budget`` of them are complete. ``dataset`` is
+    the whole corpus's; the evaluator's may be a sample of it (then checked against it once)."""
     report = progress or (lambda *_a: None)
     note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
-    importance = study.importance(dataset, note)
-    space = study.space(importance, dataset)
+    sample = evaluator.dataset
+    importance = study.importance(sample, note)
+    study.sample_check(dataset, sample, importance, note)
+    space = study.space(importance, sample)
     study.storage.put("space", list(space.features))
     stale = study.take_interrupted()
 

@@ -15,7 +15,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import pandas as pd
 
@@ -48,15 +48,34 @@ class CaptureProblem:
         return f"{self.capture}: {self.reason}" + (" (skipped)" if self.skipped else "")
 
 
+#: A batch of captures holds at most this many bytes of capture: a Zeek run's vectors (one row per
+#: connection and depth) are read whole, so the batch bounds what one process holds, whatever the corpus.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+class BatchSink(Protocol):
+    """Takes one batch's vectors where they were made (in the worker process), with the batch's captures
+    and the problems found in them, and returns what the caller keeps: something small (where it wrote
+    them, say), so that a corpus's vectors need never be in one process."""
+
+    def __call__(self, batch: int, captures: list[str], vectors: pd.DataFrame,
+                 problems: list[CaptureProblem]) -> Any: ...
+
+    def narrow(self, captures: list[str]) -> "BatchSink":
+        """The sink one batch gets: what it carries about other captures (their labels) left behind."""
+
+
 @dataclass
 class CorpusRun:
-    """Vectors of all captures (column ``capture`` added, ``ts`` in original time)."""
+    """Vectors of all captures (column ``capture`` added, ``ts`` in original time), or with a sink, what
+    it returned for each batch, in batch order."""
 
     vectors: pd.DataFrame
     problems: list[CaptureProblem] = field(default_factory=list)
     zeek_cpu_s: float = 0.0
     zeek_runs: int = 0
     captures_done: int = 0
+    parts: list = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +85,8 @@ class _BatchResult:
     cpu_s: float
     runs: int
     captures: int
+    index: int = 0
+    part: Any = None
 
     def add_run(self, vectors: pd.DataFrame, cpu_s: float) -> None:
         self.vectors.append(vectors)
@@ -103,7 +124,8 @@ def _failure(e: ZeekError) -> str:
 
 
 def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str,
-               timeout: float | None, native: bool = False) -> _BatchResult:
+               timeout: float | None, native: bool = False, index: int = 0,
+               sink: BatchSink | None = None) -> _BatchResult:
     workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
     scripts = [static_load_script(), Path(script)]
     caps, failed = read_captures(captures)
@@ -150,15 +172,22 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
                    else f"link type {', '.join(map(str, kinds))}")
             problems.append(CaptureProblem(name, f"Zeek saw no connection in its {len(cap.packets)} packets "
                                                  f"({why})", True))
+    out.index = index
+    if sink is not None:
+        frames = [f for f in out.vectors if not f.empty]
+        out.part = sink(index, [name for name, _ in captures],
+                        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), problems)
+        out.vectors = []
     return out
 
 
-def plan_batches(paths: Sequence[Path], jobs: int) -> list[list[int]]:
-    """Split captures (indices) into batches of similar byte size: a few per job, for a live
-    progress bar and balanced workers, each far larger than Zeek's start-up cost."""
+def plan_batches(paths: Sequence[Path], jobs: int, max_bytes: int = MAX_BATCH_BYTES) -> list[list[int]]:
+    """Split captures (indices, kept in order) into batches of similar byte size: a few per job, for a
+    live progress bar and balanced workers, each far larger than Zeek's start-up cost, and none much
+    above ``max_bytes`` (a capture larger than that is a batch of its own)."""
     sizes = [max(p.stat().st_size, 1) if p.exists() else 1 for p in paths]
     total = sum(sizes)
-    target = max(total / (jobs * 4), 2 * 1024 * 1024)
+    target = min(max(total / (jobs * 4), 2 * 1024 * 1024), max_bytes)
     batches: list[list[int]] = [[]]
     acc = 0
     for i, size in enumerate(sizes):
@@ -179,9 +208,12 @@ def run_over_captures(
     zeek: Path | None = None,
     timeout: float | None = None,
     native: bool = False,
+    sink: BatchSink | None = None,
 ) -> CorpusRun:
     """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path); ``native``: the
-    script uses the native engine (cato's plugin).
+    script uses the native engine (cato's plugin). With ``sink``, each batch's vectors go to it in the
+    process that made them, and ``parts`` holds what it returned, in batch order (batches are runs of
+    consecutive ``captures``).
 
     Each Zeek run is killed after ``timeout`` seconds (None: ``$CATO_ZEEK_TIMEOUT`` or 600 s): a merged
     stream that fails or hangs is run again capture by capture, so a capture that makes Zeek hang costs
@@ -193,7 +225,8 @@ def run_over_captures(
     result = CorpusRun(pd.DataFrame())
     with tempfile.TemporaryDirectory(prefix="cato-run-") as tmp:
         args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout,
-                 native) for b in batches]
+                 native, k, sink.narrow([captures[i][0] for i in b]) if sink is not None else None)
+                for k, b in enumerate(batches)]
         if jobs == 1 or len(batches) == 1:
             outcomes = (_run_batch(*a) for a in args)
             for br in outcomes:
@@ -206,11 +239,14 @@ def run_over_captures(
                     _collect(result, frames, fut.result(), progress)
     frames = [f for f in frames if not f.empty]
     result.vectors = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    result.parts = [part for _, part in sorted(result.parts, key=lambda p: p[0])]
     return result
 
 
 def _collect(result: CorpusRun, frames: list, br: _BatchResult, progress) -> None:
     frames.extend(br.vectors)
+    if br.part is not None:
+        result.parts.append((br.index, br.part))
     result.problems.extend(br.problems)
     result.zeek_cpu_s += br.cpu_s
     result.zeek_runs += br.runs
