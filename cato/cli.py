@@ -15,6 +15,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -25,6 +26,73 @@ from cato.features import CATALOG, UnknownFeatureError, catalog_hash, resolve
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cato: cost-aware ML traffic features, computed natively in Zeek.")
 err = Console(stderr=True)
+
+
+class _PlainProgress:
+    """Progress as plain lines, for a log file or a pipe: a line when a task starts, ends, changes what it
+    says, or every ``every_s`` seconds, with its count, elapsed time and an estimate of what remains."""
+
+    def __init__(self, name: str, console: Console, every_s: float = 10.0) -> None:
+        self.name, self.console, self.every_s = name, console, every_s
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> "_PlainProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for task_id, t in self.tasks.items():
+            if t["visible"] and t["printed"] != (t["completed"], t["description"]):
+                self._line(task_id)
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0,
+                 visible: bool = True) -> int:
+        import time
+        task_id = len(self.tasks)
+        self.tasks[task_id] = {"description": description, "total": total, "completed": completed,
+                               "start": time.monotonic(), "start_count": completed, "last": 0.0, "printed": None,
+                               "visible": visible}
+        if visible:
+            self._line(task_id)
+        return task_id
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+    def update(self, task_id: int, *, completed: float | None = None, advance: float = 0,
+               description: str | None = None, visible: bool | None = None, total: float | None = None) -> None:
+        import time
+        t = self.tasks[task_id]
+        changed = description is not None and description != t["description"]
+        t["description"] = description if description is not None else t["description"]
+        t["completed"] = (completed if completed is not None else t["completed"]) + advance
+        t["total"] = total if total is not None else t["total"]
+        if visible is not None:
+            t["visible"] = visible
+        done = t["total"] is not None and t["completed"] >= t["total"]
+        if t["visible"] and (changed or done or time.monotonic() - t["last"] >= self.every_s) and \
+                t["printed"] != (t["completed"], t["description"]):
+            self._line(task_id)
+
+    def _line(self, task_id: int) -> None:
+        import time
+        t = self.tasks[task_id]
+        now = time.monotonic()
+        elapsed = now - t["start"]
+        text = f"{self.name}: {t['description']} {t['completed']:g}" + (f"/{t['total']:g}" if t["total"] else "")
+        text += f", {elapsed:.0f} s"
+        rate = (t["completed"] - t["start_count"]) / elapsed if elapsed > 0 else 0
+        if t["total"] and rate > 0 and t["completed"] < t["total"]:
+            text += f", about {(t['total'] - t['completed']) / rate:.0f} s to go"
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        t["last"], t["printed"] = now, (t["completed"], t["description"])
+
+
+def _progress(name: str, unit: str = "{task.description}", transient: bool = False):
+    """A progress display for a long stage: a bar with an ETA on a terminal, plain lines elsewhere."""
+    if not err.is_terminal:
+        return _PlainProgress(name, err)
+    return Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=transient)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -149,8 +217,7 @@ def extract(
     for p in corp.problems:
         err.print(f"[yellow]warning:[/] {p}")
     n = len(corp.captures)
-    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("captures"),
-                  TimeElapsedColumn(), console=err, transient=False) as bar:
+    with _progress("extract", "captures") as bar:
         task = bar.add_task("captures", total=n)
         try:
             result = run_extract(corp, feats, depth_list, strategy=strategy, deadline=_deadline(deadline),
@@ -201,8 +268,7 @@ def profile_cmd(
     except (GeneratorError, CorpusError, ModelError) as e:
         _fail(str(e))
     steps = 2 * repeat + 2 + (model is not None)
-    with Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+    with _progress("profile", transient=as_json) as bar:
         task = bar.add_task("", total=steps)
 
         def step(msg: str) -> None:
@@ -332,9 +398,7 @@ def tune(
     except (StudyError, CorpusError) as e:
         _fail(str(e))
     done = len(study.trials("search"))
-    columns = (TextColumn("[bold]tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err) as bar:
+    with _progress("tune") as bar:
         extraction = bar.add_task(f"extracting depths 1..{settings.max_depth}", total=len(corp.captures))
         try:
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
