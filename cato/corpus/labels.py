@@ -45,20 +45,31 @@ class Corpus:
         return self.root / capture
 
     def sample_captures(self, max_bytes: int, seed: int = 0) -> "Corpus":
-        """A corpus of whole captures drawn at random (seeded) until they hold ``max_bytes`` (itself when
-        the corpus is no larger): what a per-connection cost measured on it stands for is the corpus's
-        own mix of traffic, at a price that does not grow with the corpus."""
+        """A corpus of about ``max_bytes`` of whole captures drawn at random (seeded), or itself when the
+        corpus is no larger: a per-connection cost measured on it stands for the corpus's own mix of
+        traffic, at a price that does not grow with the corpus. Where each capture has one label, the
+        draw is stratified: each label gets its share of the bytes (at least one capture), so the mix
+        of traffic holds, as a plain draw keeps it only on average."""
         captures = self.captures
         sizes = {c: self.path_of(c).stat().st_size for c in captures}
-        if max_bytes <= 0 or sum(sizes.values()) <= max_bytes:
+        total = sum(sizes.values())
+        if max_bytes <= 0 or total <= max_bytes:
             return self
-        order = np.random.default_rng(seed).permutation(len(captures))
-        chosen, total = set(), 0
-        for i in order:
-            if total >= max_bytes:
-                break
-            chosen.add(captures[i])
-            total += sizes[captures[i]]
+        rng = np.random.default_rng(seed)
+        if self.flow_level:
+            strata = {"": captures}
+        else:
+            per_label = self.labels.drop_duplicates("pcap").groupby("label", sort=True)["pcap"]
+            strata = {label: list(group) for label, group in per_label}
+        chosen: set[str] = set()
+        for members in strata.values():
+            budget = max_bytes * sum(sizes[c] for c in members) / total
+            taken = 0
+            for i in rng.permutation(len(members)):
+                if taken >= budget:
+                    break
+                chosen.add(members[i])
+                taken += sizes[members[i]]
         labels = self.labels[self.labels["pcap"].isin(chosen)].reset_index(drop=True)
         return Corpus(self.root, labels, self.label_column, self.flow_level, list(self.problems))
 
