@@ -128,12 +128,27 @@ MIN_CLASS_HELP = ("Leave out classes with fewer labelled rows than this (connect
                   "labels whole captures); each left-out class is named.")
 ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
                "or `zkg install`).")
+RAY_HELP = ("Run on Ray (pip install 'cato\\[ray]'): local (a Ray instance started here), auto (the cluster this "
+            "machine belongs to), or host:port of a cluster's head. Every node needs Zeek and cato, and the corpus "
+            "and the cache ($CATO_CACHE) at the same paths.")
 
 
 def _engine(engine: str) -> str:
     if engine not in ENGINES:
         _fail(f"--engine takes one of {', '.join(ENGINES)}")
     return engine
+
+
+def _ray(address: Optional[str]):
+    """The Ray connection ``--ray`` asks for (None without it); fails with the fix when Ray is missing."""
+    if address is None:
+        return None
+    from cato.executors import ExecutorError, connect
+    try:
+        return connect(address)
+    except ExecutorError as e:
+        from rich.markup import escape
+        _fail(escape(str(e)))
 
 
 def _features(selection: str):
@@ -201,6 +216,8 @@ def extract(
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Each batch of "
+                                              "captures is a Ray task (one CPU)."),
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
@@ -210,6 +227,7 @@ def extract(
 
     feats = _features(features_)
     depth_list = _depths(depth, depths)
+    ray_context = _ray(ray_address)
     try:
         corp = load_corpus(corpus, label_column, min_class_size)
     except CorpusError as e:
@@ -220,10 +238,15 @@ def extract(
     with _progress("extract", "captures") as bar:
         task = bar.add_task("captures", total=n)
         try:
+            from cato.executors import RayExecutor
             result = run_extract(corp, feats, depth_list, strategy=strategy, deadline=_deadline(deadline),
-                                 jobs=jobs, progress=lambda k: bar.advance(task, k), engine=_engine(engine))
+                                 jobs=jobs, progress=lambda k: bar.advance(task, k), engine=_engine(engine),
+                                 executor=RayExecutor(ray_context) if ray_context else None)
         except (ZeekNotFoundError, ZeekError, GeneratorError) as e:
             _fail(str(e))
+        finally:
+            if ray_context:
+                ray_context.close()
     for p in result.problems:
         err.print(f"[yellow]{'skipped' if p.skipped else 'warning'}:[/] {p.capture}: {p.reason}")
     write_table(result.table, output)
@@ -353,6 +376,12 @@ def tune(
     profile_sample_mb: float = typer.Option(64.0, "--profile-sample-mb", min=0,
                                             help="Measure costs on whole captures drawn at random up to this many "
                                             "MiB when the corpus is larger (0: the whole corpus)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Extraction "
+                                              "batches and search trials are Ray tasks (one CPU each)."),
+    ray_trials: Optional[int] = typer.Option(None, "--ray-trials", min=1, show_default=False,
+                                             help="With --ray, search trials evaluated at once (default: the "
+                                             "cluster's CPUs); the sampler proposes each next one knowing the "
+                                             "others are running."),
 ) -> None:
     """Search feature subset x packet depth (x deadline) x model for the Pareto front of macro-F1 against
     measured cost."""
@@ -398,11 +427,14 @@ def tune(
     except (StudyError, CorpusError) as e:
         _fail(str(e))
     done = len(study.trials("search"))
+    ray_context = _ray(ray_address)
+    from cato.executors import RayExecutor
     with _progress("tune") as bar:
         extraction = bar.add_task(f"extracting depths 1..{settings.max_depth}", total=len(corp.captures))
         try:
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
-                                   progress=lambda n: bar.advance(extraction, n))
+                                   progress=lambda n: bar.advance(extraction, n),
+                                   executor=RayExecutor(ray_context) if ray_context else None)
             bar.update(extraction, completed=len(corp.captures), visible=False)
             for note in [*corp.problems, *dataset.problems]:
                 err.print(note, style="yellow", markup=False, highlight=False)
@@ -416,10 +448,14 @@ def tune(
                 best = max((t.values["f1"] for t in front), default=float("nan"))
                 bar.update(task, completed=n, description=f"{msg} | front {len(front)} pts, best F1 {best:.3f}")
 
-            run_study(study, dataset, evaluator, budget, show)
+            run_study(study, dataset, evaluator, budget, show,
+                      executor=RayExecutor(ray_context, ray_trials) if ray_context else None)
             bar.update(task, completed=budget)
         except (DatasetError, StudyError, ZeekNotFoundError, ZeekError, KernelLockError) as e:
             _fail(str(e))
+        finally:
+            if ray_context:
+                ray_context.close()
     front = study.pareto()
     Console().print(f"{len(study.trials('search'))} trials in {study_dir}; Pareto front of {len(front)} points. "
                     f"See: cato report {study_dir}")

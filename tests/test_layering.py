@@ -16,9 +16,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cato"
 
-#: The pipeline, in order. ``cato`` itself (version) and ``cato.cache`` are the foundation.
+#: The pipeline, in order. ``cato`` itself (version), ``cato.cache`` and ``cato.executors`` (where work runs)
+#: are the foundation.
 STAGES = (
-    ("cato", "cato.cache"),
+    ("cato", "cato.cache", "cato.executors"),
     ("cato.features",),
     ("cato.codegen",),
     ("cato.corpus",),

@@ -17,6 +17,7 @@ import pandas as pd
 from cato.codegen import GeneratedScript, generate
 from cato.corpus import Corpus, flow_key
 from cato.features import Feature
+from cato.executors import Executor
 from cato.zeek.corpus_run import CaptureProblem, run_over_captures
 
 #: Every column that is not a feature: the connection, its label, and the vector's decision (the
@@ -91,13 +92,15 @@ def extract(
     engine: str = "script",
     input_positions: bool = False,
     writer: TableWriter | None = None,
+    executor: Executor | None = None,
 ) -> Extraction:
     """Run the script of ``features`` at ``depths`` over ``corpus``: the feature table, rows ordered by
     capture, start time, uid and depth.
 
     With ``writer`` (picklable: it runs in the worker processes), each batch of captures' table goes to
     ``writer(batch, table)`` instead, and ``parts`` holds what it returned, in capture order: no process
-    holds more than one batch (``cato.zeek.corpus_run.MAX_BATCH_BYTES`` of captures)."""
+    holds more than one batch (``cato.zeek.corpus_run.MAX_BATCH_BYTES`` of captures). ``executor``: where
+    the batches run (``run_over_captures``; by default ``jobs`` processes here)."""
     script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
     # In name order: batches are runs of consecutive captures, so the batches' tables, each in order,
     # concatenate into one in order.
@@ -106,7 +109,8 @@ def extract(
         path = Path(tmp) / "cato-features.zeek"
         path.write_text(script.text)
         run = run_over_captures(path, [(c, corpus.path_of(c)) for c in captures], jobs=jobs, progress=progress,
-                                zeek=zeek, native=script.engine == "native", sink=_Labeller(corpus, script, writer))
+                                zeek=zeek, native=script.engine == "native", sink=_Labeller(corpus, script, writer),
+                                executor=executor)
     problems = list(run.problems) + [p for part in run.parts for p in part.problems]
     vectors = sum(part.vectors for part in run.parts)
     if writer is not None:

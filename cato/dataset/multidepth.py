@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cato.cache import private_name
+from cato.executors import Executor
 from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.dataset.extract import extract
@@ -471,11 +472,13 @@ def dataset_key(corpus: Corpus, max_depth: int) -> str:
 
 
 def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> Dataset:
+                 progress: Callable[[int], None] | None = None, executor: Executor | None = None) -> Dataset:
     """Every numeric feature at depths 1..max_depth, extracted once and cached as a dataset directory.
 
     The extraction's worker processes write each batch of captures to disk; the batches are then laid
-    out into the directory: memory follows a batch (``MAX_BATCH_BYTES`` of captures), not the corpus."""
+    out into the directory: memory follows a batch (``MAX_BATCH_BYTES`` of captures), not the corpus.
+    With ``executor`` (Ray tasks, say: ``cato.executors``), the batches run there, and write their parts
+    under ``cache_dir``, which every node must see at the same path."""
     key = dataset_key(corpus, max_depth)
     root = cache_dir / "datasets" / key[:32]
     if (root / "meta.json").exists():
@@ -489,7 +492,8 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     work.mkdir(parents=True)
     try:
         result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress,
-                         input_positions=True, writer=PartWriter(work / "parts", numeric_features(), max_depth))
+                         input_positions=True, writer=PartWriter(work / "parts", numeric_features(), max_depth),
+                         executor=executor)
         problems = [f"{'skipped' if p.skipped else 'warning'}: {p}" for p in result.problems]
         _assemble(result.parts, work, numeric_features(), max_depth, {"key": key, "problems": problems})
         shutil.rmtree(work / "parts", ignore_errors=True)

@@ -12,9 +12,11 @@
   HyperMapper, the prior stays on with several objectives. One acquisition every iteration: no
   schedule of special iterations, nothing that depends on the budget.
 
-What every sampler proposes depends only on the seed, the trial number and the history, so a resumed
-study continues exactly where it stopped (BoTorchSampler's warm-start cache is rebuilt from the
-history when it is missing).
+What every sampler proposes depends only on the seed, the trial number, the history and the trials still
+running (``pending``, when a study evaluates several at once), so a resumed study continues exactly where
+it stopped (BoTorchSampler's warm-start cache is rebuilt from the history when it is missing). None
+proposes a configuration that is running; with nothing pending, each proposes what it did before
+``pending`` existed.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class SamplerError(ValueError):
 class Sampler(Protocol):
     name: str
 
-    def ask(self, history: History, number: int) -> tuple[Config, dict]:
-        """The configuration for trial ``number`` and what the sampler wants recorded about it."""
+    def ask(self, history: History, number: int, pending: Sequence[Config] = ()) -> tuple[Config, dict]:
+        """The configuration for trial ``number`` and what the sampler wants recorded about it, while the
+        trials of ``pending`` are being evaluated (never proposed again)."""
 
 
 def _rng(seed: int, number: int) -> np.random.Generator:
@@ -70,9 +73,9 @@ class RandomSampler:
     seed: int = 0
     name: str = "random"
 
-    def ask(self, history: History, number: int) -> tuple[Config, dict]:
+    def ask(self, history: History, number: int, pending: Sequence[Config] = ()) -> tuple[Config, dict]:
         rng = _rng(self.seed, number)
-        seen = {c.key() for c, _ in history}
+        seen = {c.key() for c, _ in history} | {c.key() for c in pending}
         return _unseen(self.space, self.space.sample(rng), seen, rng), {"source": "random"}
 
 
@@ -97,7 +100,8 @@ class TPESampler:
         d["tree_depth"] = IntDistribution(*TREE_DEPTH_RANGE)
         return d
 
-    def ask(self, history: History, number: int) -> tuple[Config, dict]:
+    def ask(self, history: History, number: int, pending: Sequence[Config] = ()) -> tuple[Config, dict]:
+        """Optuna's TPE sees the finished trials only; a proposal equal to a ``pending`` one is moved off it."""
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = self._distributions()
@@ -125,7 +129,8 @@ class TPESampler:
                                               p["tree_depth"])
         deadline = self.space.deadline(p["log_deadline"]) if self.space.deadlines else None
         config = self.space.config(feats, p["depth"], model, deadline)
-        return _unseen(self.space, config, {c.key() for c, _ in history}, rng), {"source": "tpe"}
+        seen = {c.key() for c, _ in history} | {c.key() for c in pending}
+        return _unseen(self.space, config, seen, rng), {"source": "tpe"}
 
 
 @dataclass
@@ -187,13 +192,17 @@ class BoTorchSampler:
         if self.prior is not None and len(self.prior) != self.space.n_features:
             raise SamplerError(f"the prior has {len(self.prior)} values for {self.space.n_features} features")
 
-    def ask(self, history: History, number: int) -> tuple[Config, dict]:
+    def ask(self, history: History, number: int, pending: Sequence[Config] = ()) -> tuple[Config, dict]:
+        """The next configuration. Trials still running (``pending``) take their places in the initial
+        design, enter qLogNEHVI as ``X_pending`` (the acquisition integrates over their outcomes), and are
+        never proposed again."""
         rng = _rng(self.seed, number)
-        seen = {c.key() for c, _ in history}
+        seen = {c.key() for c, _ in history} | {c.key() for c in pending}
         n = len(history)
         if n < self.n_initial:
-            if n < len(self.initial):
-                return _unseen(self.space, self.initial[n], seen, rng), {"source": "initial design"}
+            k = n + len(pending)  # the initial design's next place: the running trials hold theirs
+            if k < len(self.initial):
+                return _unseen(self.space, self.initial[k], seen, rng), {"source": "initial design"}
             prior = self.prior if self.prior is not None else None
             return _unseen(self.space, self.space.sample(rng, prior, log_depth=True), seen, rng), {
                 "source": "prior draw" if prior is not None else "random draw"}
@@ -202,7 +211,7 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history]
         seen |= {c.key() for c, _ in self.known}
-        x, expected, value_of = self._optimize(data, iteration)
+        x, expected, value_of = self._optimize(data, iteration, pending)
         # A depth sweep goes first when even the GP's best candidate expects less hypervolume than the
         # sweep's Lipschitz bound promises: optimism where the GP cannot see (F1 jagged along depth).
         swept, bound_f1 = self._depth_sweep(data)
@@ -249,9 +258,11 @@ class BoTorchSampler:
                 best_gain, best_f1 = float(bound[i] - f1.max()), min(float(bound[i]), 1.0)
         return best, best_f1
 
-    def _optimize(self, history: History, iteration: int) -> tuple[np.ndarray, float, Callable[[dict], float]]:
+    def _optimize(self, history: History, iteration: int, pending: Sequence[Config] = ()
+                  ) -> tuple[np.ndarray, float, Callable[[dict], float]]:
         """The candidate that maximises the acquisition, the hypervolume improvement it is expected to
-        bring, and the function that gives the improvement a measured point would bring."""
+        bring, and the function that gives the improvement a measured point would bring. ``pending``:
+        configurations being evaluated, encoded as the training inputs are (``X_pending``, m x d)."""
         import torch
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.fit import fit_gpytorch_mll
@@ -325,8 +336,12 @@ class BoTorchSampler:
         # reference to the best seen on every objective: a gain on the narrow accurate end counts as
         # much as the same fraction of the front.
         boxes = [float(np.prod(np.maximum(y.max(0) - r.numpy(), _HV_FLOOR))) for r in ref_points]
+        x_pending = None
+        if pending:
+            x_pending = torch.tensor(self._gp_inputs(pending) if local else np.array([space.encode(c) for c in pending]),
+                                     dtype=torch.double)
         ehvis = [qLogNoisyExpectedHypervolumeImprovement(
-            model=model, ref_point=r, X_baseline=train_x, prune_baseline=True,
+            model=model, ref_point=r, X_baseline=train_x, prune_baseline=True, X_pending=x_pending,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]))) for r in ref_points]
         # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
         # not the climb to every feature's accuracy, which needs the features it ranks low.
@@ -335,7 +350,7 @@ class BoTorchSampler:
         if not local:
             x = self._optimize_alternating(acqf, bounds)
         else:
-            x = self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration))
+            x = self._optimize_local(acqf, history, _rng(self.seed, 10_000 + iteration), pending)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inputs = self._gp_inputs([space.decode(x)]) if local else x[None, :]
@@ -388,7 +403,8 @@ class BoTorchSampler:
                 options={"maxiter_alternating": self.maxiter_alternating})
         return cand[0].detach().numpy()
 
-    def _optimize_local(self, acqf, history: History, rng: np.random.Generator) -> np.ndarray:
+    def _optimize_local(self, acqf, history: History, rng: np.random.Generator,
+                        pending: Sequence[Config] = ()) -> np.ndarray:
         """Acquisition maximised over a pool of candidates, then hill-climbed by single moves.
 
         The pool holds neighbours of the current front and of the most accurate trials (a few features
@@ -399,7 +415,7 @@ class BoTorchSampler:
         """
         import torch
         space = self.space
-        seen = {c.key() for c, _ in history}
+        seen = {c.key() for c, _ in history} | {c.key() for c in pending}
         y = to_max_space([v for _, v in history], self.objectives)
         front = [history[i][0] for i in np.flatnonzero(pareto_mask(y))]
         f1 = y[:, self.objectives.index("f1")]

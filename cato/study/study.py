@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from cato.corpus import Corpus, load_corpus
 from cato.dataset import Dataset
+from cato.executors import Executor, Outcome, evaluate_trial
 from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec, cross_val_f1, grouped_folds
 from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
 from cato.search.evaluator import Evaluator
@@ -266,6 +267,15 @@ class Study:
         self.storage.finish_trial(number, values, details)
         return Trial(number, kind, name, config, values, details)
 
+    def _finish(self, number: int, outcome: Outcome, extra: dict) -> None:
+        """Record what a trial evaluated elsewhere returned (``cato.executors.evaluate_trial``): its values,
+        or its error as a failed trial, as :meth:`_evaluate` does in-process."""
+        if outcome.error is not None:
+            self.storage.finish_trial(number, None, {**outcome.details, "error": outcome.error,
+                                                     "traceback": outcome.traceback, **extra}, TrialState.FAILED)
+        else:
+            self.storage.finish_trial(number, outcome.values, {**outcome.details, **extra})
+
     def take_interrupted(self) -> list[TrialRecord]:
         """Trials left running by a killed process: marked failed, to be evaluated again."""
         stale = self.storage.trials(state=TrialState.RUNNING)
@@ -289,9 +299,14 @@ def search_context(study: Study, importance: dict, space: SearchSpace) -> Search
 
 
 def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
-              progress: Callable[[str, int, int, list[Trial]], None] | None = None) -> Study:
+              progress: Callable[[str, int, int, list[Trial]], None] | None = None,
+              executor: Executor | None = None) -> Study:
     """Evaluate the baselines, then search trials until ``budget`` of them are complete. ``dataset`` is
-    the whole corpus's; the evaluator's may be a sample of it (then checked against it once)."""
+    the whole corpus's; the evaluator's may be a sample of it (then checked against it once).
+
+    With ``executor`` (Ray tasks: ``cato.executors``), search trials are evaluated there, up to
+    ``executor.slots`` at once (see :func:`_search_in_parallel`); baselines and the steps before them run
+    here as without it."""
     report = progress or (lambda *_a: None)
     note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
     sample = evaluator.dataset
@@ -311,6 +326,9 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     sampler = make_sampler(study.settings.sampler, search_context(study, importance, space))
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
+    if executor is not None:
+        _search_in_parallel(study, evaluator, sampler, budget, retry, executor, note)
+        return study
     while True:
         history = study.trials("search")
         n = len(history)
@@ -328,6 +346,45 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
         if failed > max(10, budget):
             raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
     return study
+
+
+def _search_in_parallel(study: Study, evaluator: Evaluator, sampler, budget: int, retry: list[Config],
+                        executor: Executor, note: Callable[[str], None]) -> None:
+    """Search trials on ``executor``, ``executor.slots`` at a time: whenever one finishes, the sampler is
+    asked for the next while the others run (they are its ``pending`` configurations). This process
+    alone writes the study: it starts each trial's row when it submits it and finishes it when its
+    outcome arrives, once. A task whose process dies is run again by the executor (Ray's retries), under
+    the same row; one that dies every time is a failed trial. With one slot, the trials, their order and
+    their configurations are those of the sequential loop in :func:`run_study`."""
+    shared = executor.put(evaluator)  # the dataset and corpus, sent once
+    running: dict = {}  # handle -> (trial number, config, extra)
+    while True:
+        complete = len(study.trials("search"))
+        while len(running) < executor.slots and complete + len(running) < budget:
+            history = study.trials("search")
+            if retry:
+                config, info = retry.pop(0), {"source": "resumed (interrupted trial)"}
+            else:
+                note(f"trial {complete + len(running) + 1}: proposing")
+                pending = [c for _, c, _ in running.values()]
+                config, info = sampler.ask([(t.config, t.values) for t in history],
+                                           len(study.storage.trials("search")), pending)
+            extra = {**info, "sampler": sampler.name, "index": complete}
+            number = study.storage.start_trial("search", config.to_dict(), None)
+            running[executor.submit(evaluate_trial, shared, config)] = (number, config, extra)
+            note(f"trial {complete + len(running)}: {len(running)} running")
+        if not running:
+            return
+        done, result = executor.wait(list(running))
+        number, config, extra = running.pop(done)
+        try:
+            outcome = result()
+        except Exception as e:  # noqa: BLE001 - the task's process died on every attempt
+            outcome = Outcome(None, {}, f"{type(e).__name__}: {e}", traceback.format_exc())
+        study._finish(number, outcome, extra)
+        failed = len(study.storage.trials("search", TrialState.FAILED))
+        if failed > max(10, budget):
+            raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
 
 
 def _in_space(space: SearchSpace, trial: Trial) -> tuple[Config, dict]:

@@ -8,11 +8,9 @@ one bad capture never costs the others.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -20,6 +18,7 @@ from typing import Any, Callable, Protocol, Sequence
 import pandas as pd
 
 from cato.corpus import Capture, MergedStream, merge_captures, read_captures
+from cato.executors import Executor, LocalExecutor
 from cato.zeek.logs import read_zeek_log
 from cato.zeek.runner import ZeekError, find_zeek, run_zeek
 from cato.codegen.static import static_load_script
@@ -123,11 +122,29 @@ def _failure(e: ZeekError) -> str:
     return f"Zeek cannot read it: {e}"
 
 
-def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str,
+def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str | None, zeek: str,
                timeout: float | None, native: bool = False, index: int = 0,
                sink: BatchSink | None = None) -> _BatchResult:
-    workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=tmp))
-    scripts = [static_load_script(), Path(script)]
+    """One batch of captures through Zeek. ``script`` is the generated script's text; ``tmp`` the
+    directory to work in (None: the system's, as on another machine, where the caller's is not)."""
+    workdir = Path(tempfile.mkdtemp(prefix="cato-batch-", dir=tmp))
+    try:
+        generated = workdir / "cato-features.zeek"
+        generated.write_text(script)
+        out = _zeek_over(captures, [static_load_script(), generated], workdir, zeek, timeout, native)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out.index = index
+    if sink is not None:
+        frames = [f for f in out.vectors if not f.empty]
+        out.part = sink(index, [name for name, _ in captures],
+                        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), out.problems)
+        out.vectors = []
+    return out
+
+
+def _zeek_over(captures: list[tuple[str, str]], scripts: list[Path], workdir: Path, zeek: str,
+               timeout: float | None, native: bool) -> _BatchResult:
     caps, failed = read_captures(captures)
     problems: list[CaptureProblem] = [CaptureProblem(name, reason, True) for name, reason in failed]
     for cap in caps:
@@ -159,7 +176,6 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
                     out.add_run(df, cpu)
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, _failure(e), True))
-    shutil.rmtree(workdir, ignore_errors=True)
     # A capture Zeek read without complaint but made nothing of (a link type it does not decode, say,
     # where it stays silent) is named too, not passed over.
     seen = {c for df in out.vectors if not df.empty for c in df["capture"].dropna().unique()}
@@ -172,12 +188,6 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str, zeek: str
                    else f"link type {', '.join(map(str, kinds))}")
             problems.append(CaptureProblem(name, f"Zeek saw no connection in its {len(cap.packets)} packets "
                                                  f"({why})", True))
-    out.index = index
-    if sink is not None:
-        frames = [f for f in out.vectors if not f.empty]
-        out.part = sink(index, [name for name, _ in captures],
-                        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), problems)
-        out.vectors = []
     return out
 
 
@@ -209,6 +219,7 @@ def run_over_captures(
     timeout: float | None = None,
     native: bool = False,
     sink: BatchSink | None = None,
+    executor: Executor | None = None,
 ) -> CorpusRun:
     """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path); ``native``: the
     script uses the native engine (cato's plugin). With ``sink``, each batch's vectors go to it in the
@@ -217,26 +228,31 @@ def run_over_captures(
 
     Each Zeek run is killed after ``timeout`` seconds (None: ``$CATO_ZEEK_TIMEOUT`` or 600 s): a merged
     stream that fails or hangs is run again capture by capture, so a capture that makes Zeek hang costs
-    two timeouts and is reported as skipped, and the others are kept."""
+    two timeouts and is reported as skipped, and the others are kept.
+
+    Batches run on ``executor`` (``cato.executors``; by default ``jobs`` processes on this machine, or
+    this process alone with one job or one batch), as Ray tasks for instance: a batch is then planned
+    for ``executor.slots`` workers, works in its own machine's temporary directory, and its sink writes
+    where the sink says (a path every node must see)."""
     zeek = zeek or find_zeek()
     jobs = max(1, jobs or os.cpu_count() or 1)
-    batches = plan_batches([p for _, p in captures], jobs)
+    batches = plan_batches([p for _, p in captures], executor.slots if executor is not None else jobs)
     frames: list[pd.DataFrame] = []
     result = CorpusRun(pd.DataFrame())
     with tempfile.TemporaryDirectory(prefix="cato-run-") as tmp:
-        args = [(str(script_path), [(captures[i][0], str(captures[i][1])) for i in b], tmp, str(zeek), timeout,
+        # Elsewhere (another machine), this process's temporary directory is not there.
+        where = tmp if executor is None else None
+        script = Path(script_path).read_text()
+        args = [(script, [(captures[i][0], str(captures[i][1])) for i in b], where, str(zeek), timeout,
                  native, k, sink.narrow([captures[i][0] for i in b]) if sink is not None else None)
                 for k, b in enumerate(batches)]
-        if jobs == 1 or len(batches) == 1:
-            outcomes = (_run_batch(*a) for a in args)
-            for br in outcomes:
+        run = executor or LocalExecutor(1 if len(batches) == 1 else jobs)
+        try:
+            for br in run.map_unordered(_run_batch, args):
                 _collect(result, frames, br, progress)
-        else:
-            # forkserver, not fork: a parent holding threads (ONNX Runtime's, say) must not be copied.
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
-                futures = [pool.submit(_run_batch, *a) for a in args]
-                for fut in as_completed(futures):
-                    _collect(result, frames, fut.result(), progress)
+        finally:
+            if executor is None:
+                run.close()
     frames = [f for f in frames if not f.empty]
     result.vectors = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     result.parts = [part for _, part in sorted(result.parts, key=lambda p: p[0])]
