@@ -72,6 +72,12 @@ class _Labeller:
     def __call__(self, batch: int, captures: list[str], vectors: pd.DataFrame,
                  problems: list[CaptureProblem]) -> _Labelled:
         vectors = _normalize(vectors, self.script)
+        if self.writer is not None:
+            # Features as float32 from here (what a dataset stores them as, the same values): each copy
+            # labelling and ordering make takes half the memory.
+            for col in self.script.columns:
+                if col in vectors.columns and pd.api.types.is_numeric_dtype(vectors[col]):
+                    vectors[col] = vectors[col].astype("float32")
         table = label_vectors(vectors, self.corpus)
         found = []
         if self.corpus.flow_level:

@@ -49,7 +49,7 @@ class CaptureProblem:
 
 #: A batch of captures holds at most this many bytes of capture: a Zeek run's vectors (one row per
 #: connection and depth) are read whole, so the batch bounds what one process holds, whatever the corpus.
-MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class BatchSink(Protocol):
