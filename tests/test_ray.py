@@ -139,6 +139,25 @@ def test_two_slots_keep_two_trials_running_and_never_propose_a_running_one(ray_c
     assert len({t.details["node_id"] for t in trials}) == 2
 
 
+def test_tune_joins_a_cluster_by_its_address(ray_cluster, mini_corpus, cache, tmp_path):
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+    env = {**os.environ, "CATO_CACHE": str(cache), "RAY_USAGE_STATS_ENABLED": "0",
+           # the cluster listens on 127.0.0.1 alone: Ray must not swap it for the machine's address
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    study = tmp_path / "s"
+    r = subprocess.run([sys.executable, "-m", "cato", "tune", str(mini_corpus), "--study", str(study), "--budget", "2",
+                        "--no-baselines", "--max-depth", str(MAX_DEPTH), "--folds", "3", "--ray", ray_cluster.address],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = sqlite3.connect(study / "study.db").execute(
+        "SELECT state, details FROM trials WHERE kind = 'search'").fetchall()
+    assert [state for state, _ in rows] == ["complete", "complete"]
+    assert all(json.loads(d)["node_id"] for _, d in rows)
+
+
 class _Stalling:
     """The study's evaluator, except that the first evaluation to start records its process id in
     ``marker`` and then waits to be killed; the evaluation Ray runs again after the kill finds the
