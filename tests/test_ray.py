@@ -80,10 +80,10 @@ def test_extraction_on_ray_matches_the_local_one(ray_cluster, mini_corpus, tmp_p
         assert np.array_equal(remote.matrix(local.features, depth), local.matrix(local.features, depth))
 
 
-def _study(directory: Path, mini_corpus: Path, cache: Path, costs: Path, *, initial: int):
+def _study(directory: Path, mini_corpus: Path, cache: Path, costs: Path, *, initial: int, baselines: bool = False):
     """A small study (search only, three folds, one model seed) whose profiles and F1s go to ``costs``:
     each backend measures its own."""
-    settings = StudySettings(str(mini_corpus), max_depth=MAX_DEPTH, baselines=False, initial=initial, folds=3,
+    settings = StudySettings(str(mini_corpus), max_depth=MAX_DEPTH, baselines=baselines, initial=initial, folds=3,
                              model_seeds=1)
     study = Study.open(directory, settings)
     corpus = settings.load_corpus()
@@ -98,18 +98,22 @@ def _rows(study: Study):
 
 
 def test_a_study_on_ray_with_one_slot_is_the_local_study(ray_cluster, mini_corpus, cache, tmp_path):
-    """The same trials in the same order: two from the initial design, two from qLogNEHVI; each F1 the
+    """The same trials in the same order: the baselines, two from the initial design, two from qLogNEHVI; each F1 the
     same (cross-validated again on the Ray nodes). What the search proposes depends on the measured costs,
     which differ from one measurement to the next, so the Ray study reads the local study's (its profiles'
     cache); the next test measures costs on Ray."""
     budget = 4
-    local, dataset, evaluator = _study(tmp_path / "local", mini_corpus, cache, tmp_path / "costs-local", initial=2)
+    local, dataset, evaluator = _study(tmp_path / "local", mini_corpus, cache, tmp_path / "costs-local", initial=2,
+                                       baselines=True)
     run_study(local, dataset, evaluator, budget)
     for kind in ("profiles", "baselines"):
         shutil.copytree(tmp_path / "costs-local" / kind, tmp_path / "costs-ray" / kind)
-    remote, dataset, evaluator = _study(tmp_path / "ray", mini_corpus, cache, tmp_path / "costs-ray", initial=2)
+    remote, dataset, evaluator = _study(tmp_path / "ray", mini_corpus, cache, tmp_path / "costs-ray", initial=2,
+                                        baselines=True)
     run_study(remote, dataset, evaluator, budget, executor=RayExecutor(ray_cluster, slots=1))
 
+    assert [(t.number, t.name, t.values) for t in local.trials("baseline")] == \
+        [(t.number, t.name, t.values) for t in remote.trials("baseline")]
     a, b = local.trials("search"), remote.trials("search")
     assert len(a) == len(b) == budget and len(_rows(remote)) == budget
     assert [t.config.key() for t in a] == [t.config.key() for t in b]
@@ -125,8 +129,13 @@ def test_a_study_on_ray_with_one_slot_is_the_local_study(ray_cluster, mini_corpu
 def test_two_slots_keep_two_trials_running_and_never_propose_a_running_one(ray_cluster, mini_corpus, cache,
                                                                             tmp_path):
     budget = 4
-    study, dataset, evaluator = _study(tmp_path / "s", mini_corpus, cache, tmp_path / "costs", initial=2)
+    study, dataset, evaluator = _study(tmp_path / "s", mini_corpus, cache, tmp_path / "costs", initial=2,
+                                       baselines=True)
     run_study(study, dataset, evaluator, budget, executor=RayExecutor(ray_cluster, slots=2))
+    # The baselines (ALL, MI-top-10 and RFE-top-10 at the one depth the space has) ran on Ray too, in order.
+    baselines = study.storage.trials("baseline")
+    assert [r.name for r in baselines] == list(study.baseline_configs(study.storage.get("importance")))
+    assert all(r.state == TrialState.COMPLETE and r.details["node_id"] for r in baselines)
     rows = _rows(study)
     assert len(rows) == budget and all(r.state == TrialState.COMPLETE for r in rows)
     keys = [study.trials("search")[i].config.key() for i in range(budget)]

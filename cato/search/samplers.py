@@ -336,10 +336,10 @@ class BoTorchSampler:
         # reference to the best seen on every objective: a gain on the narrow accurate end counts as
         # much as the same fraction of the front.
         boxes = [float(np.prod(np.maximum(y.max(0) - r.numpy(), _HV_FLOOR))) for r in ref_points]
-        x_pending = None
+        x_pending = None  # configurations being evaluated, encoded as the training inputs (m x d)
         if pending:
-            x_pending = torch.tensor(self._gp_inputs(pending) if local else np.array([space.encode(c) for c in pending]),
-                                     dtype=torch.double)
+            encoded = self._gp_inputs(pending) if local else np.array([space.encode(c) for c in pending])
+            x_pending = torch.tensor(encoded, dtype=torch.double)
         ehvis = [qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=r, X_baseline=train_x, prune_baseline=True, X_pending=x_pending,
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]))) for r in ref_points]

@@ -304,9 +304,9 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     """Evaluate the baselines, then search trials until ``budget`` of them are complete. ``dataset`` is
     the whole corpus's; the evaluator's may be a sample of it (then checked against it once).
 
-    With ``executor`` (Ray tasks: ``cato.executors``), search trials are evaluated there, up to
-    ``executor.slots`` at once (see :func:`_search_in_parallel`); baselines and the steps before them run
-    here as without it."""
+    With ``executor`` (Ray tasks: ``cato.executors``), the baselines and the search trials are evaluated
+    there, up to ``executor.slots`` at once (see :func:`_search_in_parallel`); the steps before them
+    (importance, the sample check) run here as without it."""
     report = progress or (lambda *_a: None)
     note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
     sample = evaluator.dataset
@@ -316,18 +316,23 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     study.storage.put("space", list(space.features))
     stale = study.take_interrupted()
 
+    shared = executor.put(evaluator) if executor is not None else None  # the dataset and corpus, sent once
     if study.settings.baselines:
         done = {t.name for t in study.trials("baseline")}
-        for name, config in study.baseline_configs(importance).items():
-            if name not in done:
+        todo = {name: config for name, config in study.baseline_configs(importance).items() if name not in done}
+        if executor is not None:
+            _baselines_in_parallel(study, todo, shared, executor, note)
+        else:
+            for name, config in todo.items():
                 note(f"baseline {name}")
-                study._evaluate("baseline", config, evaluator, name, progress=lambda m, n=name: note(f"baseline {n}: {m}"))
+                study._evaluate("baseline", config, evaluator, name,
+                                progress=lambda m, n=name: note(f"baseline {n}: {m}"))
 
     sampler = make_sampler(study.settings.sampler, search_context(study, importance, space))
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     if executor is not None:
-        _search_in_parallel(study, evaluator, sampler, budget, retry, executor, note)
+        _search_in_parallel(study, shared, sampler, budget, retry, executor, note)
         return study
     while True:
         history = study.trials("search")
@@ -348,15 +353,38 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     return study
 
 
-def _search_in_parallel(study: Study, evaluator: Evaluator, sampler, budget: int, retry: list[Config],
+def _outcome(result: Callable[[], Outcome]) -> Outcome:
+    """A task's outcome; a task whose process died on every attempt (Ray gave up) is a failed one."""
+    try:
+        return result()
+    except Exception as e:  # noqa: BLE001
+        return Outcome(None, {}, f"{type(e).__name__}: {e}", traceback.format_exc())
+
+
+def _baselines_in_parallel(study: Study, configs: dict[str, Config], shared, executor: Executor,
+                           note: Callable[[str], None]) -> None:
+    """The baselines ``configs`` (by name) on ``executor``, ``executor.slots`` at a time, their rows
+    started in order (numbered as in-process)."""
+    queue, running = list(configs.items()), {}
+    while queue or running:
+        while queue and len(running) < executor.slots:
+            name, config = queue.pop(0)
+            note(f"baseline {name}")
+            number = study.storage.start_trial("baseline", config.to_dict(), name)
+            running[executor.submit(evaluate_trial, shared, config)] = number
+        done, result = executor.wait(list(running))
+        study._finish(running.pop(done), _outcome(result), {})
+
+
+def _search_in_parallel(study: Study, shared, sampler, budget: int, retry: list[Config],
                         executor: Executor, note: Callable[[str], None]) -> None:
     """Search trials on ``executor``, ``executor.slots`` at a time: whenever one finishes, the sampler is
     asked for the next while the others run (they are its ``pending`` configurations). This process
     alone writes the study: it starts each trial's row when it submits it and finishes it when its
     outcome arrives, once. A task whose process dies is run again by the executor (Ray's retries), under
     the same row; one that dies every time is a failed trial. With one slot, the trials, their order and
-    their configurations are those of the sequential loop in :func:`run_study`."""
-    shared = executor.put(evaluator)  # the dataset and corpus, sent once
+    their configurations are those of the sequential loop in :func:`run_study`. ``shared``: the evaluator,
+    as ``executor.put`` made it."""
     running: dict = {}  # handle -> (trial number, config, extra)
     while True:
         complete = len(study.trials("search"))
@@ -377,11 +405,7 @@ def _search_in_parallel(study: Study, evaluator: Evaluator, sampler, budget: int
             return
         done, result = executor.wait(list(running))
         number, config, extra = running.pop(done)
-        try:
-            outcome = result()
-        except Exception as e:  # noqa: BLE001 - the task's process died on every attempt
-            outcome = Outcome(None, {}, f"{type(e).__name__}: {e}", traceback.format_exc())
-        study._finish(number, outcome, extra)
+        study._finish(number, _outcome(result), extra)
         failed = len(study.storage.trials("search", TrialState.FAILED))
         if failed > max(10, budget):
             raise StudyError(f"{failed} trials failed; see `cato report {study.directory}`")
