@@ -217,7 +217,7 @@ def extract(
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Each batch of "
-                                              "captures is a Ray task (one CPU)."),
+                                              "captures is a Ray task of one CPU (--jobs does not apply)."),
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
@@ -395,6 +395,8 @@ def tune(
     from cato.study import Study, StudyError, StudySettings, run_study
     from cato.zeek import ZeekError, ZeekNotFoundError
 
+    if ray_trials is not None and ray_address is None:
+        _fail("--ray-trials needs --ray")
     try:
         objs = parse_objectives(f"f1,{cost}" if cost else objectives)
     except ObjectiveError as e:

@@ -270,3 +270,5 @@ def test_ray_missing_is_named_with_its_fix(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["extract", str(tmp_path / "c"), "-o", str(tmp_path / "t.parquet"),
                                       "--ray", "local"])
     assert result.exit_code == 2 and "pip install 'cato[ray]'" in result.output
+    result = CliRunner().invoke(app, ["tune", str(tmp_path / "c"), "--study", str(tmp_path / "s"), "--ray-trials", "2"])
+    assert result.exit_code == 2 and "--ray-trials needs --ray" in result.output
