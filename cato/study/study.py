@@ -205,7 +205,8 @@ class Study:
 
         def f1(ds: Dataset) -> float:
             folds = grouped_folds(ds.y, ds.groups, st.folds, st.seed)
-            return cross_val_f1(ds.matrix(feats, depth), ds.y, folds, SAMPLE_CHECK_MODEL, st.seed)["f1"]
+            return cross_val_f1(ds.matrix(feats, depth), ds.y, folds, SAMPLE_CHECK_MODEL, st.seed,
+                                sample_weight=ds.weights)["f1"]
 
         t0 = time.perf_counter()
         full = f1(dataset)
