@@ -62,7 +62,7 @@ def cv(corpus_dir: str, sizes: list[int], configs: int, draws: int, max_depth: i
 
     def f1(ds, sel, depth, seed=0):
         folds = grouped_folds(ds.y, ds.groups, 5, 0)
-        return cross_val_f1(ds.matrix(sel, depth), ds.y, folds, MODEL, seed, sample_weight=ds.weights)["f1"]
+        return cross_val_f1(ds.matrix(sel, depth), ds.y, folds, MODEL, seed)["f1"]
 
     rows = []
     for name, (sel, depth) in chosen.items():

@@ -327,8 +327,6 @@ class Dataset:
     rows: np.ndarray | None = field(default=None, repr=False)
     #: How the sample was drawn (rows, of, seed, per-class floor); None for the whole corpus.
     sampling: dict | None = None
-    #: A sample's design weights: the corpus's rows of its class each row stands for (None: every row).
-    weights: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def connections(self) -> int:
@@ -423,32 +421,28 @@ class Dataset:
         larger). Each class keeps its share of the corpus, but at least ``min_per_class`` rows (all of
         its rows when it has fewer): macro-F1 weighs every class alike, so a rare class is not thinned
         below what cross-validation needs. Rows are drawn at random across all of a class's groups, and
-        folds on the sample still never split a group. ``weights`` (the corpus's rows each sampled row
-        stands for) undo the floor's over-representation when fitting and scoring, so the sample
-        estimates the corpus's F1 rather than a class mix of its own."""
+        folds on the sample still never split a group. (Design weights that undo the floor were
+        measured and left out: on IoT Sentinel they moved a forest's F1 further from the whole corpus's,
+        benchmarks/RESULTS.md.)"""
         if self.rows is not None:
             raise DatasetError("this dataset is already a sample")
         n = self.connections
         if max_rows <= 0 or n <= max_rows:
             return self
         rng = np.random.default_rng(seed)
-        keep, weight = [], []
+        keep = []
         for c in range(len(self.classes)):
             members = np.flatnonzero(self.y == c)
             if not len(members):
                 continue
             m = min(len(members), max(round(len(members) * max_rows / n), min_per_class))
             keep.append(rng.choice(members, size=m, replace=False))
-            weight.append(np.full(m, len(members) / m))
-        rows = np.concatenate(keep)
-        order = np.argsort(rows)
-        rows, weights = rows[order], np.concatenate(weight)[order]
+        rows = np.sort(np.concatenate(keep))
         sampling = {"rows": int(len(rows)), "of": int(n), "seed": int(seed), "max_rows": int(max_rows),
                     "min_per_class": int(min_per_class)}
         # A sample's F1s are not the corpus's: they are cached apart.
         key = hashlib.sha256(json.dumps([self.key, sampling]).encode()).hexdigest()
-        return replace(self, key=key, y=self.y[rows], groups=self.groups[rows], rows=rows, sampling=sampling,
-                       weights=weights)
+        return replace(self, key=key, y=self.y[rows], groups=self.groups[rows], rows=rows, sampling=sampling)
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, max_depth: int, key: str = "") -> "Dataset":

@@ -27,25 +27,19 @@ def grouped_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> l
             np.zeros(len(y)), y, groups))
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
-    return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0,
-                          sample_weight=sample_weight))
+    return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0))
 
 
 def cross_val_f1(x: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]],
-                 spec: ModelSpec, seed: int = 0, model_seeds: int = 1,
-                 sample_weight: np.ndarray | None = None) -> dict:
+                 spec: ModelSpec, seed: int = 0, model_seeds: int = 1) -> dict:
     """Macro-F1 of out-of-fold predictions, plus the per-fold scores.
 
     With ``model_seeds`` > 1 a seeded family is fitted with seeds ``seed .. seed + model_seeds - 1`` on the
     same folds and the scores are averaged: one random forest's F1 swings with its seed by as much as
-    the differences a search must decide (0.637-0.646 for five seeds of one configuration).
-
-    ``sample_weight``: each row's weight in fitting and scoring; a sample's design weights (the rows of
-    the corpus each stands for) make its F1 estimate the corpus's, class mix included."""
+    the differences a search must decide (0.637-0.646 for five seeds of one configuration)."""
     runs = model_seeds if spec.family in SEEDED_FAMILIES else 1
-    w = sample_weight
     scores, per_fold = [], np.zeros(len(folds))
     for s in range(seed, seed + runs):
         pred = np.empty_like(y)
@@ -53,13 +47,10 @@ def cross_val_f1(x: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray,
             model = spec.build(s)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if w is None:
-                    model.fit(x[train], y[train])
-                else:
-                    model.fit(x[train], y[train], sample_weight=w[train])
+                model.fit(x[train], y[train])
                 pred[test] = model.predict(x[test])
-            per_fold[i] += macro_f1(y[test], pred[test], None if w is None else w[test]) / runs
-        scores.append(macro_f1(y, pred, w))
+            per_fold[i] += macro_f1(y[test], pred[test]) / runs
+        scores.append(macro_f1(y, pred))
     return {"f1": float(np.mean(scores)), "f1_seeds": scores, "f1_folds": per_fold.tolist(),
             "f1_std": float(np.std(per_fold))}
 

@@ -90,8 +90,7 @@ class Evaluator:
         if path.exists():
             return {**json.loads(path.read_text()), "quality_cached": True}
         t0 = time.perf_counter()
-        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed, self.model_seeds,
-                              self.dataset.weights)
+        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed, self.model_seeds)
         result = {"f1": scores["f1"], "f1_std": scores["f1_std"], "f1_folds": scores["f1_folds"],
                   "f1_seeds": scores["f1_seeds"],
                   "fit_s": time.perf_counter() - t0}
