@@ -221,8 +221,7 @@ def extract(
 ) -> None:
     """Run Zeek over every capture of a corpus and write one row per labelled connection and depth."""
     from cato.corpus import CorpusError, load_corpus
-    from cato.dataset.extract import extract as run_extract
-    from cato.dataset.extract import write_table
+    from cato.dataset.extract import extract_to_file
     from cato.zeek import ZeekError, ZeekNotFoundError
 
     feats = _features(features_)
@@ -239,9 +238,10 @@ def extract(
         task = bar.add_task("captures", total=n)
         try:
             from cato.executors import RayExecutor
-            result = run_extract(corp, feats, depth_list, strategy=strategy, deadline=_deadline(deadline),
-                                 jobs=jobs, progress=lambda k: bar.advance(task, k), engine=_engine(engine),
-                                 executor=RayExecutor(ray_context) if ray_context else None)
+            result, parts = extract_to_file(corp, feats, depth_list, output, strategy=strategy,
+                                            deadline=_deadline(deadline), jobs=jobs,
+                                            progress=lambda k: bar.advance(task, k), engine=_engine(engine),
+                                            executor=RayExecutor(ray_context) if ray_context else None)
         except (ZeekNotFoundError, ZeekError, GeneratorError) as e:
             _fail(str(e))
         finally:
@@ -249,10 +249,10 @@ def extract(
                 ray_context.close()
     for p in result.problems:
         err.print(f"[yellow]{'skipped' if p.skipped else 'warning'}:[/] {p.capture}: {p.reason}")
-    write_table(result.table, output)
-    t = result.table
-    err.print(f"wrote {output}: {len(t)} rows ({t['uid'].nunique() if len(t) else 0} labelled connections "
-              f"× {len(depth_list)} depth(s)), {t['label'].nunique() if len(t) else 0} labels, "
+    rows, conns = sum(p.rows for p in parts), sum(p.connections for p in parts)
+    labels = {label for p in parts for label in p.labels}
+    err.print(f"wrote {output}: {rows} rows ({conns} labelled connections "
+              f"× {len(depth_list)} depth(s)), {len(labels)} labels, "
               f"{len(feats)} features, strategy {result.script.strategy}; "
               f"{n - len(result.skipped)}/{n} captures read, Zeek CPU {result.zeek_cpu_s:.1f}s "
               f"in {result.zeek_runs} run(s)")

@@ -72,7 +72,7 @@ class _Labeller:
     def __call__(self, batch: int, captures: list[str], vectors: pd.DataFrame,
                  problems: list[CaptureProblem]) -> _Labelled:
         vectors = _normalize(vectors, self.script)
-        if self.writer is not None:
+        if getattr(self.writer, "float32", False):
             # Features as float32 from here (what a dataset stores them as, the same values): each copy
             # labelling and ordering make takes half the memory.
             for col in self.script.columns:
@@ -194,3 +194,57 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(path, index=False)
     else:
         table.to_parquet(path, index=False)
+
+
+@dataclass
+class TablePart:
+    """One batch's rows of the feature table, written by :class:`TablePartWriter`."""
+
+    path: Path
+    rows: int
+    connections: int
+    labels: list[str]
+
+
+@dataclass
+class TablePartWriter:
+    """Writes each batch's table to a Parquet file of its own (in the extraction's worker processes)."""
+
+    directory: Path
+
+    def __call__(self, batch: int, table: pd.DataFrame) -> TablePart:
+        path = self.directory / f"part-{batch:06d}.parquet"
+        table.to_parquet(path, index=False)
+        return TablePart(path, len(table), int(table["uid"].nunique()), sorted(table["label"].dropna().unique()))
+
+
+def extract_to_file(corpus: Corpus, features: Sequence[Feature], depths: int | Iterable[int], output: str | Path,
+                    **options) -> tuple[Extraction, list[TablePart]]:
+    """:func:`extract` into ``output`` (Parquet, or CSV when the name ends in .csv) batch by batch: the
+    table is never whole in memory. Returns the extraction (its ``table`` empty) and its parts' sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".cato-parts-", dir=output.parent) as tmp:
+        result = extract(corpus, features, depths, writer=TablePartWriter(Path(tmp)), **options)
+        parts = [p for p in result.parts if p.rows]
+        empty = label_vectors(_normalize(pd.DataFrame(), result.script), corpus)
+        if not parts:
+            write_table(empty, output)
+        elif output.suffix == ".csv":
+            for i, part in enumerate(parts):
+                pd.read_parquet(part.path).to_csv(output, index=False, header=i == 0, mode="w" if i == 0 else "a")
+        else:
+            writer = None
+            try:
+                for part in parts:
+                    table = pq.read_table(part.path)
+                    if writer is None:
+                        writer = pq.ParquetWriter(output, table.schema)
+                    # A batch where a column was all unset may have typed it otherwise: the first one's type.
+                    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+            finally:
+                if writer is not None:
+                    writer.close()
+    return result, parts

@@ -227,6 +227,8 @@ class PartWriter:
     directory: Path
     features: list[str]
     max_depth: int
+    #: It stores features as float32: the extraction may hand them over so (see ``cato.dataset.extract``).
+    float32: bool = True
 
     def __call__(self, batch: int, table: pd.DataFrame) -> Part:
         path = self.directory / f"part-{batch:06d}"
