@@ -798,6 +798,56 @@ def markdown_table(results: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# tile: a replica's dataset without extracting it (for replicas too large to extract here)
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    """Write the dataset of ``--replica`` (K copies of the corpus whose extracted dataset is in
+    ``--from-cache``) into ``--workdir``'s cache for that replica, by repeating the 1x dataset K times.
+
+    A copy's vectors are the original's but for a few (on the 10x replica 3% of connections differ in
+    some value at depth 50: Zeek's timers and ties move with the addresses), so the tiled dataset has
+    the replica's size and structure, which is what its tuning stages' time and memory depend on."""
+    import numpy as np
+    import pandas as pd
+    from cato.corpus import load_corpus
+    from cato.dataset.multidepth import dataset_key
+
+    replica = args.replica.resolve()
+    factor = json.loads((replica / "REPLICA.json").read_text())["factor"]
+    sources = [p for p in (args.from_cache / "datasets").iterdir() if (p / "meta.json").exists()]
+    if len(sources) != 1:
+        sys.exit(f"{args.from_cache}/datasets: expected one dataset, found {len(sources)}")
+    src = sources[0]
+    meta = json.loads((src / "meta.json").read_text())
+    if meta["max_depth"] != 50:
+        sys.exit(f"{src}: max depth {meta['max_depth']}, not 50")
+    t0 = time.perf_counter()
+    key = dataset_key(load_corpus(replica), 50)
+    root = args.workdir / replica.name / "cache" / "datasets" / key[:32]
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    n = meta["connections"]
+    for path in sorted(src.glob("*.npy")):
+        values = np.load(path, mmap_mode="r")
+        per_row = values.ndim == 2  # [rows, connections] files tile along connections; [connections] ones too
+        shape = (values.shape[0], n * factor) if per_row else (n * factor,)
+        out = np.lib.format.open_memmap(root / path.name, mode="w+", dtype=values.dtype, shape=shape)
+        for k in range(factor):
+            if per_row:
+                out[:, k * n:(k + 1) * n] = values
+            else:
+                out[k * n:(k + 1) * n] = values
+            out.flush()
+        del out
+    ids = pd.read_parquet(src / "ids.parquet")
+    copies = [ids.assign(capture=f"copy{k:03d}/" + ids["capture"]) for k in range(factor)]
+    pd.concat(copies, ignore_index=True).to_parquet(root / "ids.parquet", index=False)
+    (root / "meta.json").write_text(json.dumps({**meta, "key": key, "connections": n * factor,
+                                                "tiled_from": str(src), "factor": factor}))
+    print(f"{root}: {n * factor:,} connections, {sum(p.stat().st_size for p in root.iterdir()) / 2**30:.1f} GiB "
+          f"in {time.perf_counter() - t0:.0f} s")
+    return 0
 
 
 def main() -> int:
@@ -830,6 +880,12 @@ def main() -> int:
                     help="caches and study folders, one subfolder per replica (default %(default)s)")
     rn.add_argument("--summarize-only", action="store_true", help="print the table of --out, run nothing")
     rn.set_defaults(func=cmd_run)
+
+    tl = sub.add_parser("tile", help="a replica's dataset by repeating the 1x dataset (no extraction)")
+    tl.add_argument("--replica", required=True, type=Path, help="replica folder (made by make)")
+    tl.add_argument("--from-cache", required=True, type=Path, help="cato cache holding the 1x dataset")
+    tl.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="as for run (default %(default)s)")
+    tl.set_defaults(func=cmd_tile)
 
     args = ap.parse_args()
     return args.func(args)
