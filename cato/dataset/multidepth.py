@@ -108,6 +108,12 @@ class _MemoryStore:
         return self._block.ids
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    """An .npy file of plain numbers, mapped read-only: ``open_memmap`` refuses object arrays, so no
+    file in the cache can make cato unpickle (and run) anything."""
+    return np.lib.format.open_memmap(path, mode="r")
+
+
 def _npy_offset(path: Path) -> int:
     """Where an .npy file's values begin."""
     with open(path, "rb") as f:
@@ -278,7 +284,7 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
             if writer is None:
                 writer = pq.ParquetWriter(root / "ids.parquet", table.schema)
             writer.write_table(table.cast(writer.schema))
-            x = np.load(part.path / "x.npy", mmap_mode="r")
+            x = _read_npy(part.path / "x.npy")
             for d in range(max_depth):
                 name = f"x{d + 1:03d}.npy"
                 block = np.ascontiguousarray(x[d])
@@ -287,7 +293,7 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
             del x
             if timed:
                 for kind in TIMES:
-                    values = np.load(part.path / f"{kind}.npy", mmap_mode="r")
+                    values = _read_npy(part.path / f"{kind}.npy")
                     name, size = f"{kind}.npy", np.dtype(_TIME_DTYPES[kind]).itemsize
                     for d in range(max_depth):
                         os.pwrite(fds[name], np.ascontiguousarray(values[d]).tobytes(),
@@ -468,8 +474,9 @@ class Dataset:
         meta = json.loads((root / "meta.json").read_text())
         store = _FileStore(root, meta["connections"], meta["timed"], len(meta["features"]), meta["max_depth"])
         return cls(meta["features"], meta["classes"], meta["max_depth"], meta["key"], store,
-                   np.load(root / "y.npy"), np.load(root / "groups.npy"), list(meta.get("problems", [])),
-                   meta["group_names"], np.load(root / "icmp.npy"), meta["span_us"])
+                   np.array(_read_npy(root / "y.npy")), np.array(_read_npy(root / "groups.npy")),
+                   list(meta.get("problems", [])), meta["group_names"], np.array(_read_npy(root / "icmp.npy")),
+                   meta["span_us"])
 
 
 def dataset_key(corpus: Corpus, max_depth: int) -> str:
