@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -46,7 +47,6 @@ class _PlainProgress:
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0,
                  visible: bool = True) -> int:
-        import time
         task_id = len(self.tasks)
         self.tasks[task_id] = {"description": description, "total": total, "completed": completed,
                                "start": time.monotonic(), "start_count": completed, "last": 0.0, "printed": None,
@@ -60,7 +60,6 @@ class _PlainProgress:
 
     def update(self, task_id: int, *, completed: float | None = None, advance: float = 0,
                description: str | None = None, visible: bool | None = None, total: float | None = None) -> None:
-        import time
         t = self.tasks[task_id]
         changed = description is not None and description != t["description"]
         t["description"] = description if description is not None else t["description"]
@@ -74,7 +73,6 @@ class _PlainProgress:
             self._line(task_id)
 
     def _line(self, task_id: int) -> None:
-        import time
         t = self.tasks[task_id]
         now = time.monotonic()
         elapsed = now - t["start"]

@@ -230,7 +230,7 @@ class Outcome:
     traceback: str | None = None
 
 
-def evaluate_trial(evaluator: Any, config: Any) -> Outcome:
+def evaluate_trial(evaluator: Any, config: Any, progress: Callable[[str], None] | None = None) -> Outcome:
     """``evaluator.evaluate(config)`` as a task: an exception in the evaluation is an outcome (the trial
     fails, as it does in-process), so that only the death of the process running it makes Ray run it
     again. The details name the node it ran on (``node_id``).
@@ -243,11 +243,10 @@ def evaluate_trial(evaluator: Any, config: Any) -> Outcome:
     baseline was measured on the same kind of node. An unpaired profile's baseline is measured once per
     corpus and kept in the cache, so on a cluster of unlike nodes it comes from whichever node measured
     it first; a profile found in the cache (``profile_cached``) was measured wherever it first ran."""
-    import time
-    t0 = time.perf_counter()
+    here = node_id()
+    node = {"node_id": here} if here is not None else {}  # in-process: no node to name
     try:
-        values, details = evaluator.evaluate(config)
+        values, details = evaluator.evaluate(config, progress)
     except Exception as e:  # one bad configuration must not end the study
-        return Outcome(None, {"node_id": node_id(), "eval_s": time.perf_counter() - t0},
-                       f"{type(e).__name__}: {e}", traceback.format_exc())
-    return Outcome(values, {**details, "node_id": node_id()})
+        return Outcome(None, node, f"{type(e).__name__}: {e}", traceback.format_exc())
+    return Outcome(values, {**details, **node})

@@ -257,20 +257,15 @@ class Study:
     def _evaluate(self, kind: str, config: Config, evaluator: Evaluator, name: str | None = None,
                   extra: dict | None = None, progress: Callable[[str], None] | None = None) -> Trial | None:
         number = self.storage.start_trial(kind, config.to_dict(), name)
-        try:
-            values, details = evaluator.evaluate(config, progress)
-        except Exception as e:  # one bad configuration must not end the study
-            self.storage.finish_trial(number, None, {"error": f"{type(e).__name__}: {e}",
-                                                     "traceback": traceback.format_exc(), **(extra or {})},
-                                      TrialState.FAILED)
+        outcome = evaluate_trial(evaluator, config, progress)
+        self._finish(number, outcome, extra or {})
+        if outcome.error is not None:
             return None
-        details.update(extra or {})
-        self.storage.finish_trial(number, values, details)
-        return Trial(number, kind, name, config, values, details)
+        return Trial(number, kind, name, config, outcome.values, {**outcome.details, **(extra or {})})
 
     def _finish(self, number: int, outcome: Outcome, extra: dict) -> None:
-        """Record what a trial evaluated elsewhere returned (``cato.executors.evaluate_trial``): its values,
-        or its error as a failed trial, as :meth:`_evaluate` does in-process."""
+        """Record what a trial's evaluation (``cato.executors.evaluate_trial``, here or in a task) returned:
+        its values, or its error as a failed trial."""
         if outcome.error is not None:
             self.storage.finish_trial(number, None, {**outcome.details, "error": outcome.error,
                                                      "traceback": outcome.traceback, **extra}, TrialState.FAILED)
