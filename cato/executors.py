@@ -240,9 +240,11 @@ def evaluate_trial(evaluator: Any, config: Any, progress: Callable[[str], None] 
     still perturbs caches and frequency, so one profiling task runs per CPU. The cost objective (``cpu``,
     steady-state µs per connection) is absolute and so depends on the node's speed; ``cpu_ratio`` (the
     script's Zeek CPU over a bare Zeek's on the same captures) is the node-independent figure, when the
-    baseline was measured on the same kind of node. An unpaired profile's baseline is measured once per
-    corpus and kept in the cache, so on a cluster of unlike nodes it comes from whichever node measured
-    it first; a profile found in the cache (``profile_cached``) was measured wherever it first ran."""
+    baseline was measured on the same node. An unpaired profile's baseline is measured once per corpus
+    and per node and kept in the cache under the node's identity (``cato.zeek.profiling.machine_identity``,
+    read inside ``evaluator.evaluate`` and so on the node running the task): a trial is normalised by a
+    baseline of the node that measured it, never by another node's. A profile found in the cache
+    (``profile_cached``) was measured, and normalised, wherever it first ran."""
     here = node_id()
     node = {"node_id": here} if here is not None else {}  # in-process: no node to name
     try:

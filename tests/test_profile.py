@@ -11,7 +11,8 @@ from cato.cli import app
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.zeek.profiling import profile, profiled_handler_cpu
+from cato.zeek import profiling
+from cato.zeek.profiling import machine_identity, machine_key, profile, profiled_handler_cpu
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
@@ -82,6 +83,61 @@ def test_unpaired_profiles_share_one_cached_baseline(zeek, tmp_path):
     zam = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=2, attribute=False, cache_dir=cache,
                   paired=False, zam=True)
     assert zam.zam and len(list((cache / "baselines").glob("*-zam.json"))) == 1
+
+
+def test_each_node_normalises_by_its_own_baseline(zeek, tmp_path, monkeypatch):
+    """Under Ray a trial runs on any node: its unpaired baseline is measured and cached per node, and each
+    trial, evaluated as a Ray task evaluates it (``evaluate_trial``), is normalised by its own node's."""
+    import pandas as pd
+
+    from cato.dataset import Dataset
+    from cato.executors import evaluate_trial
+    from cato.model import ModelSpec
+    from cato.search.evaluator import Evaluator
+    from cato.search.space import Config
+
+    here = machine_identity(zeek)
+    assert here["host"] and here["cpu"] and here["cpus"] > 0 and here["zeek"][0] == str(Path(zeek).resolve())
+    assert machine_key(here) == machine_key(machine_identity(zeek))
+    root = tmp_path / "c"
+    root.mkdir()
+    shutil.copy(TRACES / "small.pcap", root / "a.pcap")
+    (root / "labels.csv").write_text("pcap,label\na.pcap,x\n")
+    corpus, cache = load_corpus(root), tmp_path / "cache"
+    nodes = {name: {**here, "host": name} for name in ("node-a", "node-b")}
+
+    def on(name):  # the identity the node measuring reports: another host, the same Zeek
+        monkeypatch.setattr(profiling, "machine_identity", lambda zeek=None: nodes[name])
+
+    first = {}
+    for name, feats in (("node-a", "orig_pkts"), ("node-b", "orig_pkts,orig_size_sum")):
+        on(name)
+        first[name] = profile(corpus, generate(resolve(feats), [2]), repeat=1, attribute=False, cache_dir=cache,
+                              paired=False)
+        assert first[name].machine == machine_key(nodes[name]) and not first[name].cached
+    files = {json.loads(f.read_text())["machine"]["host"]: f for f in (cache / "baselines").glob("*.json")}
+    assert sorted(files) == ["node-a", "node-b"] and len(list((cache / "baselines").glob("*.json"))) == 2
+    for name, result in first.items():
+        assert result.baseline_cpu_s_runs == json.loads(files[name].read_text())["cpu_s_runs"]
+    # Node b is slower: its baseline takes three times node a's CPU.
+    slow = json.loads(files["node-b"].read_text())
+    slow["cpu_s_runs"] = [3 * c for c in first["node-a"].baseline_cpu_s_runs]
+    files["node-b"].write_text(json.dumps(slow))
+
+    rows = [{"capture": f"c{i % 6}.pcap", "uid": f"C{i}", "ts": float(i), "proto": "udp", "orig_h": "10.0.0.1",
+             "orig_p": 1000 + i, "resp_h": "10.0.0.2", "resp_p": 53, "depth": d, "label": "ab"[i % 2],
+             "group": f"c{i % 6}.pcap", "orig_pkts": d, "resp_pkts": d, "orig_size_sum": 60.0 * d + 10 * (i % 2)}
+            for i in range(24) for d in (1, 2)]
+    evaluator = Evaluator(corpus, Dataset.from_table(pd.DataFrame(rows), 2), ("f1", "cpu"), folds=3,
+                          cache_dir=cache, zeek=zeek, model_seeds=1)
+    for name, feats in (("node-b", ("orig_pkts", "resp_pkts")), ("node-a", ("resp_pkts", "orig_size_sum"))):
+        on(name)
+        outcome = evaluate_trial(evaluator, Config(feats, 2, ModelSpec("dt", 1, 4)))
+        assert outcome.error is None, outcome.traceback
+        details, base = outcome.details, json.loads(files[name].read_text())["cpu_s_runs"][0]
+        assert not details["profile_cached"] and details["baseline_cpu_s"] == base
+        assert details["cpu_ratio"] == pytest.approx(details["cpu_s"] / base)
+    assert len(list((cache / "baselines").glob("*.json"))) == 2
 
 
 def test_profiled_handler_cpu_counts_only_the_scripts_own_work(zeek, tmp_path):

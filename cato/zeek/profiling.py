@@ -13,7 +13,9 @@ extraction so that Zeek's start-up does not drown the per-packet cost:
 * time-to-decision per connection: network time from its first packet to the packet that completed
   its vector (the Nth, or the last one when it ended first), p50 and p95.
 
-Results are cached by (script hash, corpus content hash, Zeek version, baseline, repeat).
+Results are cached by (script hash, corpus content hash, Zeek version, baseline, repeat). An unpaired
+profile's baseline is cached once per corpus and per machine (:func:`machine_identity`): a cost is
+normalised by a baseline measured on the machine that measured the script.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import statistics
 import tempfile
@@ -117,6 +120,9 @@ class CostProfile:
     zam: bool = False
     #: The engine that computed the features: ``script`` or ``native`` (cato's plugin).
     engine: str = "script"
+    #: The machine that measured the profile, its baseline too (:func:`machine_key`); empty in profiles
+    #: cached before it was recorded.
+    machine: str = ""
     #: Whether each round ran its own baseline (see :func:`profile`); ``cpu_ratio`` is then the median
     #: of the per-round ratios in ``cpu_ratio_runs``, and the marginal CPU the median per-round difference.
     paired: bool = False
@@ -201,6 +207,47 @@ def native_plugin_sha256() -> str:
     root = native_plugin_dir()
     libs = sorted(root.glob("lib/*.so")) if root else []
     return hashlib.sha256(b"".join(p.read_bytes() for p in libs)).hexdigest() if libs else "installed"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (x86's ``model name``; ARM's ``Hardware``, ``Model``
+    or implementer and part), else what :mod:`platform` knows."""
+    try:
+        fields = {}
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            name, sep, value = line.partition(":")
+            if sep and value.strip():
+                fields.setdefault(name.strip().lower(), value.strip())
+    except OSError:
+        fields = {}
+    for name in ("model name", "hardware", "model", "cpu model"):
+        if name in fields:
+            return fields[name]
+    if "cpu implementer" in fields:
+        return f"{fields['cpu implementer']}/{fields.get('cpu part', '')}"
+    return platform.processor() or platform.machine()
+
+
+def machine_identity(zeek: Path | None = None) -> dict:
+    """What names the machine measuring a baseline (part of an unpaired baseline's cache key): the host,
+    its CPU model, architecture and CPU count, and the Zeek binary that runs (its resolved path, size
+    and modification time; its version is in the key already). Under Ray a trial runs on any node, and
+    its cost is normalised by the baseline of the node that ran it; a rebuilt Zeek is measured anew."""
+    identity = {"host": platform.node(), "cpu": _cpu_model(), "arch": platform.machine(),
+                "cpus": os.cpu_count() or 0}
+    if zeek is not None:
+        path = Path(zeek).resolve()
+        try:
+            st = path.stat()
+            identity["zeek"] = [str(path), st.st_size, st.st_mtime_ns]
+        except OSError:
+            identity["zeek"] = [str(path)]
+    return identity
+
+
+def machine_key(identity: dict) -> str:
+    """A short hash of a :func:`machine_identity`."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
@@ -298,8 +345,10 @@ def _profiled_run(streams: Sequence[Path], scripts: list, gen: Path, bare: bool,
 
 
 def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: Path, use_cache: bool,
-                   step, extra_args: Sequence[str] = ()) -> tuple[list[float], float, float]:
-    """CPU of each baseline run, its peak RSS and start-up CPU; cached, since every configuration shares it."""
+                   step, extra_args: Sequence[str] = (), machine: dict | None = None
+                   ) -> tuple[list[float], float, float]:
+    """CPU of each baseline run, its peak RSS and start-up CPU; cached, since every configuration measured
+    on this machine (``cache_file`` names it) shares it."""
     if use_cache and cache_file.exists():
         data = json.loads(cache_file.read_text())
         return data["cpu_s_runs"], data["peak_rss_mb"], data["startup_cpu_s"]
@@ -312,7 +361,7 @@ def _baseline_runs(streams, baseline, bare, scripts, repeat, zeek, cache_file: P
             rss = max(rss, m)
         startup = _startup_cpu(scripts, bare, Path(tmp) / "startup", zeek, extra_args)
     write_text_atomic(cache_file, json.dumps({"baseline": baseline, "cpu_s_runs": runs, "peak_rss_mb": rss,
-                                             "startup_cpu_s": startup}))
+                                             "startup_cpu_s": startup, "machine": machine or {}}))
     return runs, rss, startup
 
 
@@ -432,8 +481,9 @@ def _profile(
     ``paired`` runs the baseline beside the script in every round (baseline, then script) and takes
     the ratio and the marginal CPU per round: a machine's speed drifts (here up to 25% within minutes),
     so a baseline measured earlier shifts every relative figure.
-    Unpaired, the baseline is measured once per corpus and cached (a study's cost objective needs only
-    the script's own CPU, less start-ups).
+    Unpaired, the baseline is measured once per corpus and machine and cached (a study's cost objective
+    needs only the script's own CPU, less start-ups): the machine's identity (:func:`machine_identity`)
+    is in the baseline's key, so that on a cluster of unlike nodes each node normalises by its own.
     """
     zeek = zeek or find_zeek()
     zeek_args = list(ZAM_ARGS) if zam else []
@@ -444,6 +494,7 @@ def _profile(
     bare, base_scripts = _baseline_invocation(baseline)
     base_key = baseline if baseline in BASELINES else hashlib.sha256(Path(baseline).read_bytes()).hexdigest()
     model_hash = inference.key if inference is not None else ""
+    machine = machine_identity(zeek)
     key = hashlib.sha256(json.dumps([PROFILE_VERSION, script.sha256, static_scripts_sha256(), chash, version,
                                      base_key, repeat, attribute, model_hash, zam]
                                     + ([native_plugin_sha256()] if native else [])
@@ -474,9 +525,11 @@ def _profile(
                 base_startup = _startup_cpu(base_scripts, bare, work / "startup", zeek, zeek_args)
             else:
                 base_cache = cache_dir / "baselines" / (f"v{PROFILE_VERSION}-{chash[:24]}-{base_key[:16]}-{version}-"
-                                                        f"{repeat}{'-zam' if zam else ''}{_exclusion_tag(left_out)}.json")
+                                                        f"{repeat}-{machine_key(machine)}{'-zam' if zam else ''}"
+                                                        f"{_exclusion_tag(left_out)}.json")
                 base_runs, base_rss, base_startup = _baseline_runs(streams, baseline, bare, base_scripts, repeat,
-                                                                   zeek, base_cache, use_cache, step, zeek_args)
+                                                                   zeek, base_cache, use_cache, step, zeek_args,
+                                                                   machine)
             for r in range(repeat):
                 if paired:
                     step(f"baseline run {r + 1}/{repeat}")
@@ -552,6 +605,7 @@ def _profile(
         baseline_steady_cpu_us_per_conn=base_steady,
         attribution=sorted(attribution.values(), key=lambda r: -r["cpu_s"]),
         zam=zam, engine=script.engine, left_out={**unreadable_captures(streams), **left_out},
+        machine=machine_key(machine),
     )
     write_text_atomic(cache_file, json.dumps(result.to_dict(), indent=1))
     return result
