@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 CORPORA ?= ../shared/corpora
 
-.PHONY: setup plugin example test btest pytest bench clean
+.PHONY: setup plugin live-deps example test btest pytest bench clean
 
 $(BIN)/cato: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ plugin:
 	test -f plugin/build/Makefile || plugin/configure
 	$(MAKE) -C plugin/build -j 2
 
-setup: $(BIN)/cato plugin
+# tcpreplay (and tcprewrite): the live tests and benchmarks/throughput.py replay captures (tests/livenet.py).
+live-deps:
+	command -v tcpreplay >/dev/null || apt-get install -y -q tcpreplay || (apt-get update -q && apt-get install -y -q tcpreplay)
+
+setup: $(BIN)/cato plugin live-deps
 
 STUDY   ?= example-study
 
