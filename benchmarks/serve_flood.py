@@ -46,7 +46,7 @@ global started: time;
 event flood_report()
 	{{
 	print fmt("published %d answered %d missing %d waiting %d seconds %.3f shed %d", vectors_published, answered,
-	          missing_verdicts, |published|, interval_to_double(current_time() - started), shed_vectors);
+	          unanswered[TIMEOUT], |published|, interval_to_double(current_time() - started), unanswered[SHED]);
 	terminate();
 	}}
 
@@ -55,8 +55,8 @@ event tick()
 	local due = double_to_count(interval_to_double(current_time() - started) * {rate});
 	while ( made < due && made < {total} )
 		{{
-		# As emit() does: each vector goes out if publish_policy lets it (the package's hook counts it
-		# as awaiting a verdict, or as shed).
+		# As emit() does: each vector goes out if the package admits it (it counts it as awaiting a
+		# verdict, or as shed).
 		local vs: vector of Info = vector();
 		local j = 0;
 		while ( j < 100 )
@@ -66,13 +66,13 @@ event tick()
 			                   $resp_p=80/tcp, $proto=6);
 			local info = Info($ts=network_time(), $uid=fmt("Cf%d", k), $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
 			                  $decided_after=0secs, $decided_by=DEPTH);
-			if ( hook publish_policy(info) )
+			if ( admit(info, F) )
 				vs += info;
 			++j;
 			}}
 		if ( |vs| > 0 )
 			{{
-			Cluster::publish(topic, vector_batch, vs);
+			Cluster::publish(vector_topic, vector_batch, vs);
 			vectors_published += |vs|;
 			}}
 		made += 100;

@@ -522,8 +522,12 @@ def compile_cmd(
 @app.command()
 def serve(
     package: Path = typer.Argument(..., help="Package directory (from cato compile)."),
-    url: Optional[str] = typer.Option(None, "--url", help="Where Zeek listens (default ws://127.0.0.1:27760, "
-                                      "or tcp://127.0.0.1:27761 with --transport broker)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Where Zeek listens (default ws://127.0.0.1:21760, "
+                                      "or tcp://127.0.0.1:21761 with --transport broker); on a cluster, the "
+                                      "manager (or Cato::listener_node)."),
+    zeek_nodes: Optional[list[str]] = typer.Option(None, "--zeek-node", help="Score only this cluster node's "
+                                                   "vectors (repeatable): several workers share the nodes, "
+                                                   "none scoring a vector twice. Default: every node's."),
     transport: str = typer.Option("websocket", "--transport", help="websocket (Zeek's WebSocket API v1) or "
                                   "broker (Broker's Python bindings, from zeek-config --python_dir)."),
     batch: int = typer.Option(256, "--batch", min=1, help="Vectors scored per ONNX Runtime call, at most."),
@@ -571,7 +575,8 @@ def serve(
                     context = ssl.create_default_context(cafile=str(tls_ca))
                 except (OSError, ssl.SSLError) as e:
                     _fail(f"{tls_ca}: not a readable PEM certificate: {e}")
-            worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue, ssl=context)
+            worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue, ssl=context,
+                            nodes=zeek_nodes or ())
             stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
             summary, message = stats.to_dict(), ""
     except ServeError as e:

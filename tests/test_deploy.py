@@ -379,7 +379,7 @@ def test_a_package_compiled_with_a_deadline_carries_it(study, cache, monkeypatch
 def test_hostile_labels_and_names_reach_zeek_as_data(zeek, tmp_path):
     """Labels, alert labels and a package name with quotes, newlines, backslashes and non-ASCII become
     Zeek string literals: Zeek parses the verdict script, runs none of it as code, and holds them exactly."""
-    from cato.deploy.zeek_side import load_script, verdict_script
+    from cato.deploy.zeek_side import load_script, model_script, serving_script
     hostile = ['x"; print "pwned"; #', "new\nline", "back\\slash", "é∂"]
     manifest = Manifest(features=["orig_pkts"], depth=3, labels=hostile, model={"family": "dt"}, alert_labels=hostile,
                         trial=0, values={"f1": 1.0}, corpus="c", label_column="label", strategy="counters")
@@ -388,7 +388,8 @@ def test_hostile_labels_and_names_reach_zeek_as_data(zeek, tmp_path):
     (scripts / "__load__.zeek").write_text(load_script('pkg"; print "pwned"; #'))
     (scripts / "features.zeek").write_text(generate(resolve("orig_pkts"), 3).text)
     model_name = 'model"; print "pwned"; #'
-    (scripts / "verdicts.zeek").write_text(verdict_script(manifest, model_name))
+    (scripts / "verdicts.zeek").write_text(serving_script("verdicts.zeek").read_text())
+    (scripts / "model.zeek").write_text(model_script(manifest, model_name))
     probe = tmp_path / "probe.zeek"
     probe.write_text("event zeek_init() &priority=-10 {\n"
                      + "".join(f"print {zeek_string(h)} in Cato::alert_labels;\n" for h in hostile)

@@ -221,7 +221,7 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 
         async def forge() -> int:  # a client that speaks the protocol, answering vectors with its own verdicts
             async with WebSocketLink(f"ws://127.0.0.1:{port}") as link:
-                batch = await link.next_batch()
+                _, batch = await link.next_batch()
                 vectors = [v for v in (link.read(item, 3) for item in batch) if v is not None]
                 await link.answer("forged-schema", [(v, "evil", 1.0) for v in vectors])
                 return len(vectors)

@@ -21,7 +21,7 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.zeek_side import load_script, verdict_script, zeek_string
+from cato.deploy.zeek_side import load_script, model_script, serving_script, zeek_string
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
@@ -110,7 +110,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
         scripts.mkdir(parents=True)
         (scripts / "__load__.zeek").write_text(load_script(name))
         (scripts / "features.zeek").write_text(script.text + _online_settings())
-        (scripts / "verdicts.zeek").write_text(verdict_script(manifest, name))
+        shutil.copyfile(serving_script("verdicts.zeek"), scripts / "verdicts.zeek")
+        (scripts / "model.zeek").write_text(model_script(manifest, name))
         (work / MODEL_NAME).write_bytes(onnx_bytes)
         manifest.write(work)
         (work / "zkg.meta").write_text(_zkg_meta(manifest, name))

@@ -1,7 +1,9 @@
 """How the worker talks to Zeek: one small interface, two implementations.
 
 A link gives the items of each ``Cato::vector_batch`` Zeek publishes, reads an item into a
-:class:`Vector`, and answers a micro-batch with one ``Cato::verdicts`` event. Each link reads the
+:class:`Vector`, and answers a micro-batch with one ``Cato::verdicts`` event per node that asked: a
+cluster node publishes on ``zeek/cato/vectors/NODE/`` and takes its verdicts on
+``zeek/cato/verdicts/NODE/`` (a standalone Zeek on the two prefixes themselves). Each link reads the
 vectors in its own representation: decoding them generically would take most of the worker's time.
 
 * :class:`WebSocketLink`: Zeek's WebSocket API v1 (JSON), ``ws://`` or ``wss://`` URLs.
@@ -15,8 +17,10 @@ import asyncio
 import math
 import subprocess
 import sys
+import re
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 from urllib.parse import urlparse
 
 from cato.codegen.static import VECTOR_ID_FIELDS
@@ -38,10 +42,37 @@ _NUMBERS = ("real", "count", "integer")
 @dataclass(frozen=True)
 class Vector:
     """What the worker keeps of a vector: the connection's uid, its conn_id as the link received it
-    (sent back as it is), and the feature values (missing as ``MISSING_VALUE``)."""
+    (sent back as it is), the feature values (missing as ``MISSING_VALUE``), and the topic its verdict
+    goes to (that of the node that published it)."""
     uid: str
     conn_id: Any
     features: list[float]
+    reply_topic: str = VERDICT_TOPIC
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def vector_topics(nodes: Sequence[str] = ()) -> list[str]:
+    """What a worker subscribes to: the vectors of every node, or of the named cluster nodes only (so
+    that several workers share a cluster's nodes, none scoring a vector twice)."""
+    for node in nodes:
+        if not _NODE_NAME.fullmatch(node):
+            raise TransportError(f"{node!r}: not a Zeek cluster node's name")
+    return [f"{VECTOR_TOPIC}/{node}/" for node in nodes] if nodes else [VECTOR_TOPIC]
+
+
+def reply_topic(topic: str) -> str:
+    """The verdict topic of the node that published vectors on ``topic``."""
+    return VERDICT_TOPIC + topic[len(VECTOR_TOPIC):] if topic.startswith(VECTOR_TOPIC) else VERDICT_TOPIC
+
+
+def _by_topic(answers: list[tuple[Vector, str, float]]) -> dict[str, list]:
+    """The verdicts of a micro-batch, grouped by the node they go back to."""
+    groups: dict[str, list] = defaultdict(list)
+    for v, label, score in answers:
+        groups[v.reply_topic].append([v.uid, v.conn_id, label, score])
+    return groups
 
 
 class Link(Protocol):
@@ -51,28 +82,31 @@ class Link(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def next_batch(self) -> list:
-        """The items of the next vector batch; raises TransportError when the connection is lost."""
+    async def next_batch(self) -> tuple[str, list]:
+        """The topic its verdicts go to, and the items of the next vector batch; raises TransportError
+        when the connection is lost."""
 
-    def read(self, item: Any, n_features: int) -> Vector | None:
+    def read(self, item: Any, n_features: int, reply_to: str) -> Vector | None:
         """The vector in ``item``, or None when it is not one the worker can score and answer."""
 
     async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        """Publish one ``Cato::verdicts`` event for ``answers`` (vector, label, score)."""
+        """Publish one ``Cato::verdicts`` event per node for ``answers`` (vector, label, score)."""
 
 
-def make_link(url: str, ssl=None) -> Link:
+def make_link(url: str, ssl=None, nodes: Sequence[str] = ()) -> Link:
+    """A link to Zeek at ``url``, taking the vectors of ``nodes`` (cluster node names; none: all)."""
     scheme = urlparse(url).scheme
+    topics = vector_topics(nodes)
     if scheme in ("ws", "wss"):
-        return WebSocketLink(url, ssl)
+        return WebSocketLink(url, ssl, topics)
     if scheme == "tcp":
-        return BrokerLink(url)
+        return BrokerLink(url, topics)
     raise TransportError(f"{url}: give ws://HOST:PORT (Zeek's WebSocket API) or tcp://HOST:PORT (Broker)")
 
 
 class WebSocketLink:
-    def __init__(self, url: str, ssl=None) -> None:
-        self.transport = WebSocketTransport(url, [VECTOR_TOPIC], ssl=ssl, max_message_bytes=MAX_MESSAGE_BYTES)
+    def __init__(self, url: str, ssl=None, topics: Sequence[str] = (VECTOR_TOPIC,)) -> None:
+        self.transport = WebSocketTransport(url, list(topics), ssl=ssl, max_message_bytes=MAX_MESSAGE_BYTES)
         self.zeek_version: str | None = None
 
     async def __aenter__(self) -> "WebSocketLink":
@@ -83,19 +117,19 @@ class WebSocketLink:
     async def __aexit__(self, *exc: object) -> None:
         await self.transport.close()
 
-    async def next_batch(self) -> list:
+    async def next_batch(self) -> tuple[str, list]:
         while True:
             msg = await self.transport.receive_message()
             try:
-                _topic, name, args = event_envelope(msg)
+                topic, name, args = event_envelope(msg)
             except TransportError as e:
                 self.transport.count_malformed(e)
                 continue
             if name == VECTOR_EVENT and len(args) == 1 and isinstance(args[0], dict) \
                     and isinstance(args[0].get("data"), list):
-                return args[0]["data"]
+                return reply_topic(topic), args[0]["data"]
 
-    def read(self, item: Any, n_features: int) -> Vector | None:
+    def read(self, item: Any, n_features: int, reply_to: str = VERDICT_TOPIC) -> Vector | None:
         """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON."""
         try:
             fields = item["data"]
@@ -115,11 +149,11 @@ class WebSocketLink:
             return None
         if len(values) != n_features or not isinstance(uid["data"], str):
             return None
-        return Vector(uid["data"], Raw(conn_id), values)
+        return Vector(uid["data"], Raw(conn_id), values, reply_to)
 
     async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        await self.transport.publish(VERDICT_TOPIC, VERDICTS_EVENT,
-                                     [schema, [[v.uid, v.conn_id, label, score] for v, label, score in answers]])
+        for topic, verdicts in _by_topic(answers).items():
+            await self.transport.publish(topic, VERDICTS_EVENT, [schema, verdicts])
 
 
 def _import_broker():
@@ -152,23 +186,29 @@ class BrokerLink:
     POLL_S = 0.25
     _shared: tuple | None = None
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, topics: Sequence[str] = (VECTOR_TOPIC,)) -> None:
         parsed = urlparse(url)
         if not parsed.hostname or not parsed.port:
             raise TransportError(f"{url}: a Broker URL is tcp://HOST:PORT")
-        self.url, self.host, self.port = url, parsed.hostname, parsed.port
+        self.url, self.host, self.port, self.topics = url, parsed.hostname, parsed.port, list(topics)
         self.zeek_version: str | None = None
         self.broker = _import_broker()
 
     def _endpoint(self) -> tuple:
         if BrokerLink._shared is None:
             endpoint = self.broker.Endpoint()
-            BrokerLink._shared = (endpoint, endpoint.make_subscriber(VECTOR_TOPIC),
-                                  endpoint.make_status_subscriber(True))
+            # One topic at a time: the bindings' make_subscriber takes a list through collections.Iterable,
+            # which Python 3.10 removed.
+            vectors = endpoint.make_subscriber(self.topics[0])
+            for topic in self.topics[1:]:
+                vectors.add_topic(topic, True)
+            BrokerLink._shared = (endpoint, vectors, endpoint.make_status_subscriber(True), self.topics)
+        elif BrokerLink._shared[3] != self.topics:
+            raise TransportError("one Broker endpoint serves the whole process: its nodes cannot change")
         return BrokerLink._shared
 
     async def __aenter__(self) -> "BrokerLink":
-        self.endpoint, self.vectors, self.status = self._endpoint()
+        self.endpoint, self.vectors, self.status, _ = self._endpoint()
         self.status.poll()  # what happened to an earlier peering is not news of this one
         # No retries: the worker's own loop retries, and can be stopped between tries.
         if not await asyncio.to_thread(self.endpoint.peer, self.host, self.port, 0):
@@ -186,7 +226,7 @@ class BrokerLink:
                 return True
         return False
 
-    async def next_batch(self) -> list:
+    async def next_batch(self) -> tuple[str, list]:
         while True:
             msg = await asyncio.to_thread(self.vectors.get, self.POLL_S)
             if msg is None:
@@ -196,11 +236,11 @@ class BrokerLink:
             try:
                 event = self.broker.zeek.Event(msg[1])
                 if event.name() == VECTOR_EVENT and len(event.args()) == 1:
-                    return list(event.args()[0])
+                    return reply_topic(str(msg[0])), list(event.args()[0])
             except Exception:  # a message Broker's bindings cannot read as an event: not ours
                 continue
 
-    def read(self, item: Any, n_features: int) -> Vector | None:
+    def read(self, item: Any, n_features: int, reply_to: str = VERDICT_TOPIC) -> Vector | None:
         try:
             uid, conn_id = item[_UID], item[_ID]
             values = []
@@ -216,9 +256,8 @@ class BrokerLink:
             return None
         if len(values) != n_features or not isinstance(uid, str):
             return None
-        return Vector(uid, conn_id, values)
+        return Vector(uid, conn_id, values, reply_to)
 
     async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        event = self.broker.zeek.Event(VERDICTS_EVENT, schema,
-                                       [[v.uid, v.conn_id, label, score] for v, label, score in answers])
-        self.endpoint.publish(VERDICT_TOPIC, event)
+        for topic, verdicts in _by_topic(answers).items():
+            self.endpoint.publish(topic, self.broker.zeek.Event(VERDICTS_EVENT, schema, verdicts))

@@ -2,7 +2,7 @@
 
 Zeek reads the capture with the package loaded and waits for the worker before it starts; when the
 capture runs out it makes the vectors of the connections still open, and terminates once every
-vector has its verdict (see ``zeek_side.replay_script``). Zeek's logs stay in DIR.
+vector has its verdict (see ``zeek-scripts/serving/replay.zeek``). Zeek's logs stay in DIR.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from cato.deploy.serve import ServeError, Worker, WorkerStats
-from cato.deploy.zeek_side import replay_script
+from cato.deploy.zeek_side import serving_script
 from cato.corpus import CaptureError, read_capture
 from cato.corpus.pcapio import write_packet, write_pcap_header
 from cato.zeek import find_zeek, native_plugin_dir, read_zeek_log
 from cato.zeek.corpus_run import ZEEK_LINKTYPES
 
-#: Name of the settings script written into DIR.
+#: Name of the settings script written into DIR (the listener's port), loaded after ``replay.zeek``.
 REPLAY_SCRIPT = "cato-replay.zeek"
 
 
@@ -115,12 +115,12 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     capture, note = check_capture(capture, out)
     port = free_port()
     worker.url = f"ws://127.0.0.1:{port}"
-    (out / REPLAY_SCRIPT).write_text(replay_script() + f"\nredef Cato::websocket_port = {port}/tcp;\n")
+    (out / REPLAY_SCRIPT).write_text(f"redef Cato::websocket_port = {port}/tcp;\n")
     # Bare (as cato extract runs Zeek), conn.log is still written: it is what the verdicts are counted against.
     scripts = [] if default_scripts else ["-b", "base/protocols/conn"]
     pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
     argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
-            REPLAY_SCRIPT, *extra_scripts]
+            str(serving_script("replay.zeek")), REPLAY_SCRIPT, *extra_scripts]
     env = dict(os.environ)
     plugin = native_plugin_dir() if worker.scorer.manifest.extra.get("engine") == "native" else None
     if plugin is not None:  # the native engine's plugin, from this checkout (else where zkg put it)

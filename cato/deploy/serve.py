@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -80,12 +80,15 @@ class Worker:
     ``reconnect``) when Zeek goes away."""
 
     def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 0.0,
-                 queue_size: int = 100_000, reconnect: bool = True, ssl=None, lossless: bool = False) -> None:
+                 queue_size: int = 100_000, reconnect: bool = True, ssl=None, lossless: bool = False,
+                 nodes: Sequence[str] = ()) -> None:
         if batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
         self.scorer = Scorer(package)
+        #: The cluster nodes whose vectors this worker takes (none: every node's).
+        self.nodes = tuple(nodes)
         try:
-            make_link(url, ssl)  # a URL the worker cannot use is an error now, not a reconnect loop
+            make_link(url, ssl, self.nodes)  # a URL the worker cannot use is an error now, not a reconnect loop
         except TransportError as e:
             raise ServeError(str(e)) from None
         self.url, self.batch, self.max_wait = url, batch, max_wait_ms / 1000.0
@@ -100,7 +103,7 @@ class Worker:
         backoff = 0.25
         while not self.stop.is_set():
             try:
-                async with make_link(self.url, self.ssl) as link:
+                async with make_link(self.url, self.ssl, self.nodes) as link:
                     self.stats.connections += 1
                     log.info("connected to Zeek %s at %s", link.zeek_version, self.url)
                     backoff = 0.25
@@ -140,12 +143,12 @@ class Worker:
     async def _receive(self, link: Link, queue: asyncio.Queue) -> None:
         n = self.scorer.n_features
         while True:
-            batch = await link.next_batch()
+            reply_to, batch = await link.next_batch()
             self.stats.batches_received += 1
             self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(batch))
             for item in batch:
                 self.stats.received += 1
-                vector = link.read(item, n)
+                vector = link.read(item, n, reply_to)
                 if vector is None:
                     self.stats.unreadable += 1
                     continue

@@ -4,6 +4,7 @@
 #include <zeek/ConnKey.h>
 #include <zeek/Event.h>
 #include <zeek/EventRegistry.h>
+#include <zeek/Func.h>
 #include <zeek/ID.h>
 #include <zeek/cluster/Backend.h>
 #include <zeek/logging/Manager.h>
@@ -53,6 +54,7 @@ struct Output {
     zeek::EnumValPtr log_id;
     zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
     zeek::FuncValPtr vector_batch;
+    zeek::FuncPtr publish_policy; // Cato::publish_policy, when a script has a handler for it
     zeek::EventHandlerPtr vector_ready;
     zeek::VectorTypePtr batch_type;
     zeek::VectorValPtr pending; // vectors waiting to be published
@@ -244,7 +246,7 @@ bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
     out.publish_vectors = zeek::id::find("Cato::publish_vectors");
     out.batch_size = zeek::id::find("Cato::publish_batch_size");
     out.max_wait = zeek::id::find("Cato::publish_max_wait");
-    out.topic = zeek::id::find("Cato::topic");
+    out.topic = zeek::id::find("Cato::vector_topic");
     out.published = zeek::id::find("Cato::vectors_published");
     out.vector_batch = zeek::id::find_val<zeek::FuncVal>("Cato::vector_batch");
     if ( ! out.info || ! out.decision || ! out.log_id || ! out.log_vectors || ! out.publish_vectors ||
@@ -274,6 +276,8 @@ bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
     }
     if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
         out.vector_ready = h;
+    if ( auto hook = zeek::id::find_func("Cato::publish_policy"); hook && ! hook->GetBodies().empty() )
+        out.publish_policy = hook;
     out.batch_type = zeek::make_intrusive<zeek::VectorType>(out.info);
     return true;
 }
@@ -292,7 +296,7 @@ void flush_vectors() {
         return;
     auto batch = std::move(out.pending);
     out.pending = nullptr;
-    // As Cluster::publish(Cato::topic, Cato::vector_batch, batch) does.
+    // As Cluster::publish(Cato::vector_topic, Cato::vector_batch, batch) does.
     zeek::Args args{batch};
     auto ev = zeek::cluster::backend->MakeClusterEvent(out.vector_batch, zeek::ArgsSpan{args});
     if ( ! ev || ! zeek::cluster::backend->PublishEvent(out.topic->GetVal()->AsStringVal()->ToStdString(), *ev) )
@@ -640,7 +644,16 @@ void Extractor::Emit(uint64_t depth, Decision by, double after) {
     if ( out.log_vectors->GetVal()->AsBool() )
         zeek::log_mgr->Write(out.log_id.get(), info.get());
 
-    if ( out.publish_vectors->GetVal()->AsBool() ) {
+    // As emit() does: a vector goes out if Cato::publish_policy lets it (a package's verdict side
+    // awaits it from then on, or counts it as shed).
+    bool publish = out.publish_vectors->GetVal()->AsBool();
+    if ( publish && out.publish_policy ) {
+        if ( ! conn_val )
+            conn_val = c->GetVal();
+        auto allowed = out.publish_policy->Invoke(conn_val, info);
+        publish = allowed && allowed->AsBool();
+    }
+    if ( publish ) {
         if ( ! out.pending ) {
             out.pending = zeek::make_intrusive<zeek::VectorVal>(out.batch_type);
             out.due = zeek::run_state::network_time + out.max_wait->GetVal()->AsInterval();

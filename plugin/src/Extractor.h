@@ -78,7 +78,7 @@ extern Config config;
 bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
                const std::vector<std::string>& columns, double deadline, std::string* err);
 
-// Publishes the vectors waiting for their batch to fill now, as Cluster::publish(Cato::topic,
+// Publishes the vectors waiting for their batch to fill now, as Cluster::publish(Cato::vector_topic,
 // Cato::vector_batch, vectors) would.
 void flush_vectors();
 

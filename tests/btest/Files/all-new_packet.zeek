@@ -70,8 +70,18 @@ export {
 	## Publish vectors with :zeek:id:`Cluster::publish` on :zeek:id:`Cato::topic`.
 	option publish_vectors = F;
 
-	## Topic of published vectors; an inference worker (``cato serve``) subscribes to it.
+	## Topic of published vectors; an inference worker (``cato serve``) subscribes to it. In a
+	## cluster each node publishes under its own name (see :zeek:id:`Cato::vector_topic`).
 	option topic = "zeek/cato/vectors";
+
+	## The topic this node publishes its vectors on: :zeek:id:`Cato::topic` in a standalone Zeek,
+	## ``zeek/cato/vectors/NODE/`` on a cluster node, so that the inference worker can answer the
+	## node that asked, and several workers can share the nodes.
+	global vector_topic = "";
+
+	## *prefix* in a standalone Zeek; *prefix*, the node's name and a slash on a cluster node (the
+	## slash keeps worker-1's topic from being a prefix of worker-10's).
+	global node_topic: function(prefix: string): string;
 
 	## Vectors are published in batches of up to this many (one :zeek:id:`Cato::vector_batch`
 	## event each): a publish costs about as much as a log row, whatever it carries.
@@ -83,9 +93,9 @@ export {
 	## Raised for every vector.
 	global vector_ready: event(info: Info);
 
-	## Asked before a vector is published; a handler that breaks keeps it back (an inference
-	## worker that is behind, say).
-	global publish_policy: hook(info: Info);
+	## Asked before a vector of connection *c* is published; a handler that breaks keeps it back
+	## (an inference worker that is behind, say).
+	global publish_policy: hook(c: connection, info: Info);
 
 	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set.
 	global vector_batch: event(vectors: vector of Info);
@@ -159,7 +169,7 @@ function flush_vectors() &is_used
 	{
 	if ( |pending| == 0 )
 		return;
-	Cluster::publish(topic, vector_batch, pending);
+	Cluster::publish(vector_topic, vector_batch, pending);
 	vectors_published += |pending|;
 	pending = vector();
 	++batches;
@@ -183,7 +193,7 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 	if ( log_vectors )
 		Log::write(LOG, info);
 
-	if ( publish_vectors && hook publish_policy(info) )
+	if ( publish_vectors && hook publish_policy(c, info) )
 		{
 		pending += info;
 		if ( |pending| >= publish_batch_size )
@@ -207,8 +217,21 @@ function packet_seen(c: connection, s: State) &is_used
 		}
 	}
 
+function node_topic(prefix: string): string
+	{
+	return Cluster::is_enabled() ? cat(prefix, "/", Cluster::node, "/") : prefix;
+	}
+
+function topic_changed(id: string, new_value: string): string
+	{
+	vector_topic = node_topic(new_value);
+	return new_value;
+	}
+
 event zeek_init() &priority=5
 	{
+	vector_topic = node_topic(topic);
+	Option::set_change_handler("Cato::topic", topic_changed);
 	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path="cato",
 	                                    $policy=log_policy));
 	if ( native_engine )
