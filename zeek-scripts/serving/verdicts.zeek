@@ -215,9 +215,10 @@ function check_flight(leaving: count)
 		}
 	}
 
-# Whether an inference worker takes this node's vectors: assumed until the listening node says
-# otherwise (a Broker worker, or a listener Zeek cannot hear from, is never ruled out).
-global served = T;
+# Whether an inference worker takes this node's vectors. A cluster node waits for the listening node
+# to say; a standalone Zeek assumes so until its own listener says otherwise (reading a trace, with no
+# listener, a site may have peered a worker of its own).
+global served = ! Cluster::is_enabled();
 
 # Whether the listening node has told this one yet.
 global workers_known = F;
@@ -255,12 +256,12 @@ function client_subscriptions(): string_vec
 	}
 
 # Tells every node (this one too) which topics the inference workers take. With a Broker listener
-# too, Zeek cannot know: nobody is told, and every node publishes.
+# too, Zeek cannot know: every node is told to publish (the empty prefix covers every topic).
 function announce_workers(node: string &default="")
 	{
-	if ( ! listening || broker_listen )
+	if ( ! listening )
 		return;
-	local subscriptions = client_subscriptions();
+	local subscriptions = broker_listen ? vector("") : client_subscriptions();
 	if ( node != "" )
 		Cluster::publish(Cluster::node_topic(node), inference_workers, subscriptions);
 	else
@@ -361,7 +362,7 @@ event zeek_done() &priority=-10
 	{
 	count_unanswered(SHUTDOWN, |published|);
 	# A standalone Zeek reading a trace, with no listener, serves no one: its vectors at exit are no news.
-	local served_someone = listening || Cluster::is_enabled() || unanswered_total() > unanswered[SHUTDOWN];
+	local served_someone = listening || Cluster::is_enabled();
 	if ( served_someone && (vectors_published > 0 || unanswered_total() > 0 || refused_verdicts > 0) )
 		Reporter::info(fmt("cato: %d vector(s) published; no verdict: %s; %d verdict(s) refused, %d late",
 		                   vectors_published, unanswered_text(), refused_verdicts, late_verdicts));

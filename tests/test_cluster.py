@@ -1,0 +1,265 @@
+"""A compiled package on a live Zeek cluster: a manager, a logger, a proxy and two workers (nodes started
+with ``CLUSTER_NODE`` and a cluster layout), on ZeroMQ and on Broker, capturing a replay with AF_PACKET
+fanout in a namespace of their own (tests/livenet.py).
+
+Two ``cato serve`` processes share the cluster, one per worker node (``--zeek-node``), both connected to
+the one listener, on the manager. Every TCP/UDP connection gets exactly one verdict row, logged once
+through the logger; every alert is one Notice; the verdict log's ``midstream`` agrees with conn.log's
+history; and each worker's accounting of its vectors adds up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cato.corpus.pcapio import read_capture, write_packet, write_pcap_header
+from cato.deploy.compile import compile_package
+from cato.model import ModelSpec
+from cato.search.space import Config
+from cato.study import Study, StudySettings
+from cato.zeek import read_zeek_log
+from conftest import IN_CI, corpus_path
+from livenet import BENCH_NET_V4, BENCH_NET_V6, LiveNet, LiveNetUnavailable, rewrite, wait_idle
+
+pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
+
+#: Every 5-tuple once (a live replay compresses minutes into seconds: no two connections may merge),
+#: TCP and UDP, some of it joined mid-stream.
+CAPTURE = "pcaps/HueBridge/Setup-C-13-STA.pcap"
+WORKERS = ("worker-1", "worker-2")
+NODES = ("manager", "logger", "proxy-1", *WORKERS)
+#: Ports inside the test's namespace (its own): zeekctl's usual ones, beside cato's listener default.
+FIRST_PORT, WEBSOCKET_PORT = 27760, 21760
+
+
+@pytest.fixture(scope="module")
+def package(mini_corpus, tmp_path_factory) -> Path:
+    """A depth-3 package trained on four IoT Sentinel devices, alerting on one of them."""
+    work = tmp_path_factory.mktemp("cluster-pkg")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CATO_CACHE", str(work / "cache"))
+        study = Study.open(work / "study", StudySettings(str(mini_corpus), max_depth=3))
+        number = study.storage.start_trial("search", Config(("orig_port", "resp_port", "ip_proto"), 3,
+                                                            ModelSpec("dt", 1, 4)).to_dict())
+        study.storage.finish_trial(number, {"f1": 1.0, "cpu": 1.0}, {})
+        trial = next(t for t in study.trials("search") if t.number == number)
+        return compile_package(study, trial, work / "model", alert_labels=["HueSwitch"]).path
+
+
+@pytest.fixture
+def net():
+    try:
+        live = LiveNet()
+        live.__enter__()
+    except LiveNetUnavailable as e:
+        if IN_CI:
+            pytest.fail(f"CI=true but no live network can be made here: {e}")
+        pytest.skip(f"no live network here: {e}")
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def _layout() -> str:
+    nodes = []
+    for i, name in enumerate(NODES):
+        kind = {"manager": "MANAGER", "logger": "LOGGER", "proxy-1": "PROXY"}.get(name, "WORKER")
+        manager = "" if name == "manager" else ', $manager="manager"'
+        nodes.append(f'\t["{name}"] = [$node_type=Cluster::{kind}, $ip=127.0.0.1, $p={FIRST_PORT + i}/tcp{manager}],')
+    return "redef Cluster::manager_is_logger = F;\nredef Cluster::nodes = {\n" + "\n".join(nodes) + "\n};\n"
+
+
+def _zeromq_ports() -> str:
+    """The ZeroMQ proxy's ports (its own defaults, 5555-5556, would do as well in the namespace)."""
+    return f"""
+redef Cluster::Backend::ZeroMQ::listen_xpub_endpoint = "tcp://127.0.0.1:{FIRST_PORT + 10}";
+redef Cluster::Backend::ZeroMQ::listen_xsub_endpoint = "tcp://127.0.0.1:{FIRST_PORT + 11}";
+redef Cluster::Backend::ZeroMQ::connect_xpub_endpoint = "tcp://127.0.0.1:{FIRST_PORT + 11}";
+redef Cluster::Backend::ZeroMQ::connect_xsub_endpoint = "tcp://127.0.0.1:{FIRST_PORT + 10}";
+"""
+
+
+#: On every node: logs stay unrotated where the logger writes them; connections end soon after their
+#: last packet, so that each is decided and logged before the test stops the cluster. Workers report
+#: whether they are served, what they have open, and their accounting at exit.
+SITE = """
+redef Log::default_rotation_interval = 0secs;
+redef tcp_inactivity_timeout = 1sec;
+redef udp_inactivity_timeout = 1sec;
+redef icmp_inactivity_timeout = 1sec;
+redef Cato::verdict_wait = 10min;
+
+module Cato;
+
+event report_state()
+	{
+	local stats = get_conn_stats();
+	print fmt("state served=%s open=%d awaiting=%d", served, stats$current_conns, |published|);
+	schedule 200msec { report_state() };
+	}
+
+event zeek_init()
+	{
+	if ( Cluster::local_node_type() == Cluster::WORKER )
+		schedule 200msec { report_state() };
+	}
+
+event zeek_done() &priority=-20
+	{
+	if ( Cluster::local_node_type() == Cluster::WORKER )
+		print fmt("accounting published=%d timeout=%d shutdown=%d shed=%d no_worker=%d late=%d", vectors_published,
+		          unanswered[TIMEOUT], unanswered[SHUTDOWN], unanswered[SHED], unanswered[NO_WORKER], late_verdicts);
+	}
+"""
+
+
+def _joined_midstream(capture: Path, out: Path, every: int = 3) -> Path:
+    """``capture`` with the SYN and SYN-ACK of every ``every``-th TCP connection left out: Zeek joins
+    those mid-stream, as it does the connections open when it starts."""
+    connections: dict[tuple, int] = {}
+    with open(out, "wb") as f:
+        packets = read_capture(capture).packets
+        write_pcap_header(f, packets[0].linktype)
+        for p in packets:
+            d = p.data
+            if p.linktype == 1 and len(d) >= 54 and d[12:14] == b"\x08\x00" and d[23] == 6:
+                ihl = (d[14] & 0x0F) * 4
+                tcp = 14 + ihl
+                ends = sorted([(d[26:30], d[tcp:tcp + 2]), (d[30:34], d[tcp + 2:tcp + 4])])
+                n = connections.setdefault(tuple(ends), len(connections))
+                if d[tcp + 13] & 0x02 and n % every == 0:  # SYN
+                    continue
+            write_packet(f, p.ts_ns, d, p.orig_len)
+    return out
+
+
+def _last_state(stdout: Path) -> dict[str, str]:
+    complete = stdout.read_text().rpartition("\n")[0] if stdout.exists() else ""
+    lines = re.findall(r"state (.*)", complete)
+    return dict(kv.split("=") for kv in lines[-1].split()) if lines else {}
+
+
+def _wait(what: str, ok, procs: dict[str, subprocess.Popen], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited ({proc.returncode}) while waiting for {what}")
+        if ok():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("backend", ["zeromq", "broker"])
+def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, package, zeek, net, tmp_path):
+    pcap = rewrite(_joined_midstream(corpus_path("iot-sentinel") / CAPTURE, tmp_path / "cut.pcap"),
+                   tmp_path / "traffic.pcap")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "cluster-layout.zeek").write_text(_layout())
+    (config / "site.zeek").write_text(SITE + (_zeromq_ports() if backend == "zeromq" else ""))
+    zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    env = {**os.environ, "ZEEKPATH": f"{zeekpath}:{config}"}
+    backend_scripts = (["policy/frameworks/cluster/backend/zeromq", "policy/frameworks/cluster/backend/zeromq/connect"]
+                       if backend == "zeromq" else [])
+    procs: dict[str, subprocess.Popen] = {}
+    for name in NODES:
+        work = tmp_path / name
+        work.mkdir()
+        capture = ["-i", f"af_packet::{net.capture_iface}"] if name in WORKERS else []
+        procs[name] = net.popen([str(zeek), "-b", *capture, *backend_scripts, "base/protocols/conn",
+                                 str(package / "scripts"), str(config / "site.zeek")],
+                                cwd=work, env={**env, "CLUSTER_NODE": name},
+                                stdout=open(work / "stdout", "w"), stderr=open(work / "stderr", "w"))
+    serving = {}
+    try:
+        for name in WORKERS:
+            net.wait_capturing(procs[name])
+        for name in WORKERS:  # one worker process per node: none scores a vector twice
+            serving[name] = net.popen([sys.executable, "-m", "cato", "serve", str(package), "--url",
+                                       f"ws://127.0.0.1:{WEBSOCKET_PORT}", "--zeek-node", name, "--json"],
+                                      stdout=subprocess.PIPE, stderr=open(tmp_path / f"serve-{name}.log", "w"),
+                                      text=True)
+        _wait("both workers served", lambda: all(_last_state(tmp_path / w / "stdout").get("served") == "T"
+                                                 for w in WORKERS), procs)
+        sent = net.replay(pcap, mbps=20)
+        assert sent["packets"] > 0
+        for name in WORKERS:
+            wait_idle(procs[name])
+        _wait("every connection ended and answered",
+              lambda: all(_last_state(tmp_path / w / "stdout").get("open") == "0" and
+                          _last_state(tmp_path / w / "stdout").get("awaiting") == "0" for w in WORKERS), procs)
+        served = {}
+        for name, worker in serving.items():
+            worker.send_signal(signal.SIGTERM)
+            out, _ = worker.communicate(timeout=60)
+            served[name] = json.loads(out)
+        for name in (*WORKERS, "proxy-1", "manager", "logger"):  # as zeekctl stops a cluster
+            _stop(procs[name])
+    finally:
+        for proc in (*procs.values(), *serving.values()):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    logs = tmp_path / "logger"
+    everything = read_zeek_log(logs / "conn.log")
+    verdicts = read_zeek_log(logs / "cato_verdict.log")
+    assert verdicts["uid"].is_unique, "each verdict is logged once"
+    assert set(verdicts["uid"]) <= set(everything["uid"]), "every verdict is of a connection"
+    # The replay's TCP/UDP connections. (A worker's AF_PACKET socket takes every interface's packets
+    # until it binds to its own: the cluster's first packets on the loopback count too, before any
+    # inference worker is there.)
+    replayed = everything["id.orig_h"].map(lambda a: ipaddress.ip_address(a) in BENCH_NET_V4 or
+                                            ipaddress.ip_address(a) in BENCH_NET_V6)
+    conns = everything[replayed & everything["proto"].isin(["tcp", "udp"])]
+    assert len(conns) > 100 and set(conns["uid"]) <= set(verdicts["uid"]), \
+        "every TCP/UDP connection of the replay has a verdict"
+    # Both workers saw traffic (AF_PACKET fanout), and each worker process scored its own node's only.
+    received = {name: int(s["received"]) for name, s in served.items()}
+    assert all(n > 0 for n in received.values()) and sum(received.values()) == len(verdicts), received
+    accounting = {}
+    for name in WORKERS:
+        (line,) = re.findall(r"accounting (.*)", (tmp_path / name / "stdout").read_text())
+        accounting[name] = {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+        assert accounting[name]["published"] == received[name], (name, accounting[name], received)
+        assert sum(v for k, v in accounting[name].items() if k not in ("published", "no_worker")) == 0, \
+            accounting[name]
+    unanswered = sum(a["no_worker"] for a in accounting.values())
+    assert len(everything) == len(verdicts) + unanswered, "each connection answered, or counted"
+    alerts = verdicts[verdicts["label"] == "HueSwitch"]
+    notices = read_zeek_log(logs / "notice.log") if (logs / "notice.log").exists() else pd.DataFrame({"uid": []})
+    assert sorted(notices["uid"]) == sorted(alerts["uid"]), "each alert raises one Notice"
+    # Flagged mid-stream exactly where conn.log's history does not start with a SYN or SYN-ACK.
+    tcp = conns[conns["proto"] == "tcp"].set_index("uid")["history"].astype(str).str.lstrip("^")
+    expected = ~tcp.str[:1].isin(list("SsHh"))
+    flagged = verdicts.set_index("uid")["midstream"].reindex(tcp.index).astype(str) == "T"
+    assert expected.any() and (flagged == expected).all(), "midstream flags follow conn.log's history"
+    for name in NODES:
+        # (Broker retries a peer that is not up yet, and says so as an error.)
+        errors = [line for line in (tmp_path / name / "stderr").read_text().splitlines()
+                  if ("error" in line.lower() or "cannot listen" in line) and "PEER_UNAVAILABLE" not in line]
+        assert not errors, (name, errors)
