@@ -16,7 +16,9 @@ Drops, and where they are counted (:class:`Drops`):
 * ``zeek``: Zeek's ``pkts_dropped`` summed over stats.log (``policy/misc/stats``, which ``local``
   loads). For ``af_packet::`` this is the socket's PACKET_STATISTICS ``tp_drops``: packets the kernel
   had for Zeek while its ring was full. It is the AF_PACKET counter; there is no second one to read.
-* ``interfaces``: rx/tx ``dropped`` of both veth ends (``ip -s link``): frames the veth refused.
+* ``interfaces``: frames the veth lost (``ip -s link``): the send end's tx ``dropped``, and frames sent
+  that the capture end did not receive. The capture end's rx ``dropped`` is no loss: frames no
+  protocol of the namespace's stack takes (EAPOL), counted after the packet sockets had them.
 * ``softnet``: the kernel's per-CPU backlog drops (/proc/net/softnet_stat, column 2), before any
   packet socket sees a frame. This counter is the host's, not the namespace's: anything else dropping
   meanwhile counts too, so a non-zero value is a loss to explain, not proof of one.
@@ -91,7 +93,7 @@ class Drops:
     """Loss counters of one Zeek run on a :class:`LiveNet` (see the module's docstring)."""
 
     zeek: int  # stats.log pkts_dropped (AF_PACKET ring drops)
-    interfaces: int  # veth rx/tx dropped, both ends
+    interfaces: int  # frames lost between the veth ends
     softnet: int  # kernel backlog drops during the run (host-wide)
     unseen: int  # sent by tcpreplay, not received by Zeek
 
@@ -219,13 +221,14 @@ class LiveNet:
     # -- traffic ----------------------------------------------------------------------------------
     def replay(self, pcap: Path | Sequence[Path], *, mbps: float | None = None, multiplier: float | None = None,
                topspeed: bool = False, loop: int = 1, duration: float | None = None, preload: bool = False,
-               cpu: int | None = None, timeout: float | None = None) -> ReplayStats:
+               cpu: int | None = None, timer: str | None = None, timeout: float | None = None) -> ReplayStats:
         """Send rewritten capture(s) on the send end with tcpreplay, in order; wait; return its counts.
 
         Pacing: ``mbps``, ``multiplier`` (of the capture's own timing) or ``topspeed``; none: the
         capture's own timing. ``loop`` times over the files (0: until ``duration`` seconds). ``preload``
         reads the files into memory first (no disk reads while sending). ``cpu`` pins tcpreplay
-        (``taskset``). Refuses files :func:`rewrite` did not make."""
+        (``taskset``). ``timer``: tcpreplay's ``--timer``; its default (gtod) spins a whole core, ``nano``
+        sleeps and keeps the rate as well at up to 100 Mbps here. Refuses files :func:`rewrite` did not make."""
         files = [Path(pcap)] if isinstance(pcap, (str, Path)) else [Path(p) for p in pcap]
         for f in files:
             _check_rewritten(f)
@@ -244,6 +247,8 @@ class LiveNet:
             argv.append(f"--duration={max(1, round(duration))}")
         if preload:
             argv.append("--preload-pcap")
+        if timer is not None:
+            argv.append(f"--timer={timer}")
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu), *argv]
         proc = self.popen([*argv, *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -260,17 +265,20 @@ class LiveNet:
 
     # -- counters ---------------------------------------------------------------------------------
     def interface_drops(self) -> int:
-        """rx and tx ``dropped`` of both veth ends, since they were made."""
+        """Frames the veth lost: the send end's tx ``dropped``, plus frames it sent that the capture end
+        did not receive. (The capture end's rx ``dropped`` is not a loss: it counts frames the
+        namespace's own stack had no handler for, such as EAPOL, after the packet sockets had them.)"""
         out = json.loads(_run(["ip", "-n", self.name, "-j", "-s", "link", "show"], "read interface counters"))
-        return sum(int(link["stats64"][d]["dropped"]) for link in out
-                   if link["ifname"] in (self.send_iface, self.capture_iface) for d in ("rx", "tx"))
+        stats = {link["ifname"]: link["stats64"] for link in out}
+        send, cap = stats[self.send_iface], stats[self.capture_iface]
+        return int(send["tx"]["dropped"]) + int(send["tx"]["packets"]) - int(cap["rx"]["packets"])
 
     def drops(self, zeek_logs: Path, sent: int) -> Drops:
         """Every loss counter after a Zeek run whose logs are in ``zeek_logs`` and a replay of ``sent``
         packets (Zeek must have exited: its last stats.log row is written at termination)."""
         stats = zeek_stats(zeek_logs)
-        return Drops(zeek=stats["pkts_dropped"], interfaces=self.interface_drops(),
-                     softnet=softnet_drops() - self._softnet_start, unseen=sent - stats["pkts_proc"])
+        return Drops(zeek=int(stats["pkts_dropped"]), interfaces=self.interface_drops(),
+                     softnet=softnet_drops() - self._softnet_start, unseen=sent - int(stats["pkts_proc"]))
 
 
 def _stop(proc: subprocess.Popen, sig: int, grace: float) -> None:
@@ -332,14 +340,17 @@ def parse_tcpreplay(output: str) -> ReplayStats:
 
 
 # -- Zeek and kernel counters ---------------------------------------------------------------------
-def zeek_stats(log_dir: Path) -> dict[str, int]:
+def zeek_stats(log_dir: Path) -> dict[str, float]:
     """pkts_proc, pkts_dropped and pkts_link summed over a live Zeek's stats.log (``policy/misc/stats``;
-    Zeek writes its last row at termination). Raises if there is no stats.log."""
+    Zeek writes its last row at termination), and max_pkt_lag: the largest ``pkt_lag`` (how far behind
+    the wall clock its packet processing was; a row each ``Stats::report_interval``). Raises if there is
+    no stats.log."""
     path = Path(log_dir) / "stats.log"
     if not path.exists():
         raise LiveNetError(f"{path} missing: load policy/misc/stats (`local` does)")
     fields: list[str] = []
     sums = {"pkts_proc": 0, "pkts_dropped": 0, "pkts_link": 0}
+    lag = 0.0
     for line in path.read_text().splitlines():
         if line.startswith("#fields"):
             fields = line.split("\t")[1:]
@@ -348,7 +359,9 @@ def zeek_stats(log_dir: Path) -> dict[str, int]:
             for key in sums:
                 if row.get(key, "-") not in ("-", "(empty)"):
                     sums[key] += int(row[key])
-    return sums
+            if row.get("pkt_lag", "-") != "-":
+                lag = max(lag, float(row["pkt_lag"]))
+    return {**sums, "max_pkt_lag": lag}
 
 
 def softnet_drops() -> int:
