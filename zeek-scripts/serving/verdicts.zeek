@@ -280,6 +280,8 @@ function listens(): bool
 	return reading_live_traffic() || exit_only_after_terminate;
 	}
 
+global listen: event();
+
 event zeek_init() &priority=5
 	{
 	Log::create_stream(VERDICT_LOG, Log::Stream($columns=Verdict, $ev=log_verdict, $path="cato_verdict",
@@ -288,20 +290,27 @@ event zeek_init() &priority=5
 	if ( ! listens() )
 		return;
 	listening = T;
-	# A listener that cannot bind is a warning: the node goes on, and its vectors are counted.
+	# Once Zeek is up: an error while it initializes (Zeek's own, for a port taken) is fatal.
+	schedule 0secs { listen() };
+	}
+
+# A listener that cannot bind is a warning: the node goes on, and its vectors are counted.
+event listen()
+	{
 	if ( broker_listen && Broker::listen(cat(listen_addr), broker_port) == 0/unknown )
 		Reporter::warning(fmt("cato: cannot listen for the inference worker on Broker at %s:%s", listen_addr,
 		                      broker_port));
-	if ( ! websocket_listen )
-		return;
-	local tls = Cluster::WebSocketTLSOptions();
-	if ( websocket_tls_cert != "" || websocket_tls_key != "" )
-		tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert, $key_file=websocket_tls_key);
-	if ( ! Cluster::listen_websocket(Cluster::WebSocketServerOptions($listen_addr=listen_addr,
-	                                                                 $listen_port=websocket_port,
-	                                                                 $tls_options=tls)) )
-		Reporter::warning(fmt("cato: cannot listen for the inference worker (cato serve) on %s:%s; is the port "
-		                      + "taken? (Cato::websocket_port, Cato::listener_node)", listen_addr, websocket_port));
+	if ( websocket_listen )
+		{
+		local tls = Cluster::WebSocketTLSOptions();
+		if ( websocket_tls_cert != "" || websocket_tls_key != "" )
+			tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert, $key_file=websocket_tls_key);
+		if ( ! Cluster::listen_websocket(Cluster::WebSocketServerOptions($listen_addr=listen_addr,
+		                                                                 $listen_port=websocket_port,
+		                                                                 $tls_options=tls)) )
+			Reporter::warning(fmt("cato: cannot listen for the inference worker (cato serve) on %s:%s; is the port "
+			                      + "taken? (Cato::websocket_port, Cato::listener_node)", listen_addr, websocket_port));
+		}
 	announce_workers();
 	}
 

@@ -1,0 +1,40 @@
+# The verdict side of a package (zeek-scripts/serving/verdicts.zeek) on a trace, its verdicts raised
+# here as the worker would send them: a verdict is logged once with its flags, an alert label raises
+# one Notice, a verdict of another schema is refused, and every vector left without a verdict is
+# counted by reason, in the exit summary and in telemetry.
+# @TEST-EXEC: zeek -b -C -r $TRACES/small.pcap $PACKAGE $FILES/counters.zeek $PACKAGE/serving/verdicts.zeek %INPUT >output 2>stderr
+# @TEST-EXEC: zeek-cut uid label score model midstream < cato_verdict.log >>output
+# @TEST-EXEC: zeek-cut uid note sub < notice.log >>output
+# @TEST-EXEC: grep -v "refused a verdict with schema other (this package.s is s1)" stderr >>output || true
+# @TEST-EXEC: btest-diff output
+
+
+redef Cato::schema = "s1";
+redef Cato::model_name = "test-model";
+redef Cato::alert_labels = set("bad");
+redef Cato::depths = vector(5);
+redef Cato::log_vectors = F;
+redef Cato::publish_vectors = T;
+
+global made = 0;
+
+event Cato::vector_ready(info: Cato::Info)
+	{
+	++made;
+	local v = Cato::VerdictMessage($uid=info$uid, $id=info$id, $label=made % 2 == 0 ? "bad" : "good", $score=0.75);
+	# The first four are answered, the fifth comes with another schema, the rest never.
+	if ( made <= 4 )
+		event Cato::verdicts("s1", vector(v));
+	else if ( made == 5 )
+		event Cato::verdicts("other", vector(v));
+	}
+
+event zeek_done() &priority=-20
+	{
+	print fmt("vectors %d published %d refused %d late %d", made, Cato::vectors_published, Cato::refused_verdicts,
+	          Cato::late_verdicts);
+	for ( reason, n in Cato::unanswered )
+		print reason, n;
+	for ( _, m in Telemetry::collect_metrics("zeek", "cato_*") )
+		print m$opts$name, m$label_values, m$value;
+	}
