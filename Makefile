@@ -37,7 +37,7 @@ btest: setup
 	cd tests/btest && PATH=$(abspath $(BIN)):$$PATH btest -c btest.cfg -d -j 2
 
 pytest: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 test: btest pytest
 

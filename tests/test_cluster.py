@@ -32,7 +32,7 @@ from cato.zeek import read_zeek_log
 from conftest import IN_CI, corpus_path
 from livenet import BENCH_NET_V4, BENCH_NET_V6, LiveNet, LiveNetUnavailable, rewrite, wait_idle
 
-pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
+pytestmark = [pytest.mark.zeek, pytest.mark.corpora, pytest.mark.slow]
 
 #: Every 5-tuple once (a live replay compresses minutes into seconds: no two connections may merge),
 #: TCP and UDP, some of it joined mid-stream.

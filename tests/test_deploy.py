@@ -116,7 +116,11 @@ event Cato::verdict(uid: string, id: conn_id, label: string, score: double, mode
     assert not (tmp_path / "run" / "cato.log").exists(), "a package publishes vectors, it does not log them"
     refused = int((tmp_path / "run" / "zeek.stdout").read_text().split()[-1])
     assert refused == len(verdicts) > 0
-    assert set(verdicts["label"]) == {"Aria", "HueSwitch"} and (verdicts["latency"] >= 0).all()
+    # Each verdict was awaited (its latency measured, below Cato::verdict_wait) and none joined mid-stream
+    # (a trace read whole).
+    latency = verdicts["latency"].astype(float)
+    assert set(verdicts["label"]) == {"Aria", "HueSwitch"} and latency.between(0, 60).all(), latency
+    assert (verdicts["midstream"].astype(str).isin(["F", "False"])).all()
     notices = read_zeek_log(run.log("notice"))
     aria = verdicts[verdicts["label"] == "Aria"]
     assert list(notices["note"].unique()) == ["Cato::Alert"] and sorted(notices["uid"]) == sorted(aria["uid"])

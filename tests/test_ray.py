@@ -26,7 +26,7 @@ from cato.study.storage import TrialState
 
 from conftest import IN_CI
 
-pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
+pytestmark = [pytest.mark.zeek, pytest.mark.corpora, pytest.mark.slow]
 
 MAX_DEPTH = 5
 
