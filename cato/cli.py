@@ -416,14 +416,7 @@ def tune(
         if resume and Path(study.settings.corpus) != corpus.resolve():
             _fail(f"{study_dir}: this study was made on the corpus {study.settings.corpus}, not {corpus}")
         settings = study.settings
-        corp = settings.load_corpus()
-        # Trials measured on two versions of a corpus do not belong on one Pareto front.
-        recorded = study.storage.get("corpus_hash")
-        if recorded is None:
-            study.storage.put("corpus_hash", corp.content_hash())
-        elif recorded != corp.content_hash():
-            _fail(f"{settings.corpus}: its labels or captures changed since the study in {study_dir} began; its "
-                  "trials would mix two datasets: start a new study")
+        corp = study.corpus()
     except (StudyError, CorpusError) as e:
         _fail(str(e))
     done = len(study.trials("search"))

@@ -179,6 +179,22 @@ def test_flow_labels_that_match_nothing_are_counted_by_capture(tmp_path):
 # Studies and packages -----------------------------------------------------------------------------
 
 
+def test_a_study_refuses_its_corpus_changed_from_python_too(tmp_path):
+    """The check lives in the study: Python callers (Study.corpus, run_study) meet it as the CLI does."""
+    from cato.study import Study, StudyError, StudySettings
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(TRACES / "small.pcap", corpus / "a.pcap")
+    (corpus / "labels.csv").write_text("pcap,label\na.pcap,web\n")
+    study = Study.open(tmp_path / "study", StudySettings(str(corpus), max_depth=1))
+    assert study.corpus().captures == ["a.pcap"]  # the first corpus is recorded
+    (corpus / "labels.csv").write_text("pcap,label\na.pcap,mail\n")
+    with pytest.raises(StudyError, match="changed since the study"):
+        study.corpus()
+    with pytest.raises(StudyError, match="changed since the study"):
+        Study.open(tmp_path / "study").check_corpus(load_corpus(corpus))
+
+
 def test_a_study_resumes_only_on_its_own_unchanged_corpus(bad_study, tmp_path):
     import sqlite3
     study, cache, r = bad_study

@@ -368,17 +368,22 @@ def test_depth_sweeps_take_a_flat_front_selection_to_its_highest_lipschitz_bound
     assert sampler.ask(history, 4)[1]["source"] in ("depth sweep", "qLogNEHVI")
 
 
-def test_the_samplers_hypervolume_matches_the_reports():
-    from cato.search.samplers import _hypervolume
+def test_one_hypervolume_exact_in_two_objectives_and_shifted_by_its_reference():
+    """The one hypervolume (the sampler's and the reports'): the two-objective sweep agrees with BoTorch's
+    box decomposition, and a reference away from the origin is the same as moving the points."""
+    import torch
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+
+    from cato.search.pareto import dominated_hypervolume
     rng = np.random.default_rng(4)
-    for objectives in (("f1", "cpu"), ("f1", "cpu", "latency")):
+    for n_obj in (2, 3):
         for _ in range(5):
-            values = [{"f1": rng.uniform(0.2, 0.9), "cpu": rng.uniform(5, 500), "latency": rng.uniform(1, 900)}
-                      for _ in range(7)]
-            ref = {"f1": 0.0, "cpu": 600.0, "latency": 1000.0}
-            y = to_max_space(values, objectives, reference=ref)  # the reference at the origin
-            assert _hypervolume(y, np.zeros(len(objectives))) == pytest.approx(
-                hypervolume(values, objectives, ref), abs=1e-9)
+            y = rng.uniform(-1, 3, size=(7, n_obj))
+            ref = rng.uniform(-1, 0.5, size=n_obj)
+            above = y[np.all(y > ref, axis=1)]
+            botorch = float(Hypervolume(torch.tensor(ref)).compute(torch.tensor(above))) if len(above) else 0.0
+            assert dominated_hypervolume(y, ref) == pytest.approx(botorch, abs=1e-9)
+            assert dominated_hypervolume(y - ref) == pytest.approx(botorch, abs=1e-9)
 
 
 def test_make_sampler_checks_its_parameters():

@@ -61,8 +61,15 @@ def hypervolume(values: Sequence[Mapping[str, float]], objectives: Sequence[str]
     """Hypervolume dominated by ``values`` above the reference point (2 or 3 objectives)."""
     if not values:
         return 0.0
-    y = to_max_space(values, objectives, ref)  # reference maps to the origin
-    y = y[np.all(y > 0, axis=1)]
+    return dominated_hypervolume(to_max_space(values, objectives, ref))  # the reference maps to the origin
+
+
+def dominated_hypervolume(y: np.ndarray, ref: np.ndarray | None = None) -> float:
+    """Hypervolume that the rows of ``y`` (every column maximised) dominate above ``ref`` (default: the
+    origin): an exact sweep for two objectives, BoTorch's box decomposition for more."""
+    y = np.asarray(y, dtype=float)
+    ref = np.zeros(y.shape[1]) if ref is None else np.asarray(ref, dtype=float)
+    y = y[np.all(y > ref, axis=1)] - ref
     if len(y) == 0:
         return 0.0
     y = y[pareto_mask(y)]

@@ -32,7 +32,7 @@ import numpy as np
 from cato.model import N_TREES_RANGE, TREE_DEPTH_RANGE, ModelSpec
 from cato.search.importance import inclusion_prior, top_k
 from cato.search.objectives import F1_TOLERANCE, OBJECTIVES
-from cato.search.pareto import pareto_mask, to_max_space
+from cato.search.pareto import dominated_hypervolume, pareto_mask, to_max_space
 from cato.search.space import Config, SearchSpace, log_uniform_depth
 
 History = Sequence[tuple[Config, dict]]
@@ -358,8 +358,8 @@ class BoTorchSampler:
 
         def value_of(values: dict) -> float:
             point = to_max_space([values], self.objectives)[0]
-            return sum((_hypervolume(np.vstack([y, point]), r.numpy()) - _hypervolume(y, r.numpy())) / box
-                       for r, box in zip(ref_points, boxes))
+            return sum((dominated_hypervolume(np.vstack([y, point]), r.numpy())
+                        - dominated_hypervolume(y, r.numpy())) / box for r, box in zip(ref_points, boxes))
 
         return x, expected, value_of
 
@@ -537,17 +537,6 @@ class BoTorchSampler:
 
 #: The least side of a hypervolume box (a reference at the best seen would make it empty).
 _HV_FLOOR = 1e-9
-
-
-def _hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume of the rows of ``y`` (larger is better) above ``ref``."""
-    import torch
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
-    above = y[np.all(y > ref, axis=1)]
-    if len(above) == 0:
-        return 0.0
-    above = above[pareto_mask(above)]
-    return float(Hypervolume(torch.tensor(ref, dtype=torch.double)).compute(torch.tensor(above, dtype=torch.double)))
 
 
 def _relative_gain_module():

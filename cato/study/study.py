@@ -144,6 +144,22 @@ class Study:
     def objectives(self) -> tuple[str, ...]:
         return self.settings.objectives
 
+    def corpus(self) -> Corpus:
+        """The study's corpus, refused if it changed since the study began (see :meth:`check_corpus`)."""
+        corpus = self.settings.load_corpus()
+        self.check_corpus(corpus)
+        return corpus
+
+    def check_corpus(self, corpus: Corpus) -> None:
+        """Trials measured on two versions of a corpus do not belong on one Pareto front: the first
+        corpus a study runs on is recorded (its content hash), and any other is refused."""
+        recorded = self.storage.get("corpus_hash")
+        if recorded is None:
+            self.storage.put("corpus_hash", corpus.content_hash())
+        elif recorded != corpus.content_hash():
+            raise StudyError(f"{self.settings.corpus}: its labels or captures changed since the study in "
+                             f"{self.directory} began; its trials would mix two datasets: start a new study")
+
     def trials(self, kind: str | None = None) -> list[Trial]:
         return [Trial.from_record(r) for r in self.storage.trials(kind, TrialState.COMPLETE)]
 
@@ -303,6 +319,7 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
     With ``executor`` (Ray tasks: ``cato.executors``), the baselines and the search trials are evaluated
     there, up to ``executor.slots`` at once (see :func:`_search_in_parallel`); the steps before them
     (importance, the sample check) run here as without it."""
+    study.check_corpus(evaluator.corpus)
     report = progress or (lambda *_a: None)
     note = lambda msg: report(msg, len(study.trials("search")), budget, study.pareto())  # noqa: E731
     sample = evaluator.dataset
