@@ -25,8 +25,8 @@ import make_traces  # noqa: E402
 
 from cato.codegen import generate  # noqa: E402
 from cato.features import resolve  # noqa: E402
-from cato.zeek import find_zeek, run_zeek, static_load_script  # noqa: E402
-from cato.zeek.corpus_run import STREAM_REDEFS  # noqa: E402
+from cato.zeek import find_zeek, static_load_script  # noqa: E402
+from cato.zeek.profiling import zeek_cpu  # noqa: E402
 
 SELECTIONS = {"5 per-packet": "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt", "all 97": "all"}
 
@@ -44,8 +44,7 @@ def synth(path: Path, conns: int, rounds: int) -> int:
 
 
 def cpu(pcap: Path, scripts: list[Path], work: Path, repeat: int, zeek: Path) -> float:
-    runs = [run_zeek(pcap, scripts, workdir=work / str(r), redefs=STREAM_REDEFS, zeek=zeek).cpu_s
-            for r in range(repeat)]
+    runs = [zeek_cpu([pcap], scripts, work / str(r), zeek=zeek) for r in range(repeat)]
     return statistics.median(runs)
 
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.features import resolve
-from cato.zeek.profiling import corpus_streams
-from cato.zeek import ZAM_ARGS, find_zeek, run_zeek, static_load_script, zeek_version
-from cato.zeek.corpus_run import STREAM_REDEFS
+from cato.zeek.profiling import corpus_streams, zeek_cpu
+from cato.zeek import ZAM_ARGS, find_zeek, static_load_script, zeek_version
 
 FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
 FIVE_PACKET = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
@@ -43,18 +42,6 @@ event ConnThreshold::packets_threshold_crossed(c: connection, threshold: count, 
 def merged_streams(corpus_dir: Path, cache_dir: Path) -> list[Path]:
     corpus = load_corpus(corpus_dir)
     return corpus_streams(corpus, cache_dir, corpus.content_hash())[0]
-
-
-def cpu_of(streams: list[Path], scripts: list[Path], workdir: Path, zeek: Path, zeek_args: list[str]) -> float:
-    """Zeek CPU of one run of the configuration over every stream."""
-    total = 0.0
-    for i, s in enumerate(streams):
-        run = run_zeek(s, scripts, workdir=workdir / str(i), redefs=STREAM_REDEFS, zeek=zeek, check=False,
-                       extra_args=zeek_args)
-        if run.returncode != 0 and i == 0:
-            raise RuntimeError(run.stderr)
-        total += run.cpu_s
-    return total
 
 
 def configurations(tmp: Path) -> list[tuple[str, list[Path]]]:
@@ -105,7 +92,7 @@ def main() -> None:
             cpu: dict[str, list[float]] = {name: [] for name, _ in confs}
             for r in range(args.repeat):
                 for name, scripts in confs:
-                    cpu[name].append(cpu_of(streams, scripts, tmp / "runs" / str(r), zeek, zeek_args))
+                    cpu[name].append(zeek_cpu(streams, scripts, tmp / "runs" / str(r), zeek=zeek, extra_args=zeek_args))
                     print(f"{corpus.name:14s} round {r + 1} {name:60s} {cpu[name][-1]:7.3f}s", flush=True)
             bare = cpu[confs[0][0]]
             flowmeter = next((cpu[name] for name, _ in confs if name.startswith("flowmeter")), None)

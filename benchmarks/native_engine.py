@@ -30,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cato.codegen import generate  # noqa: E402
 from cato.corpus import load_corpus  # noqa: E402
 from cato.features import resolve  # noqa: E402
-from cato.zeek import find_zeek, native_plugin_dir, run_zeek, static_load_script, zeek_version  # noqa: E402
-from cato.zeek.corpus_run import STREAM_REDEFS  # noqa: E402
-from cato.zeek.profiling import corpus_streams  # noqa: E402
+from cato.zeek import find_zeek, native_plugin_dir, static_load_script, zeek_version  # noqa: E402
+from cato.zeek.profiling import corpus_streams, zeek_cpu  # noqa: E402
 
 FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
 FIVE_PACKET = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
@@ -64,21 +63,12 @@ def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dic
     return confs
 
 
-def cpu_of(streams: list[Path], scripts: list, bare: bool, native: bool, redefs: dict, workdir: Path,
-           zeek: Path) -> float:
-    total = 0.0
-    for i, s in enumerate(streams):
-        run = run_zeek(s, scripts, workdir=workdir / str(i), bare=bare, redefs={**STREAM_REDEFS, **redefs},
-                       zeek=zeek, native=native)
-        total += run.cpu_s
-    return total
-
-
 def measure(streams, confs, bare, repeat, tmp, zeek, tag) -> list[dict]:
     cpu: dict[str, list[float]] = {name: [] for name, *_ in confs}
     for r in range(repeat):
         for name, scripts, native, redefs in confs:
-            cpu[name].append(cpu_of(streams, scripts, bare, native, redefs, tmp / "runs" / tag / str(r), zeek))
+            cpu[name].append(zeek_cpu(streams, scripts, tmp / "runs" / tag / str(r), zeek=zeek, bare=bare,
+                                       native=native, redefs=redefs))
             print(f"{tag:18s} round {r + 1} {name:36s} {cpu[name][-1]:7.3f}s", flush=True)
     base = cpu[confs[0][0]]
     return [{"config": name, "cpu_s": statistics.median(cpu[name]), "min": min(cpu[name]), "max": max(cpu[name]),

@@ -16,12 +16,14 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cato.study import Study
+from cato.study.storage import TrialState
 
 RESULTS = Path(__file__).parent / "results" / "ray_speedup.json"
 RUNS = {"local": [], "ray, 1 trial in flight": ["--ray", "local", "--ray-trials", "1"],
@@ -29,10 +31,8 @@ RUNS = {"local": [], "ray, 1 trial in flight": ["--ray", "local", "--ray-trials"
 
 
 def _search_span_s(study: Path) -> float:
-    with sqlite3.connect(study / "study.db") as db:
-        started, finished = db.execute("select min(started), max(finished) from trials where kind='search' "
-                                       "and state='complete'").fetchone()
-    return float(finished) - float(started)
+    trials = Study.open(study).storage.trials("search", TrialState.COMPLETE)
+    return max(t.finished for t in trials) - min(t.started for t in trials)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cato.deploy.compile import compile_package
+from cato.deploy.compile import compile_config
 from cato.deploy.replay import free_port
 from cato.model import ModelSpec
 from cato.search.space import Config
@@ -113,10 +113,8 @@ def package(work: Path) -> Path:
     shutil.copy(TRACES / "long.pcap", corpus / "b.pcap")
     (corpus / "labels.csv").write_text("pcap,label\na.pcap,web\nb.pcap,other\n")
     study = Study.open(work / "study", StudySettings(str(corpus), max_depth=1))
-    n = study.storage.start_trial("search", Config(("orig_port", "resp_port", "ip_proto"), 1,
-                                                   ModelSpec("dt", 1, 4)).to_dict())
-    study.storage.finish_trial(n, {"f1": 1.0, "cpu": 1.0}, {})
-    return compile_package(study, study.trials("search")[0], work / "pkg").path
+    config = Config(("orig_port", "resp_port", "ip_proto"), 1, ModelSpec("dt", 1, 4))
+    return compile_config(study, config, work / "pkg").path
 
 
 def flood(pkg: Path, rate: int, seconds: float, work: Path) -> dict:

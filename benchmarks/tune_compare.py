@@ -69,8 +69,7 @@ def rescore_cpu(study: Study) -> int:
         d = t.details
         if "marginal_cpu_us_per_conn" in d and "baseline_steady_cpu_us_per_conn" in d and "cpu" in t.values:
             values = {**t.values, "cpu": d["baseline_steady_cpu_us_per_conn"] + max(d["marginal_cpu_us_per_conn"], 0.0)}
-            study.storage.db.execute("UPDATE trials SET objective_values = ? WHERE number = ?",
-                                     (json.dumps(values), t.number))
+            study.storage.revise_trial(t.number, values, t.details)
             n += 1
     return n
 
@@ -83,11 +82,9 @@ def reevaluate(study: Study, evaluator: Evaluator) -> int:
     n = 0
     for t in study.trials():
         values, details = evaluator.evaluate(t.config)
-        study.storage.db.execute("UPDATE trials SET objective_values = ?, details = ? WHERE number = ?",
-                                 (json.dumps(values), json.dumps({**t.details, **details, "reevaluated": True,
-                                                                  # the study's own timings stay
-                                                                  "eval_s": t.details.get("eval_s")},
-                                                                 default=str), t.number))
+        # The study's own timings stay.
+        study.storage.revise_trial(t.number, values, {**t.details, **details, "reevaluated": True,
+                                                      "eval_s": t.details.get("eval_s")})
         n += 1
         print(f"\r{study.directory.name}: re-evaluated {n}", end="", file=sys.stderr)
     print(file=sys.stderr)

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from cato.corpus.pcapio import read_capture, write_packet, write_pcap_header
-from cato.deploy.compile import compile_package
+from cato.deploy.compile import compile_config
 from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
@@ -50,11 +50,8 @@ def package(mini_corpus, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CATO_CACHE", str(work / "cache"))
         study = Study.open(work / "study", StudySettings(str(mini_corpus), max_depth=3))
-        number = study.storage.start_trial("search", Config(("orig_port", "resp_port", "ip_proto"), 3,
-                                                            ModelSpec("dt", 1, 4)).to_dict())
-        study.storage.finish_trial(number, {"f1": 1.0, "cpu": 1.0}, {})
-        trial = next(t for t in study.trials("search") if t.number == number)
-        return compile_package(study, trial, work / "model", alert_labels=["HueSwitch"]).path
+        config = Config(("orig_port", "resp_port", "ip_proto"), 3, ModelSpec("dt", 1, 4))
+        return compile_config(study, config, work / "model", alert_labels=["HueSwitch"]).path
 
 
 @pytest.fixture

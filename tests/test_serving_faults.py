@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cato.corpus.pcapio import write_udp_connections
-from cato.deploy.compile import compile_package
+from cato.deploy.compile import compile_config
 from cato.deploy.replay import free_port
 from cato.model import ModelSpec
 from cato.search.space import Config
@@ -41,11 +41,8 @@ def package(zeek, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CATO_CACHE", str(work / "cache"))
         study = Study.open(work / "study", StudySettings(str(corpus), max_depth=1))
-        number = study.storage.start_trial("search", Config(("orig_port", "resp_port", "ip_proto"), 1,
-                                                            ModelSpec("dt", 1, 4)).to_dict())
-        study.storage.finish_trial(number, {"f1": 1.0, "cpu": 1.0}, {})
-        trial = next(t for t in study.trials("search") if t.number == number)
-        return compile_package(study, trial, work / "p").path
+        config = Config(("orig_port", "resp_port", "ip_proto"), 1, ModelSpec("dt", 1, 4))
+        return compile_config(study, config, work / "p").path
 
 
 def _udp_capture(path: Path, rate: int, seconds: float) -> int:

@@ -25,6 +25,7 @@ from cato.deploy.zeek_side import load_script, model_script, serving_script, zee
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
+from cato.search.space import Config
 from cato.study import Study, Trial, best_within
 
 PICKS = ("most-accurate", "cheapest-within")
@@ -118,11 +119,19 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
         _write_tests(work / "testing", manifest)
         (work / ".gitignore").write_text("testing/.tmp/\ntesting/.btest.failed.dat\n")
         _check_model(work / MODEL_NAME, manifest, x, model)
-        _git_commit(work, f"cato compile: trial {chosen.number} of {study.directory}")
+        origin = f"trial {chosen.number}" if chosen.number >= 0 else f"configuration {config.key()}"
+        _git_commit(work, f"cato compile: {origin} of {study.directory}")
         work.rename(output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CompiledPackage(output, manifest, chosen)
+
+
+def compile_config(study: Study, config: Config, output: Path, **options) -> CompiledPackage:
+    """The package of ``config``, a point of the study's space whether the study measured it or not (a
+    benchmark's fixed configuration, say): trained as :func:`compile_package` trains, its manifest
+    records no trial and no measured values. ``options``: those of :func:`compile_package`."""
+    return compile_package(study, Trial(-1, "config", None, config, {}), output, **options)
 
 
 def _package_name(path: Path) -> str:

@@ -149,6 +149,12 @@ class SQLiteStorage:
             (TrialState(state).value, json.dumps(values) if values is not None else None, json.dumps(details, default=str),
              time.time(), number))
 
+    def revise_trial(self, number: int, values: dict, details: dict) -> None:
+        """Replace a finished trial's measurements (a study measured again by a newer profiler, say), its
+        state and times kept."""
+        self.db.execute("UPDATE trials SET objective_values = ?, details = ? WHERE number = ?",
+                        (json.dumps(values), json.dumps(details, default=str), number))
+
     def trials(self, kind: str | None = None, state: TrialState | None = None) -> list[TrialRecord]:
         sql, args = "SELECT * FROM trials WHERE 1=1", []
         if kind:

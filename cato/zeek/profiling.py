@@ -29,7 +29,7 @@ import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -262,15 +262,23 @@ def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
     return False, [path]
 
 
+def zeek_cpu(streams: Sequence[Path], scripts: list, workdir: Path, *, zeek: Path, bare: bool = True,
+             extra_args: Sequence[str] = (), native: bool = False, redefs: Mapping[str, str] | None = None) -> float:
+    """Zeek's CPU seconds (user + system) over ``streams`` with ``scripts``, run as a profile runs them:
+    one stream at a time, with the streams' settings; a failed run raises, naming its stream."""
+    return _run_all(streams, scripts, bare, workdir, zeek, extra_args, native, redefs)[0]
+
+
 def _run_all(streams: Sequence[Path], scripts: list, bare: bool, workdir: Path, zeek: Path,
-             extra_args: Sequence[str] = (), native: bool = False) -> tuple[float, float, list[Path]]:
+             extra_args: Sequence[str] = (), native: bool = False,
+             redefs: Mapping[str, str] | None = None) -> tuple[float, float, list[Path]]:
     """Run over every stream; return (total CPU s, peak RSS MB, run dirs)."""
     cpu, rss, dirs = 0.0, 0.0, []
     for i, stream in enumerate(streams):
         d = workdir / f"s{i}"
         try:
-            run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
-                           extra_args=extra_args, native=native)
+            run = run_zeek(stream, scripts, workdir=d, bare=bare, redefs={**STREAM_REDEFS, **(redefs or {})},
+                           zeek=zeek, extra_args=extra_args, native=native)
         except ZeekError as e:
             raise StreamFailed(stream, e, (scripts, bare, tuple(extra_args), native)) from e
         cpu += run.cpu_s
