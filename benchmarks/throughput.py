@@ -10,9 +10,10 @@ second trial. Zero loss: Zeek's stats.log ``pkts_dropped`` (AF_PACKET ring drops
 veth lost nothing, the kernel's backlog dropped nothing, Zeek received every packet tcpreplay sent,
 tcpreplay sent at the rate asked (at least 98% of it) with no failed packet, and Zeek kept up: its
 packet processing never fell more than ``--max-lag`` seconds behind the wall clock (stats.log
-``pkt_lag``, a row per second). (Zeek's AF_PACKET ring holds 128 MB, more
-than a 15 s trial's excess at a rate somewhat above what Zeek sustains; such a backlog, kept up for
-longer, is loss.)
+``pkt_lag``, a row per second). Zeek's AF_PACKET ring holds 128 MB, which absorbs a 20 s trial's
+excess well above the rate Zeek sustains; kept up for longer, that backlog is loss. The lag bound
+is a ring holding 2 s: it passes the corpus's bursts (about 1 s of lag in the heaviest stretch,
+near Zeek's limit) and fails a sustained overload of about 10%.
 
 Configurations: plain ``local``; ``local`` + the study's ALL@50 baseline package; ``local`` + a front
 point's package (the cheapest within ``--within`` F1 of the study's best); each package with the
@@ -24,11 +25,13 @@ address blocks of it as a trial needs, so that no connection repeats within a tr
 
 Zeek's inactivity timeouts are set to ``--timeouts`` seconds in every configuration: the corpus is
 replayed about a thousand times faster than it was recorded, and with Zeek's defaults (UDP 1 min, TCP
-5 min) a 15 s trial would end before most connections are removed, so the vectors most connections
+5 min) a 20 s trial would end before most connections are removed, so the vectors most connections
 make at their end (and conn.log's rows) would fall outside the measurement.
 
 CPUs: tcpreplay (and the kernel's receive path, which runs on the sender's CPU for a veth) and
-``cato serve`` are pinned to ``--gen-cpu``, Zeek to ``--zeek-cpu`` (``--no-pin``: neither).
+``cato serve`` are pinned to ``--gen-cpu``, Zeek to ``--zeek-cpu`` (``--no-pin``: neither); Zeek and
+tcpreplay run at ``--nice`` -15, so that other work on a shared machine does not take their cores. A
+failed trial during which others still took more than 5% of Zeek's core is run again.
 
     PYTHONPATH=. python benchmarks/throughput.py --corpus ../shared/corpora/iot-sentinel \\
         --study /tmp/tp-study --work /tmp/tp-work
@@ -225,9 +228,12 @@ def run_trial(cfg: Config, mbps: float, args: argparse.Namespace, traffic: Traff
     logs.mkdir(parents=True)
     files = traffic.files_for(mbps, args.seconds)
     pin = (lambda cpu: ["taskset", "-c", str(cpu)]) if args.pin else (lambda cpu: [])
+    # Zeek and tcpreplay above everything else on this shared machine (others' work on Zeek's core would
+    # show as Zeek's lag); cato serve at the ordinary priority.
+    nice = ["nice", "-n", str(args.nice)] if args.nice else []
     timeouts = [f"{t}_inactivity_timeout={args.timeouts}sec" for t in ("tcp", "udp", "icmp")] if args.timeouts else []
     # A stats.log row each second: its pkt_lag says how far behind its packets Zeek is.
-    argv = [*pin(args.zeek_cpu), zeek, "-i", "af_packet::" + LiveNet.capture_iface, "local", *timeouts,
+    argv = [*nice, *pin(args.zeek_cpu), zeek, "-i", "af_packet::" + LiveNet.capture_iface, "local", *timeouts,
             "Stats::report_interval=1sec"]
     env = dict(os.environ)
     if cfg.package:
@@ -255,7 +261,7 @@ def run_trial(cfg: Config, mbps: float, args: argparse.Namespace, traffic: Traff
         wait_idle(z)  # start-up done: the CPU measured from here is the traffic's
         cpu0, busy0, t0 = process_cpu_seconds(z.pid), _cpu_busy(), time.monotonic()
         sent = net.replay(files, mbps=mbps, loop=0, duration=args.seconds, cpu=args.gen_cpu if args.pin else None,
-                          timer="nano", timeout=args.seconds * 4 + 60)
+                          nice=args.nice or None, timer="nano", timeout=args.seconds * 4 + 60)
         record["busy_after_s"] = round(wait_idle(z, timeout=600), 2)  # ring read, connections removed
         cpu1, busy1, t1 = process_cpu_seconds(z.pid), _cpu_busy(), time.monotonic()
         snapshot: set[str] = set()
@@ -377,7 +383,7 @@ def zero_loss_trial(cfg: Config) -> dict | None:
 
 
 def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
-    plain = next(c for c in configs if c.package is None).zero_loss_mbps or math.nan
+    plain = next((c.zero_loss_mbps for c in configs if c.package is None), None) or math.nan
     rows = []
     for c in configs:
         zl = zero_loss_trial(c)
@@ -386,9 +392,10 @@ def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
             "config": c.name, "trial": c.trial, "f1": c.f1, "study_cpu_us": c.study_cpu_us,
             "zero_loss_mbps": c.zero_loss_mbps,
             "zero_loss_kpps": round(zl["sent_pps"] / 1000, 1) if zl else None,
-            "vs_local": round(c.zero_loss_mbps / plain, 3) if c.zero_loss_mbps is not None else None,
-            "front_vs_all50": (round(c.zero_loss_mbps / base.zero_loss_mbps, 2)
-                               if c.point == "front" and base and base.zero_loss_mbps else None),
+            "vs_local": (round(c.zero_loss_mbps / plain, 3)
+                         if c.zero_loss_mbps is not None and not math.isnan(plain) else None),
+            "vs_all50": (round(c.zero_loss_mbps / base.zero_loss_mbps, 2)
+                         if c.point not in (None, "all@50") and base and base.zero_loss_mbps else None),
             "zeek_cpu_at_common": c.common["zeek_cpu_per_s"] if c.common else None,
             "common_zero_loss": c.common["zero_loss"] if c.common else None,
             "coverage": zl.get("coverage") if zl else None,
@@ -398,13 +405,13 @@ def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
 
 
 def print_table(rows: list[dict], common_mbps: float | None) -> None:
-    print("\n| configuration | zero-loss Mbps (kpps) | x local | front / ALL@50 | "
+    print("\n| configuration | zero-loss Mbps (kpps) | x local | x ALL@50 (same engine) | "
           f"Zeek CPU s/s at {common_mbps or '?'} Mbps | coverage | verdict p99 ms |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         fmt = lambda v, f="{}": "–" if v is None else f.format(v)  # noqa: E731
         print(f"| {r['config']} | {fmt(r['zero_loss_mbps'], '{:.1f}')} ({fmt(r['zero_loss_kpps'])}) | "
-              f"{fmt(r['vs_local'], '{:.2f}x')} | {fmt(r['front_vs_all50'], '{:.2f}x')} | "
+              f"{fmt(r['vs_local'], '{:.2f}x')} | {fmt(r['vs_all50'], '{:.2f}x')} | "
               f"{fmt(r['zeek_cpu_at_common'], '{:.2f}')}{'' if r['common_zero_loss'] in (None, True) else ' (loss)'} | "
               f"{fmt(r['coverage'], '{:.3f}')} | {fmt(r['latency_ms_p99'])} |")
 
@@ -427,7 +434,7 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=1.0, help="share of each class's captures replayed")
     ap.add_argument("--seconds", type=float, default=20.0, help="how long each trial rate is held")
     ap.add_argument("--timeouts", type=int, default=5, help="Zeek's TCP/UDP/ICMP inactivity timeouts, s (0: Zeek's)")
-    ap.add_argument("--max-lag", type=float, default=1.0, help="a trial passes only if Zeek's packet processing "
+    ap.add_argument("--max-lag", type=float, default=2.0, help="a trial passes only if Zeek's packet processing "
                     "never fell this many seconds behind (a growing backlog is loss in a longer run)")
     ap.add_argument("--start", type=float, default=50.0, help="first rate tried, Mbps")
     ap.add_argument("--low", type=float, default=2.0, help="lowest rate tried, Mbps")
@@ -443,9 +450,12 @@ def main() -> None:
     ap.add_argument("--gen-cpu", type=int, default=0)
     ap.add_argument("--zeek-cpu", type=int, default=1)
     ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--nice", type=int, default=-15, help="priority of Zeek and tcpreplay (0: unchanged)")
     ap.add_argument("--keep-logs", action="store_true")
     ap.add_argument("--json", type=Path, default=OUT)
     args = ap.parse_args()
+    # A SIGTERM (or SIGINT, which a background job ignores) ends the run through the LiveNets' cleanup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     zeek = find_zeek()

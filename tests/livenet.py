@@ -221,13 +221,14 @@ class LiveNet:
     # -- traffic ----------------------------------------------------------------------------------
     def replay(self, pcap: Path | Sequence[Path], *, mbps: float | None = None, multiplier: float | None = None,
                topspeed: bool = False, loop: int = 1, duration: float | None = None, preload: bool = False,
-               cpu: int | None = None, timer: str | None = None, timeout: float | None = None) -> ReplayStats:
+               cpu: int | None = None, nice: int | None = None, timer: str | None = None,
+               timeout: float | None = None) -> ReplayStats:
         """Send rewritten capture(s) on the send end with tcpreplay, in order; wait; return its counts.
 
         Pacing: ``mbps``, ``multiplier`` (of the capture's own timing) or ``topspeed``; none: the
         capture's own timing. ``loop`` times over the files (0: until ``duration`` seconds). ``preload``
         reads the files into memory first (no disk reads while sending). ``cpu`` pins tcpreplay
-        (``taskset``). ``timer``: tcpreplay's ``--timer``; its default (gtod) spins a whole core, ``nano``
+        (``taskset``), ``nice`` sets its priority (negative: above others on a shared machine). ``timer``: tcpreplay's ``--timer``; its default (gtod) spins a whole core, ``nano``
         sleeps and keeps the rate as well at up to 100 Mbps here. Refuses files :func:`rewrite` did not make."""
         files = [Path(pcap)] if isinstance(pcap, (str, Path)) else [Path(p) for p in pcap]
         for f in files:
@@ -251,6 +252,8 @@ class LiveNet:
             argv.append(f"--timer={timer}")
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu), *argv]
+        if nice is not None:
+            argv = ["nice", "-n", str(nice), *argv]
         proc = self.popen([*argv, *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             output, _ = proc.communicate(timeout=timeout)
