@@ -228,8 +228,9 @@ class LiveNet:
         Pacing: ``mbps``, ``multiplier`` (of the capture's own timing) or ``topspeed``; none: the
         capture's own timing. ``loop`` times over the files (0: until ``duration`` seconds). ``preload``
         reads the files into memory first (no disk reads while sending). ``cpu`` pins tcpreplay
-        (``taskset``), ``nice`` sets its priority (negative: above others on a shared machine). ``timer``: tcpreplay's ``--timer``; its default (gtod) spins a whole core, ``nano``
-        sleeps and keeps the rate as well at up to 100 Mbps here. Refuses files :func:`rewrite` did not make."""
+        (``taskset``), ``nice`` sets its priority (negative: above others on a shared machine).
+        ``timer``: tcpreplay's ``--timer``; its default (gtod) spins a whole core, ``nano`` sleeps and keeps
+        the rate as well at up to 100 Mbps here. Refuses files :func:`rewrite` did not make."""
         files = [Path(pcap)] if isinstance(pcap, (str, Path)) else [Path(p) for p in pcap]
         for f in files:
             _check_rewritten(f)
