@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,15 @@ from cato.features import CATALOG, UnknownFeatureError, catalog_hash, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cato: cost-aware ML traffic features, computed natively in Zeek.")
-err = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A console as wide as the terminal; off a terminal (a file, a pipe, CI), wide enough that tables
+    are not cut at rich's 80 columns (COLUMNS still decides where it is set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=200 if wide else None)
+
+
+err = _console(stderr=True)
 
 
 class _PlainProgress:
@@ -173,7 +182,7 @@ def features(
         table.add_column(col)
     for f in feats:
         table.add_row(f.name, f.group, f.dtype, f.direction, ",".join(f.needs), f.description)
-    Console().print(table)
+    _console().print(table)
 
 
 @app.command(name="generate")
@@ -329,8 +338,8 @@ def profile_cmd(
     if r.inference_ms:
         table.add_row("ONNX inference ms per vector p50 / p95",
                       f"{r.inference_ms['p50']:.3f} / {r.inference_ms['p95']:.3f}", "")
-    Console().print(table)
-    Console().print(f"{r.connections} connections, {r.packets} packets, {r.streams} Zeek run(s) of "
+    _console().print(table)
+    _console().print(f"{r.connections} connections, {r.packets} packets, {r.streams} Zeek run(s) of "
                     f"{r.startup_cpu_s:.3f} s start-up each; profiler slow-down {r.profiler_slowdown:.1f}x")
 
 
@@ -384,9 +393,9 @@ def tune(
     """Search feature subset x packet depth (x deadline) x model for the Pareto front of macro-F1 against
     measured cost."""
     from cato.cache import default_cache_dir
-    from cato.corpus import CorpusError, load_corpus
+    from cato.corpus import CorpusError
     from cato.dataset import DatasetError, load_dataset
-    from cato.model import FAMILIES, ModelSpecError
+    from cato.model import FAMILIES
     from cato.search.objectives import ObjectiveError, parse_objectives
     from cato.search._fused_kernel import KernelLockError
     from cato.search.samplers import SAMPLERS
@@ -450,7 +459,7 @@ def tune(
             if ray_context:
                 ray_context.close()
     front = study.pareto()
-    Console().print(f"{len(study.trials('search'))} trials in {study_dir}; Pareto front of {len(front)} points. "
+    _console().print(f"{len(study.trials('search'))} trials in {study_dir}; Pareto front of {len(front)} points. "
                     f"See: cato report {study_dir}")
 
 
@@ -475,7 +484,7 @@ def report(
         json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return
-    render_console(data, Console())
+    render_console(data, _console())
 
 
 @app.command(name="compile")
@@ -490,6 +499,8 @@ def compile_cmd(
     engine: Optional[str] = typer.Option(None, "--engine", help="What computes the package's features: script, "
                                          "or native (the package then depends on cato's plugin); default: the "
                                          "engine the study measured its costs with."),
+    name: Optional[str] = typer.Option(None, "--name", help="The model's name in verdicts, Notices and zkg "
+                                       "(default: the study's folder and the point, e.g. iot-trial42)."),
 ) -> None:
     """Write a zkg package of one study point: feature script, verdict script, ONNX model, manifest."""
     from cato.corpus import CorpusError
@@ -503,12 +514,12 @@ def compile_cmd(
         study = load_study(study_dir)
         chosen = pick_trial(study, trial, pick, within)
         err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
-        package = compile_package(study, chosen, output, alert_labels=alert, deadline=_deadline(deadline),
+        package = compile_package(study, chosen, output, alert_labels=alert, deadline=_deadline(deadline), name=name,
                                   engine=_engine(engine) if engine else None, progress=lambda m: err.print(m))
     except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
         _fail(str(e))
     m = package.manifest
-    Console().print(f"wrote {package.path}: {len(m.features)} features at depth {m.depth}, {len(m.labels)} labels, "
+    _console().print(f"wrote {package.path}: {len(m.features)} features at depth {m.depth}, {len(m.labels)} labels, "
                     f"schema {m.schema}. Install: zkg install {package.path}")
 
 
@@ -580,7 +591,7 @@ def serve(
         return
     err.print(stats.summary())
     if message:
-        Console().print(message)
+        _console().print(message)
 
 
 def _spread_txt(values: list[float]) -> str:

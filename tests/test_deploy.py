@@ -56,6 +56,14 @@ def package(study, cache, tmp_path_factory):
         return compile_package(study, chosen, tmp_path_factory.mktemp("out") / "iot-model", alert_labels=["Aria"])
 
 
+def test_a_model_is_named_for_its_study_and_point_not_its_folder(package, study):
+    # (-o build/pkg used to name every model "pkg", in every verdict, Notice and zkg.)
+    trial = pick_trial(study, pick="most-accurate").number
+    name = f"{study.directory.name}-trial{trial}"
+    assert f'redef Cato::model_name = "{name}";' in (package.path / "scripts" / "model.zeek").read_text()
+    assert name in (package.path / "zkg.meta").read_text()
+
+
 def test_picks_name_a_measured_trial(study):
     assert pick_trial(study, pick="most-accurate").values["f1"] == 0.91
     assert pick_trial(study, pick="cheapest-within", within=0.01).values["cpu"] == 30.0
@@ -182,6 +190,9 @@ def test_replay_answers_every_connection_as_the_model_does_offline(package, corp
     # and with them its per-direction features; bare, Zeek sees the connections cato extract sees.
     result = replay(package.path, capture, tmp_path / "out", timeout=300, default_scripts=False)
     assert result.zeek_returncode == 0 and result.coverage >= 0.99, (result.answered, result.connections)
+    # Quiet as it should be: no probe of cato's own made Zeek's WebSocket server log a bad request.
+    for run in ("deployed", "out"):
+        assert "HTTP status" not in (tmp_path / run / "zeek.stderr").read_text()
     assert result.stats.dropped == 0 and result.stats.scored == result.stats.received == result.verdicts
 
     verdicts = read_zeek_log(tmp_path / "out" / "cato_verdict.log")

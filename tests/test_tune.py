@@ -24,7 +24,8 @@ from conftest import DEVICES
 pytestmark = [pytest.mark.zeek, pytest.mark.corpora, pytest.mark.slow]
 
 def _env(cache: Path) -> dict:
-    return {**os.environ, "CATO_CACHE": str(cache)}
+    # (Without COLUMNS: cato's output off a terminal is what is under test, not the caller's terminal.)
+    return {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "CATO_CACHE": str(cache)}
 
 
 def _cato(*args, cache: Path, **kw) -> subprocess.CompletedProcess:
@@ -151,6 +152,13 @@ def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     assert rep.returncode == 0, rep.stderr
     data = json.loads(rep.stdout)
     assert data["objectives"] == ["f1", "cpu"] and data["model_seeds"] == 2
+    # Off a terminal (a pipe here) the tables are whole, not cut at 80 columns, and a point of many
+    # features has them listed.
+    text = _cato("report", study, cache=cache)
+    assert text.returncode == 0 and "…" not in text.stdout, text.stdout
+    for p in data["pareto"]:
+        if len(p["features"]) > 6:
+            assert f"trial {p['trial']} features ({len(p['features'])}): {', '.join(p['features'])}" in text.stdout
     assert data["pareto"] and {"trial", "features", "depth", "model", "f1", "cpu"} <= set(data["pareto"][0])
     assert {b["name"] for b in data["baselines"]} == {"all@5", "mi10@5", "rfe10@5"}
     assert (study / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -112,7 +112,8 @@ class Worker:
                 if not self.reconnect:
                     if self.stats.connections == 0:
                         raise ServeError(str(e)) from None
-                    log.info("%s", e)
+                    # Zeek done (a replay's end) is no news; a link lost otherwise is.
+                    (log.debug if e.closed_cleanly else log.warning)("%s", e)
                     break
                 log.warning("%s; reconnecting in %.2fs", e, backoff)
                 try:

@@ -78,7 +78,12 @@ __all__ = [
 
 
 class TransportError(Exception):
-    """A message that is not a well-formed event, a value that cannot be encoded, or a broken link."""
+    """A message that is not a well-formed event, a value that cannot be encoded, or a broken link.
+    ``closed_cleanly``: Zeek closed the link as it shuts down (WebSocket close 1000 or 1001), no fault."""
+
+    def __init__(self, message: str, closed_cleanly: bool = False) -> None:
+        super().__init__(message)
+        self.closed_cleanly = closed_cleanly
 
 
 # --- typed wrappers for the JSON-ambiguous Zeek types ----------------------------------------------
@@ -637,4 +642,6 @@ class WebSocketTransport:
             # Bytes, not text: no UTF-8 decoding to a str, which the parser would encode back.
             return await ws.recv(decode=False)
         except Exception as e:  # ConnectionClosed (incl. Zeek terminating, or an oversized frame)
-            raise TransportError(f"connection to Zeek at {self.url} lost: {e}") from None
+            code = getattr(getattr(e, "rcvd", None), "code", None)
+            raise TransportError(f"connection to Zeek at {self.url} lost: {e}", closed_cleanly=code in (1000, 1001)) \
+                from None

@@ -145,6 +145,11 @@ def render_console(data: dict, console) -> None:
                      *([_ttd_text(p)] if timed else [])]
             table.add_row(*cells)
         console.print(table)
+    # A point of many features is its count in the table: its features are listed below it, in full.
+    for p in data["pareto"]:
+        if len(p["features"]) > 6:
+            console.print(f"trial {p['trial']} features ({len(p['features'])}): {', '.join(p['features'])}",
+                          soft_wrap=True)
     hv = data["hypervolume"]
     console.print(f"hypervolume: search {hv['search']:.4f}, baselines together {hv['baselines_together']:.4f}")
     if "versus_all_max" in data:
