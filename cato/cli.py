@@ -495,6 +495,8 @@ def compile_cmd(
     pick: Optional[str] = typer.Option(None, "--pick", help="most-accurate, or cheapest-within (see --within)."),
     within: float = typer.Option(0.01, "--within", help="F1 tolerance of --pick cheapest-within."),
     alert: list[str] = typer.Option([], "--alert", help="Label whose verdicts raise a Notice (repeatable)."),
+    alert_min_score: float = typer.Option(0.5, "--alert-min-score", help="A verdict raises a Notice only at this "
+                                          "score (the model's probability) or above (Cato::alert_min_score)."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     engine: Optional[str] = typer.Option(None, "--engine", help="What computes the package's features: script, "
                                          "or native (the package then depends on cato's plugin); default: the "
@@ -514,7 +516,8 @@ def compile_cmd(
         study = load_study(study_dir)
         chosen = pick_trial(study, trial, pick, within)
         err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
-        package = compile_package(study, chosen, output, alert_labels=alert, deadline=_deadline(deadline), name=name,
+        package = compile_package(study, chosen, output, alert_labels=alert, alert_min_score=alert_min_score,
+                                  deadline=_deadline(deadline), name=name,
                                   engine=_engine(engine) if engine else None, progress=lambda m: err.print(m))
     except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
         _fail(str(e))

@@ -68,6 +68,7 @@ def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
 
 
 def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
+                    alert_min_score: float = 0.5,
                     name: str | None = None, deadline: float | None = None, engine: str | None = None,
                     progress: Callable[[str], None] | None = None) -> CompiledPackage:
     """Write the package of ``chosen`` into ``output`` (which must not exist). ``engine``: the one that
@@ -82,6 +83,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     step("loading the dataset")
     dataset = load_dataset(corpus, settings.max_depth, default_cache_dir())
     config = chosen.config
+    if not 0.0 <= alert_min_score <= 1.0:
+        raise CompileError(f"--alert-min-score {alert_min_score}: a probability, from 0 to 1")
     unknown = sorted(set(alert_labels) - set(dataset.classes))
     if unknown:
         raise CompileError(f"--alert {', '.join(unknown)}: not a label of {settings.corpus} "
@@ -102,7 +105,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
-                        extra={"trial_name": chosen.name,
+                        extra={"trial_name": chosen.name, "alert_min_score": alert_min_score,
                                "connections": int(dataset.connections), "engine": script.engine})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -74,4 +74,5 @@ def model_script(manifest: Manifest, model_name: str) -> str:
 redef Cato::schema = {zeek_string(manifest.schema)};
 redef Cato::model_name = {zeek_string(model_name)};
 redef Cato::alert_labels = {zeek_string_set(manifest.alert_labels)};
+redef Cato::alert_min_score = {float(manifest.extra.get("alert_min_score", 0.5))!r};
 """

@@ -54,6 +54,14 @@ export {
 	## Labels whose verdicts raise a :zeek:enum:`Cato::Alert` Notice.
 	option alert_labels: set[string] = set();
 
+	## A verdict of an alert label raises a Notice only at this score (the model's probability for
+	## the label) or above; every verdict is logged whatever its score.
+	option alert_min_score = 0.5;
+
+	## One Notice per originator and alert label at most this often (Zeek's Notice suppression, whose
+	## identifier is the label and the originator): a host that keeps doing what alerts is told once.
+	option alert_suppress_for = 1hr;
+
 	## Prefix of the verdict topics: the worker answers a node on
 	## ``Cato::node_topic(Cato::verdict_topic)``.
 	option verdict_topic = "zeek/cato/verdicts";
@@ -446,10 +454,11 @@ function take_verdict(uid: string, id: conn_id, label: string, score: double)
 		}
 	Log::write(VERDICT_LOG, rec);
 
-	if ( label in alert_labels )
+	if ( label in alert_labels && score >= alert_min_score )
 		NOTICE(Notice::Info($note=Alert, $msg=fmt("%s classified as %s (score %.3f, model %s)", uid, label,
 		                                          score, model_name),
-		                    $uid=uid, $id=id, $sub=label, $identifier=cat(uid, label)));
+		                    $uid=uid, $id=id, $sub=label, $identifier=cat(label, "/", id$orig_h),
+		                    $suppress_for=alert_suppress_for));
 	}
 
 # (A parameter named like the global would be the global here: Zeek scopes both to the module.)

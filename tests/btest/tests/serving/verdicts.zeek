@@ -3,8 +3,8 @@
 # one Notice, a verdict of another schema is refused, and every vector left without a verdict is
 # counted by reason, in the exit summary and in telemetry.
 # @TEST-EXEC: zeek -b -C -r $TRACES/small.pcap $PACKAGE $FILES/counters.zeek $PACKAGE/serving/verdicts.zeek %INPUT >output 2>stderr
-# @TEST-EXEC: zeek-cut uid label score model midstream < cato_verdict.log >>output
-# @TEST-EXEC: zeek-cut uid note sub < notice.log >>output
+# @TEST-EXEC: zeek-cut uid id.orig_h label score model midstream < cato_verdict.log >>output
+# @TEST-EXEC: zeek-cut uid id.orig_h note sub < notice.log >>output
 # @TEST-EXEC: grep -v "refused a verdict with schema other (this package.s is s1)" stderr >>output || true
 # @TEST-EXEC: btest-diff output
 
@@ -21,8 +21,13 @@ global made = 0;
 event Cato::vector_ready(info: Cato::Info)
 	{
 	++made;
-	local v = Cato::VerdictMessage($uid=info$uid, $id=info$id, $label=made % 2 == 0 ? "bad" : "good", $score=0.75);
-	# The first four are answered, the fifth comes with another schema, the rest never.
+	# The first four are answered: an alert, one below Cato::alert_min_score, and one more of the
+	# same originator (suppressed: one Notice per originator and label). The fifth comes with another
+	# schema, the rest never.
+	local labels = vector("good", "bad", "bad", "bad", "bad");
+	local scores = vector(0.75, 0.75, 0.3, 0.9, 0.9);
+	local i = made <= 5 ? made - 1 : 0;
+	local v = Cato::VerdictMessage($uid=info$uid, $id=info$id, $label=labels[i], $score=scores[i]);
 	if ( made <= 4 )
 		event Cato::verdicts("s1", vector(v));
 	else if ( made == 5 )
