@@ -135,9 +135,19 @@ MIN_CLASS_HELP = ("Leave out classes with fewer labelled rows than this (connect
                   "labels whole captures); each left-out class is named.")
 ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
                "or `zkg install`).")
+DEPLOYMENT_HELP = ("What Zeek runs before cato, as the deployment will: bare (zeek -b) or default (Zeek's default "
+                   "scripts and local.zeek, as zeekctl runs it). Its analyzers change what cato sees (roles flipped, "
+                   "DNS sessions splitting mDNS flows): train on what the deployment runs.")
 RAY_HELP = ("Run on Ray (pip install 'cato\\[ray]'): local (a Ray instance started here), auto (the cluster this "
             "machine belongs to), or host:port of a cluster's head. Every node needs Zeek and cato, and the corpus "
             "and the cache ($CATO_CACHE) at the same paths.")
+
+
+def _deployment(deployment: str) -> str:
+    from cato.zeek import DEPLOYMENTS
+    if deployment not in DEPLOYMENTS:
+        _fail(f"--deployment takes one of {', '.join(DEPLOYMENTS)}")
+    return deployment
 
 
 def _engine(engine: str) -> str:
@@ -223,6 +233,7 @@ def extract(
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
+    deployment: str = typer.Option("bare", "--deployment", help=DEPLOYMENT_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Each batch of "
                                               "captures is a Ray task of one CPU (--jobs does not apply)."),
 ) -> None:
@@ -248,7 +259,8 @@ def extract(
             result, parts = extract_to_file(corp, feats, depth_list, output, strategy=strategy,
                                             deadline=_deadline(deadline), jobs=jobs,
                                             progress=lambda k: bar.advance(task, k), engine=_engine(engine),
-                                            executor=RayExecutor(ray_context) if ray_context else None)
+                                            executor=RayExecutor(ray_context) if ray_context else None,
+                                            deployment=_deployment(deployment))
         except (ZeekNotFoundError, ZeekError, GeneratorError) as e:
             _fail(str(e))
         finally:
@@ -380,6 +392,8 @@ def tune(
                                   help="Cross-validate on a stratified sample of about this many connections when "
                                   "the corpus is larger (0: every connection); checked once against the whole "
                                   "corpus (see cato report)."),
+    deployment: str = typer.Option("bare", "--deployment", help=DEPLOYMENT_HELP + " A trial's cost is its marginal "
+                                   "cost over it."),
     profile_sample_mb: float = typer.Option(64.0, "--profile-sample-mb", min=0,
                                             help="Measure costs on whole captures drawn at random up to this many "
                                             "MiB when the corpus is larger (0: the whole corpus)."),
@@ -419,7 +433,7 @@ def tune(
                              **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
                              deadline_search="latency" in objs if deadline_search is None else deadline_search,
                              min_class_size=min_class_size, cv_sample=cv_sample,
-                             profile_sample_mb=profile_sample_mb)
+                             profile_sample_mb=profile_sample_mb, deployment=_deployment(deployment))
     try:
         study = Study.open(study_dir, settings, resume=resume)
         if resume and Path(study.settings.corpus) != corpus.resolve():
@@ -436,7 +450,8 @@ def tune(
         try:
             dataset = load_dataset(corp, settings.max_depth, default_cache_dir(), jobs=jobs,
                                    progress=lambda n: bar.advance(extraction, n),
-                                   executor=RayExecutor(ray_context) if ray_context else None)
+                                   executor=RayExecutor(ray_context) if ray_context else None,
+                                   deployment=settings.deployment)
             bar.update(extraction, completed=len(corp.captures), visible=False)
             for note in [*corp.problems, *dataset.problems]:
                 err.print(note, style="yellow", markup=False, highlight=False)

@@ -99,6 +99,7 @@ def extract(
     input_positions: bool = False,
     writer: TableWriter | None = None,
     executor: Executor | None = None,
+    deployment: str = "bare",
 ) -> Extraction:
     """Run the script of ``features`` at ``depths`` over ``corpus``: the feature table, rows ordered by
     capture, start time, uid and depth.
@@ -106,7 +107,8 @@ def extract(
     With ``writer`` (picklable: it runs in the worker processes), each batch of captures' table goes to
     ``writer(batch, table)`` instead, and ``parts`` holds what it returned, in capture order: no process
     holds more than one batch (``cato.zeek.corpus_run.MAX_BATCH_BYTES`` of captures). ``executor``: where
-    the batches run (``run_over_captures``; by default ``jobs`` processes here)."""
+    the batches run (``run_over_captures``; by default ``jobs`` processes here). ``deployment``: what Zeek
+    runs before cato's scripts, as the deployment will (``cato.zeek.DEPLOYMENTS``)."""
     script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
     # In name order: batches are runs of consecutive captures, so the batches' tables, each in order,
     # concatenate into one in order.
@@ -116,7 +118,7 @@ def extract(
         path.write_text(script.text)
         run = run_over_captures(path, [(c, corpus.path_of(c)) for c in captures], jobs=jobs, progress=progress,
                                 zeek=zeek, native=script.engine == "native", sink=_Labeller(corpus, script, writer),
-                                executor=executor)
+                                executor=executor, deployment=deployment)
     problems = list(run.problems) + [p for part in run.parts for p in part.problems]
     vectors = sum(part.vectors for part in run.parts)
     if writer is not None:
@@ -222,7 +224,6 @@ def extract_to_file(corpus: Corpus, features: Sequence[Feature], depths: int | I
                     **options) -> tuple[Extraction, list[TablePart]]:
     """:func:`extract` into ``output`` (Parquet, or CSV when the name ends in .csv) batch by batch: the
     table is never whole in memory. Returns the extraction (its ``table`` empty) and its parts' sizes."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -479,22 +479,24 @@ class Dataset:
                    meta["span_us"])
 
 
-def dataset_key(corpus: Corpus, max_depth: int) -> str:
+def dataset_key(corpus: Corpus, max_depth: int, deployment: str = "bare") -> str:
     script = generate(list(CATALOG), range(1, max_depth + 1), "auto", input_positions=True)
+    # (A bare dataset's key is as it was before deployments: its cache stays valid.)
     return hashlib.sha256(json.dumps([DATASET_VERSION, corpus.content_hash(), corpus.label_column,
-                                      catalog_hash(), script.sha256, static_scripts_sha256(),
-                                      max_depth]).encode()).hexdigest()
+                                      catalog_hash(), script.sha256, static_scripts_sha256(), max_depth,
+                                      *([deployment] if deployment != "bare" else [])]).encode()).hexdigest()
 
 
 def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int | None = None,
-                 progress: Callable[[int], None] | None = None, executor: Executor | None = None) -> Dataset:
+                 progress: Callable[[int], None] | None = None, executor: Executor | None = None,
+                 deployment: str = "bare") -> Dataset:
     """Every numeric feature at depths 1..max_depth, extracted once and cached as a dataset directory.
 
     The extraction's worker processes write each batch of captures to disk; the batches are then laid
     out into the directory: memory follows a batch (``MAX_BATCH_BYTES`` of captures), not the corpus.
     With ``executor`` (Ray tasks, say: ``cato.executors``), the batches run there, and write their parts
     under ``cache_dir``, which every node must see at the same path."""
-    key = dataset_key(corpus, max_depth)
+    key = dataset_key(corpus, max_depth, deployment)
     root = cache_dir / "datasets" / key[:32]
     if (root / "meta.json").exists():
         try:
@@ -508,9 +510,10 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     try:
         result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress,
                          input_positions=True, writer=PartWriter(work / "parts", numeric_features(), max_depth),
-                         executor=executor)
+                         executor=executor, deployment=deployment)
         problems = [f"{'skipped' if p.skipped else 'warning'}: {p}" for p in result.problems]
-        _assemble(result.parts, work, numeric_features(), max_depth, {"key": key, "problems": problems})
+        _assemble(result.parts, work, numeric_features(), max_depth,
+                  {"key": key, "problems": problems, "deployment": deployment})
         shutil.rmtree(work / "parts", ignore_errors=True)
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)  # damaged or incomplete

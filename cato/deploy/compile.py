@@ -81,7 +81,9 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     settings = study.settings
     corpus = settings.load_corpus()
     step("loading the dataset")
-    dataset = load_dataset(corpus, settings.max_depth, default_cache_dir())
+    # The vectors the deployment makes: extracted under what it runs before cato.
+    deployment = getattr(settings, "deployment", "bare")
+    dataset = load_dataset(corpus, settings.max_depth, default_cache_dir(), deployment=deployment)
     config = chosen.config
     if not 0.0 <= alert_min_score <= 1.0:
         raise CompileError(f"--alert-min-score {alert_min_score}: a probability, from 0 to 1")
@@ -105,7 +107,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
-                        extra={"trial_name": chosen.name, "alert_min_score": alert_min_score,
+                        extra={"trial_name": chosen.name, "alert_min_score": alert_min_score, "deployment": deployment,
                                "connections": int(dataset.connections), "engine": script.engine})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,7 @@ from cato.deploy.serve import ServeError, Worker, WorkerStats
 from cato.deploy.zeek_side import serving_script
 from cato.corpus import CaptureError, read_capture
 from cato.corpus.pcapio import write_packet, write_pcap_header
-from cato.zeek import find_zeek, native_plugin_dir, read_zeek_log
+from cato.zeek import deployment_invocation, find_zeek, native_plugin_dir, read_zeek_log
 from cato.zeek.corpus_run import ZEEK_LINKTYPES
 
 #: Name of the settings script written into DIR (the listener's port), loaded after ``replay.zeek``.
@@ -136,8 +136,10 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     port = free_port()
     worker.url = f"ws://127.0.0.1:{port}"
     (out / REPLAY_SCRIPT).write_text(f"redef Cato::websocket_port = {port}/tcp;\n")
-    # Bare (as cato extract runs Zeek), conn.log is still written: it is what the verdicts are counted against.
-    scripts = [] if default_scripts else ["-b", "base/protocols/conn"]
+    # As a deployment runs Zeek (its default scripts and local.zeek); or bare (as cato extract runs Zeek by
+    # default), with conn.log still written: it is what the verdicts are counted against.
+    bare, before = deployment_invocation("default" if default_scripts else "bare")
+    scripts = (["-b"] if bare else []) + before + ([] if default_scripts else ["base/protocols/conn"])
     pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
     argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
             str(serving_script("replay.zeek")), REPLAY_SCRIPT, *extra_scripts]

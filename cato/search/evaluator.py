@@ -40,6 +40,8 @@ class Evaluator:
     model_seeds: int = DEFAULT_MODEL_SEEDS
     #: The engine costs are measured with (``script`` or ``native``): the one the deployment will run.
     engine: str = "script"
+    #: What the deployment runs before cato: a cost is the marginal cost over it.
+    deployment: str = "bare"
     _folds: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -58,7 +60,7 @@ class Evaluator:
         script = generate(resolve(",".join(config.features)), (config.depth,), "auto", config.deadline,
                           engine=self.engine)
         # The objective is the script's own CPU less start-ups: a baseline shared by every trial will do.
-        cost = profile(self.corpus, script, repeat=self.profile_repeat, attribute=False,
+        cost = profile(self.corpus, script, baseline=self.deployment, repeat=self.profile_repeat, attribute=False,
                        cache_dir=self.cache_dir, zeek=self.zeek, zam=self.zam, paired=False)
         cpu_us = cost.steady_cpu_us_per_conn
         extraction_ms = max(cost.marginal_cpu_us_per_conn, 0.0) / 1000.0

@@ -81,6 +81,9 @@ class StudySettings:
     cv_sample: int = CV_SAMPLE
     #: Measure costs on whole captures drawn at random up to this many MiB (0: the whole corpus).
     profile_sample_mb: float = PROFILE_SAMPLE_MB
+    #: What the deployment runs before cato (``cato.zeek.DEPLOYMENTS``): the dataset is extracted under
+    #: it, and a trial's cost is its marginal cost over it.
+    deployment: str = "bare"
 
     def load_corpus(self) -> Corpus:
         """The study's corpus, read as the study reads it (label column, classes left out)."""
@@ -201,7 +204,7 @@ class Study:
         sample of ``dataset`` and the profiling sample of ``corpus``."""
         st = self.settings
         return Evaluator(self.profile_corpus(corpus), self.cv_dataset(dataset), st.objectives, st.folds, st.seed,
-                         zam=st.zam, model_seeds=st.model_seeds, engine=st.engine)
+                         zam=st.zam, model_seeds=st.model_seeds, engine=st.engine, deployment=st.deployment)
 
     def sample_check(self, dataset: Dataset, sample: Dataset, importance: dict,
                      progress: Callable[[str], None]) -> dict | None:

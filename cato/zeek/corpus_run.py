@@ -20,7 +20,7 @@ import pandas as pd
 from cato.corpus import Capture, MergedStream, merge_captures, read_captures
 from cato.executors import Executor, LocalExecutor
 from cato.zeek.logs import read_zeek_log
-from cato.zeek.runner import ZeekError, find_zeek, run_zeek
+from cato.zeek.runner import ZeekError, deployment_invocation, find_zeek, run_zeek
 from cato.codegen.static import static_load_script
 
 #: Redefinitions every corpus run needs. ``max_timer_expires=0`` fires all overdue timers before
@@ -94,9 +94,11 @@ class _BatchResult:
 
 
 def _run_stream(ms: MergedStream, scripts: list[Path], workdir: Path, zeek: Path,
-                timeout: float | None, native: bool = False) -> tuple[pd.DataFrame, float, list[str]]:
-    run = run_zeek(ms.path, scripts, workdir=workdir, redefs=STREAM_REDEFS, zeek=zeek, timeout=timeout,
-                   native=native)
+                timeout: float | None, native: bool = False,
+                deployment: str = "bare") -> tuple[pd.DataFrame, float, list[str]]:
+    bare, before = deployment_invocation(deployment)
+    run = run_zeek(ms.path, [*before, *scripts], workdir=workdir, bare=bare, redefs=STREAM_REDEFS, zeek=zeek,
+                   timeout=timeout, native=native)
     notes = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     log = run.log("cato")
     df = read_zeek_log(log) if log.exists() else pd.DataFrame()
@@ -124,14 +126,14 @@ def _failure(e: ZeekError) -> str:
 
 def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str | None, zeek: str,
                timeout: float | None, native: bool = False, index: int = 0,
-               sink: BatchSink | None = None) -> _BatchResult:
+               sink: BatchSink | None = None, deployment: str = "bare") -> _BatchResult:
     """One batch of captures through Zeek. ``script`` is the generated script's text; ``tmp`` the
     directory to work in (None: the system's, as on another machine, where the caller's is not)."""
     workdir = Path(tempfile.mkdtemp(prefix="cato-batch-", dir=tmp))
     try:
         generated = workdir / "cato-features.zeek"
         generated.write_text(script)
-        out = _zeek_over(captures, [static_load_script(), generated], workdir, zeek, timeout, native)
+        out = _zeek_over(captures, [static_load_script(), generated], workdir, zeek, timeout, native, deployment)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out.index = index
@@ -144,7 +146,7 @@ def _run_batch(script: str, captures: list[tuple[str, str]], tmp: str | None, ze
 
 
 def _zeek_over(captures: list[tuple[str, str]], scripts: list[Path], workdir: Path, zeek: str,
-               timeout: float | None, native: bool) -> _BatchResult:
+               timeout: float | None, native: bool, deployment: str = "bare") -> _BatchResult:
     caps, failed = read_captures(captures)
     problems: list[CaptureProblem] = [CaptureProblem(name, reason, True) for name, reason in failed]
     for cap in caps:
@@ -158,7 +160,7 @@ def _zeek_over(captures: list[tuple[str, str]], scripts: list[Path], workdir: Pa
     streams = merge_captures(list(loaded.values()), workdir, "stream")
     for i, ms in enumerate(streams):
         try:
-            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout, native)
+            df, cpu, notes = _run_stream(ms, scripts, workdir / f"run{i}", Path(zeek), timeout, native, deployment)
             out.add_run(df, cpu)
             for note in notes[:3]:
                 problems.append(CaptureProblem(",".join(s.capture for s in ms.segments[:3]), note, False))
@@ -172,7 +174,8 @@ def _zeek_over(captures: list[tuple[str, str]], scripts: list[Path], workdir: Pa
             single = merge_captures([loaded[seg.capture]], workdir, f"alone{i}-{j}")
             for k, one in enumerate(single):
                 try:
-                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout, native)
+                    df, cpu, _ = _run_stream(one, scripts, workdir / f"run{i}-{j}-{k}", Path(zeek), timeout, native,
+                                             deployment)
                     out.add_run(df, cpu)
                 except ZeekError as e:
                     problems.append(CaptureProblem(seg.capture, _failure(e), True))
@@ -220,9 +223,11 @@ def run_over_captures(
     native: bool = False,
     sink: BatchSink | None = None,
     executor: Executor | None = None,
+    deployment: str = "bare",
 ) -> CorpusRun:
     """Run ``script_path`` (after cato's static scripts) over ``captures`` (name, path); ``native``: the
-    script uses the native engine (cato's plugin). With ``sink``, each batch's vectors go to it in the
+    script uses the native engine (cato's plugin); ``deployment``: what Zeek runs before cato's scripts
+    (``cato.zeek.DEPLOYMENTS``). With ``sink``, each batch's vectors go to it in the
     process that made them, and ``parts`` holds what it returned, in batch order (batches are runs of
     consecutive ``captures``).
 
@@ -244,7 +249,7 @@ def run_over_captures(
         where = tmp if executor is None else None
         script = Path(script_path).read_text()
         args = [(script, [(captures[i][0], str(captures[i][1])) for i in b], where, str(zeek), timeout,
-                 native, k, sink.narrow([captures[i][0] for i in b]) if sink is not None else None)
+                 native, k, sink.narrow([captures[i][0] for i in b]) if sink is not None else None, deployment)
                 for k, b in enumerate(batches)]
         run = executor or LocalExecutor(1 if len(batches) == 1 else jobs)
         try:

@@ -40,7 +40,8 @@ from cato.corpus import Corpus, merge_captures, read_captures
 from cato.corpus.pcapio import write_pcap_header
 from cato.zeek.corpus_run import STREAM_REDEFS
 from cato.zeek.logs import read_zeek_log
-from cato.zeek.runner import ZAM_ARGS, ZeekError, find_zeek, native_plugin_dir, run_zeek, zeek_version
+from cato.zeek.runner import (DEPLOYMENTS, ZAM_ARGS, ZeekError, deployment_invocation, find_zeek, native_plugin_dir,
+                              run_zeek, zeek_version)
 from cato.codegen.static import static_load_script, static_scripts_dir, static_scripts_sha256
 
 BASELINES = ("bare", "default")
@@ -252,10 +253,8 @@ def machine_key(identity: dict) -> str:
 
 def _baseline_invocation(baseline: str) -> tuple[bool, list[Path | str]]:
     """(bare?, scripts) of the baseline Zeek invocation."""
-    if baseline == "bare":
-        return True, []
-    if baseline == "default":
-        return False, ["local"]
+    if baseline in DEPLOYMENTS:
+        return deployment_invocation(baseline)
     path = Path(baseline)
     if not path.is_file():
         raise ProfileError(f"baseline {baseline!r} is neither bare, default nor a Zeek script file")

@@ -110,6 +110,21 @@ class ZeekRun:
         return self.workdir / f"{name}.log"
 
 
+#: What a deployment runs before cato's scripts, by name: (``-b``?, scripts). ``bare``: ``zeek -b`` and
+#: nothing else; ``default``: Zeek's default scripts and the site's ``local.zeek``, as zeekctl runs Zeek.
+#: Their protocol analyzers change what cato sees (a connection's roles flipped, DNS sessions that
+#: split a long mDNS flow): a model is trained on what the deployment will run.
+DEPLOYMENTS: dict[str, tuple[bool, tuple[str, ...]]] = {"bare": (True, ()), "default": (False, ("local",))}
+
+
+def deployment_invocation(deployment: str) -> tuple[bool, list[str]]:
+    """(``-b``?, scripts before cato's) of a deployment (see :data:`DEPLOYMENTS`)."""
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(f"deployment {deployment!r}: one of {', '.join(DEPLOYMENTS)}")
+    bare, scripts = DEPLOYMENTS[deployment]
+    return bare, list(scripts)
+
+
 def run_zeek(
     pcap: Path | None,
     scripts: Sequence[str | Path],
