@@ -173,14 +173,16 @@ def test_user_strings_cannot_inject_zeek_code():
     assert literal.count('"') - literal.count('\\"') == 2 and "\n" not in literal
 
 
-def _offline_predictions(package, capture, tmp_path) -> pd.DataFrame:
-    """What the package's model predicts on the features `cato extract` gives for ``capture``."""
+def _offline_predictions(package, capture, tmp_path, deployment: str = "bare") -> pd.DataFrame:
+    """What the package's model predicts on the features `cato extract --deployment` gives for ``capture``."""
     corpus_dir = tmp_path / "one"
-    corpus_dir.mkdir()
-    (corpus_dir / capture.name).symlink_to(capture.resolve())
+    corpus_dir.mkdir(exist_ok=True)
+    if not (corpus_dir / capture.name).exists():
+        (corpus_dir / capture.name).symlink_to(capture.resolve())
     (corpus_dir / "labels.csv").write_text(f"pcap,label\n{capture.name},any\n")
     manifest = package.manifest
-    table = extract(load_corpus(corpus_dir), resolve(",".join(manifest.features)), [manifest.depth], jobs=1).table
+    table = extract(load_corpus(corpus_dir), resolve(",".join(manifest.features)), [manifest.depth], jobs=1,
+                    deployment=deployment).table
     model = OnnxModel.load(package.path / "model.onnx")
     table["predicted"] = [manifest.labels[i] for i in model.predict(model.matrix(table, manifest.features))]
     return table
@@ -207,20 +209,24 @@ def test_replay_answers_every_connection_as_the_model_does_offline(package, corp
         assert "HTTP status" not in (tmp_path / run / "zeek.stderr").read_text()
     assert result.stats.dropped == 0 and result.stats.scored == result.stats.received == result.verdicts
 
-    verdicts = read_zeek_log(tmp_path / "out" / "cato_verdict.log")
-    conns = read_zeek_log(tmp_path / "out" / "conn.log")[["uid", "ts"]]
-    online = verdicts.drop(columns=["ts"]).merge(conns, on="uid")  # the connection's start, not the arrival
-    key = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
-    offline = _offline_predictions(package, capture, tmp_path).rename(
-        columns={"orig_h": "id.orig_h", "orig_p": "id.orig_p", "resp_h": "id.resp_h", "resp_p": "id.resp_p"})
-    for col in ("id.orig_h", "id.resp_h"):
-        online[col], offline[col] = online[col].astype(str), offline[col].astype(str)
-    # cato extract maps times back from its merged streams: equal to well under a microsecond.
-    joined = online.merge(offline[key + ["predicted"]], on=key[1:], how="inner")
-    joined = joined[(joined["ts_x"] - joined["ts_y"]).abs() < 1e-5]
-    assert len(joined) >= 0.99 * len(online) and joined["uid"].is_unique
-    agree = (joined["label"] == joined["predicted"]).mean()
-    assert agree >= 0.99, joined.loc[joined["label"] != joined["predicted"], key[1:] + ["label", "predicted"]].head()
+    # Each replay against the extraction of its own deployment: the verdicts are the model's offline
+    # predictions on the vectors cato extract --deployment gives, connection for connection.
+    for run, deployment in (("out", "bare"), ("deployed", "default")):
+        verdicts = read_zeek_log(tmp_path / run / "cato_verdict.log")
+        conns = read_zeek_log(tmp_path / run / "conn.log")[["uid", "ts"]]
+        online = verdicts.drop(columns=["ts"]).merge(conns, on="uid")  # the connection's start, not the arrival
+        key = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+        offline = _offline_predictions(package, capture, tmp_path, deployment).rename(
+            columns={"orig_h": "id.orig_h", "orig_p": "id.orig_p", "resp_h": "id.resp_h", "resp_p": "id.resp_p"})
+        for col in ("id.orig_h", "id.resp_h"):
+            online[col], offline[col] = online[col].astype(str), offline[col].astype(str)
+        # cato extract maps times back from its merged streams: equal to well under a microsecond.
+        joined = online.merge(offline[key + ["predicted"]], on=key[1:], how="inner")
+        joined = joined[(joined["ts_x"] - joined["ts_y"]).abs() < 1e-5]
+        assert len(joined) >= 0.99 * len(online) and joined["uid"].is_unique, (deployment, len(joined), len(online))
+        agree = (joined["label"] == joined["predicted"]).mean()
+        assert agree >= 0.99, (deployment, joined.loc[joined["label"] != joined["predicted"],
+                                                      key[1:] + ["label", "predicted"]].head())
     verdicts = read_zeek_log(tmp_path / "deployed" / "cato_verdict.log")
     if (tmp_path / "deployed" / "notice.log").exists():
         notices = read_zeek_log(tmp_path / "deployed" / "notice.log")
