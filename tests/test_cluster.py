@@ -29,8 +29,9 @@ from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
-from conftest import IN_CI, corpus_path
-from livenet import BENCH_NET_V4, BENCH_NET_V6, LiveNet, LiveNetUnavailable, rewrite, wait_idle
+from conftest import corpus_path
+from livenet import BENCH_NET_V4, BENCH_NET_V6, rewrite, wait_idle
+from test_livenet import net  # noqa: F401 (fixture: a namespace of the test's own)
 
 pytestmark = [pytest.mark.zeek, pytest.mark.corpora, pytest.mark.slow]
 
@@ -52,21 +53,6 @@ def package(mini_corpus, tmp_path_factory) -> Path:
         study = Study.open(work / "study", StudySettings(str(mini_corpus), max_depth=3))
         config = Config(("orig_port", "resp_port", "ip_proto"), 3, ModelSpec("dt", 1, 4))
         return compile_config(study, config, work / "model", alert_labels=["HueSwitch"]).path
-
-
-@pytest.fixture
-def net():
-    try:
-        live = LiveNet()
-        live.__enter__()
-    except LiveNetUnavailable as e:
-        if IN_CI:
-            pytest.fail(f"CI=true but no live network can be made here: {e}")
-        pytest.skip(f"no live network here: {e}")
-    try:
-        yield live
-    finally:
-        live.close()
 
 
 def _layout() -> str:
@@ -184,7 +170,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.parametrize("backend", ["zeromq", "broker"])
-def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, package, zeek, net, tmp_path):
+def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, package, zeek, net, tmp_path):  # noqa: F811
     pcap = rewrite(_joined_midstream(corpus_path("iot-sentinel") / CAPTURE, tmp_path / "cut.pcap"),
                    tmp_path / "traffic.pcap")
     config = tmp_path / "config"
