@@ -1,15 +1,7 @@
 #include "Extractor.h"
 
 #include <zeek/Conn.h>
-#include <zeek/ConnKey.h>
-#include <zeek/Event.h>
-#include <zeek/EventRegistry.h>
-#include <zeek/Func.h>
-#include <zeek/ID.h>
-#include <zeek/cluster/Backend.h>
-#include <zeek/logging/Manager.h>
 #include <zeek/IP.h>
-#include <zeek/Reporter.h>
 #include <zeek/RunState.h>
 #include <zeek/Val.h>
 #include <zeek/iosource/Packet.h>
@@ -21,13 +13,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
-
-#include "cato.bif.h"
 
 namespace plugin::Cato_Native {
-
-Config config;
 
 namespace {
 
@@ -44,61 +31,6 @@ const zeek::Packet* current_frame() {
 
 // Connections whose deadline passed at the packet being processed.
 std::vector<Extractor*> past_deadline;
-
-// Where vectors go: Cato::Info records, written to cato.log, raised as Cato::vector_ready and
-// published in batches, as cato's static scripts do for the script engine (zeek-scripts/main.zeek).
-struct Output {
-    zeek::RecordTypePtr info;
-    int ts = -1, uid = -1, id = -1, proto = -1, depth = -1, pkts_seen = -1, decided_after = -1, decided_by = -1;
-    zeek::EnumTypePtr decision;
-    zeek::EnumValPtr log_id;
-    zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
-    zeek::FuncValPtr vector_batch;
-    zeek::FuncPtr publish_policy; // Cato::publish_policy, when a script has a handler for it
-    zeek::EventHandlerPtr vector_ready;
-    zeek::VectorTypePtr batch_type;
-    zeek::VectorValPtr pending; // vectors waiting to be published
-    double due = 0;             // when they must go at the latest
-} out;
-
-const char* const QUANTITIES[] = {"size", "iat", "ttl", "win", "payload"};
-const char* const STATS[] = {"sum", "mean", "min", "max", "median", "std", "count", "first"};
-const char* const MARKS[] = {"syn", "synack", "ack", "data"};
-
-// The parts of a running statistic that a statistic reads (as cato.codegen's _STAT_PARTS).
-uint16_t parts_of(Stat s) {
-    switch ( s ) {
-        case S_SUM: return P_N | P_SUM;
-        case S_MEAN: return P_N | P_MEAN;
-        case S_STD: return P_N | P_MEAN | P_M2;
-        case S_MIN: return P_N | P_MIN;
-        case S_MAX: return P_N | P_MAX;
-        case S_MEDIAN: return P_N | P_VALS;
-        case S_FIRST: return P_FIRST;
-        case S_COUNT: return P_POS;
-    }
-    return 0;
-}
-
-template<size_t N>
-int index_of(const char* const (&names)[N], const std::string& s) {
-    for ( size_t i = 0; i < N; ++i )
-        if ( s == names[i] )
-            return static_cast<int>(i);
-    return -1;
-}
-
-bool side_of(const std::string& s, bool flow_ok, Side* side) {
-    if ( s == "orig" )
-        *side = ORIG;
-    else if ( s == "resp" )
-        *side = RESP;
-    else if ( s == "both" && flow_ok )
-        *side = FLOW;
-    else
-        return false;
-    return true;
-}
 
 // Folds value v into a running statistic, keeping the parts p (the order of cato.codegen's _acc_update).
 inline void update(Acc& a, uint16_t p, double v) {
@@ -133,176 +65,6 @@ double median(std::vector<double> v) {
 }
 
 } // namespace
-
-// A spec is one line of words: "stat QUANTITY STAT SIDE", "flag BIT SIDE", "span MARK MARK",
-// "duration", "proto", "port SIDE", "pkts SIDE", "ip_bytes SIDE", "load SIDE", or
-// "record [string] FIELD[$FIELD...]" (a field of Zeek's connection record).
-bool Config::Parse(const std::vector<uint64_t>& arg_depths, const std::vector<std::string>& specs,
-                   double arg_deadline, std::string* err) {
-    *this = Config();
-    if ( arg_depths.empty() ) {
-        *err = "no depth given";
-        return false;
-    }
-    for ( size_t i = 0; i < arg_depths.size(); ++i )
-        if ( arg_depths[i] == 0 || (i > 0 && arg_depths[i] <= arg_depths[i - 1]) ) {
-            *err = "depths must be positive and ascending";
-            return false;
-        }
-    depths = arg_depths;
-    deadline = arg_deadline > 0 ? arg_deadline : 0;
-
-    for ( const auto& spec : specs ) {
-        std::istringstream in(spec);
-        std::vector<std::string> w;
-        for ( std::string word; in >> word; )
-            w.push_back(word);
-        auto bad = [&]() {
-            *err = "cannot read feature spec '" + spec + "'";
-            return false;
-        };
-        if ( w.empty() )
-            return bad();
-        Feature f{};
-        const std::string& k = w[0];
-        if ( k == "stat" && w.size() == 4 ) {
-            int q = index_of(QUANTITIES, w[1]), s = index_of(STATS, w[2]);
-            if ( q < 0 || s < 0 || ! side_of(w[3], true, &f.side) )
-                return bad();
-            f.kind = Feature::STAT;
-            f.q = static_cast<Quantity>(q);
-            f.stat = static_cast<Stat>(s);
-            parts[f.side][f.q] |= parts_of(f.stat);
-            per_packet = true;
-            need_iat |= f.q == Q_IAT;
-            need_tcp |= f.q == Q_WIN;
-            need_payload |= f.q == Q_PAYLOAD;
-        }
-        else if ( k == "flag" && w.size() == 3 ) {
-            int bit = std::atoi(w[1].c_str());
-            if ( bit <= 0 || bit > 255 || (bit & (bit - 1)) || ! side_of(w[2], false, &f.side) )
-                return bad();
-            f.kind = Feature::FLAG;
-            f.bit = static_cast<uint8_t>(bit);
-            flag_mask |= f.bit;
-            per_packet = need_tcp = true;
-        }
-        else if ( k == "span" && w.size() == 3 ) {
-            int a = index_of(MARKS, w[1]), b = index_of(MARKS, w[2]);
-            if ( a < 0 || b < 0 )
-                return bad();
-            f.kind = Feature::SPAN;
-            f.start = static_cast<Mark>(a);
-            f.end = static_cast<Mark>(b);
-            marks |= (1 << a) | (1 << b);
-            per_packet = need_tcp = true;
-        }
-        else if ( k == "duration" && w.size() == 1 )
-            f.kind = Feature::DURATION;
-        else if ( k == "proto" && w.size() == 1 )
-            f.kind = Feature::PROTO;
-        else if ( (k == "port" || k == "pkts" || k == "ip_bytes" || k == "load") && w.size() == 2 ) {
-            if ( ! side_of(w[1], false, &f.side) )
-                return bad();
-            f.kind = k == "port" ? Feature::PORT : k == "pkts" ? Feature::PKTS : k == "ip_bytes" ? Feature::IP_BYTES : Feature::LOAD;
-        }
-        else if ( k == "record" && (w.size() == 2 || (w.size() == 3 && w[1] == "string")) ) {
-            f.kind = Feature::RECORD;
-            f.is_string = w.size() == 3;
-            std::string path = w.back();
-            for ( size_t start = 0;; ) {
-                size_t end = path.find('$', start);
-                f.path.push_back(path.substr(start, end - start));
-                if ( end == std::string::npos )
-                    break;
-                start = end + 1;
-            }
-            if ( f.is_string )
-                ++num_strings;
-        }
-        else
-            return bad();
-        features.push_back(std::move(f));
-    }
-    // Marks depend on earlier marks.
-    if ( marks & ((1 << M_ACK) | (1 << M_DATA)) )
-        marks |= (1 << M_SYNACK) | (1 << M_ACK);
-    if ( marks & (1 << M_DATA) )
-        need_payload = true;
-    on = true;
-    return true;
-}
-
-bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
-    if ( columns.size() != features.size() ) {
-        *err = "one column per feature spec is needed";
-        return false;
-    }
-    out = Output();
-    out.info = zeek::id::find_type<zeek::RecordType>("Cato::Info");
-    out.decision = zeek::id::find_type<zeek::EnumType>("Cato::Decision");
-    out.log_id = zeek::id::find_val<zeek::EnumVal>("Cato::LOG");
-    out.log_vectors = zeek::id::find("Cato::log_vectors");
-    out.publish_vectors = zeek::id::find("Cato::publish_vectors");
-    out.batch_size = zeek::id::find("Cato::publish_batch_size");
-    out.max_wait = zeek::id::find("Cato::publish_max_wait");
-    out.topic = zeek::id::find("Cato::vector_topic");
-    out.published = zeek::id::find("Cato::vectors_published");
-    out.vector_batch = zeek::id::find_val<zeek::FuncVal>("Cato::vector_batch");
-    if ( ! out.info || ! out.decision || ! out.log_id || ! out.log_vectors || ! out.publish_vectors ||
-         ! out.batch_size || ! out.max_wait || ! out.topic || ! out.published || ! out.vector_batch ) {
-        *err = "cato's static scripts (module Cato) are not loaded";
-        return false;
-    }
-    auto field = [&](const std::string& name) {
-        int i = out.info->FieldOffset(name.c_str());
-        if ( i < 0 )
-            *err = "Cato::Info has no field " + name;
-        return i;
-    };
-    if ( (out.ts = field("ts")) < 0 || (out.uid = field("uid")) < 0 || (out.id = field("id")) < 0 ||
-         (out.proto = field("proto")) < 0 || (out.depth = field("depth")) < 0 ||
-         (out.pkts_seen = field("pkts_seen")) < 0 || (out.decided_after = field("decided_after")) < 0 ||
-         (out.decided_by = field("decided_by")) < 0 )
-        return false;
-    for ( size_t i = 0; i < features.size(); ++i ) {
-        if ( (features[i].column = field(columns[i])) < 0 )
-            return false;
-        features[i].column_type = out.info->GetFieldType(features[i].column)->Tag();
-        if ( (features[i].column_type == zeek::TYPE_STRING) != features[i].is_string ) {
-            *err = "column " + columns[i] + " does not have its feature's type";
-            return false;
-        }
-    }
-    if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
-        out.vector_ready = h;
-    if ( auto hook = zeek::id::find_func("Cato::publish_policy"); hook && ! hook->GetBodies().empty() )
-        out.publish_policy = hook;
-    out.batch_type = zeek::make_intrusive<zeek::VectorType>(out.info);
-    return true;
-}
-
-bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
-               const std::vector<std::string>& columns, double deadline, std::string* err) {
-    if ( ! config.Parse(depths, specs, deadline, err) || ! config.Bind(columns, err) ) {
-        config.on = false;
-        return false;
-    }
-    return true;
-}
-
-void flush_vectors() {
-    if ( ! out.pending )
-        return;
-    auto batch = std::move(out.pending);
-    out.pending = nullptr;
-    // As Cluster::publish(Cato::vector_topic, Cato::vector_batch, batch) does.
-    zeek::Args args{batch};
-    auto ev = zeek::cluster::backend->MakeClusterEvent(out.vector_batch, zeek::ArgsSpan{args});
-    if ( ! ev || ! zeek::cluster::backend->PublishEvent(out.topic->GetVal()->AsStringVal()->ToStdString(), *ev) )
-        return;
-    out.published->SetVal(zeek::val_mgr->Count(out.published->GetVal()->AsCount() + batch->Size()));
-}
 
 Extractor::Extractor(zeek::Connection* conn) : zeek::analyzer::Analyzer("CATO_NATIVE", conn) {
     uint64_t last_depth = config.depths.back();
@@ -487,11 +249,6 @@ void Extractor::DecidePastDeadline() {
     }
 }
 
-void Extractor::FlushIfDue() {
-    if ( out.pending && zeek::run_state::network_time >= out.due )
-        flush_vectors();
-}
-
 double Extractor::AtDeadline() const {
     // As cato's static scripts date a vector decided at the deadline (decide_at_deadline): at the
     // deadline, or at the connection's own packet that moved network time past it (on a trace,
@@ -610,21 +367,10 @@ zeek::ValPtr Extractor::Text(const Feature& f, zeek::RecordValPtr& conn_val) con
     return v && v->GetType()->Tag() == zeek::TYPE_STRING ? v : nullptr;
 }
 
+
 void Extractor::Emit(uint64_t depth, Decision by, double after) {
     auto* c = Conn();
-    auto info = zeek::make_intrusive<zeek::RecordVal>(out.info);
-    info->AssignTime(out.ts, c->StartTime());
-    info->Assign(out.uid, zeek::make_intrusive<zeek::StringVal>(c->GetUID().Base62("C")));
-    auto id = zeek::make_intrusive<zeek::RecordVal>(zeek::id::conn_id);
-    auto ctx = id->GetField<zeek::RecordVal>(5);
-    const_cast<zeek::ConnKey&>(c->Key()).PopulateConnIdVal(*id, *ctx);
-    info->Assign(out.id, std::move(id));
-    info->Assign(out.proto, zeek::id::transport_proto->GetEnumVal(c->ConnTransport()));
-    info->Assign(out.depth, static_cast<zeek_uint_t>(depth));
-    info->Assign(out.pkts_seen, static_cast<zeek_uint_t>(pkts));
-    info->AssignInterval(out.decided_after, after);
-    info->Assign(out.decided_by, out.decision->GetEnumVal(by));
-
+    auto info = output.MakeInfo(c, depth, pkts, by, after);
     zeek::RecordValPtr conn_val;
     for ( const auto& f : config.features ) {
         if ( f.is_string ) {
@@ -635,36 +381,9 @@ void Extractor::Emit(uint64_t depth, Decision by, double after) {
         double v = Value(f, conn_val);
         if ( std::isnan(v) )
             continue; // does not apply: the column stays unset
-        if ( f.column_type == zeek::TYPE_COUNT )
-            info->Assign(f.column, static_cast<zeek_uint_t>(std::llrint(v)));
-        else
-            info->Assign(f.column, v);
+        Output::SetNumber(info.get(), f, v);
     }
-
-    if ( out.log_vectors->GetVal()->AsBool() )
-        zeek::log_mgr->Write(out.log_id.get(), info.get());
-
-    // As emit() does: a vector goes out if Cato::publish_policy lets it (a package's verdict side
-    // awaits it from then on, or counts it as shed).
-    bool publish = out.publish_vectors->GetVal()->AsBool();
-    if ( publish && out.publish_policy ) {
-        if ( ! conn_val )
-            conn_val = c->GetVal();
-        auto allowed = out.publish_policy->Invoke(conn_val, info);
-        publish = allowed && allowed->AsBool();
-    }
-    if ( publish ) {
-        if ( ! out.pending ) {
-            out.pending = zeek::make_intrusive<zeek::VectorVal>(out.batch_type);
-            out.due = zeek::run_state::network_time + out.max_wait->GetVal()->AsInterval();
-        }
-        out.pending->Append(info);
-        if ( out.pending->Size() >= out.batch_size->GetVal()->AsCount() )
-            flush_vectors();
-    }
-
-    if ( out.vector_ready )
-        zeek::event_mgr.Enqueue(out.vector_ready, std::move(info));
+    output.Send(c, std::move(info), conn_val);
 }
 
 } // namespace plugin::Cato_Native

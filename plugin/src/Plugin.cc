@@ -3,6 +3,7 @@
 #include <zeek/analyzer/Component.h>
 
 #include "Extractor.h"
+#include "Output.h"
 
 namespace plugin::Cato_Native {
 
@@ -27,7 +28,7 @@ void Plugin::HookSetupAnalyzerTree(zeek::Connection* conn) { Extractor::Attach(c
 
 void Plugin::HookDrainEvents() {
     Extractor::DecidePastDeadline();
-    Extractor::FlushIfDue();
+    output.FlushIfDue();
 }
 
 } // namespace plugin::Cato_Native

@@ -1,0 +1,70 @@
+// Where the native engine's vectors go, as cato's static scripts send the script engine's
+// (zeek-scripts/main.zeek, emit()): Cato::Info records, written to cato.log, offered to the
+// Cato::publish_policy hook, published in batches (Cato::vector_batch on Cato::vector_topic) and
+// raised as Cato::vector_ready.
+#pragma once
+
+#include <zeek/EventHandler.h>
+#include <zeek/Func.h>
+#include <zeek/ID.h>
+#include <zeek/Type.h>
+#include <zeek/Val.h>
+
+#include <cstdint>
+#include <string>
+
+namespace zeek {
+class Connection;
+}
+
+namespace plugin::Cato_Native {
+
+struct Feature;
+
+// What made a vector: Cato::Decision's values.
+enum Decision : uint8_t { DEPTH = 0, DEADLINE = 1, END = 2 };
+
+class Output {
+public:
+    // Resolves cato's module Cato (the Info record and its fixed columns, the options, the log
+    // stream, the events and the hook); false, with *err saying what is missing, otherwise.
+    bool Bind(std::string* err);
+
+    const zeek::RecordTypePtr& InfoType() const { return info; }
+
+    // A new Cato::Info record for connection c with the fixed columns set.
+    zeek::RecordValPtr MakeInfo(zeek::Connection* c, uint64_t depth, uint64_t pkts_seen, Decision by,
+                                double after) const;
+
+    // Sets numeric feature f's column of info to v (rounded for a count column).
+    static void SetNumber(zeek::RecordVal* info, const Feature& f, double v);
+
+    // Sends a finished vector of connection c: logs it, publishes it (in a batch) if
+    // Cato::publish_policy lets it, and raises Cato::vector_ready. conn_val is c's connection
+    // record, when made already (it is made here if the hook needs it).
+    void Send(zeek::Connection* c, zeek::RecordValPtr info, zeek::RecordValPtr& conn_val);
+
+    // Publishes the vectors waiting for their batch to fill now, as Cluster::publish(
+    // Cato::vector_topic, Cato::vector_batch, vectors) would.
+    void Flush();
+
+    // Publishes the waiting vectors once they waited Cato::publish_max_wait.
+    void FlushIfDue();
+
+private:
+    zeek::RecordTypePtr info;
+    int ts = -1, uid = -1, id = -1, proto = -1, depth = -1, pkts_seen = -1, decided_after = -1, decided_by = -1;
+    zeek::EnumTypePtr decision;
+    zeek::EnumValPtr log_id;
+    zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
+    zeek::FuncValPtr vector_batch;
+    zeek::FuncPtr publish_policy; // Cato::publish_policy, when a script has a handler for it
+    zeek::EventHandlerPtr vector_ready;
+    zeek::VectorTypePtr batch_type;
+    zeek::VectorValPtr pending; // vectors waiting to be published
+    double due = 0;             // when they must go at the latest
+};
+
+extern Output output;
+
+} // namespace plugin::Cato_Native
