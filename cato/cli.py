@@ -135,19 +135,23 @@ MIN_CLASS_HELP = ("Leave out classes with fewer labelled rows than this (connect
                   "labels whole captures); each left-out class is named.")
 ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
                "or `zkg install`).")
-DEPLOYMENT_HELP = ("What Zeek runs before cato, as the deployment will: bare (zeek -b) or default (Zeek's default "
-                   "scripts and local.zeek, as zeekctl runs it). Its analyzers change what cato sees (roles flipped, "
-                   "DNS sessions splitting mDNS flows): train on what the deployment runs.")
+DEPLOYMENT_HELP = ("What Zeek runs before cato, as the deployment will: bare (zeek -b), default (Zeek's default "
+                   "scripts and local.zeek, as zeekctl runs it), or the path of the site's own local.zeek. Its "
+                   "analyzers change what cato sees (roles flipped, DNS sessions splitting mDNS flows): train on "
+                   "what the deployment runs.")
 RAY_HELP = ("Run on Ray (pip install 'cato\\[ray]'): local (a Ray instance started here), auto (the cluster this "
             "machine belongs to), or host:port of a cluster's head. Every node needs Zeek and cato, and the corpus "
             "and the cache ($CATO_CACHE) at the same paths.")
 
 
 def _deployment(deployment: str) -> str:
-    from cato.zeek import DEPLOYMENTS
-    if deployment not in DEPLOYMENTS:
-        _fail(f"--deployment takes one of {', '.join(DEPLOYMENTS)}")
-    return deployment
+    """A deployment's name, or its script's absolute path (a study records it, and runs anywhere)."""
+    from cato.zeek import DEPLOYMENTS, deployment_invocation
+    try:
+        deployment_invocation(deployment)
+    except ValueError as e:
+        _fail(f"--deployment: {e}")
+    return deployment if deployment in DEPLOYMENTS else str(Path(deployment).resolve())
 
 
 def _engine(engine: str) -> str:
@@ -556,7 +560,10 @@ def serve(
     max_wait: float = typer.Option(0.0, "--max-wait", min=0.0, help="ms a vector may wait for more to score with "
                                    "(Zeek batches already; 0: score what is queued)."),
     queue: int = typer.Option(100_000, "--queue", min=1, help="Vectors queued at most; past it they are dropped."),
-    replay_capture: Optional[Path] = typer.Option(None, "--replay", help="Replay this capture through Zeek."),
+    replay_capture: Optional[Path] = typer.Option(None, "--replay", help="Replay this capture through Zeek, "
+                                                  "running what the package's deployment runs."),
+    bare: bool = typer.Option(False, "--bare", help="With --replay: run zeek -b (the parity check: bare Zeek "
+                              "sees the connections bare extraction sees)."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --replay: where Zeek's logs go."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
     tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="With a wss:// --url: trust the CA certificate "
@@ -579,7 +586,7 @@ def serve(
             from cato.deploy.replay import replay
             if out is None:
                 _fail("--replay needs --out DIR for Zeek's logs")
-            result = replay(package, replay_capture, out, batch=batch, max_wait_ms=max_wait)
+            result = replay(package, replay_capture, out, batch=batch, max_wait_ms=max_wait, default_scripts=not bare)
             for note in result.notes:
                 err.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
             stats = result.stats

@@ -39,8 +39,10 @@ IN_CATALOG_ORDER = ["ip_proto", "orig_port", "resp_port", "orig_size_mean", "res
 
 @pytest.fixture(scope="module")
 def study(mini_corpus, cache, tmp_path_factory) -> Study:
-    """A study of the mini corpus holding two measured points (compile does not care how they were measured)."""
-    study = Study.open(tmp_path_factory.mktemp("study") / "s", StudySettings(str(mini_corpus), max_depth=5))
+    """A study of the mini corpus holding two measured points (compile does not care how they were measured),
+    for a deployment that runs Zeek's default scripts."""
+    study = Study.open(tmp_path_factory.mktemp("study") / "s", StudySettings(str(mini_corpus), max_depth=5,
+                                                                           deployment="default"))
     for config, values in ((Config(FEATURES, 5, ModelSpec("rf", 20, 8)), {"f1": 0.91, "cpu": 80.0}),
                            (Config(FEATURES[:3], 5, ModelSpec("dt", 1, 6)), {"f1": 0.905, "cpu": 30.0})):
         number = study.storage.start_trial("search", config.to_dict())
@@ -83,11 +85,12 @@ def test_the_package_is_a_git_repo_with_its_parts(package):
                               text=True).stdout
     assert Manifest.read(path) == manifest
     assert manifest.features == IN_CATALOG_ORDER and manifest.depth == 5 and manifest.alert_labels == ["Aria"]
+    assert manifest.extra["deployment"] == "default", "the package says what it was trained under"
     assert "script_dir = scripts" in (path / "zkg.meta").read_text()
 
 
 def test_onnx_predicts_what_the_fitted_model_predicts(package, mini_corpus, cache):
-    ds = load_dataset(load_corpus(mini_corpus), 5, cache)
+    ds = load_dataset(load_corpus(mini_corpus), 5, cache, deployment="default")  # what the package trained on
     x = ds.matrix(IN_CATALOG_ORDER, 5)
     model = fit(x, ds.y, package.trial.config.model, 0)
     onnx_model = OnnxModel.load(package.path / "model.onnx")

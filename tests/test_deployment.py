@@ -68,3 +68,9 @@ def test_the_deployment_keys_the_dataset_and_is_a_study_setting(tmp_path):
     assert StudySettings.from_dict(old).deployment == "bare"
     with pytest.raises(ValueError, match="deployment"):
         deployment_invocation("everything")
+    # A site's own local.zeek: after Zeek's default scripts, as the site runs it.
+    site = tmp_path / "local.zeek"
+    site.write_text("@load base/protocols/conn\n")
+    assert deployment_invocation(str(site)) == (False, [str(site.resolve())])
+    with pytest.raises(ValueError, match="exists"):
+        deployment_invocation(str(tmp_path / "missing.zeek"))

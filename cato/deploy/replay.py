@@ -136,10 +136,12 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     port = free_port()
     worker.url = f"ws://127.0.0.1:{port}"
     (out / REPLAY_SCRIPT).write_text(f"redef Cato::websocket_port = {port}/tcp;\n")
-    # As a deployment runs Zeek (its default scripts and local.zeek); or bare (as cato extract runs Zeek by
-    # default), with conn.log still written: it is what the verdicts are counted against.
-    bare, before = deployment_invocation("default" if default_scripts else "bare")
-    scripts = (["-b"] if bare else []) + before + ([] if default_scripts else ["base/protocols/conn"])
+    # As the package's deployment runs Zeek (the one its study extracted under; default scripts and
+    # local.zeek for a package that does not say); or bare, the parity check's, with conn.log still
+    # written: it is what the verdicts are counted against.
+    deployed = worker.scorer.manifest.extra.get("deployment") or "default"
+    bare, before = deployment_invocation(deployed if default_scripts else "bare")
+    scripts = (["-b", "base/protocols/conn"] if bare else []) + before
     pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
     argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
             str(serving_script("replay.zeek")), REPLAY_SCRIPT, *extra_scripts]

@@ -118,11 +118,16 @@ DEPLOYMENTS: dict[str, tuple[bool, tuple[str, ...]]] = {"bare": (True, ()), "def
 
 
 def deployment_invocation(deployment: str) -> tuple[bool, list[str]]:
-    """(``-b``?, scripts before cato's) of a deployment (see :data:`DEPLOYMENTS`)."""
-    if deployment not in DEPLOYMENTS:
-        raise ValueError(f"deployment {deployment!r}: one of {', '.join(DEPLOYMENTS)}")
-    bare, scripts = DEPLOYMENTS[deployment]
-    return bare, list(scripts)
+    """(``-b``?, scripts before cato's) of a deployment: a name of :data:`DEPLOYMENTS`, or the path of a
+    site's own script (its ``local.zeek``), which runs after Zeek's default scripts."""
+    if deployment in DEPLOYMENTS:
+        bare, scripts = DEPLOYMENTS[deployment]
+        return bare, list(scripts)
+    path = Path(deployment)
+    if path.suffix == ".zeek" and path.is_file():
+        return False, [str(path.resolve())]
+    raise ValueError(f"deployment {deployment!r}: one of {', '.join(DEPLOYMENTS)}, or a Zeek script (.zeek) "
+                     "that exists")
 
 
 def run_zeek(
