@@ -1,5 +1,7 @@
 #include "Config.h"
 
+#include <zeek/ID.h>
+
 #include <cstdlib>
 #include <sstream>
 
@@ -165,9 +167,49 @@ bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
             *err = "Cato::Info has no field " + columns[i];
             return false;
         }
+        // Output::SetNumber fills a count or a double; a string feature's value is a string.
         f.column_type = info->GetFieldType(f.column)->Tag();
-        if ( (f.column_type == zeek::TYPE_STRING) != f.is_string ) {
-            *err = "column " + columns[i] + " does not have its feature's type";
+        if ( f.is_string ? f.column_type != zeek::TYPE_STRING
+                         : f.column_type != zeek::TYPE_COUNT && f.column_type != zeek::TYPE_DOUBLE ) {
+            *err = "column " + columns[i] + " does not have its feature's type (" +
+                   (f.is_string ? "string" : "count or double") + ")";
+            return false;
+        }
+        if ( f.kind == Feature::RECORD && ! BindPath(f, err) )
+            return false;
+    }
+    return true;
+}
+
+// A record feature's path must lead through Zeek's connection record to a field the extractor
+// can read (Extractor::Value, Extractor::Text), lest a field missing at the first vector be Zeek's
+// internal error.
+bool Config::BindPath(const Feature& f, std::string* err) {
+    std::string path;
+    zeek::RecordType* r = zeek::id::connection.get();
+    for ( size_t i = 0; i < f.path.size(); ++i ) {
+        path += (i ? "$" : "") + f.path[i];
+        int at = r->FieldOffset(f.path[i].c_str());
+        if ( at < 0 ) {
+            *err = "connection has no field " + path;
+            return false;
+        }
+        const auto& t = r->GetFieldType(at);
+        if ( i + 1 < f.path.size() ) {
+            if ( t->Tag() != zeek::TYPE_RECORD ) {
+                *err = "connection$" + path + " is " + zeek::type_name(t->Tag()) + ", not a record";
+                return false;
+            }
+            r = t->AsRecordType();
+            continue;
+        }
+        bool readable = f.is_string ? t->Tag() == zeek::TYPE_STRING
+                                    : t->Tag() == zeek::TYPE_COUNT || t->Tag() == zeek::TYPE_INT ||
+                                          t->Tag() == zeek::TYPE_DOUBLE || t->Tag() == zeek::TYPE_TIME ||
+                                          t->Tag() == zeek::TYPE_INTERVAL;
+        if ( ! readable ) {
+            *err = "connection$" + path + " is " + zeek::type_name(t->Tag()) + ", not " +
+                   (f.is_string ? "a string" : "a number");
             return false;
         }
     }

@@ -35,6 +35,8 @@ struct Feature {
     bool is_string = false;
     std::vector<std::string> path; // RECORD: field names into Zeek's connection record
     int column = -1;                // offset of the feature's field in Cato::Info
+    // The field's type: TYPE_STRING for a string feature, TYPE_COUNT or TYPE_DOUBLE otherwise
+    // (Config::Bind refuses any other).
     zeek::TypeTag column_type = zeek::TYPE_DOUBLE;
 };
 
@@ -58,8 +60,12 @@ struct Config {
     bool Parse(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
                std::string* err);
     // Binds the script layer: cato's static scripts' module Cato, as the vectors' output needs it
-    // (Output::Bind), and the Cato::Info columns of the features (``columns``, in spec order).
+    // (Output::Bind), and the Cato::Info columns of the features (``columns``, in spec order),
+    // each checked to have a type its feature can fill.
     bool Bind(const std::vector<std::string>& columns, std::string* err);
+
+private:
+    static bool BindPath(const Feature& f, std::string* err);
 };
 
 extern Config config;

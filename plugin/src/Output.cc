@@ -1,6 +1,7 @@
 #include "Output.h"
 
 #include <zeek/Conn.h>
+#include <zeek/Desc.h>
 #include <zeek/ConnKey.h>
 #include <zeek/Event.h>
 #include <zeek/EventRegistry.h>
@@ -17,35 +18,118 @@ namespace plugin::Cato_Native {
 
 Output output;
 
+namespace {
+
+std::string a_type(zeek::TypeTag tag) {
+    std::string name = zeek::type_name(tag);
+    return (std::string("aeiou").find(name[0]) == std::string::npos ? "a " : "an ") + name;
+}
+
+// The global called name (of cato's static scripts): a type (is_type) or a value, of kind tag.
+zeek::detail::IDPtr lookup(const char* name, zeek::TypeTag tag, bool is_type, std::string* err) {
+    auto id = zeek::id::find(name);
+    if ( ! id ) {
+        *err = std::string(name) + " is not defined: cato's static scripts (module Cato) are not loaded";
+        return nullptr;
+    }
+    if ( id->IsType() != is_type || ! id->GetType() || id->GetType()->Tag() != tag || (! is_type && ! id->GetVal()) ) {
+        *err = std::string(name) + " is not " + a_type(tag) + (is_type ? " type" : " value");
+        return nullptr;
+    }
+    return id;
+}
+
+// The functions of flavor f called name.
+zeek::detail::IDPtr lookup_func(const char* name, zeek::FunctionFlavor f, std::string* err) {
+    auto id = lookup(name, zeek::TYPE_FUNC, false, err);
+    if ( id && id->GetType()->AsFuncType()->Flavor() != f ) {
+        *err = std::string(name) + " is not " + (f == zeek::FUNC_FLAVOR_EVENT ? "an event" : "a hook");
+        return nullptr;
+    }
+    return id;
+}
+
+} // namespace
+
 bool Output::Bind(std::string* err) {
     *this = Output();
-    info = zeek::id::find_type<zeek::RecordType>("Cato::Info");
-    decision = zeek::id::find_type<zeek::EnumType>("Cato::Decision");
-    log_id = zeek::id::find_val<zeek::EnumVal>("Cato::LOG");
-    log_vectors = zeek::id::find("Cato::log_vectors");
-    publish_vectors = zeek::id::find("Cato::publish_vectors");
-    batch_size = zeek::id::find("Cato::publish_batch_size");
-    max_wait = zeek::id::find("Cato::publish_max_wait");
-    topic = zeek::id::find("Cato::vector_topic");
-    published = zeek::id::find("Cato::vectors_published");
-    vector_batch = zeek::id::find_val<zeek::FuncVal>("Cato::vector_batch");
-    if ( ! info || ! decision || ! log_id || ! log_vectors || ! publish_vectors || ! batch_size || ! max_wait ||
-         ! topic || ! published || ! vector_batch ) {
-        *err = "cato's static scripts (module Cato) are not loaded";
+    zeek::detail::IDPtr info_id, decision_id, log_id_id, vector_batch_id, policy_id;
+    if ( ! (info_id = lookup("Cato::Info", zeek::TYPE_RECORD, true, err)) ||
+         ! (decision_id = lookup("Cato::Decision", zeek::TYPE_ENUM, true, err)) ||
+         ! (log_id_id = lookup("Cato::LOG", zeek::TYPE_ENUM, false, err)) ||
+         ! (log_vectors = lookup("Cato::log_vectors", zeek::TYPE_BOOL, false, err)) ||
+         ! (publish_vectors = lookup("Cato::publish_vectors", zeek::TYPE_BOOL, false, err)) ||
+         ! (batch_size = lookup("Cato::publish_batch_size", zeek::TYPE_COUNT, false, err)) ||
+         ! (max_wait = lookup("Cato::publish_max_wait", zeek::TYPE_INTERVAL, false, err)) ||
+         ! (topic = lookup("Cato::vector_topic", zeek::TYPE_STRING, false, err)) ||
+         ! (published = lookup("Cato::vectors_published", zeek::TYPE_COUNT, false, err)) ||
+         ! (vector_batch_id = lookup_func("Cato::vector_batch", zeek::FUNC_FLAVOR_EVENT, err)) )
+        return false;
+    info = zeek::cast_intrusive<zeek::RecordType>(info_id->GetType());
+    decision = zeek::cast_intrusive<zeek::EnumType>(decision_id->GetType());
+    log_id = zeek::cast_intrusive<zeek::EnumVal>(log_id_id->GetVal());
+    vector_batch = zeek::cast_intrusive<zeek::FuncVal>(vector_batch_id->GetVal());
+
+    // The values of Cato::Decision, by name (not by their order).
+    const char* const decision_names[NUM_DECISIONS] = {"DEPTH", "DEADLINE", "END"};
+    for ( int d = 0; d < NUM_DECISIONS; ++d )
+        if ( (decision_value[d] = decision->Lookup("Cato", decision_names[d])) < 0 ) {
+            *err = std::string("Cato::Decision has no value Cato::") + decision_names[d];
+            return false;
+        }
+
+    // The fixed columns of Cato::Info, with the types MakeInfo gives them.
+    auto column = [&](const char* name, zeek::TypeTag tag, const zeek::TypePtr& type, int* at) {
+        if ( (*at = info->FieldOffset(name)) < 0 ) {
+            *err = std::string("Cato::Info has no field ") + name;
+            return false;
+        }
+        const auto& t = info->GetFieldType(*at);
+        if ( t->Tag() != tag || (type && ! zeek::same_type(t, type)) ) {
+            *err = std::string("Cato::Info$") + name + " is not of type " +
+                   (type ? zeek::obj_desc_short(type.get()) : std::string(zeek::type_name(tag)));
+            return false;
+        }
+        return true;
+    };
+    if ( ! column("ts", zeek::TYPE_TIME, nullptr, &ts) || ! column("uid", zeek::TYPE_STRING, nullptr, &uid) ||
+         ! column("id", zeek::TYPE_RECORD, zeek::id::conn_id, &id) ||
+         ! column("proto", zeek::TYPE_ENUM, zeek::id::transport_proto, &proto) ||
+         ! column("depth", zeek::TYPE_COUNT, nullptr, &depth) ||
+         ! column("pkts_seen", zeek::TYPE_COUNT, nullptr, &pkts_seen) ||
+         ! column("decided_after", zeek::TYPE_INTERVAL, nullptr, &decided_after) ||
+         ! column("decided_by", zeek::TYPE_ENUM, decision, &decided_by) )
+        return false;
+
+    // conn_id as MakeInfo fills it: Zeek's IP connection keys (IPBasedConnKey::DoPopulateConnIdVal)
+    // set its first five fields by position, and the ctx record, found here by name, is passed
+    // to the key for it to fill.
+    struct {
+        const char* name;
+        zeek::TypeTag tag;
+    } const conn_id_fields[] = {{"orig_h", zeek::TYPE_ADDR}, {"orig_p", zeek::TYPE_PORT}, {"resp_h", zeek::TYPE_ADDR},
+                                {"resp_p", zeek::TYPE_PORT}, {"proto", zeek::TYPE_COUNT}};
+    const auto& conn_id = zeek::id::conn_id;
+    for ( int i = 0; i < 5; ++i ) {
+        const auto& f = conn_id_fields[i];
+        if ( conn_id->NumFields() <= i || std::string(conn_id->FieldName(i)) != f.name ||
+             conn_id->GetFieldType(i)->Tag() != f.tag ) {
+            *err = std::string("conn_id's field ") + std::to_string(i) + " is not " + f.name + ": " +
+                   zeek::type_name(f.tag) + " (the layout Zeek's connection keys fill)";
+            return false;
+        }
+    }
+    if ( (id_ctx = conn_id->FieldOffset("ctx")) < 0 ||
+         ! zeek::same_type(conn_id->GetFieldType(id_ctx), zeek::id::conn_id_ctx) ) {
+        *err = "conn_id has no field ctx: conn_id_ctx (Zeek's connection keys fill it)";
         return false;
     }
-    auto field = [&](const char* name, int* at) {
-        if ( (*at = info->FieldOffset(name)) < 0 )
-            *err = std::string("Cato::Info has no field ") + name;
-        return *at >= 0;
-    };
-    if ( ! field("ts", &ts) || ! field("uid", &uid) || ! field("id", &id) || ! field("proto", &proto) ||
-         ! field("depth", &depth) || ! field("pkts_seen", &pkts_seen) || ! field("decided_after", &decided_after) ||
-         ! field("decided_by", &decided_by) )
-        return false;
+
     if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
         vector_ready = h;
-    if ( auto hook = zeek::id::find_func("Cato::publish_policy"); hook && ! hook->GetBodies().empty() )
+    if ( ! (policy_id = lookup_func("Cato::publish_policy", zeek::FUNC_FLAVOR_HOOK, err)) )
+        return false;
+    if ( auto hook = policy_id->GetVal()->AsFuncVal()->AsFuncPtr(); ! hook->GetBodies().empty() )
         publish_policy = hook;
     batch_type = zeek::make_intrusive<zeek::VectorType>(info);
     return true;
@@ -57,22 +141,36 @@ zeek::RecordValPtr Output::MakeInfo(zeek::Connection* c, uint64_t arg_depth, uin
     rec->AssignTime(ts, c->StartTime());
     rec->Assign(uid, zeek::make_intrusive<zeek::StringVal>(c->GetUID().Base62("C")));
     auto idv = zeek::make_intrusive<zeek::RecordVal>(zeek::id::conn_id);
-    auto ctx = idv->GetField<zeek::RecordVal>(5);
+    auto ctx = idv->GetField<zeek::RecordVal>(id_ctx);
+    if ( ! ctx ) { // Zeek 8.0's conn_id gives ctx a &default: it is there already
+        ctx = zeek::make_intrusive<zeek::RecordVal>(zeek::id::conn_id_ctx);
+        idv->Assign(id_ctx, ctx);
+    }
+    // As Zeek makes a connection record's id: the connection's key fills it (and a custom key
+    // its ctx). PopulateConnIdVal is not const but only reads the key; Zeek hands the key out
+    // const only.
     const_cast<zeek::ConnKey&>(c->Key()).PopulateConnIdVal(*idv, *ctx);
     rec->Assign(id, std::move(idv));
     rec->Assign(proto, zeek::id::transport_proto->GetEnumVal(c->ConnTransport()));
     rec->Assign(depth, static_cast<zeek_uint_t>(arg_depth));
     rec->Assign(pkts_seen, static_cast<zeek_uint_t>(arg_pkts_seen));
     rec->AssignInterval(decided_after, after);
-    rec->Assign(decided_by, decision->GetEnumVal(by));
+    rec->Assign(decided_by, decision->GetEnumVal(decision_value[by]));
     return rec;
 }
 
 void Output::SetNumber(zeek::RecordVal* rec, const Feature& f, double v) {
-    if ( f.column_type == zeek::TYPE_COUNT )
-        rec->Assign(f.column, static_cast<zeek_uint_t>(std::llrint(v)));
-    else
+    if ( f.column_type != zeek::TYPE_COUNT ) {
         rec->Assign(f.column, v);
+        return;
+    }
+    // Rounded as llrint() does (the current rounding mode, to nearest by default). Below zero (an
+    // int field of the connection record, a span whose marks came in reverse order) or past
+    // 2^64, a count cannot hold it: the column stays unset rather than wrapping around.
+    double r = std::nearbyint(v);
+    if ( ! (r >= 0.0 && r < 18446744073709551616.0) )
+        return;
+    rec->Assign(f.column, static_cast<zeek_uint_t>(r));
 }
 
 void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPtr& conn_val) {

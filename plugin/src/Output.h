@@ -10,6 +10,7 @@
 #include <zeek/Type.h>
 #include <zeek/Val.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -21,13 +22,14 @@ namespace plugin::Cato_Native {
 
 struct Feature;
 
-// What made a vector: Cato::Decision's values.
-enum Decision : uint8_t { DEPTH = 0, DEADLINE = 1, END = 2 };
+// What made a vector: the values of Cato::Decision this engine uses (bound by name).
+enum Decision : uint8_t { DEPTH = 0, DEADLINE = 1, END = 2, NUM_DECISIONS };
 
 class Output {
 public:
-    // Resolves cato's module Cato (the Info record and its fixed columns, the options, the log
-    // stream, the events and the hook); false, with *err saying what is missing, otherwise.
+    // Resolves cato's module Cato (the Info record and its fixed columns, the Decision values,
+    // the options, the log stream, the events and the hook) and checks each is what the code
+    // below assumes; false, with *err saying what is not, otherwise.
     bool Bind(std::string* err);
 
     const zeek::RecordTypePtr& InfoType() const { return info; }
@@ -36,7 +38,9 @@ public:
     zeek::RecordValPtr MakeInfo(zeek::Connection* c, uint64_t depth, uint64_t pkts_seen, Decision by,
                                 double after) const;
 
-    // Sets numeric feature f's column of info to v (rounded for a count column).
+    // Sets numeric feature f's column of info to v. A count column takes v rounded; a value that
+    // would round below zero (or past the largest count) leaves the column unset, as a value that
+    // does not apply does, rather than wrapping around to a huge count.
     static void SetNumber(zeek::RecordVal* info, const Feature& f, double v);
 
     // Sends a finished vector of connection c: logs it, publishes it (in a batch) if
@@ -54,7 +58,9 @@ public:
 private:
     zeek::RecordTypePtr info;
     int ts = -1, uid = -1, id = -1, proto = -1, depth = -1, pkts_seen = -1, decided_after = -1, decided_by = -1;
+    int id_ctx = -1; // offset of conn_id's ctx field
     zeek::EnumTypePtr decision;
+    std::array<zeek_int_t, NUM_DECISIONS> decision_value{}; // Cato::DEPTH, Cato::DEADLINE, Cato::END
     zeek::EnumValPtr log_id;
     zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
     zeek::FuncValPtr vector_batch;
