@@ -222,6 +222,8 @@ bool configure(const std::vector<uint64_t>& depths, const std::vector<std::strin
         config.on = false;
         return false;
     }
+    const char* refuse = std::getenv("CATO_NATIVE_TEST_REFUSE");
+    config.test_refuse = refuse && *refuse;
     return true;
 }
 

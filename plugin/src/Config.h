@@ -56,6 +56,10 @@ struct Config {
     bool need_tcp = false; // window, flags or marks
     bool need_payload = false;
     size_t num_strings = 0;
+    // Test only (environment variable CATO_NATIVE_TEST_REFUSE set when configured): Zeek refuses
+    // the analyzer of every connection that is not TCP, as it would one it cannot attach (see
+    // Extractor::Attach), so that a test can watch what a refusal does.
+    bool test_refuse = false;
 
     bool Parse(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
                std::string* err);

@@ -2,6 +2,7 @@
 
 #include <zeek/Conn.h>
 #include <zeek/IP.h>
+#include <zeek/Reporter.h>
 #include <zeek/RunState.h>
 #include <zeek/Val.h>
 #include <zeek/iosource/Packet.h>
@@ -31,6 +32,9 @@ const zeek::Packet* current_frame() {
 
 // Connections whose deadline passed at the packet being processed.
 std::vector<Extractor*> past_deadline;
+
+// Connections whose analyzer Zeek refused.
+uint64_t refused = 0;
 
 // Folds value v into a running statistic, keeping the parts p (the order of cato.codegen's _acc_update).
 inline void update(Acc& a, uint16_t p, double v) {
@@ -90,14 +94,30 @@ void Extractor::Attach(zeek::Connection* conn) {
     if ( conn->ConnTransport() == TRANSPORT_TCP ) {
         // A packet child, as ConnSize: it sees every packet after TCP has processed it.
         static_cast<zeek::packet_analysis::TCP::TCPSessionAdapter*>(root)->AddChildPacketAnalyzer(x);
+        x->attached = true;
         x->Init();
     }
-    else if ( ! root->AddChildAnalyzer(x) )
-        return;
+    else {
+        if ( config.test_refuse )
+            root->PreventChildren(x->GetAnalyzerTag());
+        // Zeek refuses a child when the tree is finishing or being removed, when it has one of the
+        // tag already or when the tag is prevented there: it calls the child's Done() (which then
+        // emits nothing, attached being false) and deletes it.
+        if ( ! root->AddChildAnalyzer(x) ) {
+            if ( refused++ == 0 )
+                zeek::reporter->Warning("Cato::Native: Zeek refused the native engine's analyzer for connection %s; "
+                                        "it and any other refused get no vectors (Cato::native_refused() counts them)",
+                                        conn->GetUID().Base62("C").c_str());
+            return;
+        }
+        x->attached = true;
+    }
     if ( config.deadline > 0 )
         x->AddTimer(static_cast<zeek::analyzer::analyzer_timer_func>(&Extractor::DeadlineTimer),
                     zeek::run_state::network_time + config.deadline, false, zeek::detail::TIMER_CONN_STATUS_UPDATE);
 }
+
+uint64_t Extractor::Refused() { return refused; }
 
 void Extractor::DeliverPacket(int len, const u_char* data, bool is_orig, uint64_t seq, const zeek::IP_Hdr* ip,
                               int caplen) {
@@ -265,6 +285,11 @@ void Extractor::Unpend() {
 }
 
 void Extractor::Done() {
+    if ( ! attached ) {
+        // Zeek refused the analyzer (see Attach): the connection gets no vectors.
+        Analyzer::Done();
+        return;
+    }
     if ( deadline_due ) {
         // The deadline passed at the packet that ended the connection.
         Unpend();

@@ -34,6 +34,9 @@ public:
     // Decides every connection whose deadline passed at the packet just processed.
     static void DecidePastDeadline();
 
+    // Connections whose analyzer Zeek refused to attach (they get no vectors).
+    static uint64_t Refused();
+
     void Done() override;
     void FlipRoles() override;
 
@@ -53,6 +56,7 @@ private:
     // decided_after of a vector decided at the deadline.
     double AtDeadline() const;
 
+    bool attached = false; // false until Zeek took the analyzer into the connection's tree
     uint64_t pkts = 0;
     int ip_proto = -1; // the IP protocol of the first packet (for transports Zeek has no analyzer of)
     uint64_t dir_pkts[2] = {0, 0};
