@@ -33,10 +33,10 @@ from cato.corpus.pcapio import write_udp_connections
 from cato.dataset import load_dataset
 from cato.deploy.compile import compile_config
 from cato.deploy.replay import replay
-from cato.deploy.links import VECTOR_EVENT, VECTOR_TOPIC, VERDICTS_EVENT, WebSocketLink
+from cato.deploy.links import VECTOR_EVENT, VERDICTS_EVENT, WebSocketLink
 from cato.deploy.serve import Scorer
 from cato.deploy.transport import Address, Count, Enum, Port, Timespan, Timestamp, data_message, event_envelope
-from cato.deploy.zeek_side import VERDICT_TOPIC
+from cato.deploy.zeek_side import VECTOR_TOPIC, VERDICT_TOPIC
 from cato.features import resolve
 from cato.model import ModelSpec
 from cato.search.space import Config

@@ -551,6 +551,10 @@ def serve(
     url: Optional[str] = typer.Option(None, "--url", help="Where Zeek listens (default ws://127.0.0.1:21760, "
                                       "or tcp://127.0.0.1:21761 with --transport broker); on a cluster, the "
                                       "manager (or Cato::listener_node)."),
+    topic: Optional[str] = typer.Option(None, "--topic", help="Where vectors come from, if the site redefined "
+                                        "Cato::topic (default: the package's, from its manifest)."),
+    verdict_topic: Optional[str] = typer.Option(None, "--verdict-topic", help="Where verdicts go, if the site "
+                                                "redefined Cato::verdict_topic (default: the package's)."),
     zeek_nodes: Optional[list[str]] = typer.Option(None, "--zeek-node", help="Score only this cluster node's "
                                                    "vectors (repeatable): several workers share the nodes, "
                                                    "none scoring a vector twice. Default: every node's."),
@@ -604,8 +608,16 @@ def serve(
                     context = ssl.create_default_context(cafile=str(tls_ca))
                 except (OSError, ssl.SSLError) as e:
                     _fail(f"{tls_ca}: not a readable PEM certificate: {e}")
+            from cato.deploy.links import Topics
+            from cato.deploy.manifest import Manifest, ManifestError
+            try:
+                recorded = Manifest.read(package).extra.get("topics", {})
+            except ManifestError as e:
+                _fail(str(e))
+            topics = Topics(**{**recorded, **({"vectors": topic} if topic else {}),
+                               **({"verdicts": verdict_topic} if verdict_topic else {})})
             worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue, ssl=context,
-                            nodes=zeek_nodes or ())
+                            nodes=zeek_nodes or (), topics=topics)
             stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
             summary, message = stats.to_dict(), ""
     except ServeError as e:

@@ -309,13 +309,13 @@ def _canonical(path: Path) -> list[str]:
     return rows
 
 
-def _listening_zeek(zeek, package, port: int, workdir: Path, broker: bool = False) -> subprocess.Popen:
-    """A Zeek with the package that listens for the worker, sends it one vector once it subscribes (or
-    peers, over Broker), and terminates when the verdict comes back."""
+def _listening_zeek(zeek, package, port: int, workdir: Path, broker: bool = False, site: str = "") -> subprocess.Popen:
+    """A Zeek with the package (and ``site``'s redefs) that listens for the worker, sends it one vector
+    once it subscribes (or peers, over Broker), and terminates when the verdict comes back."""
     workdir.mkdir()
     driver = workdir / "driver.zeek"
     listen = (f"redef Cato::websocket_listen = F;\nredef Cato::broker_listen = T;\nredef Cato::broker_port = {port}/tcp;"
-              if broker else f"redef Cato::websocket_port = {port}/tcp;")
+              if broker else f"redef Cato::websocket_port = {port}/tcp;") + "\n" + site
     joined = ("Broker::peer_added(endpoint: Broker::EndpointInfo, msg: string)" if broker else
               "Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)")
     driver.write_text(f"""
@@ -327,7 +327,7 @@ event {joined}
 	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
 	local info = Cato::Info($ts=network_time(), $uid="Cworker" + cat(getpid()), $id=id, $proto=tcp, $depth=5,
 	                        $pkts_seen=5, $decided_after=10msec, $decided_by=Cato::DEPTH);
-	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
+	Cluster::publish(Cato::vector_topic, Cato::vector_batch, vector(info));
 	}}
 
 event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
@@ -394,6 +394,26 @@ def test_the_worker_answers_over_broker(package, zeek, tmp_path):
     finally:
         proc.kill()
     assert worker.stats.connections >= 1 and worker.stats.verdicts_sent == 1 == worker.stats.scored
+
+
+def test_the_worker_takes_its_topics_from_the_package_or_the_site(package, zeek, tmp_path):
+    from cato.deploy.links import Topics
+    from cato.deploy.replay import free_port
+    recorded = Topics(**package.manifest.extra["topics"])
+    assert Worker(package.path, "ws://127.0.0.1:1").topics == recorded == Topics()
+    model = (package.path / "scripts" / "model.zeek").read_text()
+    assert f'redef Cato::topic = "{recorded.vectors}";' in model
+    # A site that moved its topics: the worker told so answers there.
+    port = free_port()
+    proc = _listening_zeek(zeek, package, port, tmp_path / "zeek",
+                           site='redef Cato::topic = "site/v";\nredef Cato::verdict_topic = "site/r";')
+    try:
+        with _running(Worker(package.path, f"ws://127.0.0.1:{port}", topics=Topics("site/v", "site/r"))) as worker:
+            assert proc.wait(timeout=60) == 0
+            assert "verdict, Cworker" in (tmp_path / "zeek" / "stdout").read_text()
+    finally:
+        proc.kill()
+    assert worker.stats.verdicts_sent == 1
 
 
 def test_a_second_package_stands_aside(package, zeek, tmp_path):

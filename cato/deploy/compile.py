@@ -21,7 +21,8 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.zeek_side import load_script, model_script, serving_script, zeek_string
+from cato.deploy.zeek_side import (VECTOR_TOPIC, VERDICT_TOPIC, load_script, model_script, serving_script,
+                                   zeek_string)
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
@@ -108,6 +109,7 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name, "alert_min_score": alert_min_score, "deployment": deployment,
+                               "topics": {"vectors": VECTOR_TOPIC, "verdicts": VERDICT_TOPIC},
                                "connections": int(dataset.connections), "engine": script.engine})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -25,11 +25,10 @@ from urllib.parse import urlparse
 
 from cato.codegen.static import VECTOR_ID_FIELDS
 from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
-from cato.deploy.zeek_side import VERDICT_TOPIC
+from cato.deploy.zeek_side import VECTOR_TOPIC, VERDICT_TOPIC
 from cato.features import MISSING_VALUE
 from cato.zeek import ZeekNotFoundError, find_zeek
 
-VECTOR_TOPIC = "zeek/cato/vectors"
 VECTOR_EVENT = "Cato::vector_batch"
 VERDICTS_EVENT = "Cato::verdicts"
 #: A WebSocket message may carry at most 16 MiB: a batch of 100 vectors of 97 features is 0.45 MiB.
@@ -53,18 +52,24 @@ class Vector:
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
-def vector_topics(nodes: Sequence[str] = ()) -> list[str]:
-    """What a worker subscribes to: the vectors of every node, or of the named cluster nodes only (so
-    that several workers share a cluster's nodes, none scoring a vector twice)."""
-    for node in nodes:
-        if not _NODE_NAME.fullmatch(node):
-            raise TransportError(f"{node!r}: not a Zeek cluster node's name")
-    return [f"{VECTOR_TOPIC}/{node}/" for node in nodes] if nodes else [VECTOR_TOPIC]
+@dataclass(frozen=True)
+class Topics:
+    """The topic prefixes a package speaks (``Cato::topic`` and ``Cato::verdict_topic``, recorded in its
+    manifest): a cluster node publishes on ``VECTORS/NODE/`` and takes verdicts on ``VERDICTS/NODE/``."""
+    vectors: str = VECTOR_TOPIC
+    verdicts: str = VERDICT_TOPIC
 
+    def subscriptions(self, nodes: Sequence[str] = ()) -> list[str]:
+        """What a worker subscribes to: the vectors of every node, or of the named cluster nodes only (so
+        that several workers share a cluster's nodes, none scoring a vector twice)."""
+        for node in nodes:
+            if not _NODE_NAME.fullmatch(node):
+                raise TransportError(f"{node!r}: not a Zeek cluster node's name")
+        return [f"{self.vectors}/{node}/" for node in nodes] if nodes else [self.vectors]
 
-def reply_topic(topic: str) -> str:
-    """The verdict topic of the node that published vectors on ``topic``."""
-    return VERDICT_TOPIC + topic[len(VECTOR_TOPIC):] if topic.startswith(VECTOR_TOPIC) else VERDICT_TOPIC
+    def reply(self, topic: str) -> str:
+        """The verdict topic of the node that published vectors on ``topic``."""
+        return self.verdicts + topic[len(self.vectors):] if topic.startswith(self.vectors) else self.verdicts
 
 
 def _by_topic(answers: list[tuple[Vector, str, float]]) -> dict[str, list]:
@@ -93,20 +98,22 @@ class Link(Protocol):
         """Publish one ``Cato::verdicts`` event per node for ``answers`` (vector, label, score)."""
 
 
-def make_link(url: str, ssl=None, nodes: Sequence[str] = ()) -> Link:
-    """A link to Zeek at ``url``, taking the vectors of ``nodes`` (cluster node names; none: all)."""
+def make_link(url: str, ssl=None, nodes: Sequence[str] = (), topics: Topics = Topics()) -> Link:
+    """A link to Zeek at ``url``, taking the vectors of ``nodes`` (cluster node names; none: all) on
+    ``topics``."""
     scheme = urlparse(url).scheme
-    topics = vector_topics(nodes)
     if scheme in ("ws", "wss"):
-        return WebSocketLink(url, ssl, topics)
+        return WebSocketLink(url, ssl, topics, nodes)
     if scheme == "tcp":
-        return BrokerLink(url, topics)
+        return BrokerLink(url, topics, nodes)
     raise TransportError(f"{url}: give ws://HOST:PORT (Zeek's WebSocket API) or tcp://HOST:PORT (Broker)")
 
 
 class WebSocketLink:
-    def __init__(self, url: str, ssl=None, topics: Sequence[str] = (VECTOR_TOPIC,)) -> None:
-        self.transport = WebSocketTransport(url, list(topics), ssl=ssl, max_message_bytes=MAX_MESSAGE_BYTES)
+    def __init__(self, url: str, ssl=None, topics: Topics = Topics(), nodes: Sequence[str] = ()) -> None:
+        self.topics = topics
+        self.transport = WebSocketTransport(url, topics.subscriptions(nodes), ssl=ssl,
+                                            max_message_bytes=MAX_MESSAGE_BYTES)
         self.zeek_version: str | None = None
 
     async def __aenter__(self) -> "WebSocketLink":
@@ -127,7 +134,7 @@ class WebSocketLink:
                 continue
             if name == VECTOR_EVENT and len(args) == 1 and isinstance(args[0], dict) \
                     and isinstance(args[0].get("data"), list):
-                return reply_topic(topic), args[0]["data"]
+                return self.topics.reply(topic), args[0]["data"]
 
     def read(self, item: Any, n_features: int, reply_to: str = VERDICT_TOPIC) -> Vector | None:
         """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON."""
@@ -186,11 +193,12 @@ class BrokerLink:
     POLL_S = 0.25
     _shared: tuple | None = None
 
-    def __init__(self, url: str, topics: Sequence[str] = (VECTOR_TOPIC,)) -> None:
+    def __init__(self, url: str, topics: Topics = Topics(), nodes: Sequence[str] = ()) -> None:
         parsed = urlparse(url)
         if not parsed.hostname or not parsed.port:
             raise TransportError(f"{url}: a Broker URL is tcp://HOST:PORT")
-        self.url, self.host, self.port, self.topics = url, parsed.hostname, parsed.port, list(topics)
+        self.url, self.host, self.port, self.topics = url, parsed.hostname, parsed.port, topics
+        self.subscriptions = topics.subscriptions(nodes)
         self.zeek_version: str | None = None
         self.broker = _import_broker()
 
@@ -199,11 +207,11 @@ class BrokerLink:
             endpoint = self.broker.Endpoint()
             # One topic at a time: the bindings' make_subscriber takes a list through collections.Iterable,
             # which Python 3.10 removed.
-            vectors = endpoint.make_subscriber(self.topics[0])
-            for topic in self.topics[1:]:
+            vectors = endpoint.make_subscriber(self.subscriptions[0])
+            for topic in self.subscriptions[1:]:
                 vectors.add_topic(topic, True)
-            BrokerLink._shared = (endpoint, vectors, endpoint.make_status_subscriber(True), self.topics)
-        elif BrokerLink._shared[3] != self.topics:
+            BrokerLink._shared = (endpoint, vectors, endpoint.make_status_subscriber(True), self.subscriptions)
+        elif BrokerLink._shared[3] != self.subscriptions:
             raise TransportError("one Broker endpoint serves the whole process: its nodes cannot change")
         return BrokerLink._shared
 
@@ -236,7 +244,7 @@ class BrokerLink:
             try:
                 event = self.broker.zeek.Event(msg[1])
                 if event.name() == VECTOR_EVENT and len(event.args()) == 1:
-                    return reply_topic(str(msg[0])), list(event.args()[0])
+                    return self.topics.reply(str(msg[0])), list(event.args()[0])
             except Exception:  # a message Broker's bindings cannot read as an event: not ours
                 continue
 

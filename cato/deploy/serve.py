@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cato.deploy.links import Link, Vector, make_link
+from cato.deploy.links import Link, Topics, Vector, make_link
 from cato.deploy.manifest import Manifest, ManifestError
 from cato.deploy.transport import TransportError
 from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT
@@ -81,14 +81,17 @@ class Worker:
 
     def __init__(self, package: Path, url: str = DEFAULT_URL, *, batch: int = 256, max_wait_ms: float = 0.0,
                  queue_size: int = 100_000, reconnect: bool = True, ssl=None, lossless: bool = False,
-                 nodes: Sequence[str] = ()) -> None:
+                 nodes: Sequence[str] = (), topics: Topics | None = None) -> None:
         if batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ServeError("--batch and the queue size must be positive, --max-wait not negative")
         self.scorer = Scorer(package)
         #: The cluster nodes whose vectors this worker takes (none: every node's).
         self.nodes = tuple(nodes)
+        #: The package's topics (its manifest's), unless the site changed them and says so.
+        self.topics = topics or Topics(**self.scorer.manifest.extra.get("topics", {}))
         try:
-            make_link(url, ssl, self.nodes)  # a URL the worker cannot use is an error now, not a reconnect loop
+            # A URL the worker cannot use is an error now, not a reconnect loop.
+            make_link(url, ssl, self.nodes, self.topics)
         except TransportError as e:
             raise ServeError(str(e)) from None
         self.url, self.batch, self.max_wait = url, batch, max_wait_ms / 1000.0
@@ -103,7 +106,7 @@ class Worker:
         backoff = 0.25
         while not self.stop.is_set():
             try:
-                async with make_link(self.url, self.ssl, self.nodes) as link:
+                async with make_link(self.url, self.ssl, self.nodes, self.topics) as link:
                     self.stats.connections += 1
                     log.info("connected to Zeek %s at %s", link.zeek_version, self.url)
                     backoff = 0.25

@@ -13,8 +13,10 @@ from typing import Iterable
 from cato.codegen.static import static_scripts_dir
 from cato.deploy.manifest import Manifest
 
-#: Prefix of the topics the worker publishes verdicts on (``Cato::verdict_topic``); vectors go out
-#: under ``Cato::topic``. A cluster node's topics add its name: ``zeek/cato/verdicts/worker-1/``.
+#: The default topic prefixes of vectors (``Cato::topic``, zeek-scripts/main.zeek) and verdicts
+#: (``Cato::verdict_topic``, zeek-scripts/serving/verdicts.zeek); a package records the ones it speaks.
+#: A cluster node's topics add its name: ``zeek/cato/verdicts/worker-1/``.
+VECTOR_TOPIC = "zeek/cato/vectors"
 VERDICT_TOPIC = "zeek/cato/verdicts"
 
 #: Default ports of the listeners a package opens for its worker: Zeek's WebSocket API, and Broker
@@ -75,4 +77,6 @@ redef Cato::schema = {zeek_string(manifest.schema)};
 redef Cato::model_name = {zeek_string(model_name)};
 redef Cato::alert_labels = {zeek_string_set(manifest.alert_labels)};
 redef Cato::alert_min_score = {float(manifest.extra.get("alert_min_score", 0.5))!r};
+redef Cato::topic = {zeek_string(manifest.extra.get("topics", {}).get("vectors", VECTOR_TOPIC))};
+redef Cato::verdict_topic = {zeek_string(manifest.extra.get("topics", {}).get("verdicts", VERDICT_TOPIC))};
 """
