@@ -256,6 +256,8 @@ class LiveNet:
         if nice is not None:
             argv = ["nice", "-n", str(nice), *argv]
         proc = self.popen([*argv, *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if nice is not None:
+            set_group_nice(proc.pid, nice)
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -391,6 +393,18 @@ def wait_idle(proc: subprocess.Popen, *, below: float = 0.05, window: float = 0.
             return time.monotonic() - start
         last = now
     raise LiveNetError(f"pid {proc.pid} still busy after {timeout:.0f}s")
+
+
+def set_group_nice(pid: int, nice: int) -> bool:
+    """Give the scheduling group of ``pid`` this nice value. Where the kernel groups tasks by session
+    (``sched_autogroup``), a task's own nice ranks it only within its session, and sessions share a CPU
+    equally: every :meth:`LiveNet.popen` process has a session of its own, so its group's nice is what
+    ranks it against other work. Returns False where there are no such groups."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        return True
+    except OSError:
+        return False
 
 
 def process_cpu_seconds(pid: int) -> float:
