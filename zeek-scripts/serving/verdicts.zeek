@@ -14,6 +14,7 @@
 
 @load base/frameworks/notice
 @load base/frameworks/cluster
+@load base/frameworks/sumstats
 @load base/frameworks/telemetry
 
 module Cato;
@@ -24,6 +25,9 @@ export {
 	redef enum Notice::Type += {
 		## A connection's verdict is one of :zeek:id:`Cato::alert_labels`.
 		Alert,
+		## A host's connections got :zeek:id:`Cato::alert_threshold` alerting verdicts of one label
+		## within :zeek:id:`Cato::alert_window` (SumStats, as SSH::Password_Guessing).
+		Alerting_Host,
 	};
 
 	global verdict_log_policy: Log::PolicyHook;
@@ -61,6 +65,13 @@ export {
 	## One Notice per originator and alert label at most this often (Zeek's Notice suppression, whose
 	## identifier is the label and the originator): a host that keeps doing what alerts is told once.
 	option alert_suppress_for = 1hr;
+
+	## Alerting verdicts of one label for one originator within :zeek:id:`Cato::alert_window` that
+	## raise a :zeek:enum:`Cato::Alerting_Host` Notice (counted across a cluster's workers).
+	const alert_threshold = 10.0 &redef;
+
+	## The window :zeek:id:`Cato::alert_threshold` counts in.
+	const alert_window = 5min &redef;
 
 	## Prefix of the verdict topics: the worker answers a node on
 	## ``Cato::node_topic(Cato::verdict_topic)``.
@@ -455,10 +466,34 @@ function take_verdict(uid: string, id: conn_id, label: string, score: double)
 	Log::write(VERDICT_LOG, rec);
 
 	if ( label in alert_labels && score >= alert_min_score )
+		{
+		SumStats::observe("cato.alerts", SumStats::Key($host=id$orig_h, $str=label), SumStats::Observation($num=1));
 		NOTICE(Notice::Info($note=Alert, $msg=fmt("%s classified as %s (score %.3f, model %s)", uid, label,
 		                                          score, model_name),
 		                    $uid=uid, $id=id, $sub=label, $identifier=cat(label, "/", id$orig_h),
 		                    $suppress_for=alert_suppress_for));
+		}
+	}
+
+event zeek_init()
+	{
+	local alerts = SumStats::Reducer($stream="cato.alerts", $apply=set(SumStats::SUM));
+	SumStats::create([$name="cato-alerting-hosts",
+	                  $epoch=alert_window,
+	                  $reducers=set(alerts),
+	                  $threshold_val(key: SumStats::Key, result: SumStats::Result) =
+	                      {
+	                      return result["cato.alerts"]$sum;
+	                      },
+	                  $threshold=alert_threshold,
+	                  $threshold_crossed(key: SumStats::Key, result: SumStats::Result) =
+	                      {
+	                      NOTICE(Notice::Info($note=Alerting_Host, $src=key$host, $sub=key$str,
+	                                          $msg=fmt("%s: %.0f connections classified as %s within %s (model %s)",
+	                                                   key$host, result["cato.alerts"]$sum, key$str, alert_window,
+	                                                   model_name),
+	                                          $identifier=cat(key$str, "/", key$host)));
+	                      }]);
 	}
 
 # (A parameter named like the global would be the global here: Zeek scopes both to the module.)
