@@ -375,7 +375,8 @@ def search(cfg: Config, args: argparse.Namespace, trial, save) -> None:
         if failed == math.inf:
             rate = min(args.high, rate * 2)
             continue
-        mid = math.sqrt(max(passed, args.low / (1 + args.precision)) * failed)
+        # Nothing passed yet: down by steps of 0.7, not halfway (in log) to --low.
+        mid = math.sqrt(passed * failed) if passed else failed * 0.7
         guess = capacity_guess(rec) if not rec["zero_loss"] else mid
         lo_edge = max(passed, args.low / (1 + args.precision)) * (1 + args.precision)
         rate = guess if lo_edge < guess < failed / (1 + args.precision) else mid
@@ -408,7 +409,8 @@ def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
             "vs_local": (round(c.zero_loss_mbps / plain, 3)
                          if c.zero_loss_mbps is not None and not math.isnan(plain) else None),
             "vs_all50": (round(c.zero_loss_mbps / base.zero_loss_mbps, 2)
-                         if c.point not in (None, "all@50") and base and base.zero_loss_mbps else None),
+                         if c.point not in (None, "all@50") and c.zero_loss_mbps is not None and base
+                         and base.zero_loss_mbps else None),
             "zeek_cpu_at_common": c.common["zeek_cpu_per_s"] if c.common else None,
             "common_zero_loss": c.common["zero_loss"] if c.common else None,
             "coverage": zl.get("coverage") if zl else None,
@@ -466,6 +468,8 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=-15, help="priority of Zeek and tcpreplay (0: unchanged)")
     ap.add_argument("--keep-logs", action="store_true")
     ap.add_argument("--json", type=Path, default=OUT)
+    ap.add_argument("--resume", action="store_true", help="keep the searches --json already holds (same "
+                    "configuration names); run the others and the common-rate trials")
     args = ap.parse_args()
     # A SIGTERM (or SIGINT, which a background job ignores) ends the run through the LiveNets' cleanup.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -499,7 +503,15 @@ def main() -> None:
         args.json.write_text(json.dumps(data, indent=1) + "\n")
 
     trial = lambda cfg, mbps: run_trial(cfg, mbps, args, traffic, work, zeek)  # noqa: E731
+    if args.resume and args.json.exists():
+        done = {c["name"]: c for c in json.loads(args.json.read_text())["configs"] if c["zero_loss_mbps"] is not None}
+        for cfg in configs:
+            if cfg.name in done:
+                cfg.trials, cfg.zero_loss_mbps = done[cfg.name]["trials"], done[cfg.name]["zero_loss_mbps"]
+                print(f"{cfg.name}: {cfg.zero_loss_mbps} Mbps, from {args.json}", flush=True)
     for cfg in configs:
+        if cfg.zero_loss_mbps is not None:
+            continue
         print(f"{cfg.name}: searching the zero-loss rate ({args.seconds:g} s per trial)", flush=True)
         search(cfg, args, trial, save)
         save()
