@@ -173,7 +173,7 @@ class _Stalling:
     marker and evaluates."""
 
     def __init__(self, inner, marker: Path) -> None:
-        self.inner, self.marker, self.dataset = inner, marker, inner.dataset
+        self.inner, self.marker, self.dataset, self.corpus = inner, marker, inner.dataset, inner.corpus
 
     def evaluate(self, config, progress=None):
         try:
