@@ -1,4 +1,5 @@
-"""The live-traffic harness (tests/livenet.py): a real namespace, veth, tcpreplay and a live Zeek.
+"""The live-traffic harness (tests/livenet.py): a network namespace of its own (`ip netns`), a veth pair
+inside it, tcpreplay and a live Zeek; traffic goes only to the namespace's own rewritten addresses.
 
 A real IoT Sentinel capture, its addresses rewritten, is replayed to a Zeek capturing with AF_PACKET;
 its conn.log must hold the connections ``zeek -r`` finds in the same rewritten capture, and nothing
