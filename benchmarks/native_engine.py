@@ -3,8 +3,10 @@
 Whole-process Zeek CPU (user+sys, from wait4) over a corpus merged into streams (as `cato extract`
 does), every configuration once per round, rounds interleaved; ratios are medians of the per-round
 ratios to the round's own baseline. Vectors are published (``Cato::publish_vectors=T``), not
-written to cato.log (``Cato::log_vectors=F``): what a deployment does. Two more rows per native
-selection: with batches that fill (``Cato::publish_max_wait=1hr``) and with no output at all. With ``--baseline default``
+written to cato.log (``Cato::log_vectors=F``): what a deployment does. More rows per native
+selection: with batches that fill (``Cato::publish_max_wait=1hr``), with no output at all, and in
+the compact form (``Cato::vector_form=Cato::COMPACT``), alone and with a package's verdict side
+(serving/verdicts.zeek: its ``Cato::publish_policy`` hook needs each vector's record). With ``--baseline default``
 the baseline is a default deployment (``zeek local``) and every configuration runs on top of it.
 ``--long`` runs the depth-scaling benchmark's synthetic corpora instead (300 TCP connections of 100
 or of 1,000 packets): the cost must not grow past the depth.
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cato.codegen import generate  # noqa: E402
 from cato.corpus import load_corpus  # noqa: E402
+from cato.deploy.zeek_side import serving_script  # noqa: E402
 from cato.features import resolve  # noqa: E402
 from cato.zeek import find_zeek, native_plugin_dir, static_load_script, zeek_version  # noqa: E402
 from cato.zeek.profiling import corpus_streams, zeek_cpu  # noqa: E402
@@ -44,11 +47,14 @@ SELECTIONS = (("5 counters @10", FIVE_COUNTERS, 10), ("5 per-packet @10", FIVE_P
 FULL_BATCHES = {"Cato::publish_max_wait": "1hr"}
 #: Neither logged nor published: the engine's own cost.
 NO_OUTPUT = {"Cato::publish_vectors": "F", "Cato::log_vectors": "F"}
+#: Published as compact blocks (Cato::vector_block) instead of records.
+COMPACT = {"Cato::vector_form": "Cato::COMPACT"}
 
 
 def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dict]]:
     """(name, scripts, native?, redefs) of each configuration; the first is the baseline."""
     static = static_load_script()
+    verdict_side = serving_script("verdicts.zeek")
     confs: list[tuple[str, list, bool, dict]] = [("baseline", list(baseline), False, {}),
                                                  ("cato static scripts only", [*baseline, static], False, ONLINE)]
     for label, sel, depth in SELECTIONS:
@@ -60,6 +66,9 @@ def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dic
                 confs.append((f"{label} native, full batches", [*baseline, static, path], True,
                               {**ONLINE, **FULL_BATCHES}))
                 confs.append((f"{label} native, no output", [*baseline, static, path], True, NO_OUTPUT))
+                confs.append((f"{label} native, compact", [*baseline, static, path], True, {**ONLINE, **COMPACT}))
+                confs.append((f"{label} native, compact, verdict side", [*baseline, static, path, verdict_side],
+                              True, {**ONLINE, **COMPACT}))
     return confs
 
 

@@ -8,11 +8,12 @@ front point of the committed IoT Sentinel study (12 features, a random forest of
 features with a decision tree and with LightGBM, and every feature (the worst case).
 
 * Throughput, in process (no sockets): ONNX Runtime alone, batched (256) and one vector at a time;
-  and the worker's whole path: parse and read Zeek's JSON batch message (100 vectors), score, and
-  encode the one verdict message that answers it.
+  and the worker's whole path in each form: parse and read one WebSocket message of Zeek's (a batch
+  of 100 vectors: records, or one compact block), score, and encode the message that answers it.
 * Latency: a synthetic capture of one-packet UDP connections at a fixed rate, replayed by Zeek at
   its own pace (--pseudo-realtime) with the package and the real worker over Zeek's WebSocket API;
   Zeek measures each verdict's latency from publishing the vector (batching included) to its arrival.
+  Side by side, one native package in each form: records (the JSON form) and compact.
 
 Results go to benchmarks/results/serve.json and a markdown table on stdout.
 """
@@ -33,9 +34,11 @@ from cato.corpus.pcapio import write_udp_connections
 from cato.dataset import load_dataset
 from cato.deploy.compile import compile_config
 from cato.deploy.replay import replay
-from cato.deploy.links import VECTOR_EVENT, VERDICTS_EVENT, WebSocketLink
+from cato.deploy.block import Endpoints, VectorBlock, encode_vectors
+from cato.deploy.links import EVENTS, VECTOR_EVENT, WebSocketLink, compact_batch, records_batch, verdict_events, Answer
 from cato.deploy.serve import Scorer
-from cato.deploy.transport import Address, Count, Enum, Port, Timespan, Timestamp, data_message, event_envelope
+from cato.deploy.transport import (Address, Count, Enum, Port, Raw, Timespan, Timestamp, data_message, event_envelope,
+                                   parse_message)
 from cato.deploy.zeek_side import VECTOR_TOPIC, VERDICT_TOPIC
 from cato.features import resolve
 from cato.model import ModelSpec
@@ -57,15 +60,19 @@ LATENCY_CONFIG = "front, 12 features, rf(50,16)"
 
 
 def packages(corpus_dir: Path, work: Path) -> dict[str, Path]:
-    """Each configuration compiled at depth 10 (throughput) and, for the latency one, at depth 1."""
+    """Each configuration compiled at depth 10 for throughput, and the latency one at depth 1 on the
+    native engine in both forms."""
     study = Study.open(work / "study", StudySettings(str(corpus_dir.resolve()), max_depth=10))
     front = CONFIGS[LATENCY_CONFIG][0]
     out = {}
     for name, (selection, model) in CONFIGS.items():
         features = tuple(f.name for f in resolve(selection or front) if f.dtype != "string")
-        for depth in (10, 1) if name == LATENCY_CONFIG else (10,):
-            out[f"{name}@{depth}"] = compile_config(study, Config(features, depth, model),
-                                                    work / f"pkg-{len(out)}").path
+        out[f"{name}@10"] = compile_config(study, Config(features, 10, model), work / f"pkg-{len(out)}").path
+        if name == LATENCY_CONFIG:
+            for form in ("records", "compact"):
+                out[f"{name}@1 native {form}"] = compile_config(study, Config(features, 1, model),
+                                                                work / f"pkg-{len(out)}", engine="native",
+                                                                vector_form=form).path
     return out
 
 
@@ -78,15 +85,23 @@ def zeek_batch(features: np.ndarray, depth: int) -> list:
             for i, row in enumerate(features)]
 
 
+def zeek_block(features: np.ndarray, schema: str) -> str:
+    """The same vectors as one compact block, as the native engine writes it."""
+    rows = [(f"C{i:017d}", "10.0.0.1", 1024 + i % 60000, "10.0.0.2", 53, "udp") for i in range(len(features))]
+    x = np.where(features == -1, np.nan, features).astype(np.float32)
+    return encode_vectors(VectorBlock(schema, Endpoints.of(rows), x))
+
+
 def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
     scorer = Scorer(package)
-    n = scorer.n_features
-    # One batch message as Zeek sends it (100 vectors, its default batch size), as text.
-    message = json.dumps(data_message(VECTOR_TOPIC, VECTOR_EVENT, [zeek_batch(x[:100], scorer.manifest.depth)]))
-    link = WebSocketLink("ws://127.0.0.1:1")  # reads vectors as the worker does; never connects here
-    vectors = [link.read(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
-    assert all(v is not None for v in vectors)
-    batch = (vectors * 3)[:256]
+    n, manifest = scorer.n_features, scorer.manifest
+    # One batch message as Zeek sends it (100 vectors, its default batch size), as bytes, in each form.
+    messages = {
+        "records": json.dumps(data_message(VECTOR_TOPIC, VECTOR_EVENT, [zeek_batch(x[:100], manifest.depth)])),
+        "compact": json.dumps(data_message(VECTOR_TOPIC, EVENTS["compact"][0], [zeek_block(x[:100], manifest.schema)])),
+    }
+    messages = {form: m.encode() for form, m in messages.items()}
+    batch = np.resize(x[:100].astype(np.float32), (256, n))
 
     def rate(fn, per_call: int) -> float:
         calls, t0 = 0, time.perf_counter()
@@ -95,15 +110,25 @@ def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
             calls += 1
         return calls * per_call / (time.perf_counter() - t0)
 
-    def whole_path() -> None:  # what the worker does per batch message, less the socket
-        received = [link.read(e, n) for e in event_envelope(json.loads(message))[2][0]["data"]]
-        answers = [[v.uid, v.conn_id, label, score] for v, (label, score) in zip(received, scorer.score(received))]
-        json.dumps(data_message(VERDICT_TOPIC, VERDICTS_EVENT, [scorer.manifest.schema, answers]))
+    def read(message: bytes):  # as WebSocketLink.next_batch reads a message
+        topic, name, args = event_envelope(parse_message(message, max_bytes=1 << 24))
+        if name == VECTOR_EVENT:
+            return records_batch(VERDICT_TOPIC, [WebSocketLink.read(item, n) for item in args[0]["data"]], n)
+        return compact_batch(args[0]["data"], VERDICT_TOPIC)
 
-    return {"onnx_batched_per_s": rate(lambda: scorer.score(batch), len(batch)),
-            "onnx_one_at_a_time_per_s": rate(lambda: scorer.score(batch[:1]), 1),
-            "worker_path_batched_per_s": rate(whole_path, len(vectors)),
-            "message_bytes_per_vector": len(message) / len(vectors)}
+    def whole_path(message: bytes) -> None:  # what the worker does per batch message, less the socket
+        b = read(message)
+        labels, scores = scorer.score(b.features)
+        for topic, name, args in verdict_events(manifest.schema, manifest.labels, [Answer(b, labels, scores)], Raw):
+            json.dumps(data_message(topic, name, args), default=lambda r: r.encoded)
+
+    out = {"onnx_batched_per_s": rate(lambda: scorer.score(batch), len(batch)),
+           "onnx_one_at_a_time_per_s": rate(lambda: scorer.score(batch[:1]), 1)}
+    for form, message in messages.items():
+        assert len(read(message)) == 100
+        out[f"worker_path_{form}_per_s"] = rate(lambda: whole_path(message), 100)
+        out[f"message_bytes_per_vector_{form}"] = len(message) / 100
+    return out
 
 
 #: A DNS-sized query: the payload of every synthetic connection.
@@ -135,7 +160,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--rates", default="1000,5000,10000,20000")
     ap.add_argument("--seconds", type=float, default=3.0, help="Length of each synthetic capture.")
-    ap.add_argument("--trials", type=int, default=3, help="Replays per rate (near saturation they differ).")
+    ap.add_argument("--trials", type=int, default=5, help="Replays per rate and form (near saturation they differ).")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "serve.json")
     args = ap.parse_args()
     corpus = load_corpus(args.corpus)
@@ -151,23 +176,31 @@ def main() -> None:
                 print(name, out["throughput"][name[:-3]], flush=True)
         for rate in (int(r) for r in args.rates.split(",")):
             for trial in range(args.trials):
-                out["latency"].append(latency(pkgs[f"{LATENCY_CONFIG}@1"], rate, args.seconds, work / f"t{trial}"))
-                print(out["latency"][-1], flush=True)
+                for form in ("records", "compact"):  # interleaved: both see the same machine
+                    run = latency(pkgs[f"{LATENCY_CONFIG}@1 native {form}"], rate, args.seconds,
+                                  work / f"t{trial}-{form}")
+                    out["latency"].append({"form": form, **run})
+                    print(out["latency"][-1], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
-    print("\n| configuration (depth 10) | ONNX batched /s | ONNX one at a time /s | worker path /s | bytes/vector |")
-    print("|---|---|---|---|---|")
+    print("\n| configuration (depth 10) | ONNX batched /s | ONNX one at a time /s | worker path /s: records "
+          "| compact | ratio | bytes/vector: records | compact |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, t in out["throughput"].items():
         print(f"| {name} | {t['onnx_batched_per_s']:,.0f} | {t['onnx_one_at_a_time_per_s']:,.0f} | "
-              f"{t['worker_path_batched_per_s']:,.0f} | {t['message_bytes_per_vector']:,.0f} |")
-    print("\n| conns/s | replays | coverage (least) | p50 ms (median of replays) | p99 ms (median; worst) |")
-    print("|---|---|---|---|---|")
+              f"{t['worker_path_records_per_s']:,.0f} | {t['worker_path_compact_per_s']:,.0f} | "
+              f"{t['worker_path_compact_per_s'] / t['worker_path_records_per_s']:.1f}x | "
+              f"{t['message_bytes_per_vector_records']:,.0f} | {t['message_bytes_per_vector_compact']:,.0f} |")
+    print("\n| conns/s | form | replays | coverage (least) | p50 ms (median) | p99 ms (median; worst) | "
+          "p99 <= 10 ms |")
+    print("|---|---|---|---|---|---|---|")
     for rate in sorted({r["rate_conns_per_s"] for r in out["latency"]}):
-        runs = [r for r in out["latency"] if r["rate_conns_per_s"] == rate]
-        p50 = float(np.median([r["latency_ms_p50"] for r in runs]))
-        p99 = [r["latency_ms_p99"] for r in runs]
-        print(f"| {rate:,} | {len(runs)} | {min(r['coverage'] for r in runs):.1%} | {p50:.2f} | "
-              f"{float(np.median(p99)):.2f}; {max(p99):.2f} |")
+        for form in ("records", "compact"):
+            runs = [r for r in out["latency"] if r["rate_conns_per_s"] == rate and r["form"] == form]
+            p50 = float(np.median([r["latency_ms_p50"] for r in runs]))
+            p99 = [r["latency_ms_p99"] for r in runs]
+            print(f"| {rate:,} | {form} | {len(runs)} | {min(r['coverage'] for r in runs):.1%} | {p50:.2f} | "
+                  f"{float(np.median(p99)):.2f}; {max(p99):.2f} | {sum(p <= 10 for p in p99)} of {len(runs)} |")
 
 
 if __name__ == "__main__":

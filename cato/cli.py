@@ -522,6 +522,9 @@ def compile_cmd(
                                          "engine the study measured its costs with."),
     name: Optional[str] = typer.Option(None, "--name", help="The model's name in verdicts, Notices and zkg "
                                        "(default: the study's folder and the point, e.g. iot-trial42)."),
+    vector_form: Optional[str] = typer.Option(None, "--vector-form", help="How vectors travel to cato serve: "
+                                              "compact (native engine only; its default) or records (the "
+                                              "script engine's; Zeek's WebSocket JSON, readable by any client)."),
 ) -> None:
     """Write a zkg package of one study point: feature script, verdict script, ONNX model, manifest."""
     from cato.corpus import CorpusError
@@ -537,7 +540,8 @@ def compile_cmd(
         err.print(f"trial {chosen.number}: {chosen.config} (F1 {chosen.values['f1']:.3f})")
         package = compile_package(study, chosen, output, alert_labels=alert, alert_min_score=alert_min_score,
                                   deadline=_deadline(deadline), name=name,
-                                  engine=_engine(engine) if engine else None, progress=lambda m: err.print(m))
+                                  engine=_engine(engine) if engine else None, vector_form=vector_form,
+                                  progress=lambda m: err.print(m))
     except (StudyError, CompileError, CorpusError, DatasetError, ModelError, ZeekNotFoundError, ZeekError) as e:
         _fail(str(e))
     m = package.manifest

@@ -182,7 +182,9 @@ def _serve_argv(package: Path, url: str) -> list[str]:
 def test_garbage_and_forged_verdicts_are_refused_and_counted_and_stop_nothing(package, zeek, tmp_path):  # noqa: F811
     import socket
 
-    from cato.deploy.links import WebSocketLink
+    import numpy as np
+
+    from cato.deploy.links import Answer, WebSocketLink
     rate, seconds = 200, 8
     n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
     port = free_port()
@@ -223,10 +225,10 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 
         async def forge() -> int:  # a client that speaks the protocol, answering vectors with its own verdicts
             async with WebSocketLink(f"ws://127.0.0.1:{port}") as link:
-                _, batch = await link.next_batch()
-                vectors = [v for v in (link.read(item, 3) for item in batch) if v is not None]
-                await link.answer("forged-schema", [(v, "evil", 1.0) for v in vectors])
-                return len(vectors)
+                batch = await link.next_batch(3)
+                await link.answer("forged-schema", ["evil"], [Answer(batch, np.zeros(len(batch), "u2"),
+                                                                     np.ones(len(batch), "f4"))])
+                return len(batch)
 
         forged = asyncio.run(asyncio.wait_for(forge(), 30))
         assert forged > 0

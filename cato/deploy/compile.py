@@ -21,8 +21,8 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.zeek_side import (VECTOR_TOPIC, VERDICT_TOPIC, load_script, model_script, serving_script,
-                                   zeek_string)
+from cato.deploy.zeek_side import (COMPACT, RECORDS, VECTOR_TOPIC, VERDICT_TOPIC, load_script, model_script,
+                                   serving_script, zeek_string)
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
@@ -71,10 +71,13 @@ def pick_trial(study: Study, trial: int | None = None, pick: str | None = None,
 def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: Sequence[str] = (),
                     alert_min_score: float = 0.5,
                     name: str | None = None, deadline: float | None = None, engine: str | None = None,
+                    vector_form: str | None = None,
                     progress: Callable[[str], None] | None = None) -> CompiledPackage:
     """Write the package of ``chosen`` into ``output`` (which must not exist). ``engine``: the one that
     computes the features (None: the one the study measured its costs with); a ``native`` package
-    needs cato's plugin installed."""
+    needs cato's plugin installed. ``vector_form``: how its vectors travel to ``cato serve``, ``compact``
+    (the native engine only, its default) or ``records`` (the script engine's, and the interoperable
+    JSON form on Zeek's WebSocket API)."""
     step = progress or (lambda _m: None)
     output = Path(output)
     if output.exists():
@@ -95,6 +98,11 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     if deadline is None:  # the point's own deadline, unless the user sets another
         deadline = config.deadline
     engine = engine or getattr(settings, "engine", "script")
+    vector_form = vector_form or (COMPACT if engine == "native" else RECORDS)
+    if vector_form not in (COMPACT, RECORDS):
+        raise CompileError(f"--vector-form {vector_form}: choose {COMPACT} or {RECORDS}")
+    if vector_form == COMPACT and engine != "native":
+        raise CompileError("--vector-form compact needs --engine native: only cato's plugin writes compact blocks")
     script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
@@ -110,7 +118,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name, "alert_min_score": alert_min_score, "deployment": deployment,
                                "topics": {"vectors": VECTOR_TOPIC, "verdicts": VERDICT_TOPIC},
-                               "connections": int(dataset.connections), "engine": script.engine})
+                               "connections": int(dataset.connections), "engine": script.engine,
+                               "vector_form": vector_form})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     try:

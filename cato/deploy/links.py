@@ -1,10 +1,16 @@
 """How the worker talks to Zeek: one small interface, two implementations.
 
-A link gives the items of each ``Cato::vector_batch`` Zeek publishes, reads an item into a
-:class:`Vector`, and answers a micro-batch with one ``Cato::verdicts`` event per node that asked: a
-cluster node publishes on ``zeek/cato/vectors/NODE/`` and takes its verdicts on
-``zeek/cato/verdicts/NODE/`` (a standalone Zeek on the two prefixes themselves). Each link reads the
-vectors in its own representation: decoding them generically would take most of the worker's time.
+A link gives each batch of vectors Zeek publishes, read into a :class:`Batch`, and answers the batches it
+scored with one verdict event per node that asked: a cluster node publishes on ``zeek/cato/vectors/NODE/``
+and takes its verdicts on ``zeek/cato/verdicts/NODE/`` (a standalone Zeek on the two prefixes themselves).
+
+A batch comes in one of two forms (``Cato::vector_form``), and is answered in the same:
+
+* records: ``Cato::vector_batch``, a vector of ``Cato::Info`` records, answered by ``Cato::verdicts``. The
+  interoperable form; each link reads the records in its own representation (decoding them generically
+  would take most of the worker's time).
+* compact: ``Cato::vector_block``, one block per batch (``cato.deploy.block``), answered by
+  ``Cato::verdict_block``. The native engine's form: read and written with numpy, no value at a time.
 
 * :class:`WebSocketLink`: Zeek's WebSocket API v1 (JSON), ``ws://`` or ``wss://`` URLs.
 * :class:`BrokerLink`: Broker's Python bindings (binary), ``tcp://HOST:PORT``; they come with Zeek
@@ -23,14 +29,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 from urllib.parse import urlparse
 
+import numpy as np
+
 from cato.codegen.static import VECTOR_ID_FIELDS
+from cato.deploy.block import BlockError, Endpoints, VerdictBlock, decode_vectors, encode_verdicts
 from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
-from cato.deploy.zeek_side import VECTOR_TOPIC, VERDICT_TOPIC
+from cato.deploy.zeek_side import COMPACT, RECORDS, VECTOR_TOPIC, VERDICT_TOPIC
 from cato.features import MISSING_VALUE
 from cato.zeek import ZeekNotFoundError, find_zeek
 
-VECTOR_EVENT = "Cato::vector_batch"
-VERDICTS_EVENT = "Cato::verdicts"
+#: The form's vector event and verdict event.
+EVENTS = {RECORDS: ("Cato::vector_batch", "Cato::verdicts"), COMPACT: ("Cato::vector_block", "Cato::verdict_block")}
+VECTOR_EVENT, VERDICTS_EVENT = EVENTS[RECORDS]
+_FORM_OF = {vectors: form for form, (vectors, _) in EVENTS.items()}
 #: A WebSocket message may carry at most 16 MiB: a batch of 100 vectors of 97 features is 0.45 MiB.
 MAX_MESSAGE_BYTES = 16 << 20
 _FIRST_FEATURE = len(VECTOR_ID_FIELDS)
@@ -38,15 +49,73 @@ _UID, _ID = VECTOR_ID_FIELDS.index("uid"), VECTOR_ID_FIELDS.index("id")
 _NUMBERS = ("real", "count", "integer")
 
 
-@dataclass(frozen=True)
-class Vector:
-    """What the worker keeps of a vector: the connection's uid, its conn_id as the link received it
-    (sent back as it is), the feature values (missing as ``MISSING_VALUE``), and the topic its verdict
-    goes to (that of the node that published it)."""
-    uid: str
-    conn_id: Any
-    features: list[float]
-    reply_topic: str = VERDICT_TOPIC
+@dataclass
+class Batch:
+    """One batch of vectors as a node published it, read into what the worker needs: the features
+    (float32, missing as ``MISSING_VALUE``), who they belong to, and the topic their verdicts go to.
+    ``ids``: the connections' endpoints (compact), or each vector's ``(uid, conn_id)`` as the link
+    received them, sent back as they are (records)."""
+    form: str
+    reply_topic: str
+    features: np.ndarray
+    ids: Endpoints | list[tuple[str, Any]]
+    #: Vectors of the batch that could not be read (left out of it).
+    unreadable: int = 0
+    #: The schema hash a compact block carries (empty outside a compiled package).
+    schema: str = ""
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def compact_batch(text: Any, reply_topic: str) -> Batch:
+    """A compact vector block; rows with an infinite value are left out, as the records form drops them."""
+    if not isinstance(text, (str, bytes)):
+        raise BlockError("the block is not a string")
+    block = decode_vectors(text)
+    x = block.features
+    finite = ~np.isinf(x).any(axis=1)
+    ids = block.endpoints
+    if not finite.all():
+        x, ids = x[finite], Endpoints(*(c[finite] for c in ids.columns()))
+    x = np.where(np.isnan(x), np.float32(MISSING_VALUE), x)
+    return Batch(COMPACT, reply_topic, x, ids, int((~finite).sum()), block.schema)
+
+
+def records_batch(reply_topic: str, rows: list, n_features: int) -> Batch:
+    """A records batch from rows of (uid, conn_id, values), None for a vector that could not be read."""
+    good = [r for r in rows if r is not None]
+    x = np.array([r[2] for r in good], dtype=np.float32).reshape(len(good), n_features)
+    return Batch(RECORDS, reply_topic, x, [(r[0], r[1]) for r in good], len(rows) - len(good))
+
+
+@dataclass
+class Answer:
+    """The verdicts of a batch: an index into the model's labels, and its score, per vector."""
+    batch: Batch
+    label: np.ndarray
+    score: np.ndarray
+
+
+def verdict_events(schema: str, labels: Sequence[str], answers: Sequence[Answer],
+                   conn_id: Any = lambda c: c) -> list[tuple[str, str, list]]:
+    """The events answering ``answers``: (topic, event name, args), one per node and form. ``conn_id``
+    wraps a records vector's conn_id for the link that sends it back."""
+    groups: dict[tuple[str, str], list[Answer]] = defaultdict(list)
+    for a in answers:
+        groups[a.batch.reply_topic, a.batch.form].append(a)
+    events = []
+    for (topic, form), group in groups.items():
+        if form == COMPACT:
+            block = VerdictBlock(schema, list(labels), Endpoints.concatenate([a.batch.ids for a in group]),
+                                 np.concatenate([a.label for a in group]).astype("<u2"),
+                                 np.concatenate([a.score for a in group]).astype("<f4"))
+            events.append((topic, EVENTS[COMPACT][1], [encode_verdicts(block)]))
+        else:
+            verdicts = [[uid, conn_id(cid), labels[int(i)], float(s)]
+                        for a in group for (uid, cid), i, s in zip(a.batch.ids, a.label, a.score)]
+            events.append((topic, EVENTS[RECORDS][1], [schema, verdicts]))
+    return events
 
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -72,14 +141,6 @@ class Topics:
         return self.verdicts + topic[len(self.vectors):] if topic.startswith(self.vectors) else self.verdicts
 
 
-def _by_topic(answers: list[tuple[Vector, str, float]]) -> dict[str, list]:
-    """The verdicts of a micro-batch, grouped by the node they go back to."""
-    groups: dict[str, list] = defaultdict(list)
-    for v, label, score in answers:
-        groups[v.reply_topic].append([v.uid, v.conn_id, label, score])
-    return groups
-
-
 class Link(Protocol):
     zeek_version: str | None
 
@@ -87,15 +148,12 @@ class Link(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def next_batch(self) -> tuple[str, list]:
-        """The topic its verdicts go to, and the items of the next vector batch; raises TransportError
-        when the connection is lost."""
+    async def next_batch(self, n_features: int) -> Batch:
+        """The next batch of vectors, in either form; raises TransportError when the connection is lost,
+        BlockError for a compact block that cannot be read."""
 
-    def read(self, item: Any, n_features: int, reply_to: str) -> Vector | None:
-        """The vector in ``item``, or None when it is not one the worker can score and answer."""
-
-    async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        """Publish one ``Cato::verdicts`` event per node for ``answers`` (vector, label, score)."""
+    async def answer(self, schema: str, labels: Sequence[str], answers: Sequence[Answer]) -> None:
+        """Publish the verdicts of ``answers``: one event per node, in the form each batch came in."""
 
 
 def make_link(url: str, ssl=None, nodes: Sequence[str] = (), topics: Topics = Topics()) -> Link:
@@ -124,7 +182,7 @@ class WebSocketLink:
     async def __aexit__(self, *exc: object) -> None:
         await self.transport.close()
 
-    async def next_batch(self) -> tuple[str, list]:
+    async def next_batch(self, n_features: int) -> Batch:
         while True:
             msg = await self.transport.receive_message()
             try:
@@ -132,12 +190,19 @@ class WebSocketLink:
             except TransportError as e:
                 self.transport.count_malformed(e)
                 continue
-            if name == VECTOR_EVENT and len(args) == 1 and isinstance(args[0], dict) \
-                    and isinstance(args[0].get("data"), list):
-                return self.topics.reply(topic), args[0]["data"]
+            form = _FORM_OF.get(name)
+            if form is None or len(args) != 1 or not isinstance(args[0], dict):
+                continue
+            if form == COMPACT:
+                return compact_batch(args[0].get("data"), self.topics.reply(topic))
+            if isinstance(args[0].get("data"), list):
+                return records_batch(self.topics.reply(topic), [self.read(item, n_features)
+                                                                 for item in args[0]["data"]], n_features)
 
-    def read(self, item: Any, n_features: int, reply_to: str = VERDICT_TOPIC) -> Vector | None:
-        """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON."""
+    @staticmethod
+    def read(item: Any, n_features: int) -> tuple[str, Any, list[float]] | None:
+        """A ``Cato::Info`` record in Broker's JSON data model, read straight from the parsed JSON:
+        (uid, conn_id, values), or None when it is not one the worker can score and answer."""
         try:
             fields = item["data"]
             uid, conn_id = fields[_UID], fields[_ID]
@@ -156,11 +221,11 @@ class WebSocketLink:
             return None
         if len(values) != n_features or not isinstance(uid["data"], str):
             return None
-        return Vector(uid["data"], Raw(conn_id), values, reply_to)
+        return uid["data"], conn_id, values
 
-    async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        for topic, verdicts in _by_topic(answers).items():
-            await self.transport.publish(topic, VERDICTS_EVENT, [schema, verdicts])
+    async def answer(self, schema: str, labels: Sequence[str], answers: Sequence[Answer]) -> None:
+        for topic, name, args in verdict_events(schema, labels, answers, Raw):
+            await self.transport.publish(topic, name, args)
 
 
 def _import_broker():
@@ -234,7 +299,7 @@ class BrokerLink:
                 return True
         return False
 
-    async def next_batch(self) -> tuple[str, list]:
+    async def next_batch(self, n_features: int) -> Batch:
         while True:
             msg = await asyncio.to_thread(self.vectors.get, self.POLL_S)
             if msg is None:
@@ -243,12 +308,21 @@ class BrokerLink:
                 continue
             try:
                 event = self.broker.zeek.Event(msg[1])
-                if event.name() == VECTOR_EVENT and len(event.args()) == 1:
-                    return self.topics.reply(str(msg[0])), list(event.args()[0])
+                form, args = _FORM_OF.get(event.name()), event.args()
             except Exception:  # a message Broker's bindings cannot read as an event: not ours
                 continue
+            if form is None or len(args) != 1:
+                continue
+            if form == COMPACT:
+                return compact_batch(args[0], self.topics.reply(str(msg[0])))
+            try:
+                items = list(args[0])
+            except TypeError:
+                continue
+            return records_batch(self.topics.reply(str(msg[0])), [self.read(item, n_features) for item in items],
+                                  n_features)
 
-    def read(self, item: Any, n_features: int, reply_to: str = VERDICT_TOPIC) -> Vector | None:
+    def read(self, item: Any, n_features: int) -> tuple[str, Any, list[float]] | None:
         try:
             uid, conn_id = item[_UID], item[_ID]
             values = []
@@ -264,8 +338,8 @@ class BrokerLink:
             return None
         if len(values) != n_features or not isinstance(uid, str):
             return None
-        return Vector(uid, conn_id, values, reply_to)
+        return uid, conn_id, values
 
-    async def answer(self, schema: str, answers: list[tuple[Vector, str, float]]) -> None:
-        for topic, verdicts in _by_topic(answers).items():
-            self.endpoint.publish(topic, self.broker.zeek.Event(VERDICTS_EVENT, schema, verdicts))
+    async def answer(self, schema: str, labels: Sequence[str], answers: Sequence[Answer]) -> None:
+        for topic, name, args in verdict_events(schema, labels, answers):
+            self.endpoint.publish(topic, self.broker.zeek.Event(name, *args))

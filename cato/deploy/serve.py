@@ -1,8 +1,8 @@
 """``cato serve``: the ONNX inference worker beside a running Zeek.
 
-One loop receives vector batches from Zeek (WebSocket API v1, or Broker: see ``links``) into a
-bounded queue; another scores micro-batches with ONNX Runtime and answers each with one event
-holding a verdict per vector.
+One loop receives vector batches from Zeek (WebSocket API v1, or Broker; records or compact: see
+``links``) into a queue bounded in vectors; another scores micro-batches of them with ONNX Runtime
+and answers each node in one event, in the form its batch came in.
 What was received, scored and dropped is counted, printed on exit and on SIGUSR1. The package's
 manifest and model are checked once, at start: a package whose parts disagree is refused.
 """
@@ -10,6 +10,7 @@ manifest and model are checked once, at start: a package whose parts disagree is
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cato.deploy.links import Link, Topics, Vector, make_link
+from cato.deploy.block import BlockError
+from cato.deploy.links import COMPACT, EVENTS, RECORDS, Answer, Batch, Link, Topics, make_link
 from cato.deploy.manifest import Manifest, ManifestError
 from cato.deploy.transport import TransportError
 from cato.deploy.zeek_side import DEFAULT_WEBSOCKET_PORT
@@ -40,6 +42,10 @@ class WorkerStats:
     dropped: int = 0
     #: Vectors that could not be read (a field missing or of the wrong type).
     unreadable: int = 0
+    #: Vectors refused: a batch of another form than the package's, or a block of another schema.
+    refused: int = 0
+    #: Compact blocks that could not be read (how many vectors they held is unknown).
+    malformed_blocks: int = 0
     batches_received: int = 0
     largest_batch_received: int = 0
     verdicts_sent: int = 0
@@ -52,7 +58,8 @@ class WorkerStats:
 
     def summary(self) -> str:
         return (f"received {self.received}, scored {self.scored}, dropped {self.dropped} (queue full), "
-                f"unreadable {self.unreadable}, verdicts sent {self.verdicts_sent}, in {self.batches_received} "
+                f"unreadable {self.unreadable}, refused {self.refused}, malformed blocks {self.malformed_blocks}, "
+                f"verdicts sent {self.verdicts_sent}, in {self.batches_received} "
                 f"batch(es) over {self.connections} connection(s) to Zeek")
 
 
@@ -61,6 +68,7 @@ class Scorer:
 
     def __init__(self, package: Path) -> None:
         package = Path(package)
+        self.package = package
         try:
             self.manifest = Manifest.read(package)
             self.model = OnnxModel.load(package / "model.onnx")
@@ -68,11 +76,64 @@ class Scorer:
         except (ManifestError, ModelError) as e:
             raise ServeError(f"{package}: refused: {e}") from None
         self.n_features = len(self.manifest.features)
+        #: The form the package's Zeek publishes its vectors in (a package from before the compact form
+        #: has none recorded: records).
+        self.form = self.manifest.extra.get("vector_form", RECORDS)
+        if self.form not in EVENTS:
+            raise ServeError(f"{package}: refused: vector form {self.form!r} is neither {RECORDS} nor {COMPACT}")
 
-    def score(self, vectors: list[Vector]) -> list[tuple[str, float]]:
-        x = np.array([v.features for v in vectors], dtype=np.float32).reshape(len(vectors), self.n_features)
-        labels, scores = self.model.predict_scores(x)
-        return [(self.manifest.labels[int(i)], float(s)) for i, s in zip(labels, scores)]
+    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's label (an index into the manifest's labels) and the model's probability for it."""
+        labels, scores = self.model.predict_scores(np.asarray(x, dtype=np.float32).reshape(-1, self.n_features))
+        return np.asarray(labels), np.asarray(scores)
+
+
+class BatchQueue:
+    """Batches waiting to be scored, bounded in vectors: a batch that does not fit is refused (or waited
+    for, with ``put``), unless the queue is empty (a batch larger than the bound still goes)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.batches: collections.deque[Batch] = collections.deque()
+        self.vectors = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+
+    def put_nowait(self, batch: Batch) -> bool:
+        if self.batches and self.vectors + len(batch) > self.capacity:
+            return False
+        self.batches.append(batch)
+        self.vectors += len(batch)
+        self._ready.set()
+        return True
+
+    async def put(self, batch: Batch) -> None:
+        while not self.put_nowait(batch):
+            self._room.clear()
+            await self._room.wait()
+
+    def take(self, limit: int) -> list[Batch]:
+        """Batches from the front, up to ``limit`` vectors (at least one batch)."""
+        out, n = [], 0
+        while self.batches and (not out or n + len(self.batches[0]) <= limit):
+            b = self.batches.popleft()
+            out.append(b)
+            n += len(b)
+        self.vectors -= n
+        if not self.batches:
+            self._ready.clear()
+        self._room.set()
+        return out
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Whether a batch waits (within ``timeout`` seconds)."""
+        if self.batches:
+            return True
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 class Worker:
@@ -127,72 +188,100 @@ class Worker:
         return self.stats
 
     async def _session(self, link: Link) -> None:
-        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
+        queue = BatchQueue(self.queue_size)
         receiving = asyncio.create_task(self._receive(link, queue))
         scoring = asyncio.create_task(self._score(link, queue))
         stopping = asyncio.create_task(self.stop.wait())
         done, _ = await asyncio.wait({receiving, scoring, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (receiving, scoring, stopping):
             task.cancel()
-        if stopping in done and not queue.empty():
+        if stopping in done and queue.batches:
             # Stopping on request: answer what is already queued while the connection lasts.
             try:
-                await self._answer(link, [queue.get_nowait() for _ in range(queue.qsize())])
+                await self._answer(link, queue.take(queue.vectors))
             except TransportError:
                 pass
         for task in done:
             if task is not stopping and not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
-    async def _receive(self, link: Link, queue: asyncio.Queue) -> None:
+    def _refuse(self, batch: Batch, why: str) -> None:
+        if self.stats.refused == 0:
+            log.error("refused a batch of %d vector(s): %s", len(batch), why)
+        self.stats.refused += len(batch)
+
+    def _check(self, batch: Batch) -> bool:
+        """Whether the batch is one this package answers; a refused one is counted (Zeek counts its vectors
+        as timed out) and said once."""
+        manifest = self.scorer.manifest
+        if batch.form != self.scorer.form:
+            self._refuse(batch, f"Zeek publishes {batch.form} vectors ({EVENTS[batch.form][0]}) but package "
+                                f"{self.scorer.package} speaks {self.scorer.form} ({EVENTS[self.scorer.form][0]}): is "
+                                f"Zeek running this package, compiled as it is here?")
+            return False
+        if batch.schema and batch.schema != manifest.schema:
+            self._refuse(batch, f"its schema {batch.schema} is not that of package {self.scorer.package} ({manifest.schema}): "
+                                f"is Zeek running this package?")
+            return False
+        return True
+
+    async def _receive(self, link: Link, queue: BatchQueue) -> None:
         n = self.scorer.n_features
         while True:
-            reply_to, batch = await link.next_batch()
+            try:
+                batch = await link.next_batch(n)
+            except BlockError as e:
+                self.stats.malformed_blocks += 1
+                if self.stats.malformed_blocks == 1:
+                    log.warning("dropped a compact vector block that cannot be read: %s", e)
+                continue
             self.stats.batches_received += 1
-            self.stats.largest_batch_received = max(self.stats.largest_batch_received, len(batch))
-            for item in batch:
-                self.stats.received += 1
-                vector = link.read(item, n, reply_to)
-                if vector is None:
-                    self.stats.unreadable += 1
-                    continue
-                if self.lossless:
-                    await queue.put(vector)
-                    continue
-                try:
-                    queue.put_nowait(vector)
-                except asyncio.QueueFull:
-                    self.stats.dropped += 1
+            size = len(batch) + batch.unreadable
+            self.stats.largest_batch_received = max(self.stats.largest_batch_received, size)
+            self.stats.received += size
+            self.stats.unreadable += batch.unreadable
+            if not len(batch) or not self._check(batch):
+                continue
+            if self.lossless:
+                await queue.put(batch)
+            elif not queue.put_nowait(batch):
+                self.stats.dropped += len(batch)
 
-    async def _score(self, link: Link, queue: asyncio.Queue) -> None:
+    async def _score(self, link: Link, queue: BatchQueue) -> None:
         """Micro-batches: up to ``batch`` vectors, waiting at most ``max_wait`` for more after the first."""
         while True:
-            batch = [await queue.get()]
+            await queue.wait()
+            batches = queue.take(self.batch)
+            n = sum(map(len, batches))
             deadline = time.perf_counter() + self.max_wait
-            while len(batch) < self.batch:
-                if queue.empty():
+            while n < self.batch:
+                if not queue.batches:
                     left = deadline - time.perf_counter()
-                    if left <= 0:
+                    if left <= 0 or not await queue.wait(left):
                         break
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), left))
-                    except TimeoutError:
-                        break
-                else:
-                    batch.append(queue.get_nowait())
-            await self._answer(link, batch)
+                if n + len(queue.batches[0]) > self.batch:
+                    break  # it would overflow the micro-batch: it starts the next one
+                more = queue.take(self.batch - n)
+                batches += more
+                n += sum(map(len, more))
+            await self._answer(link, batches)
 
-    async def _answer(self, link: Link, batch: list[Vector]) -> None:
-        """Scores a micro-batch and sends its verdicts back as one ``Cato::verdicts`` event."""
-        if not batch:
+    async def _answer(self, link: Link, batches: list[Batch]) -> None:
+        """Scores a micro-batch of batches and sends their verdicts back, one event per node."""
+        if not batches:
             return
         t0 = time.perf_counter()
-        verdicts = self.scorer.score(batch)
+        x = batches[0].features if len(batches) == 1 else np.concatenate([b.features for b in batches])
+        labels, scores = self.scorer.score(x)
         self.stats.score_seconds += time.perf_counter() - t0
-        self.stats.scored += len(batch)
-        await link.answer(self.scorer.manifest.schema,
-                          [(v, label, score) for v, (label, score) in zip(batch, verdicts)])
-        self.stats.verdicts_sent += len(batch)
+        answers, at = [], 0
+        for b in batches:
+            answers.append(Answer(b, labels[at:at + len(b)], scores[at:at + len(b)]))
+            at += len(b)
+        self.stats.scored += len(x)
+        manifest = self.scorer.manifest
+        await link.answer(manifest.schema, manifest.labels, answers)
+        self.stats.verdicts_sent += len(x)
 
 
 def run_worker(worker: Worker, on_signal: Callable[[WorkerStats], None] | None = None) -> WorkerStats:

@@ -19,6 +19,10 @@ from cato.deploy.manifest import Manifest
 VECTOR_TOPIC = "zeek/cato/vectors"
 VERDICT_TOPIC = "zeek/cato/verdicts"
 
+#: The forms a package's vectors travel in (``Cato::vector_form``): records (``Cato::vector_batch``, a
+#: vector of ``Cato::Info``), or compact (``Cato::vector_block``, ``cato.deploy.block``; native engine only).
+RECORDS, COMPACT = "records", "compact"
+
 #: Default ports of the listeners a package opens for its worker: Zeek's WebSocket API, and Broker
 #: (``Cato::websocket_port``, ``Cato::broker_port``): outside zeekctl's cluster ports (27760 and up).
 DEFAULT_WEBSOCKET_PORT = 21760
@@ -79,4 +83,5 @@ redef Cato::alert_labels = {zeek_string_set(manifest.alert_labels)};
 redef Cato::alert_min_score = {float(manifest.extra.get("alert_min_score", 0.5))!r};
 redef Cato::topic = {zeek_string(manifest.extra.get("topics", {}).get("vectors", VECTOR_TOPIC))};
 redef Cato::verdict_topic = {zeek_string(manifest.extra.get("topics", {}).get("verdicts", VERDICT_TOPIC))};
+redef Cato::vector_form = Cato::{manifest.extra.get("vector_form", "records").upper()};
 """

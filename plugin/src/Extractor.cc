@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <algorithm>
+#include <unordered_set>
 #include <cmath>
 #include <limits>
 
@@ -35,6 +36,9 @@ std::vector<Extractor*> past_deadline;
 
 // Connections whose analyzer Zeek refused.
 uint64_t refused = 0;
+
+// Every extractor alive (for FinishAll).
+std::unordered_set<Extractor*> alive;
 
 // Folds value v into a running statistic, keeping the parts p (the order of cato.codegen's _acc_update).
 inline void update(Acc& a, uint16_t p, double v) {
@@ -71,6 +75,7 @@ double median(std::vector<double> v) {
 } // namespace
 
 Extractor::Extractor(zeek::Connection* conn) : zeek::analyzer::Analyzer("CATO_NATIVE", conn) {
+    alive.insert(this);
     uint64_t last_depth = config.depths.back();
     for ( auto& side : acc )
         for ( int q = 0; q < NUM_QUANTITIES; ++q )
@@ -258,6 +263,19 @@ void Extractor::DeadlineTimer(double t) {
     past_deadline.push_back(this);
 }
 
+Extractor::~Extractor() {
+    Unpend();
+    alive.erase(this);
+}
+
+void Extractor::FinishAll() {
+    for ( Extractor* x : alive )
+        if ( x->attached ) {
+            x->Unpend();
+            x->Finish(END, x->Conn()->LastTime() - x->Conn()->StartTime());
+        }
+}
+
 void Extractor::DecidePastDeadline() {
     if ( past_deadline.empty() )
         return;
@@ -395,18 +413,27 @@ zeek::ValPtr Extractor::Text(const Feature& f, zeek::RecordValPtr& conn_val) con
 
 void Extractor::Emit(uint64_t depth, Decision by, double after) {
     auto* c = Conn();
-    auto info = output.MakeInfo(c, depth, pkts, by, after);
     zeek::RecordValPtr conn_val;
-    for ( const auto& f : config.features ) {
+    // The values first (a compact block takes them as they are); the Cato::Info record only when
+    // something reads it: the log, a handler of Cato::vector_ready or Cato::publish_policy, or the
+    // records form.
+    auto& values = output.Values(config.features.size());
+    zeek::RecordValPtr info = output.NeedsRecord() ? output.MakeInfo(c, depth, pkts, by, after) : nullptr;
+    for ( size_t i = 0; i < config.features.size(); ++i ) {
+        const auto& f = config.features[i];
+        values[i] = std::numeric_limits<float>::quiet_NaN();
         if ( f.is_string ) {
-            if ( auto v = Text(f, conn_val) )
-                info->Assign(f.column, std::move(v));
+            if ( info )
+                if ( auto v = Text(f, conn_val) )
+                    info->Assign(f.column, std::move(v));
             continue;
         }
-        double v = Value(f, conn_val);
+        double v = Output::ColumnValue(f, Value(f, conn_val));
         if ( std::isnan(v) )
             continue; // does not apply: the column stays unset
-        Output::SetNumber(info.get(), f, v);
+        values[i] = static_cast<float>(v);
+        if ( info )
+            Output::SetNumber(info.get(), f, v);
     }
     output.Send(c, std::move(info), conn_val);
 }

@@ -26,13 +26,17 @@ struct Acc {
 class Extractor : public zeek::analyzer::Analyzer {
 public:
     explicit Extractor(zeek::Connection* conn);
-    ~Extractor() override { Unpend(); }
+    ~Extractor() override;
 
     // Attaches an extractor to a new connection's analyzer tree (when configured).
     static void Attach(zeek::Connection* conn);
 
     // Decides every connection whose deadline passed at the packet just processed.
     static void DecidePastDeadline();
+
+    // Emits the vectors every open connection has yet to emit, as if it ended now (a replay whose
+    // input ran out, while Zeek stays up for the verdicts).
+    static void FinishAll();
 
     // Connections whose analyzer Zeek refused to attach (they get no vectors).
     static uint64_t Refused();

@@ -6,11 +6,16 @@
 #include <zeek/Event.h>
 #include <zeek/EventRegistry.h>
 #include <zeek/Func.h>
+#include <zeek/Reporter.h>
 #include <zeek/RunState.h>
 #include <zeek/cluster/Backend.h>
 #include <zeek/logging/Manager.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "Config.h"
 
@@ -125,6 +130,24 @@ bool Output::Bind(std::string* err) {
         return false;
     }
 
+    // The form batches go in: Cato::vector_form, a Cato::VectorForm (RECORDS or COMPACT).
+    zeek::detail::IDPtr form_id, block_id;
+    if ( ! (form_id = lookup("Cato::vector_form", zeek::TYPE_ENUM, false, err)) ||
+         ! (block_id = lookup_func("Cato::vector_block", zeek::FUNC_FLAVOR_EVENT, err)) )
+        return false;
+    auto form_type = form_id->GetType()->AsEnumType();
+    auto compact_value = form_type->Lookup("Cato", "COMPACT");
+    if ( compact_value < 0 ) {
+        *err = "Cato::VectorForm has no value Cato::COMPACT";
+        return false;
+    }
+    compact = form_id->GetVal()->AsEnum() == compact_value;
+    vector_block = zeek::cast_intrusive<zeek::FuncVal>(block_id->GetVal());
+    // A compiled package's schema hash (its verdict side sets it): the worker checks it.
+    if ( auto schema_id = zeek::id::find("Cato::schema"); schema_id && schema_id->GetVal() &&
+                                                          schema_id->GetType()->Tag() == zeek::TYPE_STRING )
+        schema = schema_id->GetVal()->AsStringVal()->ToStdString();
+
     if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
         vector_ready = h;
     if ( ! (policy_id = lookup_func("Cato::publish_policy", zeek::FUNC_FLAVOR_HOOK, err)) )
@@ -159,22 +182,52 @@ zeek::RecordValPtr Output::MakeInfo(zeek::Connection* c, uint64_t arg_depth, uin
     return rec;
 }
 
-void Output::SetNumber(zeek::RecordVal* rec, const Feature& f, double v) {
-    if ( f.column_type != zeek::TYPE_COUNT ) {
-        rec->Assign(f.column, v);
-        return;
-    }
+double Output::ColumnValue(const Feature& f, double v) {
+    if ( f.column_type != zeek::TYPE_COUNT || std::isnan(v) )
+        return v;
     // Rounded as llrint() does (the current rounding mode, to nearest by default). Below zero (an
     // int field of the connection record, a span whose marks came in reverse order) or past
-    // 2^64, a count cannot hold it: the column stays unset rather than wrapping around.
+    // 2^64, a count cannot hold it.
     double r = std::nearbyint(v);
-    if ( ! (r >= 0.0 && r < 18446744073709551616.0) )
-        return;
-    rec->Assign(f.column, static_cast<zeek_uint_t>(r));
+    return r >= 0.0 && r < 18446744073709551616.0 ? r : std::numeric_limits<double>::quiet_NaN();
 }
 
+void Output::SetNumber(zeek::RecordVal* rec, const Feature& f, double v) {
+    if ( f.column_type == zeek::TYPE_COUNT )
+        rec->Assign(f.column, static_cast<zeek_uint_t>(v));
+    else
+        rec->Assign(f.column, v);
+}
+
+bool Output::NeedsRecord() const {
+    return ! compact || log_vectors->GetVal()->AsBool() || publish_policy || vector_ready;
+}
+
+namespace {
+
+// The endpoints of c as a block carries them.
+Endpoints endpoints(zeek::Connection* c) {
+    Endpoints e;
+    uint32_t words[4];
+    c->OrigAddr().CopyIPv6(words);
+    std::memcpy(e.orig_h, words, 16);
+    c->RespAddr().CopyIPv6(words);
+    std::memcpy(e.resp_h, words, 16);
+    e.orig_p = ntohs(static_cast<uint16_t>(c->OrigPort()));
+    e.resp_p = ntohs(static_cast<uint16_t>(c->RespPort()));
+    switch ( c->ConnTransport() ) {
+        case TRANSPORT_TCP: e.proto = IPPROTO_TCP; break;
+        case TRANSPORT_UDP: e.proto = IPPROTO_UDP; break;
+        case TRANSPORT_ICMP: e.proto = static_cast<uint8_t>(c->OrigAddr().GetFamily() == IPv4 ? int(IPPROTO_ICMP) : int(IPPROTO_ICMPV6)); break;
+        default: e.proto = 0;
+    }
+    return e;
+}
+
+} // namespace
+
 void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPtr& conn_val) {
-    if ( log_vectors->GetVal()->AsBool() )
+    if ( rec && log_vectors->GetVal()->AsBool() )
         zeek::log_mgr->Write(log_id.get(), rec.get());
 
     // As emit() does: a vector goes out if Cato::publish_policy lets it (a package's verdict side
@@ -187,12 +240,26 @@ void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPt
         publish = allowed && allowed->AsBool();
     }
     if ( publish ) {
-        if ( ! pending ) {
-            pending = zeek::make_intrusive<zeek::VectorVal>(batch_type);
-            due = zeek::run_state::network_time + max_wait->GetVal()->AsInterval();
+        size_t waiting;
+        if ( compact ) {
+            if ( block.Size() == 0 ) {
+                block.Reset(values.size(), schema);
+                due = zeek::run_state::network_time + max_wait->GetVal()->AsInterval();
+            }
+            if ( ! block.Add(c->GetUID().Base62("C"), endpoints(c), values.data()) && uid_too_wide++ == 0 )
+                zeek::reporter->Warning("Cato: a uid wider than %zu characters cannot go in a compact block: its "
+                                        "vector is not published", UID_WIDTH);
+            waiting = block.Size();
         }
-        pending->Append(rec);
-        if ( pending->Size() >= batch_size->GetVal()->AsCount() )
+        else {
+            if ( ! pending ) {
+                pending = zeek::make_intrusive<zeek::VectorVal>(batch_type);
+                due = zeek::run_state::network_time + max_wait->GetVal()->AsInterval();
+            }
+            pending->Append(rec);
+            waiting = pending->Size();
+        }
+        if ( waiting >= batch_size->GetVal()->AsCount() )
             Flush();
     }
 
@@ -200,22 +267,74 @@ void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPt
         zeek::event_mgr.Enqueue(vector_ready, std::move(rec));
 }
 
-void Output::Flush() {
-    if ( ! pending )
-        return;
-    auto batch = std::move(pending);
-    pending = nullptr;
-    // As Cluster::publish(Cato::vector_topic, Cato::vector_batch, batch) does.
-    zeek::Args args{batch};
-    auto ev = zeek::cluster::backend->MakeClusterEvent(vector_batch, zeek::ArgsSpan{args});
+void Output::Publish(const zeek::FuncValPtr& event, zeek::ValPtr arg, size_t n) {
+    // As Cluster::publish(Cato::vector_topic, event, arg) does.
+    zeek::Args args{std::move(arg)};
+    auto ev = zeek::cluster::backend->MakeClusterEvent(event, zeek::ArgsSpan{args});
     if ( ! ev || ! zeek::cluster::backend->PublishEvent(topic->GetVal()->AsStringVal()->ToStdString(), *ev) )
         return;
-    published->SetVal(zeek::val_mgr->Count(published->GetVal()->AsCount() + batch->Size()));
+    published->SetVal(zeek::val_mgr->Count(published->GetVal()->AsCount() + n));
+}
+
+void Output::Flush() {
+    if ( block.Size() > 0 ) {
+        size_t n = block.Size();
+        auto text = zeek::make_intrusive<zeek::StringVal>(block.Encode());
+        block.Reset(values.size(), schema);
+        Publish(vector_block, std::move(text), n);
+    }
+    if ( pending ) {
+        auto batch = std::move(pending);
+        pending = nullptr;
+        Publish(vector_batch, batch, batch->Size());
+    }
 }
 
 void Output::FlushIfDue() {
-    if ( pending && zeek::run_state::network_time >= due )
+    if ( (pending || block.Size() > 0) && zeek::run_state::network_time >= due )
         Flush();
+}
+
+std::string TakeVerdicts(const std::string& text) {
+    std::string err;
+    auto schema_matches = zeek::id::find_func("Cato::schema_matches");
+    auto take_verdict = zeek::id::find_func("Cato::take_verdict");
+    if ( ! schema_matches || ! take_verdict )
+        return "Cato::schema_matches or Cato::take_verdict is not defined: a package's verdicts.zeek is not loaded";
+    VerdictBlock block;
+    if ( ! DecodeVerdicts(text, &block, &err) )
+        return err;
+    auto ok = schema_matches->Invoke(zeek::make_intrusive<zeek::StringVal>(block.schema),
+                                     zeek::val_mgr->Count(block.verdicts.size()));
+    if ( ! ok || ! ok->AsBool() )
+        return "";
+    std::vector<zeek::StringValPtr> labels;
+    for ( const auto& label : block.labels )
+        labels.push_back(zeek::make_intrusive<zeek::StringVal>(label));
+    for ( const auto& v : block.verdicts ) {
+        TransportProto transport = TRANSPORT_UNKNOWN;
+        switch ( v.id.proto ) {
+            case IPPROTO_TCP: transport = TRANSPORT_TCP; break;
+            case IPPROTO_UDP: transport = TRANSPORT_UDP; break;
+            case IPPROTO_ICMP:
+            case IPPROTO_ICMPV6: transport = TRANSPORT_ICMP; break;
+        }
+        auto id = zeek::make_intrusive<zeek::RecordVal>(zeek::id::conn_id);
+        auto addr = [](const uint8_t* bytes) {
+            uint32_t words[4];
+            std::memcpy(words, bytes, 16);
+            return zeek::make_intrusive<zeek::AddrVal>(zeek::IPAddr(IPv6, words, zeek::IPAddr::Network));
+        };
+        // conn_id's first five fields by position, as Output::Bind checked them.
+        id->Assign(0, addr(v.id.orig_h));
+        id->Assign(1, zeek::val_mgr->Port(v.id.orig_p, transport));
+        id->Assign(2, addr(v.id.resp_h));
+        id->Assign(3, zeek::val_mgr->Port(v.id.resp_p, transport));
+        id->Assign(4, zeek::val_mgr->Count(v.id.proto));
+        take_verdict->Invoke(zeek::make_intrusive<zeek::StringVal>(v.uid), std::move(id), labels[v.label],
+                             zeek::make_intrusive<zeek::DoubleVal>(v.score));
+    }
+    return "";
 }
 
 } // namespace plugin::Cato_Native

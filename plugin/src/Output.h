@@ -1,7 +1,8 @@
 // Where the native engine's vectors go, as cato's static scripts send the script engine's
 // (zeek-scripts/main.zeek, emit()): Cato::Info records, written to cato.log, offered to the
-// Cato::publish_policy hook, published in batches (Cato::vector_batch on Cato::vector_topic) and
-// raised as Cato::vector_ready.
+// Cato::publish_policy hook, published in batches on Cato::vector_topic and raised as
+// Cato::vector_ready. A batch goes as Cato::vector_batch (a vector of records) or, when
+// Cato::vector_form is Cato::COMPACT, as Cato::vector_block (one compact block, Block.h).
 #pragma once
 
 #include <zeek/EventHandler.h>
@@ -13,6 +14,9 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "Block.h"
 
 namespace zeek {
 class Connection;
@@ -38,14 +42,28 @@ public:
     zeek::RecordValPtr MakeInfo(zeek::Connection* c, uint64_t depth, uint64_t pkts_seen, Decision by,
                                 double after) const;
 
-    // Sets numeric feature f's column of info to v. A count column takes v rounded; a value that
-    // would round below zero (or past the largest count) leaves the column unset, as a value that
-    // does not apply does, rather than wrapping around to a huge count.
+    // What numeric feature f's column holds for value v: v, or v rounded for a count column; NaN
+    // (the column stays unset, as for a value that does not apply) where a count cannot hold it,
+    // below zero or past the largest count, rather than wrapping around to a huge count.
+    static double ColumnValue(const Feature& f, double v);
+
+    // Sets numeric feature f's column of info to v, a ColumnValue.
     static void SetNumber(zeek::RecordVal* info, const Feature& f, double v);
 
-    // Sends a finished vector of connection c: logs it, publishes it (in a batch) if
-    // Cato::publish_policy lets it, and raises Cato::vector_ready. conn_val is c's connection
-    // record, when made already (it is made here if the hook needs it).
+    // The next vector's values, in the order of the configured features (NaN: unset).
+    std::vector<float>& Values(size_t n) {
+        values.resize(n);
+        return values;
+    }
+
+    // Whether the next vector needs its Cato::Info record: for the log, a handler of
+    // Cato::vector_ready or Cato::publish_policy, or the records form.
+    bool NeedsRecord() const;
+
+    // Sends a finished vector of connection c (its Values(), and its record info when
+    // NeedsRecord() said so): logs it, publishes it (in a batch) if Cato::publish_policy lets it,
+    // and raises Cato::vector_ready. conn_val is c's connection record, when made already (it
+    // is made here if the hook needs it).
     void Send(zeek::Connection* c, zeek::RecordValPtr info, zeek::RecordValPtr& conn_val);
 
     // Publishes the vectors waiting for their batch to fill now, as Cluster::publish(
@@ -67,10 +85,24 @@ private:
     zeek::FuncPtr publish_policy; // Cato::publish_policy, when a script has a handler for it
     zeek::EventHandlerPtr vector_ready;
     zeek::VectorTypePtr batch_type;
-    zeek::VectorValPtr pending; // vectors waiting to be published
-    double due = 0;             // when they must go at the latest
+    zeek::VectorValPtr pending; // vectors waiting to be published, in the records form
+    bool compact = false;       // Cato::vector_form is Cato::COMPACT
+    zeek::FuncValPtr vector_block;
+    std::string schema;         // Cato::schema, where a package sets it
+    VectorBlock block;          // vectors waiting to be published, in the compact form
+    size_t n_features = 0;
+    std::vector<float> values;
+    uint64_t uid_too_wide = 0;
+    double due = 0; // when they must go at the latest
+
+    void Publish(const zeek::FuncValPtr& event, zeek::ValPtr arg, size_t n);
 };
 
 extern Output output;
+
+// Takes a compact verdict block (Cato::verdict_block): checks its schema with Cato::schema_matches
+// and hands each verdict to Cato::take_verdict, as the handler of Cato::verdicts does for the
+// records form. Returns "" or what is wrong with a block that cannot be read (then none is taken).
+std::string TakeVerdicts(const std::string& block);
 
 } // namespace plugin::Cato_Native

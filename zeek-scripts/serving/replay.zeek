@@ -9,7 +9,6 @@ redef exit_only_after_terminate = T;
 # Connections still open, by uid (a flip changes the ID): only for the replay's last step.
 global open_conns: table[string] of conn_id;
 global input_done = F;
-global verdicts_received = 0;
 
 function maybe_done()
 	{
@@ -47,26 +46,36 @@ event connection_state_remove(c: connection)
 
 event Pcap::file_done(path: string)
 	{
-	for ( _, id in open_conns )
+@ifdef ( Cato::native_finish_all )
+	if ( native_engine )
+		native_finish_all();
+	else
+@endif
 		{
-		if ( ! connection_exists(id) )
-			next;
-		local c = lookup_connection(id);
-		finish(c, T, END, c$duration);
+		for ( _, id in open_conns )
+			{
+			if ( ! connection_exists(id) )
+				next;
+			local c = lookup_connection(id);
+			finish(c, T, END, c$duration);
+			}
+		flush_vectors();
 		}
-	flush_vectors();
 	input_done = T;
 	maybe_done();
 	}
 
 event Cato::verdict(uid: string, id: conn_id, label: string, score: double, model_schema: string) &priority=-10
 	{
-	++verdicts_received;
 	maybe_done();
 	}
 
 event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage) &priority=-10
 	{
-	verdicts_received += |batch|;
+	maybe_done();
+	}
+
+event Cato::verdict_block(block: string) &priority=-10
+	{
 	maybe_done();
 	}

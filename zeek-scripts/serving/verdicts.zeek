@@ -141,6 +141,9 @@ export {
 	## Verdicts that came after their vector was counted as ``TIMEOUT`` (still logged).
 	global late_verdicts = 0;
 
+	## Verdicts received since start: taken, late or refused.
+	global verdicts_received = 0;
+
 	## Sent back by the worker for a connection's vector.
 	global verdict: event(uid: string, id: conn_id, label: string, score: double, model_schema: string);
 
@@ -154,6 +157,14 @@ export {
 
 	## Sent back by the worker for a micro-batch of vectors: one event, many verdicts.
 	global verdicts: event(model_schema: string, batch: vector of VerdictMessage);
+
+	## Sent back by the worker for a compact vector block (:zeek:id:`Cato::vector_block`): the
+	## verdicts as one compact block (base64), read by the native engine's plugin.
+	global verdict_block: event(block: string);
+
+	## Compact verdict blocks that could not be read (truncated, garbled, another version): their
+	## verdicts are not taken, and their vectors count as ``TIMEOUT`` when they expire.
+	global malformed_verdict_blocks = 0;
 
 	## Sent by the listening node to each node when the inference workers change: the topics they
 	## subscribe to. A node none of whose topics covers its vectors counts them as ``NO_WORKER``
@@ -181,7 +192,7 @@ global unanswered_metric = Telemetry::register_counter_family(Telemetry::MetricO
 
 global verdicts_metric = Telemetry::register_counter_family(Telemetry::MetricOpts(
 	$prefix="zeek", $name="cato_verdicts", $unit="",
-	$help_text="Verdicts of a cato package's model taken (logged), late (logged, after verdict_wait) or refused",
+	$help_text="Verdicts of a cato package's model taken (logged), late (logged, after verdict_wait) or refused; compact verdict blocks that could not be read (malformed_block)",
 	$label_names=vector("outcome")));
 
 function count_unanswered(reason: Unanswered, n: count)
@@ -392,8 +403,9 @@ event zeek_done() &priority=-10
 	# A standalone Zeek reading a trace, with no listener, serves no one: its vectors at exit are no news.
 	local served_someone = listening || Cluster::is_enabled();
 	if ( served_someone && (vectors_published > 0 || unanswered_total() > 0 || refused_verdicts > 0) )
-		Reporter::info(fmt("cato: %d vector(s) published; no verdict: %s; %d verdict(s) refused, %d late",
-		                   vectors_published, unanswered_text(), refused_verdicts, late_verdicts));
+		Reporter::info(fmt("cato: %d vector(s) published; no verdict: %s; %d verdict(s) refused, %d late, "
+		                   + "%d malformed verdict block(s)", vectors_published, unanswered_text(), refused_verdicts,
+		                   late_verdicts, malformed_verdict_blocks));
 	}
 
 # Zeek joined *c* mid-stream: TCP whose first packet seen was neither SYN nor SYN-ACK.
@@ -434,6 +446,7 @@ hook Cato::publish_policy(c: connection, info: Info)
 # Whether a verdict (or *n* of them) carries this package's schema hash; the others are counted.
 function schema_matches(model_schema: string, n: count): bool
 	{
+	verdicts_received += n;
 	if ( model_schema == schema )
 		return T;
 	local before = refused_verdicts;
@@ -502,6 +515,19 @@ event Cato::verdict(uid: string, id: conn_id, label: string, score: double, mode
 	if ( schema_matches(model_schema, 1) )
 		take_verdict(uid, id, label, score);
 	}
+
+@ifdef ( Cato::native_take_verdicts )
+event Cato::verdict_block(block: string)
+	{
+	local err = Cato::native_take_verdicts(block);
+	if ( err == "" )
+		return;
+	if ( ++malformed_verdict_blocks == 1 )
+		Reporter::warning(fmt("cato: refused a verdict block: %s; counting them in Cato::malformed_verdict_blocks",
+		                      err));
+	Telemetry::counter_family_inc(verdicts_metric, vector("malformed_block"));
+	}
+@endif
 
 event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage)
 	{

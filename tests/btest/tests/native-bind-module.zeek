@@ -44,6 +44,9 @@ export {
 	global vector_ready: event(info: Info);
 	global publish_policy: hook(c: connection, info: Info);
 	global vector_batch: event(vectors: vector of Info);
+	type VectorForm: enum { RECORDS, COMPACT };
+	const vector_form = RECORDS &redef;
+	global vector_block: event(block: string);
 	global vectors_published = 0;
 }
 
