@@ -5,8 +5,7 @@ does), every configuration once per round, rounds interleaved; ratios are median
 ratios to the round's own baseline. Vectors are published (``Cato::publish_vectors=T``), not
 written to cato.log (``Cato::log_vectors=F``): what a deployment does. More rows per native
 selection: with batches that fill (``Cato::publish_max_wait=1hr``), with no output at all, and in
-the compact form (``Cato::vector_form=Cato::COMPACT``), alone and with a package's verdict side
-(serving/verdicts.zeek: its ``Cato::publish_policy`` hook needs each vector's record). With ``--baseline default``
+the compact form (``Cato::vector_form=Cato::COMPACT``), as it comes and with batches that fill. With ``--baseline default``
 the baseline is a default deployment (``zeek local``) and every configuration runs on top of it.
 ``--long`` runs the depth-scaling benchmark's synthetic corpora instead (300 TCP connections of 100
 or of 1,000 packets): the cost must not grow past the depth.
@@ -31,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cato.codegen import generate  # noqa: E402
 from cato.corpus import load_corpus  # noqa: E402
-from cato.deploy.zeek_side import serving_script  # noqa: E402
 from cato.features import resolve  # noqa: E402
 from cato.zeek import find_zeek, native_plugin_dir, static_load_script, zeek_version  # noqa: E402
 from cato.zeek.profiling import corpus_streams, zeek_cpu  # noqa: E402
@@ -54,7 +52,6 @@ COMPACT = {"Cato::vector_form": "Cato::COMPACT"}
 def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dict]]:
     """(name, scripts, native?, redefs) of each configuration; the first is the baseline."""
     static = static_load_script()
-    verdict_side = serving_script("verdicts.zeek")
     confs: list[tuple[str, list, bool, dict]] = [("baseline", list(baseline), False, {}),
                                                  ("cato static scripts only", [*baseline, static], False, ONLINE)]
     for label, sel, depth in SELECTIONS:
@@ -67,8 +64,8 @@ def configurations(tmp: Path, baseline: list) -> list[tuple[str, list, bool, dic
                               {**ONLINE, **FULL_BATCHES}))
                 confs.append((f"{label} native, no output", [*baseline, static, path], True, NO_OUTPUT))
                 confs.append((f"{label} native, compact", [*baseline, static, path], True, {**ONLINE, **COMPACT}))
-                confs.append((f"{label} native, compact, verdict side", [*baseline, static, path, verdict_side],
-                              True, {**ONLINE, **COMPACT}))
+                confs.append((f"{label} native, compact, full batches", [*baseline, static, path], True,
+                              {**ONLINE, **COMPACT, **FULL_BATCHES}))
     return confs
 
 

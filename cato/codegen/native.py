@@ -47,9 +47,9 @@ def _zeek_string(s: str) -> str:
 
 def native_body(features: Sequence[Feature], depths: Sequence[int]) -> list[str]:
     """The Zeek lines after the ``Info`` columns and the depths: the plugin's configuration. The plugin
-    makes the ``Cato::Info`` records itself, logs them, raises ``Cato::vector_ready`` and hands
-    publishes batches (``Cato::vector_batch`` on ``Cato::topic``): no script code runs per packet or per
-    vector."""
+    makes the ``Cato::Info`` records itself, logs them, raises ``Cato::vector_ready`` and publishes
+    batches on ``Cato::topic`` (``Cato::vector_batch`` records, or ``Cato::vector_block`` compact
+    blocks): no script code runs per packet or per vector."""
     out = [
         "redef native_engine = T;",
         "",
