@@ -17,7 +17,8 @@ near Zeek's limit) and fails a sustained overload of about 10%.
 
 Configurations: plain ``local``; ``local`` + the study's ALL@50 baseline package; ``local`` + a front
 point's package (the cheapest within ``--within`` F1 of the study's best); each package with the
-script engine and with the native engine. A package's worker (``cato serve``) runs beside Zeek in the
+script engine and with the native engine (``--engines``; ``native-records``: the native engine publishing
+records, not compact blocks). A package's worker (``cato serve``) runs beside Zeek in the
 namespace. The study is made by ``cato tune`` unless ``--study`` names one that exists.
 
 Traffic: the corpus's captures merged and rewritten into 198.18.0.0/15 (livenet.rewrite); as many
@@ -123,7 +124,10 @@ def make_packages(args: argparse.Namespace, work: Path) -> list[Config]:
             if not (pkg / "manifest.json").exists():
                 shutil.rmtree(pkg, ignore_errors=True)
                 print(f"compiling trial {number} ({point}) with the {engine} engine ...", flush=True)
-                cato("compile", study, "--trial", str(number), "--engine", engine, "-o", pkg)
+                # "native-records": the native engine, its vectors in the records form (not compact).
+                name, _, form = engine.partition("-")
+                cato("compile", study, "--trial", str(number), "--engine", name, "-o", pkg,
+                     *(["--vector-form", form] if form else []))
             configs.append(Config(f"{point} {engine}", pkg, engine, point, number, info.get("f1"),
                                   info.get("cpu"), len(info.get("features", [])) or None, info.get("depth")))
     return configs
@@ -248,7 +252,7 @@ def run_trial(cfg: Config, mbps: float, args: argparse.Namespace, traffic: Traff
     env = dict(os.environ)
     if cfg.package:
         argv += [cfg.package / "scripts", f"Cato::websocket_port={WEBSOCKET_PORT}/tcp"]
-        if cfg.engine == "native":
+        if cfg.engine.startswith("native"):
             plugin = native_plugin_dir()
             if plugin is None:
                 raise SystemExit("the native engine needs cato's plugin built (make plugin)")
@@ -447,7 +451,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=20, help="cato tune's budget when the study is made here")
     ap.add_argument("--baseline", default="all@50", help="the study's baseline compared against")
     ap.add_argument("--within", type=float, default=0.02, help="the front point: cheapest within this F1 of the best")
-    ap.add_argument("--engines", default="script,native", type=lambda s: s.split(","))
+    ap.add_argument("--engines", default="script,native", type=lambda s: s.split(","),
+                    help="script, native (compact form), native-records (the native engine, records form)")
     ap.add_argument("--only", action="append", help="run only configurations with this name (repeatable)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cato-throughput"))
     ap.add_argument("--sample", type=float, default=1.0, help="share of each class's captures replayed")

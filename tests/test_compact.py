@@ -4,8 +4,11 @@ counted, never a crash."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from cato.deploy.block import (BlockError, Endpoints, VectorBlock, VerdictBlock,
                                encode_vectors, encode_verdicts)
 from cato.deploy.compile import CompileError, compile_config
 from cato.deploy.links import COMPACT, RECORDS, Batch
-from cato.deploy.replay import replay
+from cato.deploy.replay import listening, replay
 from cato.deploy.serve import Worker
 from cato.features import resolve
 from cato.model import ModelSpec
@@ -174,3 +177,40 @@ def test_a_worker_refuses_a_batch_of_another_form_or_schema_and_says_why(package
     other = Batch(COMPACT, "t", x, Endpoints.of(ROWS[:2]), schema="other")
     assert not worker._check(other) and worker.stats.refused == 4
     assert worker._check(Batch(COMPACT, "t", x, Endpoints.of(ROWS[:2]), schema=worker.scorer.manifest.schema))
+
+
+def test_the_compact_form_over_broker(packages, zeek, tmp_path):
+    """--transport broker: Broker's binary form carries the block as a string; every connection answered."""
+    import subprocess
+
+    from cato.deploy.replay import free_port
+    from cato.deploy.zeek_side import serving_script
+    from cato.zeek import native_plugin_dir
+    port = free_port()
+    driver = tmp_path / "driver.zeek"
+    # replay.zeek holds the trace until a worker comes (here: a Broker peer) and ends when all is answered.
+    driver.write_text(f"""
+redef Cato::websocket_listen = F;
+redef Cato::broker_listen = T;
+redef Cato::broker_port = {port}/tcp;
+event Broker::peer_added(endpoint: Broker::EndpointInfo, msg: string) {{ continue_processing(); }}
+""")
+    capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
+    env = {**os.environ, "ZEEK_PLUGIN_PATH": str(native_plugin_dir())}
+    proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(capture), "base/protocols/conn",
+                             str(packages["compact"] / "scripts"), str(serving_script("replay.zeek")), str(driver)],
+                            cwd=tmp_path, env=env, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
+    try:
+        worker = Worker(packages["compact"], f"tcp://127.0.0.1:{port}", reconnect=False)
+        for _ in range(100):  # until Zeek listens
+            if listening(port):
+                break
+            time.sleep(0.1)
+        stats = asyncio.run(asyncio.wait_for(worker.run(), 60))
+        assert proc.wait(timeout=60) == 0, (tmp_path / "stdout").read_text()
+    finally:
+        proc.kill()
+    connections = read_zeek_log(tmp_path / "conn.log")
+    verdicts = read_zeek_log(tmp_path / "cato_verdict.log")
+    assert stats.verdicts_sent == len(verdicts) == len(connections) > 0 and stats.malformed_blocks == 0
+    assert set(verdicts["uid"]) == set(connections["uid"])
