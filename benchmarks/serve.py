@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +31,12 @@ import numpy as np
 
 from cato.cache import default_cache_dir
 from cato.corpus import load_corpus
-from cato.corpus.pcapio import write_udp_connections
 from cato.dataset import load_dataset
 from cato.deploy.compile import compile_config
 from cato.deploy.replay import replay
 from cato.deploy.block import Endpoints, VectorBlock, encode_vectors
-from cato.deploy.links import EVENTS, VECTOR_EVENT, WebSocketLink, compact_batch, records_batch, verdict_events, Answer
+from cato.deploy.links import (EVENTS, VECTOR_EVENT, Answer, WebSocketLink, compact_batch, records_batch,
+                               verdict_events)
 from cato.deploy.serve import Scorer
 from cato.deploy.transport import (Address, Count, Enum, Port, Raw, Timespan, Timestamp, data_message, event_envelope,
                                    parse_message)
@@ -45,6 +46,9 @@ from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic import write_udp_connections  # noqa: E402 (tests/synthetic.py)
 
 #: The models: the most accurate two-objective front points of the committed IoT Sentinel study
 #: (benchmarks/results/tune_iot-sentinel_label.json) pick a random forest of 50 trees, depth 16.

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from cato.corpus.pcapio import write_udp_connections
 from cato.deploy.compile import compile_config
 from cato.deploy.replay import free_port
 from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
+from synthetic import write_udp_connections
 
 pytestmark = pytest.mark.zeek
 TRACES = Path(__file__).parent / "btest" / "Traces"
