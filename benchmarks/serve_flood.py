@@ -66,7 +66,7 @@ event tick()
 			                   $resp_p=80/tcp, $proto=6);
 			local info = Info($ts=network_time(), $uid=fmt("Cf%d", k), $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
 			                  $decided_after=0secs, $decided_by=DEPTH);
-			if ( admit(info, F) )
+			if ( admit(info$uid, F) )
 				vs += info;
 			++j;
 			}}

@@ -185,7 +185,7 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 			                   $resp_p=80/tcp, $proto=6);
 			local info = Cato::Info($ts=network_time(), $uid=fmt("Cflood%d", k), $id=id, $proto=tcp, $depth=1,
 			                        $pkts_seen=1, $decided_after=0secs, $decided_by=Cato::DEPTH);
-			if ( Cato::admit(info, F) )  # as emit() asks: awaited from now on
+			if ( Cato::admit(info$uid, F) )  # as emit() asks: awaited from now on
 				vs += info;
 			++j;
 			}}

@@ -95,6 +95,12 @@ export {
 	## (an inference worker that is behind, say).
 	global publish_policy: hook(c: connection, info: Info);
 
+	## Asked for each vector :zeek:id:`Cato::publish_policy` lets out, with the connection's uid
+	## only: a handler that breaks keeps it back. A package's verdict side decides here whether a
+	## vector goes out (and is awaited) or is counted as unanswered. Unlike publish_policy it
+	## needs no :zeek:type:`Cato::Info` record, which the native engine then does not make.
+	global admit_vector: hook(c: connection, uid: string);
+
 	## How batches of vectors are published.
 	type VectorForm: enum {
 		## :zeek:id:`Cato::vector_batch`: a vector of :zeek:type:`Cato::Info` records (Broker's
@@ -211,7 +217,7 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 	if ( log_vectors )
 		Log::write(LOG, info);
 
-	if ( publish_vectors && hook publish_policy(c, info) )
+	if ( publish_vectors && hook publish_policy(c, info) && hook admit_vector(c, info$uid) )
 		{
 		pending += info;
 		if ( |pending| >= publish_batch_size )

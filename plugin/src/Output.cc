@@ -154,6 +154,10 @@ bool Output::Bind(std::string* err) {
         return false;
     if ( auto hook = policy_id->GetVal()->AsFuncVal()->AsFuncPtr(); ! hook->GetBodies().empty() )
         publish_policy = hook;
+    if ( ! (policy_id = lookup_func("Cato::admit_vector", zeek::FUNC_FLAVOR_HOOK, err)) )
+        return false;
+    if ( auto hook = policy_id->GetVal()->AsFuncVal()->AsFuncPtr(); ! hook->GetBodies().empty() )
+        admit_vector = hook;
     batch_type = zeek::make_intrusive<zeek::VectorType>(info);
     return true;
 }
@@ -230,13 +234,21 @@ void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPt
     if ( rec && log_vectors->GetVal()->AsBool() )
         zeek::log_mgr->Write(log_id.get(), rec.get());
 
-    // As emit() does: a vector goes out if Cato::publish_policy lets it (a package's verdict side
-    // awaits it from then on, or counts it as shed).
+    // As emit() does: a vector goes out if Cato::publish_policy and Cato::admit_vector let it (a
+    // package's verdict side awaits it from then on, or counts it as shed).
     bool publish = publish_vectors->GetVal()->AsBool();
     if ( publish && publish_policy ) {
         if ( ! conn_val )
             conn_val = c->GetVal();
         auto allowed = publish_policy->Invoke(conn_val, rec);
+        publish = allowed && allowed->AsBool();
+    }
+    std::string uid_text;
+    if ( publish && admit_vector ) {
+        if ( ! conn_val )
+            conn_val = c->GetVal();
+        uid_text = c->GetUID().Base62("C");
+        auto allowed = admit_vector->Invoke(conn_val, zeek::make_intrusive<zeek::StringVal>(uid_text));
         publish = allowed && allowed->AsBool();
     }
     if ( publish ) {
@@ -246,7 +258,9 @@ void Output::Send(zeek::Connection* c, zeek::RecordValPtr rec, zeek::RecordValPt
                 block.Reset(values.size(), schema);
                 due = zeek::run_state::network_time + max_wait->GetVal()->AsInterval();
             }
-            if ( ! block.Add(c->GetUID().Base62("C"), endpoints(c), values.data()) && uid_too_wide++ == 0 )
+            if ( uid_text.empty() )
+                uid_text = c->GetUID().Base62("C");
+            if ( ! block.Add(uid_text, endpoints(c), values.data()) && uid_too_wide++ == 0 )
                 zeek::reporter->Warning("Cato: a uid wider than %zu characters cannot go in a compact block: its "
                                         "vector is not published", UID_WIDTH);
             waiting = block.Size();

@@ -1,7 +1,7 @@
 // Where the native engine's vectors go, as cato's static scripts send the script engine's
 // (zeek-scripts/main.zeek, emit()): Cato::Info records, written to cato.log, offered to the
-// Cato::publish_policy hook, published in batches on Cato::vector_topic and raised as
-// Cato::vector_ready. A batch goes as Cato::vector_batch (a vector of records) or, when
+// Cato::publish_policy and Cato::admit_vector hooks, published in batches on Cato::vector_topic
+// and raised as Cato::vector_ready. A batch goes as Cato::vector_batch (a vector of records) or, when
 // Cato::vector_form is Cato::COMPACT, as Cato::vector_block (one compact block, Block.h).
 #pragma once
 
@@ -61,7 +61,8 @@ public:
     bool NeedsRecord() const;
 
     // Sends a finished vector of connection c (its Values(), and its record info when
-    // NeedsRecord() said so): logs it, publishes it (in a batch) if Cato::publish_policy lets it,
+    // NeedsRecord() said so): logs it, publishes it (in a batch) if Cato::publish_policy and
+    // Cato::admit_vector let it,
     // and raises Cato::vector_ready. conn_val is c's connection record, when made already (it
     // is made here if the hook needs it).
     void Send(zeek::Connection* c, zeek::RecordValPtr info, zeek::RecordValPtr& conn_val);
@@ -83,6 +84,7 @@ private:
     zeek::detail::IDPtr log_vectors, publish_vectors, batch_size, max_wait, topic, published;
     zeek::FuncValPtr vector_batch;
     zeek::FuncPtr publish_policy; // Cato::publish_policy, when a script has a handler for it
+    zeek::FuncPtr admit_vector;   // Cato::admit_vector, likewise (it needs no record)
     zeek::EventHandlerPtr vector_ready;
     zeek::VectorTypePtr batch_type;
     zeek::VectorValPtr pending; // vectors waiting to be published, in the records form

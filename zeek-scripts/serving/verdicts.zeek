@@ -171,11 +171,11 @@ export {
 	## at once instead of publishing them into the void.
 	global inference_workers: event(subscriptions: string_vec);
 
-	## Whether a vector goes out (then awaited from now on), or is counted as unanswered at once
-	## (no inference worker, or :zeek:id:`Cato::max_in_flight` reached). Asked by
-	## :zeek:id:`Cato::publish_policy` for every vector; *midstream*: Zeek joined its connection
+	## Whether the vector of connection *uid* goes out (then awaited from now on), or is counted as
+	## unanswered at once (no inference worker, or :zeek:id:`Cato::max_in_flight` reached). Asked
+	## by :zeek:id:`Cato::admit_vector` for every vector; *midstream*: Zeek joined its connection
 	## mid-stream.
-	global admit: function(info: Info, midstream: bool): bool;
+	global admit: function(uid: string, midstream: bool): bool;
 
 	## Event for the verdict log stream.
 	global log_verdict: event(rec: Verdict);
@@ -419,7 +419,7 @@ function joined_midstream(c: connection): bool
 	return |h| > 0 && h[0] !in "SsHh";
 	}
 
-function admit(info: Info, midstream: bool): bool
+function admit(uid: string, midstream: bool): bool
 	{
 	if ( ! served )
 		{
@@ -431,15 +431,15 @@ function admit(info: Info, midstream: bool): bool
 		count_unanswered(SHED, 1);
 		return F;
 		}
-	published[info$uid] = Awaited($at=current_time(), $midstream=midstream);
+	published[uid] = Awaited($at=current_time(), $midstream=midstream);
 	check_flight(0);
 	return T;
 	}
 
 # Decided as the vector is made, so that every vector is awaited or counted.
-hook Cato::publish_policy(c: connection, info: Info)
+hook Cato::admit_vector(c: connection, uid: string)
 	{
-	if ( ! admit(info, joined_midstream(c)) )
+	if ( ! admit(uid, joined_midstream(c)) )
 		break;
 	}
 

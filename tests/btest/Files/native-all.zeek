@@ -100,8 +100,34 @@ export {
 	## (an inference worker that is behind, say).
 	global publish_policy: hook(c: connection, info: Info);
 
-	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set.
+	## Asked for each vector :zeek:id:`Cato::publish_policy` lets out, with the connection's uid
+	## only: a handler that breaks keeps it back. A package's verdict side decides here whether a
+	## vector goes out (and is awaited) or is counted as unanswered. Unlike publish_policy it
+	## needs no :zeek:type:`Cato::Info` record, which the native engine then does not make.
+	global admit_vector: hook(c: connection, uid: string);
+
+	## How batches of vectors are published.
+	type VectorForm: enum {
+		## :zeek:id:`Cato::vector_batch`: a vector of :zeek:type:`Cato::Info` records (Broker's
+		## JSON on the WebSocket API: the interoperable form, any client can read it).
+		RECORDS,
+		## :zeek:id:`Cato::vector_block`: one compact block per batch, the features as float32
+		## column by column (``cato/deploy/block.py`` declares the layout). The native engine only:
+		## a batch costs Zeek about one string, not a value per feature.
+		COMPACT,
+	};
+
+	## The form this Zeek publishes its vectors in; ``cato compile`` sets it for a package, and
+	## the worker (``cato serve``) refuses a batch of another form than its package's.
+	const vector_form = RECORDS &redef;
+
+	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set, in the
+	## records form.
 	global vector_batch: event(vectors: vector of Info);
+
+	## Published on :zeek:id:`Cato::topic` when :zeek:id:`Cato::publish_vectors` is set, in the
+	## compact form: *block* is base64 (a plain string on every transport).
+	global vector_block: event(block: string);
 
 	## Vectors published since start.
 	global vectors_published = 0;
@@ -196,7 +222,7 @@ function emit(c: connection, depth: count, pkts_seen: count, decided_after: inte
 	if ( log_vectors )
 		Log::write(LOG, info);
 
-	if ( publish_vectors && hook publish_policy(c, info) )
+	if ( publish_vectors && hook publish_policy(c, info) && hook admit_vector(c, info$uid) )
 		{
 		pending += info;
 		if ( |pending| >= publish_batch_size )
@@ -239,6 +265,9 @@ event zeek_init() &priority=5
 	                                    $policy=log_policy));
 	if ( native_engine )
 		disable_event_group("Cato::script_engine");
+	else if ( vector_form == COMPACT && publish_vectors )
+		Reporter::error("cato: Cato::vector_form is COMPACT, which only the native engine publishes: "
+		                + "this Zeek publishes records (Cato::vector_batch)");
 	}
 
 # Emits the vectors of every depth *c* has not reached, made from everything it had, *after*

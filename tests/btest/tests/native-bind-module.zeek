@@ -43,6 +43,7 @@ export {
 	option publish_max_wait = 2msec;
 	global vector_ready: event(info: Info);
 	global publish_policy: hook(c: connection, info: Info);
+	global admit_vector: hook(c: connection, uid: string);
 	global vector_batch: event(vectors: vector of Info);
 	type VectorForm: enum { RECORDS, COMPACT };
 	const vector_form = RECORDS &redef;
