@@ -75,6 +75,25 @@ def test_a_capture_sample_takes_whole_captures_and_every_label_its_share(tmp_pat
     assert corpus.sample_captures(20_000, seed=3).captures == picked
 
 
+
+def test_a_study_takes_its_profiling_sample_for_its_corpus_and_refuses_a_changed_corpus(tmp_path):
+    """A large corpus's costs are measured on a sample of its captures: the study's corpus check must
+    take the sample for the corpus it was drawn from (a 30x corpus was refused before any trial)."""
+    from cato.study import Study, StudyError, StudySettings
+    sizes = {f"a{i}.pcap": ("a", 1000) for i in range(20)} | {f"b{i}.pcap": ("b", 1000) for i in range(20)}
+    (tmp_path / "corpus").mkdir()
+    root = _fake_corpus(tmp_path / "corpus", sizes)
+    study = Study.open(tmp_path / "s", StudySettings(str(root), profile_sample_mb=0.01))
+    corpus = study.corpus()
+    sample = study.profile_corpus(corpus)
+    assert len(sample.captures) < len(corpus.captures) and sample.sample_of == corpus.content_hash()
+    study.check_corpus(sample)  # the profiling sample stands for its corpus
+    (root / "a0.pcap").write_bytes(b"\1" * 1000)
+    with pytest.raises(StudyError, match="changed since the study"):
+        study.corpus()
+    with pytest.raises(StudyError, match="changed since the study"):
+        study.check_corpus(load_corpus(root).sample_captures(10_000))
+
 @pytest.mark.corpora
 def test_the_out_of_core_dataset_equals_the_table_extracted_in_memory(zeek, tmp_path):
     from conftest import corpus_path

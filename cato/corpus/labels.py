@@ -34,6 +34,8 @@ class Corpus:
     flow_level: bool
     #: Problems found while loading (missing captures, unusable rows), one message each.
     problems: list[str] = field(default_factory=list)
+    #: The content hash of the corpus this one is a sample of (``sample_captures``); None: not a sample.
+    sample_of: str | None = None
     _hash: str | None = field(default=None, repr=False)
 
     @property
@@ -71,7 +73,8 @@ class Corpus:
                 chosen.add(members[i])
                 taken += sizes[members[i]]
         labels = self.labels[self.labels["pcap"].isin(chosen)].reset_index(drop=True)
-        return Corpus(self.root, labels, self.label_column, self.flow_level, list(self.problems))
+        return Corpus(self.root, labels, self.label_column, self.flow_level, list(self.problems),
+                      sample_of=self.sample_of or self.content_hash())
 
     def content_hash(self) -> str:
         """Hash of the labels and every capture's bytes: a cache key for anything computed on it."""

@@ -155,11 +155,13 @@ class Study:
 
     def check_corpus(self, corpus: Corpus) -> None:
         """Trials measured on two versions of a corpus do not belong on one Pareto front: the first
-        corpus a study runs on is recorded (its content hash), and any other is refused."""
+        corpus a study runs on is recorded (its content hash), and any other is refused. A sample of a
+        corpus (the profiling sample) stands for the corpus it was drawn from."""
         recorded = self.storage.get("corpus_hash")
+        current = corpus.sample_of or corpus.content_hash()
         if recorded is None:
-            self.storage.put("corpus_hash", corpus.content_hash())
-        elif recorded != corpus.content_hash():
+            self.storage.put("corpus_hash", current)
+        elif recorded != current:
             raise StudyError(f"{self.settings.corpus}: its labels or captures changed since the study in "
                              f"{self.directory} began; its trials would mix two datasets: start a new study")
 
