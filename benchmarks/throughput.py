@@ -397,6 +397,11 @@ def search(cfg: Config, args: argparse.Namespace, trial, save) -> None:
     cfg.zero_loss_mbps = round(passed, 1)
 
 
+#: Where the traffic went, as every result file says.
+NETWORK = ("live traffic only inside an `ip netns` of the benchmark's own (veth pair inside it, no route out), "
+           "addresses rewritten into 198.18.0.0/15 (tests/livenet.py)")
+
+
 # -- report ---------------------------------------------------------------------------------------
 def zero_loss_trial(cfg: Config) -> dict | None:
     ok = [t for t in cfg.trials if t["zero_loss"] and cfg.zero_loss_mbps and
@@ -494,6 +499,7 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     meta = {
+        "network": NETWORK,
         "date": dt.date.today().isoformat(), "commit": commit,
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "zeek": _first_line([zeek, "--version"]),
                     "tcpreplay": _first_line(["tcpreplay", "-V"])},
