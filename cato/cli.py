@@ -576,11 +576,14 @@ def serve(
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
     tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="With a wss:// --url: trust the CA certificate "
                                           "(or self-signed certificate) in this PEM file for Zeek's listener."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="With a wss:// --url: the client certificate "
+                                            "(PEM) to present, where Zeek asks for one (Cato::websocket_tls_client_ca)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="The key of --tls-cert (PEM)."),
 ) -> None:
     """Run the ONNX inference worker of a package beside Zeek (or try it on a capture with --replay)."""
     import logging
 
-    from cato.deploy.serve import DEFAULT_URL, ServeError, Worker, run_worker
+    from cato.deploy.serve import DEFAULT_URL, ServeError, Worker, run_worker, tls_context
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if transport not in ("websocket", "broker"):
@@ -603,15 +606,7 @@ def serve(
             message = (f"{result.answered} of {result.connections} TCP/UDP connections in conn.log got a verdict "
                        f"({result.coverage:.1%}); {result.notices} notice(s); logs in {result.out}")
         else:
-            context = None
-            if tls_ca is not None:
-                import ssl
-                if not url.startswith("wss://"):
-                    _fail("--tls-ca goes with a wss:// --url")
-                try:
-                    context = ssl.create_default_context(cafile=str(tls_ca))
-                except (OSError, ssl.SSLError) as e:
-                    _fail(f"{tls_ca}: not a readable PEM certificate: {e}")
+            context = tls_context(url, tls_ca, tls_cert, tls_key)
             from cato.deploy.links import Topics
             from cato.deploy.manifest import Manifest, ManifestError
             try:

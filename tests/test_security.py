@@ -170,6 +170,96 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
                 proc.kill()
 
 
+def _signed(where: Path, name: str, ca: tuple[Path, Path], san: str = "") -> tuple[Path, Path]:
+    """A certificate for ``name`` signed by the CA ``ca`` (its certificate and key)."""
+    cert, key, csr = where / f"{name}.pem", where / f"{name}.key", where / f"{name}.csr"
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    extra = []
+    if san:
+        (where / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        extra = ["-extfile", str(where / f"{name}.ext")]
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+                    "-CAcreateserial", "-out", str(cert), "-days", "1", *extra], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.zeek
+def test_with_mutual_tls_zeek_takes_verdicts_only_from_a_worker_whose_certificate_its_ca_signed(
+        package, zeek, tmp_path):  # noqa: F811
+    """Cato::websocket_tls_client_ca: a local process without a client certificate of the site's CA
+    (none, or one another CA signed) cannot connect, so it cannot send verdicts; cato serve
+    --tls-cert/--tls-key with the CA's certificate gets the vectors and answers them."""
+    if shutil.which("openssl") is None:
+        (pytest.fail if IN_CI else pytest.skip)("needs openssl to make certificates")
+    ca_dir, other_dir = tmp_path / "ca", tmp_path / "other"
+    ca_dir.mkdir()
+    other_dir.mkdir()
+    ca, other_ca = _certificate(ca_dir), _certificate(other_dir)
+    server = _signed(ca_dir, "zeek", ca, san="IP:127.0.0.1")
+    worker_cert, stranger_cert = _signed(ca_dir, "worker", ca), _signed(other_dir, "stranger", other_ca)
+    port = free_port()
+    (tmp_path / "site.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+redef Cato::websocket_tls_cert = "{server[0]}";
+redef Cato::websocket_tls_key = "{server[1]}";
+redef Cato::websocket_tls_client_ca = "{ca[0]}";
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	print "worker connected", subscriptions;
+	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
+	local info = Cato::Info($ts=network_time(), $uid="Cmtls", $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
+	                        $decided_after=0secs, $decided_by=Cato::DEPTH);
+	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
+	}}
+event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
+	{{
+	print "verdict", batch[0]$uid;
+	terminate();
+	}}
+""")
+    zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
+                                 cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
+    url = f"wss://127.0.0.1:{port}"
+    workers = []
+    try:
+        _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
+        from cato.deploy.serve import ServeError, Worker, tls_context
+        # Trusting Zeek's certificate is not enough: without a client certificate of the CA, no connection.
+        for cert in (None, stranger_cert):
+            context = tls_context(url, ca[0], *(cert or (None, None)))
+            with pytest.raises(ServeError):
+                asyncio.run(Worker(package, url, reconnect=False, ssl=context).run())
+        assert zeek_proc.poll() is None and "worker connected" not in (tmp_path / "stdout").read_text()
+        worker = subprocess.Popen([*_serve_argv(package, url), "--tls-ca", str(ca[0]), "--tls-cert", str(worker_cert[0]),
+                                   "--tls-key", str(worker_cert[1]), "--json"],
+                                  stdout=subprocess.PIPE, stderr=open(tmp_path / "worker.log", "w"), text=True)
+        workers.append(worker)
+        assert zeek_proc.wait(timeout=60) == 0
+        assert "verdict, Cmtls" in (tmp_path / "stdout").read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert json.loads(worker.communicate(timeout=30)[0])["verdicts_sent"] == 1
+    finally:
+        for proc in (zeek_proc, *workers):
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_tls_options_are_checked_before_connecting(tmp_path):
+    from cato.deploy.serve import ServeError, tls_context
+    assert tls_context("wss://127.0.0.1:1") is None
+    with pytest.raises(ServeError, match="wss://"):
+        tls_context("ws://127.0.0.1:1", ca=tmp_path / "ca.pem")
+    with pytest.raises(ServeError, match="both --tls-cert and --tls-key"):
+        tls_context("wss://127.0.0.1:1", cert=tmp_path / "c.pem")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ServeError, match="junk.pem"):
+        tls_context("wss://127.0.0.1:1", ca=tmp_path / "junk.pem")
+    with pytest.raises(ServeError, match="junk.pem"):
+        tls_context("wss://127.0.0.1:1", cert=tmp_path / "junk.pem", key=tmp_path / "junk.pem")
+
+
 def _serve_argv(package: Path, url: str) -> list[str]:
     import sys
     return [sys.executable, "-m", "cato", "serve", str(package), "--url", url]

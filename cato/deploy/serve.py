@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,29 @@ DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_WEBSOCKET_PORT}"
 
 class ServeError(RuntimeError):
     pass
+
+
+def tls_context(url: str, ca: Path | None = None, cert: Path | None = None,
+                key: Path | None = None) -> ssl.SSLContext | None:
+    """The TLS context of a worker connecting to ``url``: trusting ``ca`` (Zeek's listener certificate,
+    or the CA that signed it; default: the system's), presenting the client certificate ``cert`` with
+    ``key`` where Zeek asks for one (``Cato::websocket_tls_client_ca``). None: no TLS option given."""
+    if ca is None and cert is None and key is None:
+        return None
+    if not url.startswith("wss://"):
+        raise ServeError("TLS options (--tls-ca, --tls-cert, --tls-key) go with a wss:// URL")
+    if (cert is None) != (key is None):
+        raise ServeError("a client certificate needs both --tls-cert and --tls-key")
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+    except (OSError, ssl.SSLError) as e:
+        raise ServeError(f"{ca}: not a readable PEM certificate: {e}") from None
+    if cert is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as e:
+            raise ServeError(f"{cert} with {key}: not a readable PEM certificate and its key: {e}") from None
+    return context
 
 
 @dataclass

@@ -120,6 +120,12 @@ export {
 	option websocket_tls_cert = "";
 	option websocket_tls_key = "";
 
+	## Mutual TLS: the CA certificate (PEM) that signs the inference workers' client certificates
+	## (``cato serve --tls-cert/--tls-key``). Set, with :zeek:id:`Cato::websocket_tls_cert`, the
+	## listener refuses a client without a certificate this CA signed, so that no other local
+	## process can send verdicts (Zeek's WebSocket API has no other client authentication).
+	option websocket_tls_client_ca = "";
+
 	## Why a vector got no verdict.
 	type Unanswered: enum {
 		## None came within :zeek:id:`Cato::verdict_wait`: a worker that died, or fell behind.
@@ -334,7 +340,17 @@ event listen()
 		{
 		local tls = Cluster::WebSocketTLSOptions();
 		if ( websocket_tls_cert != "" || websocket_tls_key != "" )
-			tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert, $key_file=websocket_tls_key);
+			tls = Cluster::WebSocketTLSOptions($cert_file=websocket_tls_cert, $key_file=websocket_tls_key,
+			                                   $enable_peer_verification=websocket_tls_client_ca != "",
+			                                   $ca_file=websocket_tls_client_ca);
+		else if ( websocket_tls_client_ca != "" )
+			{
+			# Client certificates need TLS: without it the listener would take anyone.
+			Reporter::warning("cato: Cato::websocket_tls_client_ca needs Cato::websocket_tls_cert and _key: "
+			                  + "not listening for the inference worker");
+			announce_workers();
+			return;
+			}
 		if ( ! Cluster::listen_websocket(Cluster::WebSocketServerOptions($listen_addr=listen_addr,
 		                                                                 $listen_port=websocket_port,
 		                                                                 $tls_options=tls)) )
