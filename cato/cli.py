@@ -135,6 +135,8 @@ MIN_CLASS_HELP = ("Leave out classes with fewer labelled rows than this (connect
                   "labels whole captures); each left-out class is named.")
 ENGINE_HELP = (f"What computes the features: {' or '.join(ENGINES)} (cato's Zeek plugin, built by `make setup` "
                "or `zkg install`).")
+#: What extraction, profiles and studies assume Zeek runs besides cato: what a Zeek installation runs.
+DEFAULT_DEPLOYMENT = "default"
 DEPLOYMENT_HELP = ("What Zeek runs before cato, as the deployment will: bare (zeek -b), default (Zeek's default "
                    "scripts and local.zeek, as zeekctl runs it), or the path of the site's own local.zeek. Its "
                    "analyzers change what cato sees (roles flipped, DNS sessions splitting mDNS flows): train on "
@@ -237,7 +239,7 @@ def extract(
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
     deadline: Optional[str] = typer.Option(None, "--deadline", help=DEADLINE_HELP),
     engine: str = typer.Option("script", "--engine", help=ENGINE_HELP),
-    deployment: str = typer.Option("bare", "--deployment", help=DEPLOYMENT_HELP),
+    deployment: str = typer.Option(DEFAULT_DEPLOYMENT, "--deployment", help=DEPLOYMENT_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Each batch of "
                                               "captures is a Ray task of one CPU (--jobs does not apply)."),
 ) -> None:
@@ -287,7 +289,8 @@ def profile_cmd(
     features_: str = typer.Option("all", "--features", "-f", help="Comma-separated names, group:NAME, or 'all'."),
     depth: Optional[int] = typer.Option(None, "--depth", "-n", help="Packet depth N (default 10)."),
     depths: Optional[str] = typer.Option(None, "--depths", help="Several depths in one pass."),
-    baseline: str = typer.Option("bare", help="bare (zeek -b), default (zeek local) or a Zeek script file."),
+    deployment: str = typer.Option(DEFAULT_DEPLOYMENT, "--deployment", "--baseline", help=DEPLOYMENT_HELP + " The "
+                                   "script's cost is its marginal cost over it (the baseline run)."),
     repeat: int = typer.Option(5, "--repeat", "-k", min=1,
                                help="Rounds per configuration (a baseline run, then a script run)."),
     strategy: str = typer.Option("auto", help=f"Extraction strategy: {', '.join(STRATEGIES)}."),
@@ -321,7 +324,7 @@ def profile_cmd(
             bar.update(task, description=msg, advance=1)
 
         try:
-            result = profile(corp, script, baseline=baseline, repeat=repeat, use_cache=not no_cache,
+            result = profile(corp, script, baseline=_deployment(deployment), repeat=repeat, use_cache=not no_cache,
                              inference=onnx_model, progress=step, zam=zam)
         except (ProfileError, ModelError, ZeekNotFoundError, ZeekError) as e:
             _fail(str(e))
@@ -396,8 +399,8 @@ def tune(
                                   help="Cross-validate on a stratified sample of about this many connections when "
                                   "the corpus is larger (0: every connection); checked once against the whole "
                                   "corpus (see cato report)."),
-    deployment: str = typer.Option("bare", "--deployment", help=DEPLOYMENT_HELP + " A trial's cost is its marginal "
-                                   "cost over it."),
+    deployment: str = typer.Option(DEFAULT_DEPLOYMENT, "--deployment",
+                                   help=DEPLOYMENT_HELP + " A trial's cost is its marginal cost over it."),
     profile_sample_mb: float = typer.Option(64.0, "--profile-sample-mb", min=0,
                                             help="Measure costs on whole captures drawn at random up to this many "
                                             "MiB when the corpus is larger (0: the whole corpus)."),
@@ -610,11 +613,9 @@ def serve(
             from cato.deploy.links import Topics
             from cato.deploy.manifest import Manifest, ManifestError
             try:
-                recorded = Manifest.read(package).extra.get("topics", {})
+                topics = Topics.of(Manifest.read(package), topic, verdict_topic)
             except ManifestError as e:
                 _fail(str(e))
-            topics = Topics(**{**recorded, **({"vectors": topic} if topic else {}),
-                               **({"verdicts": verdict_topic} if verdict_topic else {})})
             worker = Worker(package, url, batch=batch, max_wait_ms=max_wait, queue_size=queue, ssl=context,
                             nodes=zeek_nodes or (), topics=topics)
             stats = run_worker(worker, on_signal=lambda st: err.print(st.summary()))
