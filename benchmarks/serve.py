@@ -35,8 +35,7 @@ from cato.dataset import load_dataset
 from cato.deploy.compile import compile_config
 from cato.deploy.replay import replay
 from cato.deploy.block import Endpoints, VectorBlock, encode_vectors
-from cato.deploy.links import (EVENTS, VECTOR_EVENT, Answer, WebSocketLink, compact_batch, records_batch,
-                               verdict_events)
+from cato.deploy.links import Answer, Topics, WebSocketLink, compact_batch, records_batch, verdict_events
 from cato.deploy.serve import Scorer
 from cato.deploy.transport import (Address, Count, Enum, Port, Raw, Timespan, Timestamp, data_message, event_envelope,
                                    parse_message)
@@ -99,10 +98,13 @@ def zeek_block(features: np.ndarray, schema: str) -> str:
 def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
     scorer = Scorer(package)
     n, manifest = scorer.n_features, scorer.manifest
+    topics = Topics.of(manifest)
     # One batch message as Zeek sends it (100 vectors, its default batch size), as bytes, in each form.
     messages = {
-        "records": json.dumps(data_message(VECTOR_TOPIC, VECTOR_EVENT, [zeek_batch(x[:100], manifest.depth)])),
-        "compact": json.dumps(data_message(VECTOR_TOPIC, EVENTS["compact"][0], [zeek_block(x[:100], manifest.schema)])),
+        "records": json.dumps(data_message(VECTOR_TOPIC, topics.event("records"),
+                                           [zeek_batch(x[:100], manifest.depth)])),
+        "compact": json.dumps(data_message(VECTOR_TOPIC, topics.event("compact"),
+                                           [zeek_block(x[:100], manifest.schema)])),
     }
     messages = {form: m.encode() for form, m in messages.items()}
     batch = np.resize(x[:100].astype(np.float32), (256, n))
@@ -116,14 +118,15 @@ def throughput(package: Path, x: np.ndarray, seconds: float = 2.0) -> dict:
 
     def read(message: bytes):  # as WebSocketLink.next_batch reads a message
         topic, name, args = event_envelope(parse_message(message, max_bytes=1 << 24))
-        if name == VECTOR_EVENT:
+        if name == topics.event("records"):
             return records_batch(VERDICT_TOPIC, [WebSocketLink.read(item, n) for item in args[0]["data"]], n)
         return compact_batch(args[0]["data"], VERDICT_TOPIC)
 
     def whole_path(message: bytes) -> None:  # what the worker does per batch message, less the socket
         b = read(message)
         labels, scores = scorer.score(b.features)
-        for topic, name, args in verdict_events(manifest.schema, manifest.labels, [Answer(b, labels, scores)], Raw):
+        for topic, name, args in verdict_events(manifest.schema, manifest.labels, [Answer(b, labels, scores)], Raw,
+                                                  topics.module):
             json.dumps(data_message(topic, name, args), default=lambda r: r.encoded)
 
     out = {"onnx_batched_per_s": rate(lambda: scorer.score(batch), len(batch)),

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from cato.deploy.compile import compile_config
+from cato.deploy.manifest import Manifest
 from cato.deploy.replay import free_port
+from cato.deploy.zeek_side import for_package
 from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
@@ -120,7 +122,8 @@ def package(work: Path) -> Path:
 def flood(pkg: Path, rate: int, seconds: float, work: Path) -> dict:
     port = free_port()
     work.mkdir()
-    (work / "driver.zeek").write_text(DRIVER.format(port=port, rate=rate, total=int(rate * seconds) // 100 * 100))
+    driver = DRIVER.format(port=port, rate=rate, total=int(rate * seconds) // 100 * 100)
+    (work / "driver.zeek").write_text(for_package(driver, Manifest.read(pkg)))
     zeek = subprocess.Popen([str(find_zeek()), "-b", str(pkg / "scripts"), str(work / "driver.zeek")], cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     while True:

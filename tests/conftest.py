@@ -94,3 +94,11 @@ def native_plugin(zeek) -> Path:
             pytest.fail("CI=true but cato's plugin is not built (plugin/build): `make setup` builds it")
         pytest.skip("cato's plugin is not built (run `make setup`, or plugin/configure && make -C plugin/build)")
     return path
+
+
+def in_package(text: str, package: Path) -> str:
+    """A site's Zeek ``text``, written for module ``Cato``, for the compiled package at ``package``: its
+    per-package names moved to the package's own module, as a site names them."""
+    from cato.deploy.manifest import Manifest
+    from cato.deploy.zeek_side import for_package
+    return for_package(text, Manifest.read(package))

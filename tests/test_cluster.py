@@ -29,7 +29,7 @@ from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
-from conftest import corpus_path
+from conftest import corpus_path, in_package
 from livenet import BENCH_NET_V4, BENCH_NET_V6, rewrite, wait_idle
 from test_livenet import net  # noqa: F401 (fixture: a namespace of the test's own)
 
@@ -176,7 +176,7 @@ def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, packa
     config = tmp_path / "config"
     config.mkdir()
     (config / "cluster-layout.zeek").write_text(_layout())
-    (config / "site.zeek").write_text(SITE + (_zeromq_ports() if backend == "zeromq" else ""))
+    (config / "site.zeek").write_text(in_package(SITE, package) + (_zeromq_ports() if backend == "zeromq" else ""))
     zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
                               check=True).stdout.strip()
     env = {**os.environ, "ZEEKPATH": f"{zeekpath}:{config}"}

@@ -29,6 +29,7 @@ from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
+from conftest import in_package
 
 ROWS = [("CHhAvVGS1DHFjwGM9", "10.0.0.1", 40000, "93.184.216.34", 443, "tcp"),
         ("Cx" + "z" * 21, "fe80::1", 5353, "ff02::fb", 5353, "udp"),
@@ -155,13 +156,13 @@ def test_the_compact_and_records_forms_carry_the_same_vectors_and_verdicts(packa
 
 def test_a_garbled_vector_block_is_counted_by_the_worker_which_goes_on(packages, tmp_path):
     garble = tmp_path / "garble.zeek"
-    garble.write_text("""
+    garble.write_text(in_package("""
 event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
 	{
 	for ( _, b in vector("not base64!", "", encode_base64("CATO\\x01\\x01\\x05\\x00\\x00\\x00")) )
 		Cluster::publish(Cato::vector_topic, Cato::vector_block, b);
 	}
-""")
+""", packages["compact"]))
     capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
     result = replay(packages["compact"], capture, tmp_path / "out", default_scripts=False,
                     extra_scripts=(str(garble),), timeout=120)
@@ -173,7 +174,9 @@ def test_a_worker_refuses_a_batch_of_another_form_or_schema_and_says_why(package
     x = np.zeros((2, worker.scorer.n_features), np.float32)
     records = Batch(RECORDS, "t", x, [("C1", None), ("C2", None)])
     assert not worker._check(records) and worker.stats.refused == 2
-    assert "Zeek publishes records vectors (Cato::vector_batch)" in caplog.text and "speaks compact" in caplog.text
+    module = worker.scorer.manifest.module
+    assert f"Zeek publishes records vectors ({module}::vector_batch)" in caplog.text
+    assert f"speaks compact ({module}::vector_block)" in caplog.text
     other = Batch(COMPACT, "t", x, Endpoints.of(ROWS[:2]), schema="other")
     assert not worker._check(other) and worker.stats.refused == 4
     assert worker._check(Batch(COMPACT, "t", x, Endpoints.of(ROWS[:2]), schema=worker.scorer.manifest.schema))
@@ -184,10 +187,12 @@ def test_the_compact_form_over_broker(packages, zeek, tmp_path):
     import subprocess
 
     from cato.deploy.replay import free_port
-    from cato.deploy.zeek_side import serving_script
+    from cato.deploy.manifest import Manifest
+    from cato.deploy.zeek_side import serving_text
     from cato.zeek import native_plugin_dir
     port = free_port()
-    driver = tmp_path / "driver.zeek"
+    driver, replaying = tmp_path / "driver.zeek", tmp_path / "replay.zeek"
+    replaying.write_text(serving_text("replay.zeek", Manifest.read(packages["compact"]).module))
     # replay.zeek holds the trace until a worker comes (here: a Broker peer) and ends when all is answered.
     driver.write_text(f"""
 redef Cato::websocket_listen = F;
@@ -198,7 +203,7 @@ event Broker::peer_added(endpoint: Broker::EndpointInfo, msg: string) {{ continu
     capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
     env = {**os.environ, "ZEEK_PLUGIN_PATH": str(native_plugin_dir())}
     proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(capture), "base/protocols/conn",
-                             str(packages["compact"] / "scripts"), str(serving_script("replay.zeek")), str(driver)],
+                             str(packages["compact"] / "scripts"), str(replaying), str(driver)],
                             cwd=tmp_path, env=env, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
     try:
         worker = Worker(packages["compact"], f"tcp://127.0.0.1:{port}", reconnect=False)

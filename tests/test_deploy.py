@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CORPORA
+from conftest import CORPORA, in_package
 
 from cato.codegen import generate
 from cato.corpus import load_corpus
@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.zeek, pytest.mark.corpora]
 
 # Not in catalog order: the package must order them as its script's vectors carry them.
 FEATURES = ("orig_port", "resp_port", "ip_proto", "orig_size_mean", "resp_size_mean", "orig_iat_mean")
+#: What a site prints of a package at exit (in its module: see conftest.in_package).
+PRINT_PUBLISHED = "event zeek_done() { print Cato::schema, Cato::vectors_published; }"
 IN_CATALOG_ORDER = ["ip_proto", "orig_port", "resp_port", "orig_size_mean", "resp_size_mean", "orig_iat_mean"]
 
 
@@ -62,7 +64,8 @@ def test_a_model_is_named_for_its_study_and_point_not_its_folder(package, study)
     # (-o build/pkg used to name every model "pkg", in every verdict, Notice and zkg.)
     trial = pick_trial(study, pick="most-accurate").number
     name = f"{study.directory.name}-trial{trial}"
-    assert f'redef Cato::model_name = "{name}";' in (package.path / "scripts" / "model.zeek").read_text()
+    model = (package.path / "scripts" / "model.zeek").read_text()
+    assert f'redef {package.manifest.module}::model_name = "{name}";' in model
     assert name in (package.path / "zkg.meta").read_text()
 
 
@@ -103,7 +106,7 @@ def test_verdicts_come_back_as_a_log_and_notices(package, mini_corpus, zeek, tmp
     by Zeek itself, as the worker would send them) are logged, alert labels raise a Notice, and a
     verdict with another schema hash is refused and counted."""
     driver = tmp_path / "driver.zeek"
-    driver.write_text("""
+    driver.write_text(in_package("""
 global vectors = 0;
 
 event Cato::vector_ready(info: Cato::Info)
@@ -118,7 +121,7 @@ event Cato::verdict(uid: string, id: conn_id, label: string, score: double, mode
 	{
 	print "refused", Cato::refused_verdicts;
 	}
-""")
+""", package.path))
     corpus = load_corpus(mini_corpus)
     capture = corpus.path_of(corpus.captures[0])
     run = run_zeek(capture, [static_load_script(), package.path / "scripts", driver], workdir=tmp_path / "run",
@@ -273,7 +276,7 @@ def test_zkg_installs_cato_and_a_compiled_package_and_zeek_runs_them(package, ze
     zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
                               check=True).stdout.strip()
     run = subprocess.run([str(zeek), "-r", str(Path(__file__).parent / "btest" / "Traces" / "small.pcap"),
-                          "packages", "-e", 'event zeek_done() { print Cato::schema, Cato::vectors_published; }'],
+                          "packages", "-e", in_package(PRINT_PUBLISHED, package.path)],
                          cwd=work, capture_output=True, text=True, env={**env, "ZEEKPATH": f"{zeekpath}:{tmp_path}/scripts"})
     assert run.returncode == 0 and "error" not in run.stderr.lower(), run.stderr
     schema, published = run.stdout.split(", ")
@@ -318,7 +321,7 @@ def _listening_zeek(zeek, package, port: int, workdir: Path, broker: bool = Fals
               if broker else f"redef Cato::websocket_port = {port}/tcp;") + "\n" + site
     joined = ("Broker::peer_added(endpoint: Broker::EndpointInfo, msg: string)" if broker else
               "Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)")
-    driver.write_text(f"""
+    driver.write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 {listen}
 
@@ -335,7 +338,7 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
 	print "verdict", batch[0]$uid, batch[0]$label;
 	terminate();
 	}}
-""")
+""", package.path))
     return subprocess.Popen([str(zeek), "-b", str(package.path / "scripts"), str(driver)], cwd=workdir,
                             stdout=open(workdir / "stdout", "w"), stderr=subprocess.STDOUT)
 
@@ -399,16 +402,19 @@ def test_the_worker_answers_over_broker(package, zeek, tmp_path):
 def test_the_worker_takes_its_topics_from_the_package_or_the_site(package, zeek, tmp_path):
     from cato.deploy.links import Topics
     from cato.deploy.replay import free_port
-    recorded = Topics(**package.manifest.extra["topics"])
-    assert Worker(package.path, "ws://127.0.0.1:1").topics == recorded == Topics()
+    recorded = Topics.of(package.manifest)
+    assert Worker(package.path, "ws://127.0.0.1:1").topics == recorded
+    # Its own topics and module: another package's worker takes none of its vectors.
+    assert recorded.module == package.manifest.module != "Cato" and recorded.vectors != Topics().vectors
     model = (package.path / "scripts" / "model.zeek").read_text()
-    assert f'redef Cato::topic = "{recorded.vectors}";' in model
+    assert f'redef {recorded.module}::topic = "{recorded.vectors}";' in model
     # A site that moved its topics: the worker told so answers there.
     port = free_port()
     proc = _listening_zeek(zeek, package, port, tmp_path / "zeek",
                            site='redef Cato::topic = "site/v";\nredef Cato::verdict_topic = "site/r";')
     try:
-        with _running(Worker(package.path, f"ws://127.0.0.1:{port}", topics=Topics("site/v", "site/r"))) as worker:
+        with _running(Worker(package.path, f"ws://127.0.0.1:{port}", topics=Topics.of(package.manifest, "site/v",
+                                                                                         "site/r"))) as worker:
             assert proc.wait(timeout=60) == 0
             assert "verdict, Cworker" in (tmp_path / "zeek" / "stdout").read_text()
     finally:
@@ -416,8 +422,91 @@ def test_the_worker_takes_its_topics_from_the_package_or_the_site(package, zeek,
     assert worker.stats.verdicts_sent == 1
 
 
-def test_a_second_package_stands_aside(package, zeek, tmp_path):
-    """Zeek runs one cato package at a time: a second one warns, and the first works."""
+def test_two_packages_run_in_one_zeek_each_with_its_own_worker(study, package, mini_corpus, cache, zeek, monkeypatch,
+                                                              tmp_path):
+    """Each package is in a module of its own, with its own topics: two packages (two models of one study)
+    run in one Zeek beside one listener, each answered by its own worker, which takes its package's
+    vectors only. Every TCP/UDP connection gets one verdict of each model in cato_verdict.log, and each
+    package's alert label raises its own Notices."""
+    from cato.deploy.replay import free_port
+    monkeypatch.setenv("CATO_CACHE", str(cache))
+    second = compile_package(study, pick_trial(study, pick="cheapest-within"), tmp_path / "second", name="second",
+                             alert_labels=["HueSwitch"])
+    first_m, second_m = package.manifest.module, second.manifest.module
+    assert first_m != second_m and package.manifest.extra["topics"] != second.manifest.extra["topics"]
+    corpus = load_corpus(mini_corpus)
+    capture = corpus.path_of(corpus.captures[0])
+    port = free_port()
+    # Both workers connect before Zeek reads a packet; the connections still open when the capture ends
+    # are decided then (as cato serve --replay does), and Zeek ends once both models answered everything.
+    done = " && ".join(f"{m}::verdicts_received >= {m}::vectors_published" for m in (first_m, second_m))
+    # In each package's module: what a package keeps to itself.
+    finish = "".join(f"module {m};\nevent Pcap::file_done(path: string) &priority=5\n\t{{\n"
+                     "\tfor ( _, id in ::open_conns )\n\t\tif ( connection_exists(id) )\n"
+                     "\t\t\tfinish(lookup_connection(id), T, END, lookup_connection(id)$duration);\n"
+                     "\tflush_vectors();\n\t}\n" for m in (first_m, second_m))
+    answered = "".join(f"event {m}::verdicts(model_schema: string, batch: vector of {m}::VerdictMessage) &priority=-10\n"
+                       "\t{\n\tmaybe_done();\n\t}\n" for m in (first_m, second_m))
+    (tmp_path / "driver.zeek").write_text(f"""
+redef exit_only_after_terminate = T;
+redef Cato::websocket_port = {port}/tcp;
+global workers = 0;
+global input_done = F;
+global open_conns: table[string] of conn_id;
+function maybe_done()
+	{{
+	if ( input_done && {done} )
+		terminate();
+	}}
+event zeek_init() {{ suspend_processing(); }}
+event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
+	{{
+	if ( ++workers == 2 )
+		continue_processing();
+	}}
+event new_connection(c: connection) {{ open_conns[c$uid] = c$id; }}
+event connection_state_remove(c: connection) {{ delete open_conns[c$uid]; }}
+event Pcap::file_done(path: string)
+	{{
+	input_done = T;
+	maybe_done();
+	}}
+{finish}module GLOBAL;
+{answered}""")
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(capture), "base/protocols/conn",
+                             str(package.path / "scripts"), str(second.path / "scripts"), str(tmp_path / "driver.zeek")],
+                            cwd=out,
+                            stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    try:
+        with _running(Worker(package.path, f"ws://127.0.0.1:{port}")) as one, \
+                _running(Worker(second.path, f"ws://127.0.0.1:{port}")) as two:
+            assert proc.wait(timeout=120) == 0, (out / "stderr").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "error" not in (out / "stderr").read_text().lower()
+    verdicts = read_zeek_log(out / "cato_verdict.log")
+    conns = read_zeek_log(out / "conn.log")
+    conns = set(conns.loc[conns["proto"].isin(["tcp", "udp"]), "uid"])
+    names = {first_m: verdicts.loc[verdicts["model"] != "second", "model"].iloc[0], second_m: "second"}
+    for manifest, worker in ((package.manifest, one), (second.manifest, two)):
+        rows = verdicts[verdicts["model"] == names[manifest.module]]
+        # One verdict of each model per connection, from its own worker, which refused nothing of the other's.
+        assert set(rows["uid"]) == conns and rows["uid"].is_unique and set(rows["label"]) <= set(manifest.labels)
+        assert worker.stats.scored == worker.stats.verdicts_sent == len(rows) and worker.stats.refused == 0
+    notices = read_zeek_log(out / "notice.log") if (out / "notice.log").exists() else pd.DataFrame(columns=["msg"])
+    for manifest in (package.manifest, second.manifest):
+        alerting = verdicts[(verdicts["model"] == names[manifest.module]) & verdicts["label"].isin(manifest.alert_labels)
+                            & (verdicts["score"] >= 0.5)]
+        raised = notices[notices["msg"].str.endswith(f"model {names[manifest.module]})")]
+        assert (len(raised) > 0) == (len(alerting) > 0) and set(raised["sub"]) <= set(manifest.alert_labels)
+
+
+def test_a_second_package_of_the_same_module_stands_aside(package, zeek, tmp_path):
+    """Two packages compiled with one name share a module: the second warns and stands aside, and the
+    first works."""
     second = tmp_path / "second"
     shutil.copytree(package.path, second)
     run = run_zeek(Path(__file__).parent / "btest" / "Traces" / "small.pcap",
@@ -441,7 +530,8 @@ def test_hostile_labels_and_names_reach_zeek_as_data(zeek, tmp_path):
                         trial=0, values={"f1": 1.0}, corpus="c", label_column="label", strategy="counters")
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    (scripts / "__load__.zeek").write_text(load_script('pkg"; print "pwned"; #'))
+    (scripts / "__load__.zeek").write_text(load_script('pkg"; print "pwned"; #', "Cato"))
+    (scripts / "common.zeek").write_text(serving_script("common.zeek").read_text())
     (scripts / "features.zeek").write_text(generate(resolve("orig_pkts"), 3).text)
     model_name = 'model"; print "pwned"; #'
     (scripts / "verdicts.zeek").write_text(serving_script("verdicts.zeek").read_text())
@@ -468,6 +558,18 @@ def test_a_native_package_depends_on_cato_and_runs_on_its_plugin(study, cache, z
     capture = Path(__file__).parent / "btest" / "Traces" / "small.pcap"
     result = replay(package.path, capture, tmp_path / "replay", timeout=300, default_scripts=False)
     assert result.zeek_returncode == 0 and result.coverage >= 0.99, (result.answered, result.connections)
+    # The plugin serves one package per Zeek: a second native package says so and makes no vectors, and the
+    # first runs on (a script-engine package beside it runs: test_two_packages_run_in_one_zeek_...).
+    other = compile_package(study, pick_trial(study, pick="most-accurate"), tmp_path / "other", engine="native",
+                            name="other")
+    probe = tmp_path / "probe.zeek"
+    probe.write_text(in_package("event zeek_done() &priority=-20 { print Cato::vectors_published; }\n", package.path)
+                     + in_package("event zeek_done() &priority=-20 { print Cato::vectors_published; }\n", other.path))
+    both = run_zeek(capture, [package.path / "scripts", other.path / "scripts", probe], workdir=tmp_path / "both",
+                    zeek=zeek, native=True)
+    assert "serves one cato package per Zeek" in both.stderr and "error" not in both.stderr.lower()
+    first, second = map(int, (tmp_path / "both" / "zeek.stdout").read_text().split())
+    assert first > 0 and second == 0
     root = Path(__file__).resolve().parent.parent
     clone = tmp_path / "cato"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
@@ -487,7 +589,7 @@ def test_a_native_package_depends_on_cato_and_runs_on_its_plugin(study, cache, z
     zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
                               check=True).stdout.strip()
     run = subprocess.run([str(zeek), "-r", str(Path(__file__).parent / "btest" / "Traces" / "small.pcap"),
-                          "packages", "-e", 'event zeek_done() { print Cato::schema, Cato::vectors_published; }'],
+                          "packages", "-e", in_package(PRINT_PUBLISHED, package.path)],
                          cwd=work, capture_output=True, text=True, env={**env, "ZEEKPATH": f"{zeekpath}:{tmp_path}/scripts"})
     assert run.returncode == 0 and "error" not in run.stderr.lower(), run.stderr
     schema, published = run.stdout.split(", ")

@@ -73,7 +73,7 @@ def test_plugin_is_listed(zeek, native_plugin):
 def test_plugin_refuses_a_bad_spec(zeek, native_plugin, tmp_path):
     script = tmp_path / "bad.zeek"
     script.write_text('@load-plugin Cato::Native\n'
-                      'event zeek_init() { print Cato::native_configure(vector(5), vector("stat size mode orig"), '
+                      'event zeek_init() { print Cato::native_configure("Cato", vector(5), vector("stat size mode orig"), '
                       'vector("depth"), 0secs); }\n')
     run = run_zeek(None, [script], workdir=tmp_path / "run", native=True, check=False)
     assert run.returncode != 0

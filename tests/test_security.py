@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, in_package
 from test_serving_faults import _kill, _listening, _serve, _stop, _udp_capture, _wait_for, package  # noqa: F401 (fixture)
 
 from cato.deploy.replay import free_port
@@ -94,13 +94,13 @@ def _listeners(port: int) -> set[str]:
 @pytest.mark.parametrize("site,expected", [("", {"127.0.0.1"}), ("redef Cato::listen_addr = 0.0.0.0;", {"0.0.0.0"})])
 def test_zeek_listens_on_loopback_unless_told_otherwise(package, zeek, tmp_path, site, expected):  # noqa: F811
     ws, broker = free_port(), free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {ws}/tcp;
 redef Cato::broker_listen = T;
 redef Cato::broker_port = {broker}/tcp;
 {site}
-""")
+""", package))
     proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -128,7 +128,7 @@ def test_the_worker_talks_to_zeek_over_tls_only_when_it_trusts_the_certificate(p
         (pytest.fail if IN_CI else pytest.skip)("needs openssl to make a certificate")
     cert, key = _certificate(tmp_path)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
 redef Cato::websocket_tls_cert = "{cert}";
@@ -145,7 +145,7 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
 	print "verdict", batch[0]$uid;
 	terminate();
 	}}
-""")
+""", package))
     zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
                                  cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
     workers = []
@@ -199,7 +199,7 @@ def test_with_mutual_tls_zeek_takes_verdicts_only_from_a_worker_whose_certificat
     server = _signed(ca_dir, "zeek", ca, san="IP:127.0.0.1")
     worker_cert, stranger_cert = _signed(ca_dir, "worker", ca), _signed(other_dir, "stranger", other_ca)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
 redef Cato::websocket_tls_cert = "{server[0]}";
@@ -218,7 +218,7 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
 	print "verdict", batch[0]$uid;
 	terminate();
 	}}
-""")
+""", package))
     zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
                                  cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
     url = f"wss://127.0.0.1:{port}"
@@ -274,11 +274,12 @@ def test_garbage_and_forged_verdicts_are_refused_and_counted_and_stop_nothing(pa
 
     import numpy as np
 
-    from cato.deploy.links import Answer, WebSocketLink
+    from cato.deploy.links import Answer, Topics, WebSocketLink
+    from cato.deploy.manifest import Manifest
     rate, seconds = 200, 8
     n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
 event zeek_init() {{ suspend_processing(); }}
@@ -289,7 +290,7 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 		continue_processing();
 	started = T;
 	}}
-""")
+""", package))
     out = tmp_path / "zeek"
     out.mkdir()
     zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
@@ -314,7 +315,8 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
                     pass
 
         async def forge() -> int:  # a client that speaks the protocol, answering vectors with its own verdicts
-            async with WebSocketLink(f"ws://127.0.0.1:{port}") as link:
+            # It knows the package (its topics and module, and would know its schema hash: all in the package).
+            async with WebSocketLink(f"ws://127.0.0.1:{port}", topics=Topics.of(Manifest.read(package))) as link:
                 batch = await link.next_batch(3)
                 await link.answer("forged-schema", ["evil"], [Answer(batch, np.zeros(len(batch), "u2"),
                                                                      np.ones(len(batch), "f4"))])

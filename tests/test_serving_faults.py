@@ -22,6 +22,7 @@ from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
+from conftest import in_package
 from synthetic import write_udp_connections
 
 pytestmark = pytest.mark.zeek
@@ -92,7 +93,7 @@ def test_a_killed_worker_loses_only_its_own_vectors_and_a_new_one_takes_over(pac
     rate, seconds = 200, 12
     n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
 redef Cato::verdict_wait = 1sec;
@@ -100,7 +101,7 @@ redef Cato::missing_report_interval = 1sec;
 event zeek_init() {{ suspend_processing(); }}  # the traffic starts once the first worker is there
 event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
 	{{ continue_processing(); }}
-""")
+""", package))
     out = tmp_path / "zeek"
     out.mkdir()
     zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
@@ -155,7 +156,7 @@ def test_a_flood_is_dropped_counted_and_reported_on_both_sides(package, zeek, tm
     what it drops, Zeek counts the same vectors as missing, and both keep running."""
     port = free_port()
     burst, batch = 200, 100
-    (tmp_path / "flood.zeek").write_text(f"""
+    (tmp_path / "flood.zeek").write_text(in_package(f"""
 module Cato;  # to read its private table of vectors awaiting a verdict
 
 redef exit_only_after_terminate = T;
@@ -200,7 +201,7 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
 	{{
 	flood_answered += |batch|;
 	}}
-""")
+""", package))
     out = tmp_path / "zeek"
     out.mkdir()
     zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "flood.zeek")], cwd=out,
@@ -229,7 +230,7 @@ def test_a_stuck_worker_makes_zeek_shed_vectors_not_buffer_them(package, zeek, t
     rate, seconds, cap = 2000, 8, 1000
     n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(f"""
+    (tmp_path / "site.zeek").write_text(in_package(f"""
 module Cato;  # to watch its private table of vectors awaiting a verdict
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
@@ -247,7 +248,7 @@ event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage) &pri
 event zeek_done()
 	{{ print fmt("vectors %d published %d answered %d shed %d waiting %d most %d", vectors_published + unanswered[SHED],
 	             vectors_published, answered, unanswered[SHED], |published|, most_waiting); }}
-""")
+""", package))
     out = tmp_path / "zeek"
     out.mkdir()
     zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",

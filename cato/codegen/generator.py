@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 from cato import __version__
 from cato.codegen.native import PLUGIN_NAME, native_body
-from cato.codegen.static import embedded_static_part
+from cato.codegen.static import MODULE, embedded_static_part, in_module
 from cato.features.catalog import (
     TCP_FLAG_NAMES,
     ConnExpr,
@@ -396,7 +396,8 @@ def _header(features: Sequence[Feature], depths: tuple[int, ...], strategy: str,
     ]
 
 
-def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None) -> GeneratedScript:
+def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None,
+                     module: str) -> GeneratedScript:
     out = [
         *_header(features, depths, "native", deadline),
         f"##! Needs cato's Zeek plugin ({PLUGIN_NAME}): zkg installs it with cato; from a checkout,",
@@ -407,8 +408,9 @@ def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadl
         "",
         *_module_preamble(features, depths, deadline),
     ]
-    out += native_body(features, depths)
-    return GeneratedScript("\n".join(out) + "\n", tuple(features), depths, "native", deadline, "native")
+    out += native_body(features, depths, module)
+    return GeneratedScript(in_module("\n".join(out) + "\n", module), tuple(features), depths, "native", deadline,
+                           "native")
 
 
 def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None) -> list[str]:
@@ -433,12 +435,13 @@ def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadl
 
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
              deadline: float | None = None, engine: str = "script", *,
-             input_positions: bool = False) -> GeneratedScript:
+             input_positions: bool = False, module: str = MODULE) -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``, and at the
     latest ``deadline`` seconds after a connection's first packet, computed by ``engine``. With
     ``input_positions`` each vector also logs ``packet_index``, the position in Zeek's input of the
     packet it was made at (for datasets that derive deadline vectors; see ``cato.dataset.multidepth``;
-    the script engine only)."""
+    the script engine only). ``module``: the Zeek module the script is in, ``Cato`` or a compiled
+    package's own (its static part moved there too: see :func:`cato.codegen.static.in_module`)."""
     if not features:
         raise GeneratorError("no features selected")
     if deadline is not None and not deadline > 0:
@@ -450,7 +453,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
             raise GeneratorError(f"the native engine has no strategy {strategy!r}: the plugin computes every feature")
         if input_positions:
             raise GeneratorError("input positions (packet_index) are the script engine's: extract datasets with it")
-        return _generate_native(features, normalize_depths(depths), deadline)
+        return _generate_native(features, normalize_depths(depths), deadline, module)
     # Armed at a connection's first packet; the vectors it makes say so (decided_by DEADLINE).
     arm_deadline = ["\tschedule decision_deadline { deadline_passed(c) };"] if deadline else []
     depths_t = normalize_depths(depths)
@@ -604,4 +607,4 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "	packet_index: count &optional &log;", "};", "",
                 "hook fill_vector(c: connection, info: Info)", "	{",
                 "	info$packet_index = get_net_stats()$pkts_recvd;", "	}"]
-    return GeneratedScript("\n".join(out) + "\n", tuple(features), depths_t, strategy, deadline)
+    return GeneratedScript(in_module("\n".join(out) + "\n", module), tuple(features), depths_t, strategy, deadline)

@@ -45,11 +45,12 @@ def _zeek_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def native_body(features: Sequence[Feature], depths: Sequence[int]) -> list[str]:
+def native_body(features: Sequence[Feature], depths: Sequence[int], module: str = "Cato") -> list[str]:
     """The Zeek lines after the ``Info`` columns and the depths: the plugin's configuration. The plugin
     makes the ``Cato::Info`` records itself, logs them, raises ``Cato::vector_ready`` and publishes
     batches on ``Cato::topic`` (``Cato::vector_batch`` records, or ``Cato::vector_block`` compact
-    blocks): no script code runs per packet or per vector."""
+    blocks): no script code runs per packet or per vector. ``module``: the one the script's ``Info``
+    is in (a compiled package's own; the plugin's functions stay in ``Cato``)."""
     out = [
         "redef native_engine = T;",
         "",
@@ -61,13 +62,14 @@ def native_body(features: Sequence[Feature], depths: Sequence[int]) -> list[str]
         "",
         "event zeek_init()",
         "\t{",
-        "\tif ( ! native_configure(depths, native_specs, native_columns, decision_deadline) )",
-        "\t\tReporter::fatal(\"cato: the native engine refused its configuration\");",
+        # A configuration that cannot be read is a reporter error (ending start-up); another package
+        # holding the engine, a warning: this one makes no vectors, and Zeek runs on for the other.
+        f"\tCato::native_configure({_zeek_string(module)}, depths, native_specs, native_columns, decision_deadline);",
         "\t}",
         "",
         "event zeek_done()",
         "\t{",
-        "\tnative_flush();",
+        "\tCato::native_flush();",
         "\t}",
     ]
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Iterable
 
 _HERE = Path(__file__).resolve().parent
 
@@ -43,3 +44,31 @@ def embedded_static_part() -> str:
         parts += [f"# ---- cato's zeek-scripts/{name}.zeek ----", body]
     parts.append("@endif")
     return "\n".join(parts) + "\n"
+
+
+#: The module of cato's static scripts. A compiled package's scripts take a module of their own
+#: (:func:`package_module`), so that several packages run in one Zeek.
+MODULE = "Cato"
+
+
+def package_module(name: str) -> str:
+    """The Zeek module of the compiled package named ``name``: ``Cato_`` and the name, each character
+    that cannot be in a Zeek name made ``_``."""
+    return f"{MODULE}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def in_module(text: str, module: str, keep: Iterable[str] = ()) -> str:
+    """``text``, Zeek written in module ``Cato``, moved to ``module``: its ``module Cato;`` and its
+    names ``Cato::x``, and the connection record's field ``cato`` (one per module). Names that stay in
+    ``Cato``: those of cato's plugin (``Cato::Native``, its functions ``Cato::native_*``) and ``keep``
+    (what every package on a Zeek shares: see ``cato.deploy.zeek_side``)."""
+    if module == MODULE:
+        return text
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module):
+        raise ValueError(f"{module!r} is not a Zeek module name")
+    kept = "|".join([r"native_\w+", "Native", *map(re.escape, keep)])
+    text = re.sub(r"^module Cato;", f"module {module};", text, flags=re.M)
+    text = re.sub(rf"\bCato::(?!(?:{kept})\b)", f"{module}::", text)
+    field = module[0].lower() + module[1:]
+    text = re.sub(r"(\$)cato\b", rf"\g<1>{field}", text)
+    return re.sub(r"^(\s*)cato: State\b", rf"\g<1>{field}: State", text, flags=re.M)

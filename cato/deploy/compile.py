@@ -21,8 +21,9 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.dataset import load_dataset
 from cato.deploy.manifest import Manifest, ManifestError
-from cato.deploy.zeek_side import (COMPACT, RECORDS, VECTOR_TOPIC, VERDICT_TOPIC, load_script, model_script,
-                                   serving_script, zeek_string)
+from cato.codegen.static import package_module
+from cato.deploy.zeek_side import (COMPACT, RECORDS, load_script, model_script, package_topics, serving_script,
+                                   serving_text, zeek_string)
 from cato.features import resolve
 from cato.model import OnnxModel, fit, to_onnx
 from cato.search.objectives import F1_TOLERANCE
@@ -103,7 +104,10 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
         raise CompileError(f"--vector-form {vector_form}: choose {COMPACT} or {RECORDS}")
     if vector_form == COMPACT and engine != "native":
         raise CompileError("--vector-form compact needs --engine native: only cato's plugin writes compact blocks")
-    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine)
+    name = name or _model_name(study, chosen)
+    # A module of its own, so that several packages run in one Zeek.
+    module = package_module(name)
+    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine, module=module)
     # The model takes the features in the order the script's vectors carry them (the catalog's).
     features = script.columns
     step("training on the whole corpus")
@@ -111,13 +115,12 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     x = dataset.matrix(features, config.depth, deadline)
     model = fit(x, dataset.y, config.model, settings.seed)
     onnx_bytes = to_onnx(model, features, dataset.classes)
-    name = name or _model_name(study, chosen)
     manifest = Manifest(features=features, depth=config.depth, labels=list(dataset.classes),
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
                         values=dict(chosen.values), corpus=settings.corpus, label_column=settings.label_column,
                         strategy=script.strategy, deadline=deadline,
                         extra={"trial_name": chosen.name, "alert_min_score": alert_min_score, "deployment": deployment,
-                               "topics": {"vectors": VECTOR_TOPIC, "verdicts": VERDICT_TOPIC},
+                               "topics": package_topics(name), "module": module,
                                "connections": int(dataset.connections), "engine": script.engine,
                                "vector_form": vector_form})
     work = output.with_name(f".{output.name}.partial")
@@ -125,9 +128,10 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     try:
         scripts = work / "scripts"
         scripts.mkdir(parents=True)
-        (scripts / "__load__.zeek").write_text(load_script(name))
+        (scripts / "__load__.zeek").write_text(load_script(name, module))
         (scripts / "features.zeek").write_text(script.text + _online_settings())
-        shutil.copyfile(serving_script("verdicts.zeek"), scripts / "verdicts.zeek")
+        shutil.copyfile(serving_script("common.zeek"), scripts / "common.zeek")
+        (scripts / "verdicts.zeek").write_text(serving_text("verdicts.zeek", module))
         (scripts / "model.zeek").write_text(model_script(manifest, name))
         (work / MODEL_NAME).write_bytes(onnx_bytes)
         manifest.write(work)
@@ -189,12 +193,13 @@ def _write_tests(testing: Path, manifest: Manifest) -> None:
     cato installed, as the package it was compiled as. Plain sh and Zeek: zkg shows a test's exit code
     only, and a test runner missing from PATH (btest) would fail it for a cause the user cannot see."""
     testing.mkdir(parents=True)
+    m = manifest.module
     (testing / "loads.zeek").write_text(f"""# The package loads into bare Zeek and is the one compiled: its schema, depth and settings.
 event zeek_init()
 	{{
-	if ( Cato::schema != {zeek_string(manifest.schema)} || |Cato::depths| != 1 || Cato::depths[0] != {manifest.depth} )
-		print "not the package compiled", Cato::schema, Cato::depths;
-	if ( ! Cato::publish_vectors || Cato::log_vectors )
+	if ( {m}::schema != {zeek_string(manifest.schema)} || |{m}::depths| != 1 || {m}::depths[0] != {manifest.depth} )
+		print "not the package compiled", {m}::schema, {m}::depths;
+	if ( ! {m}::publish_vectors || {m}::log_vectors )
 		print "not publishing vectors";
 	}}
 """)

@@ -33,15 +33,14 @@ import numpy as np
 
 from cato.codegen.static import VECTOR_ID_FIELDS
 from cato.deploy.block import BlockError, Endpoints, VerdictBlock, decode_vectors, encode_verdicts
+from cato.deploy.manifest import Manifest
 from cato.deploy.transport import Raw, TransportError, WebSocketTransport, event_envelope
 from cato.deploy.zeek_side import COMPACT, RECORDS, VECTOR_TOPIC, VERDICT_TOPIC
 from cato.features import MISSING_VALUE
 from cato.zeek import ZeekNotFoundError, find_zeek
 
-#: The form's vector event and verdict event.
-EVENTS = {RECORDS: ("Cato::vector_batch", "Cato::verdicts"), COMPACT: ("Cato::vector_block", "Cato::verdict_block")}
-VECTOR_EVENT, VERDICTS_EVENT = EVENTS[RECORDS]
-_FORM_OF = {vectors: form for form, (vectors, _) in EVENTS.items()}
+#: The form's vector event and verdict event, in a package's module (``Topics.module``).
+EVENTS = {RECORDS: ("vector_batch", "verdicts"), COMPACT: ("vector_block", "verdict_block")}
 #: A WebSocket message may carry at most 16 MiB: a batch of 100 vectors of 97 features is 0.45 MiB.
 MAX_MESSAGE_BYTES = 16 << 20
 _FIRST_FEATURE = len(VECTOR_ID_FIELDS)
@@ -98,9 +97,9 @@ class Answer:
 
 
 def verdict_events(schema: str, labels: Sequence[str], answers: Sequence[Answer],
-                   conn_id: Any = lambda c: c) -> list[tuple[str, str, list]]:
-    """The events answering ``answers``: (topic, event name, args), one per node and form. ``conn_id``
-    wraps a records vector's conn_id for the link that sends it back."""
+                   conn_id: Any = lambda c: c, module: str = "Cato") -> list[tuple[str, str, list]]:
+    """The events answering ``answers``: (topic, event name, args), one per node and form, in the package's
+    ``module``. ``conn_id`` wraps a records vector's conn_id for the link that sends it back."""
     groups: dict[tuple[str, str], list[Answer]] = defaultdict(list)
     for a in answers:
         groups[a.batch.reply_topic, a.batch.form].append(a)
@@ -110,11 +109,11 @@ def verdict_events(schema: str, labels: Sequence[str], answers: Sequence[Answer]
             block = VerdictBlock(schema, list(labels), Endpoints.concatenate([a.batch.ids for a in group]),
                                  np.concatenate([a.label for a in group]).astype("<u2"),
                                  np.concatenate([a.score for a in group]).astype("<f4"))
-            events.append((topic, EVENTS[COMPACT][1], [encode_verdicts(block)]))
+            events.append((topic, f"{module}::{EVENTS[COMPACT][1]}", [encode_verdicts(block)]))
         else:
             verdicts = [[uid, conn_id(cid), labels[int(i)], float(s)]
                         for a in group for (uid, cid), i, s in zip(a.batch.ids, a.label, a.score)]
-            events.append((topic, EVENTS[RECORDS][1], [schema, verdicts]))
+            events.append((topic, f"{module}::{EVENTS[RECORDS][1]}", [schema, verdicts]))
     return events
 
 
@@ -123,10 +122,30 @@ _NODE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic prefixes a package speaks (``Cato::topic`` and ``Cato::verdict_topic``, recorded in its
-    manifest): a cluster node publishes on ``VECTORS/NODE/`` and takes verdicts on ``VERDICTS/NODE/``."""
+    """What a package speaks, as its manifest records it: the topic prefixes (``Cato::topic`` and
+    ``Cato::verdict_topic``; a cluster node publishes on ``VECTORS/NODE/`` and takes verdicts on
+    ``VERDICTS/NODE/``), and the module its events are in (each package's own)."""
     vectors: str = VECTOR_TOPIC
     verdicts: str = VERDICT_TOPIC
+    module: str = "Cato"
+
+    @classmethod
+    def of(cls, manifest: Manifest, vectors: str | None = None, verdicts: str | None = None) -> "Topics":
+        """A package's, with the topics a site redefined (``vectors``, ``verdicts``) where given."""
+        recorded = manifest.extra.get("topics", {})
+        return cls(vectors or recorded.get("vectors", VECTOR_TOPIC), verdicts or recorded.get("verdicts", VERDICT_TOPIC),
+                   manifest.module)
+
+    def event(self, form: str, verdicts: bool = False) -> str:
+        """The name of the form's vector event (or verdict event) in the package's module."""
+        return f"{self.module}::{EVENTS[form][verdicts]}"
+
+    def form_of(self, event: str) -> str | None:
+        """The form of a vector event of the package's module (None: not one)."""
+        module, _, name = event.rpartition("::")
+        if module != self.module:
+            return None
+        return next((form for form, (vectors, _) in EVENTS.items() if vectors == name), None)
 
     def subscriptions(self, nodes: Sequence[str] = ()) -> list[str]:
         """What a worker subscribes to: the vectors of every node, or of the named cluster nodes only (so
@@ -190,7 +209,7 @@ class WebSocketLink:
             except TransportError as e:
                 self.transport.count_malformed(e)
                 continue
-            form = _FORM_OF.get(name)
+            form = self.topics.form_of(name)
             if form is None or len(args) != 1 or not isinstance(args[0], dict):
                 continue
             if form == COMPACT:
@@ -224,7 +243,7 @@ class WebSocketLink:
         return uid["data"], conn_id, values
 
     async def answer(self, schema: str, labels: Sequence[str], answers: Sequence[Answer]) -> None:
-        for topic, name, args in verdict_events(schema, labels, answers, Raw):
+        for topic, name, args in verdict_events(schema, labels, answers, Raw, self.topics.module):
             await self.transport.publish(topic, name, args)
 
 
@@ -308,7 +327,7 @@ class BrokerLink:
                 continue
             try:
                 event = self.broker.zeek.Event(msg[1])
-                form, args = _FORM_OF.get(event.name()), event.args()
+                form, args = self.topics.form_of(event.name()), event.args()
             except Exception:  # a message Broker's bindings cannot read as an event: not ours
                 continue
             if form is None or len(args) != 1:
@@ -341,5 +360,5 @@ class BrokerLink:
         return uid, conn_id, values
 
     async def answer(self, schema: str, labels: Sequence[str], answers: Sequence[Answer]) -> None:
-        for topic, name, args in verdict_events(schema, labels, answers):
+        for topic, name, args in verdict_events(schema, labels, answers, module=self.topics.module):
             self.endpoint.publish(topic, self.broker.zeek.Event(name, *args))

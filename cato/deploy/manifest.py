@@ -57,6 +57,12 @@ class Manifest:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def module(self) -> str:
+        """The Zeek module of the package's scripts and events (``Cato`` for a package compiled before
+        each had its own)."""
+        return self.extra.get("module", "Cato")
+
     def check_model(self, model: OnnxModel) -> None:
         """``model`` takes this manifest's features, in order, and gives its labels (ModelError or
         ManifestError otherwise): the one check that compile and serve both make."""

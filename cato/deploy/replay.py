@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from cato.deploy.serve import ServeError, Worker, WorkerStats
-from cato.deploy.zeek_side import serving_script
+from cato.deploy.zeek_side import serving_text
 from cato.corpus import CaptureError, read_capture
 from cato.corpus.pcapio import write_packet, write_pcap_header
 from cato.zeek import deployment_invocation, find_zeek, native_plugin_dir, read_zeek_log
@@ -135,7 +135,9 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     capture, note = check_capture(capture, out)
     port = free_port()
     worker.url = f"ws://127.0.0.1:{port}"
-    (out / REPLAY_SCRIPT).write_text(f"redef Cato::websocket_port = {port}/tcp;\n")
+    # The replay's steps, in the package's module, then its port.
+    (out / REPLAY_SCRIPT).write_text(serving_text("replay.zeek", worker.scorer.manifest.module)
+                                     + f"\nredef Cato::websocket_port = {port}/tcp;\n")
     # As the package's deployment runs Zeek (the one its study extracted under; default scripts and
     # local.zeek for a package that does not say); or bare, the parity check's, with conn.log still
     # written: it is what the verdicts are counted against.
@@ -144,7 +146,7 @@ def replay(package: Path, capture: Path, out: Path, *, zeek: Path | None = None,
     scripts = (["-b", "base/protocols/conn"] if bare else []) + before
     pacing = [f"--pseudo-realtime={pseudo_realtime:g}"] if pseudo_realtime else []
     argv = [str(zeek or find_zeek()), "-C", "-r", str(capture), *pacing, *scripts, str(package / "scripts"),
-            str(serving_script("replay.zeek")), REPLAY_SCRIPT, *extra_scripts]
+            REPLAY_SCRIPT, *extra_scripts]
     env = dict(os.environ)
     plugin = native_plugin_dir() if worker.scorer.manifest.extra.get("engine") == "native" else None
     if plugin is not None:  # the native engine's plugin, from this checkout (else where zkg put it)

@@ -173,7 +173,7 @@ class Worker:
         #: The cluster nodes whose vectors this worker takes (none: every node's).
         self.nodes = tuple(nodes)
         #: The package's topics (its manifest's), unless the site changed them and says so.
-        self.topics = topics or Topics(**self.scorer.manifest.extra.get("topics", {}))
+        self.topics = topics or Topics.of(self.scorer.manifest)
         try:
             # A URL the worker cannot use is an error now, not a reconnect loop.
             make_link(url, ssl, self.nodes, self.topics)
@@ -239,9 +239,10 @@ class Worker:
         as timed out) and said once."""
         manifest = self.scorer.manifest
         if batch.form != self.scorer.form:
-            self._refuse(batch, f"Zeek publishes {batch.form} vectors ({EVENTS[batch.form][0]}) but package "
-                                f"{self.scorer.package} speaks {self.scorer.form} ({EVENTS[self.scorer.form][0]}): is "
-                                f"Zeek running this package, compiled as it is here?")
+            self._refuse(batch, f"Zeek publishes {batch.form} vectors ({self.topics.event(batch.form)}) but "
+                                f"package {self.scorer.package} speaks {self.scorer.form} "
+                                f"({self.topics.event(self.scorer.form)}): is Zeek running this package, compiled as "
+                                "it is here?")
             return False
         if batch.schema and batch.schema != manifest.schema:
             self._refuse(batch, f"its schema {batch.schema} is not that of package {self.scorer.package} ({manifest.schema}): "

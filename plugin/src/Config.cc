@@ -153,18 +153,18 @@ bool Config::Parse(const std::vector<uint64_t>& arg_depths, const std::vector<st
     return true;
 }
 
-bool Config::Bind(const std::vector<std::string>& columns, std::string* err) {
+bool Config::Bind(const std::string& module, const std::vector<std::string>& columns, std::string* err) {
     if ( columns.size() != features.size() ) {
         *err = "one column per feature spec is needed";
         return false;
     }
-    if ( ! output.Bind(err) )
+    if ( ! output.Bind(module, err) )
         return false;
     const auto& info = output.InfoType();
     for ( size_t i = 0; i < features.size(); ++i ) {
         auto& f = features[i];
         if ( (f.column = info->FieldOffset(columns[i].c_str())) < 0 ) {
-            *err = "Cato::Info has no field " + columns[i];
+            *err = module + "::Info has no field " + columns[i];
             return false;
         }
         // Output::SetNumber fills a count or a double; a string feature's value is a string.
@@ -216,9 +216,11 @@ bool Config::BindPath(const Feature& f, std::string* err) {
     return true;
 }
 
-bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
+const std::string* configured_for() { return config.on ? &output.Module() : nullptr; }
+
+bool configure(const std::string& module, const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
                const std::vector<std::string>& columns, double deadline, std::string* err) {
-    if ( ! config.Parse(depths, specs, deadline, err) || ! config.Bind(columns, err) ) {
+    if ( ! config.Parse(depths, specs, deadline, err) || ! config.Bind(module, columns, err) ) {
         config.on = false;
         return false;
     }

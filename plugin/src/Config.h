@@ -63,10 +63,10 @@ struct Config {
 
     bool Parse(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs, double deadline,
                std::string* err);
-    // Binds the script layer: cato's static scripts' module Cato, as the vectors' output needs it
-    // (Output::Bind), and the Cato::Info columns of the features (``columns``, in spec order),
-    // each checked to have a type its feature can fill.
-    bool Bind(const std::vector<std::string>& columns, std::string* err);
+    // Binds the script layer: the module of cato's static scripts (``Cato``, or a compiled
+    // package's own), as the vectors' output needs it (Output::Bind), and the Info columns of the
+    // features (``columns``, in spec order), each checked to have a type its feature can fill.
+    bool Bind(const std::string& module, const std::vector<std::string>& columns, std::string* err);
 
 private:
     static bool BindPath(const Feature& f, std::string* err);
@@ -74,8 +74,12 @@ private:
 
 extern Config config;
 
-// Parses and binds; on failure the engine stays off and *err says why.
-bool configure(const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
+// The module the engine is on for (nullptr: off). It serves one module per run: its analyzer, state
+// and output are one package's.
+const std::string* configured_for();
+
+// Parses and binds module's scripts; on failure the engine stays off and *err says why.
+bool configure(const std::string& module, const std::vector<uint64_t>& depths, const std::vector<std::string>& specs,
                const std::vector<std::string>& columns, double deadline, std::string* err);
 
 } // namespace plugin::Cato_Native

@@ -31,24 +31,25 @@ std::string a_type(zeek::TypeTag tag) {
 }
 
 // The global called name (of cato's static scripts): a type (is_type) or a value, of kind tag.
-zeek::detail::IDPtr lookup(const char* name, zeek::TypeTag tag, bool is_type, std::string* err) {
+zeek::detail::IDPtr lookup(const std::string& name, zeek::TypeTag tag, bool is_type, std::string* err) {
     auto id = zeek::id::find(name);
     if ( ! id ) {
-        *err = std::string(name) + " is not defined: cato's static scripts (module Cato) are not loaded";
+        *err = name + " is not defined: cato's static scripts (module " + name.substr(0, name.find("::")) +
+               ") are not loaded";
         return nullptr;
     }
     if ( id->IsType() != is_type || ! id->GetType() || id->GetType()->Tag() != tag || (! is_type && ! id->GetVal()) ) {
-        *err = std::string(name) + " is not " + a_type(tag) + (is_type ? " type" : " value");
+        *err = name + " is not " + a_type(tag) + (is_type ? " type" : " value");
         return nullptr;
     }
     return id;
 }
 
 // The functions of flavor f called name.
-zeek::detail::IDPtr lookup_func(const char* name, zeek::FunctionFlavor f, std::string* err) {
+zeek::detail::IDPtr lookup_func(const std::string& name, zeek::FunctionFlavor f, std::string* err) {
     auto id = lookup(name, zeek::TYPE_FUNC, false, err);
     if ( id && id->GetType()->AsFuncType()->Flavor() != f ) {
-        *err = std::string(name) + " is not " + (f == zeek::FUNC_FLAVOR_EVENT ? "an event" : "a hook");
+        *err = name + " is not " + (f == zeek::FUNC_FLAVOR_EVENT ? "an event" : "a hook");
         return nullptr;
     }
     return id;
@@ -56,19 +57,22 @@ zeek::detail::IDPtr lookup_func(const char* name, zeek::FunctionFlavor f, std::s
 
 } // namespace
 
-bool Output::Bind(std::string* err) {
+bool Output::Bind(const std::string& module_name, std::string* err) {
     *this = Output();
+    module = module_name;
+    // A name of the module, as the error messages say it.
+    auto m = [&](const char* name) { return module + "::" + name; };
     zeek::detail::IDPtr info_id, decision_id, log_id_id, vector_batch_id, policy_id;
-    if ( ! (info_id = lookup("Cato::Info", zeek::TYPE_RECORD, true, err)) ||
-         ! (decision_id = lookup("Cato::Decision", zeek::TYPE_ENUM, true, err)) ||
-         ! (log_id_id = lookup("Cato::LOG", zeek::TYPE_ENUM, false, err)) ||
-         ! (log_vectors = lookup("Cato::log_vectors", zeek::TYPE_BOOL, false, err)) ||
-         ! (publish_vectors = lookup("Cato::publish_vectors", zeek::TYPE_BOOL, false, err)) ||
-         ! (batch_size = lookup("Cato::publish_batch_size", zeek::TYPE_COUNT, false, err)) ||
-         ! (max_wait = lookup("Cato::publish_max_wait", zeek::TYPE_INTERVAL, false, err)) ||
-         ! (topic = lookup("Cato::vector_topic", zeek::TYPE_STRING, false, err)) ||
-         ! (published = lookup("Cato::vectors_published", zeek::TYPE_COUNT, false, err)) ||
-         ! (vector_batch_id = lookup_func("Cato::vector_batch", zeek::FUNC_FLAVOR_EVENT, err)) )
+    if ( ! (info_id = lookup(m("Info"), zeek::TYPE_RECORD, true, err)) ||
+         ! (decision_id = lookup(m("Decision"), zeek::TYPE_ENUM, true, err)) ||
+         ! (log_id_id = lookup(m("LOG"), zeek::TYPE_ENUM, false, err)) ||
+         ! (log_vectors = lookup(m("log_vectors"), zeek::TYPE_BOOL, false, err)) ||
+         ! (publish_vectors = lookup(m("publish_vectors"), zeek::TYPE_BOOL, false, err)) ||
+         ! (batch_size = lookup(m("publish_batch_size"), zeek::TYPE_COUNT, false, err)) ||
+         ! (max_wait = lookup(m("publish_max_wait"), zeek::TYPE_INTERVAL, false, err)) ||
+         ! (topic = lookup(m("vector_topic"), zeek::TYPE_STRING, false, err)) ||
+         ! (published = lookup(m("vectors_published"), zeek::TYPE_COUNT, false, err)) ||
+         ! (vector_batch_id = lookup_func(m("vector_batch"), zeek::FUNC_FLAVOR_EVENT, err)) )
         return false;
     info = zeek::cast_intrusive<zeek::RecordType>(info_id->GetType());
     decision = zeek::cast_intrusive<zeek::EnumType>(decision_id->GetType());
@@ -78,20 +82,20 @@ bool Output::Bind(std::string* err) {
     // The values of Cato::Decision, by name (not by their order).
     const char* const decision_names[NUM_DECISIONS] = {"DEPTH", "DEADLINE", "END"};
     for ( int d = 0; d < NUM_DECISIONS; ++d )
-        if ( (decision_value[d] = decision->Lookup("Cato", decision_names[d])) < 0 ) {
-            *err = std::string("Cato::Decision has no value Cato::") + decision_names[d];
+        if ( (decision_value[d] = decision->Lookup(module, decision_names[d])) < 0 ) {
+            *err = m("Decision") + " has no value " + m(decision_names[d]);
             return false;
         }
 
     // The fixed columns of Cato::Info, with the types MakeInfo gives them.
     auto column = [&](const char* name, zeek::TypeTag tag, const zeek::TypePtr& type, int* at) {
         if ( (*at = info->FieldOffset(name)) < 0 ) {
-            *err = std::string("Cato::Info has no field ") + name;
+            *err = m("Info") + " has no field " + name;
             return false;
         }
         const auto& t = info->GetFieldType(*at);
         if ( t->Tag() != tag || (type && ! zeek::same_type(t, type)) ) {
-            *err = std::string("Cato::Info$") + name + " is not of type " +
+            *err = m("Info") + "$" + name + " is not of type " +
                    (type ? zeek::obj_desc_short(type.get()) : std::string(zeek::type_name(tag)));
             return false;
         }
@@ -132,29 +136,29 @@ bool Output::Bind(std::string* err) {
 
     // The form batches go in: Cato::vector_form, a Cato::VectorForm (RECORDS or COMPACT).
     zeek::detail::IDPtr form_id, block_id;
-    if ( ! (form_id = lookup("Cato::vector_form", zeek::TYPE_ENUM, false, err)) ||
-         ! (block_id = lookup_func("Cato::vector_block", zeek::FUNC_FLAVOR_EVENT, err)) )
+    if ( ! (form_id = lookup(m("vector_form"), zeek::TYPE_ENUM, false, err)) ||
+         ! (block_id = lookup_func(m("vector_block"), zeek::FUNC_FLAVOR_EVENT, err)) )
         return false;
     auto form_type = form_id->GetType()->AsEnumType();
-    auto compact_value = form_type->Lookup("Cato", "COMPACT");
+    auto compact_value = form_type->Lookup(module, "COMPACT");
     if ( compact_value < 0 ) {
-        *err = "Cato::VectorForm has no value Cato::COMPACT";
+        *err = m("VectorForm") + " has no value " + m("COMPACT");
         return false;
     }
     compact = form_id->GetVal()->AsEnum() == compact_value;
     vector_block = zeek::cast_intrusive<zeek::FuncVal>(block_id->GetVal());
     // A compiled package's schema hash (its verdict side sets it): the worker checks it.
-    if ( auto schema_id = zeek::id::find("Cato::schema"); schema_id && schema_id->GetVal() &&
+    if ( auto schema_id = zeek::id::find(m("schema")); schema_id && schema_id->GetVal() &&
                                                           schema_id->GetType()->Tag() == zeek::TYPE_STRING )
         schema = schema_id->GetVal()->AsStringVal()->ToStdString();
 
-    if ( auto* h = zeek::event_registry->Lookup("Cato::vector_ready") )
+    if ( auto* h = zeek::event_registry->Lookup(m("vector_ready")) )
         vector_ready = h;
-    if ( ! (policy_id = lookup_func("Cato::publish_policy", zeek::FUNC_FLAVOR_HOOK, err)) )
+    if ( ! (policy_id = lookup_func(m("publish_policy"), zeek::FUNC_FLAVOR_HOOK, err)) )
         return false;
     if ( auto hook = policy_id->GetVal()->AsFuncVal()->AsFuncPtr(); ! hook->GetBodies().empty() )
         publish_policy = hook;
-    if ( ! (policy_id = lookup_func("Cato::admit_vector", zeek::FUNC_FLAVOR_HOOK, err)) )
+    if ( ! (policy_id = lookup_func(m("admit_vector"), zeek::FUNC_FLAVOR_HOOK, err)) )
         return false;
     if ( auto hook = policy_id->GetVal()->AsFuncVal()->AsFuncPtr(); ! hook->GetBodies().empty() )
         admit_vector = hook;
@@ -311,10 +315,13 @@ void Output::FlushIfDue() {
 
 std::string TakeVerdicts(const std::string& text) {
     std::string err;
-    auto schema_matches = zeek::id::find_func("Cato::schema_matches");
-    auto take_verdict = zeek::id::find_func("Cato::take_verdict");
+    // The verdict side of the package whose vectors the engine makes: in the module it bound.
+    const std::string module = output.Module().empty() ? "Cato" : output.Module();
+    auto schema_matches = zeek::id::find_func(module + "::schema_matches");
+    auto take_verdict = zeek::id::find_func(module + "::take_verdict");
     if ( ! schema_matches || ! take_verdict )
-        return "Cato::schema_matches or Cato::take_verdict is not defined: a package's verdicts.zeek is not loaded";
+        return module + "::schema_matches or " + module +
+               "::take_verdict is not defined: a package's verdicts.zeek is not loaded";
     VerdictBlock block;
     if ( ! DecodeVerdicts(text, &block, &err) )
         return err;

@@ -31,10 +31,14 @@ enum Decision : uint8_t { DEPTH = 0, DEADLINE = 1, END = 2, NUM_DECISIONS };
 
 class Output {
 public:
-    // Resolves cato's module Cato (the Info record and its fixed columns, the Decision values,
-    // the options, the log stream, the events and the hook) and checks each is what the code
-    // below assumes; false, with *err saying what is not, otherwise.
-    bool Bind(std::string* err);
+    // Resolves the module of cato's static scripts, ``Cato`` or a compiled package's own (the Info
+    // record and its fixed columns, the Decision values, the options, the log stream, the events
+    // and the hook) and checks each is what the code below assumes; false, with *err saying what
+    // is not, otherwise.
+    bool Bind(const std::string& module, std::string* err);
+
+    // The module bound (empty before Bind): where a package's verdict side is, too.
+    const std::string& Module() const { return module; }
 
     const zeek::RecordTypePtr& InfoType() const { return info; }
 
@@ -90,6 +94,7 @@ private:
     zeek::VectorValPtr pending; // vectors waiting to be published, in the records form
     bool compact = false;       // Cato::vector_form is Cato::COMPACT
     zeek::FuncValPtr vector_block;
+    std::string module;         // the module bound
     std::string schema;         // Cato::schema, where a package sets it
     VectorBlock block;          // vectors waiting to be published, in the compact form
     size_t n_features = 0;

@@ -1,6 +1,8 @@
 ##! ``cato serve --replay``: Zeek waits for the worker before reading the capture, makes the vectors
 ##! of connections still open when the capture runs out (network time stops there, so they would
 ##! otherwise wait for shutdown), and terminates once every published vector has its verdict.
+##! Written in module ``Cato``; the replay moves it to the package's module, as ``cato compile`` moves
+##! the package's scripts.
 
 module Cato;
 
@@ -48,7 +50,7 @@ event Pcap::file_done(path: string)
 	{
 @ifdef ( Cato::native_finish_all )
 	if ( native_engine )
-		native_finish_all();
+		Cato::native_finish_all();
 	else
 @endif
 		{

@@ -70,6 +70,10 @@ export {
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
 
+	## Path of the vector log: ``cato``. A compiled package, in a module of its own, logs to a
+	## path of its own, so that several run in one Zeek.
+	const log_path = "cato" &redef;
+
 	## Publish vectors with :zeek:id:`Cluster::publish` on :zeek:id:`Cato::topic`.
 	option publish_vectors = F;
 
@@ -261,7 +265,7 @@ event zeek_init() &priority=5
 	{
 	vector_topic = node_topic(topic);
 	Option::set_change_handler("Cato::topic", topic_changed);
-	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path="cato",
+	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path=log_path,
 	                                    $policy=log_policy));
 	if ( native_engine )
 		disable_event_group("Cato::script_engine");
@@ -469,11 +473,10 @@ const native_columns: string_vec = vector("duration", "ip_proto", "orig_pkts", "
 
 event zeek_init()
 	{
-	if ( ! native_configure(depths, native_specs, native_columns, decision_deadline) )
-		Reporter::fatal("cato: the native engine refused its configuration");
+	Cato::native_configure("Cato", depths, native_specs, native_columns, decision_deadline);
 	}
 
 event zeek_done()
 	{
-	native_flush();
+	Cato::native_flush();
 	}

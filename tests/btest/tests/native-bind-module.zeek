@@ -13,7 +13,7 @@
 
 event zeek_init()
 	{
-	print "no module Cato", Cato::native_configure(vector(1), vector("duration"), vector("duration"), 0secs);
+	print "no module Cato", Cato::native_configure("Cato", vector(1), vector("duration"), vector("duration"), 0secs);
 	}
 
 # @TEST-START-FILE fake-module.zeek
@@ -53,7 +53,7 @@ export {
 
 event zeek_init()
 	{
-	print "fake module", native_configure(vector(1), vector("duration"), vector("duration"), 0secs);
+	print "fake module", native_configure("Cato", vector(1), vector("duration"), vector("duration"), 0secs);
 	}
 # @TEST-END-FILE
 
@@ -89,7 +89,7 @@ export {
 
 event zeek_init()
 	{
-	print "no DEADLINE", native_configure(vector(1), vector("duration"), vector("duration"), 0secs);
+	print "no DEADLINE", native_configure("Cato", vector(1), vector("duration"), vector("duration"), 0secs);
 	}
 # @TEST-END-FILE
 
@@ -125,7 +125,7 @@ export {
 
 event zeek_init()
 	{
-	print "id not a conn_id", native_configure(vector(1), vector("duration"), vector("duration"), 0secs);
+	print "id not a conn_id", native_configure("Cato", vector(1), vector("duration"), vector("duration"), 0secs);
 	}
 # @TEST-END-FILE
 
@@ -161,6 +161,6 @@ export {
 
 event zeek_init()
 	{
-	print "vector_batch a hook", native_configure(vector(1), vector("duration"), vector("duration"), 0secs);
+	print "vector_batch a hook", native_configure("Cato", vector(1), vector("duration"), vector("duration"), 0secs);
 	}
 # @TEST-END-FILE

@@ -19,7 +19,7 @@ redef record Cato::Info += {
 
 function try(spec: string, column: string)
 	{
-	print fmt("%s -> %s: %s", spec, column, Cato::native_configure(vector(1), vector(spec), vector(column), 0secs));
+	print fmt("%s -> %s: %s", spec, column, Cato::native_configure("Cato", vector(1), vector(spec), vector(column), 0secs));
 	}
 
 event zeek_init()

@@ -23,7 +23,7 @@ redef record Cato::Info += {
 
 event zeek_init()
 	{
-	print Cato::native_configure(vector(1, 3), vector("record below_zero", "record below_zero", "record above_zero"),
+	print Cato::native_configure("Cato", vector(1, 3), vector("record below_zero", "record below_zero", "record above_zero"),
 	                             vector("neg_count", "neg_double", "pos_count"), 0secs);
 	}
 
