@@ -427,6 +427,7 @@ def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadl
         "}",
         "",
         f"redef depths = vector({', '.join(map(str, depths))});",
+        "redef has_features = T;",
     ]
     if deadline:
         out.append(f"redef decision_deadline = {round(deadline * 1e6)}usec;")

@@ -294,9 +294,12 @@ class BrokerLink:
             vectors = endpoint.make_subscriber(self.subscriptions[0])
             for topic in self.subscriptions[1:]:
                 vectors.add_topic(topic, True)
-            BrokerLink._shared = (endpoint, vectors, endpoint.make_status_subscriber(True), self.subscriptions)
-        elif BrokerLink._shared[3] != self.subscriptions:
-            raise TransportError("one Broker endpoint serves the whole process: its nodes cannot change")
+            BrokerLink._shared = (endpoint, vectors, endpoint.make_status_subscriber(True), set(self.subscriptions))
+        else:  # another package's topics (a test's process): the shared subscriber takes them too
+            _, vectors, _, subscribed = BrokerLink._shared
+            for topic in set(self.subscriptions) - subscribed:
+                vectors.add_topic(topic, True)
+                subscribed.add(topic)
         return BrokerLink._shared
 
     async def __aenter__(self) -> "BrokerLink":

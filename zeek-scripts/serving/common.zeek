@@ -102,10 +102,14 @@ export {
 	## process can send verdicts (Zeek's WebSocket API has no other client authentication).
 	option websocket_tls_client_ca = "";
 
-	## Raised on every node (published by the listening node, and raised there too) when the
-	## inference workers change: the topics they subscribe to. Each package checks whether they
-	## cover its vectors.
+	## Published by the listening node to the others when the inference workers change: the
+	## topics they subscribe to. Each node then asks :zeek:id:`Cato::workers_changed`.
 	global inference_workers: event(subscriptions: string_vec);
+
+	## Asked on every node, the listening one too, with the topics the inference workers take, as
+	## they change: each package checks whether they cover its vectors. (A hook, so that a vector
+	## made in the same event as a worker's arrival already knows of it.)
+	global workers_changed: hook(subscriptions: string_vec);
 
 	## Whether this node listens for the inference workers (and so serves someone).
 	global listening = F;
@@ -148,8 +152,13 @@ function announce_workers(node: string &default="")
 		{
 		if ( Cluster::is_enabled() )
 			Cluster::publish(Cluster::worker_topic, inference_workers, subscriptions);
-		event inference_workers(subscriptions);
+		hook workers_changed(subscriptions);
 		}
+	}
+
+event inference_workers(subscriptions: string_vec)
+	{
+	hook workers_changed(subscriptions);
 	}
 
 function listens(): bool

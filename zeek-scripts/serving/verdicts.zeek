@@ -167,7 +167,7 @@ global served = ! Cluster::is_enabled();
 # Whether the listening node has told this one yet.
 global workers_known = F;
 
-event Cato::inference_workers(subscriptions: string_vec)
+hook Cato::workers_changed(subscriptions: string_vec)
 	{
 	local was = served;
 	served = F;

@@ -153,6 +153,10 @@ const script_counts_packets = F &redef;
 ## handlers below are off (event group ``Cato::script_engine``).
 const native_engine = F &redef;
 
+## Whether a generated script gave this module its features. cato's static scripts alone (cato's
+## zkg package, loaded for its plugin beside packages in modules of their own) make no vectors.
+const has_features = F &redef;
+
 ## Lets a per-packet script take the packet that moved network time past a connection's
 ## decision deadline, which Zeek has counted but the script not yet seen; a handler that
 ## ``break``s will decide at that packet itself.
@@ -264,7 +268,7 @@ event zeek_init() &priority=5
 	Option::set_change_handler("Cato::topic", topic_changed);
 	Log::create_stream(LOG, Log::Stream($columns=Info, $ev=log_cato, $path=log_path,
 	                                    $policy=log_policy));
-	if ( native_engine )
+	if ( native_engine || ! has_features )
 		disable_event_group("Cato::script_engine");
 	else if ( vector_form == COMPACT && publish_vectors )
 		Reporter::error("cato: Cato::vector_form is COMPACT, which only the native engine publishes: "
@@ -628,6 +632,7 @@ export {
 }
 
 redef depths = vector(1, 5, 10);
+redef has_features = T;
 
 # Per-direction state: one record for each endpoint.
 type Dir: record {

@@ -12,7 +12,7 @@ redef Cato::publish_vectors = T;
 
 module Cato;
 
-event inference_workers(subscriptions: string_vec) &priority=-10
+event listen() &priority=-10
 	{
 	print "still running; vectors served", served;
 	terminate();

@@ -17,8 +17,8 @@ redef Cato::publish_vectors = T;
 
 module Cato;  # to read whether its vectors are served
 
-# After the package tried to listen, and heard whether a worker takes its vectors.
-event inference_workers(subscriptions: string_vec) &priority=-10
+# After the package tried to listen.
+event listen() &priority=-10
 	{
 	print "still running; vectors served", served;
 	terminate();
