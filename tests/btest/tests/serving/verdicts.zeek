@@ -40,6 +40,11 @@ event zeek_done() &priority=-20
 	          Cato::late_verdicts);
 	for ( reason, n in Cato::unanswered )
 		print reason, n;
+	# Every series, the zero ones too (each counter is made at start-up), in a stable order.
+	local series: vector of string = vector();
 	for ( _, m in Telemetry::collect_metrics("zeek", "cato_*") )
-		print m$opts$name, m$label_values, m$value;
+		series += fmt("%s, %s, %s", m$opts$name, m$label_values, m$value);
+	sort(series, strcmp);
+	for ( _, line in series )
+		print line;
 	}
