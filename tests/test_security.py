@@ -122,19 +122,20 @@ def _certificate(where: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.zeek
-def test_the_worker_talks_to_zeek_over_tls_only_when_it_trusts_the_certificate(package, zeek, tmp_path):  # noqa: F811
-    if shutil.which("openssl") is None:  # as a missing Zeek: an error under CI, where a skip would pass unseen
-        (pytest.fail if IN_CI else pytest.skip)("needs openssl to make a certificate")
-    cert, key = _certificate(tmp_path)
-    port = free_port()
-    (tmp_path / "site.zeek").write_text(in_package(f"""
+def _tls_zeek(zeek: Path, package: Path, where: Path, port: int, certificate: tuple[Path, Path],
+              client_ca: Path | None = None) -> subprocess.Popen:
+    """A Zeek with the package whose listener speaks TLS with ``certificate`` (and asks for a client
+    certificate ``client_ca`` signed), which sends a worker one vector once it connects (saying so) and
+    ends at its verdict."""
+    (where / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
-redef Cato::websocket_tls_cert = "{cert}";
-redef Cato::websocket_tls_key = "{key}";
+redef Cato::websocket_tls_cert = "{certificate[0]}";
+redef Cato::websocket_tls_key = "{certificate[1]}";
+redef Cato::websocket_tls_client_ca = "{client_ca or ''}";
 event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
 	{{
+	print "worker connected", subscriptions;
 	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
 	local info = Cato::Info($ts=network_time(), $uid="Ctls", $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
 	                        $decided_after=0secs, $decided_by=Cato::DEPTH);
@@ -146,9 +147,30 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
 	terminate();
 	}}
 """, package))
-    zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
-                                 cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
-    workers = []
+    return subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(where / "site.zeek")], cwd=where,
+                            stdout=open(where / "stdout", "w"), stderr=subprocess.STDOUT)
+
+
+def _served_once(zeek_proc: subprocess.Popen, package: Path, url: str, tls: list[str], where: Path) -> None:
+    """``cato serve`` with the ``tls`` options answers the one vector of :func:`_tls_zeek`'s Zeek."""
+    worker = subprocess.Popen([*_serve_argv(package, url), *tls, "--json"], stdout=subprocess.PIPE,
+                              stderr=open(where / "worker.log", "w"), text=True)
+    try:
+        assert zeek_proc.wait(timeout=60) == 0
+        assert "verdict, Ctls" in (where / "stdout").read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert json.loads(worker.communicate(timeout=30)[0])["verdicts_sent"] == 1
+    finally:
+        _kill(worker)
+
+
+@pytest.mark.zeek
+def test_the_worker_talks_to_zeek_over_tls_only_when_it_trusts_the_certificate(package, zeek, tmp_path):  # noqa: F811
+    if shutil.which("openssl") is None:  # as a missing Zeek: an error under CI, where a skip would pass unseen
+        (pytest.fail if IN_CI else pytest.skip)("needs openssl to make a certificate")
+    cert, key = _certificate(tmp_path)
+    port = free_port()
+    zeek_proc = _tls_zeek(zeek, package, tmp_path, port, (cert, key))
     try:
         _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
         # Plain WebSocket, or TLS without trusting the certificate: no connection, no vector.
@@ -157,17 +179,9 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
             with pytest.raises(ServeError):
                 asyncio.run(Worker(package, url, reconnect=False).run())
         assert zeek_proc.poll() is None and "verdict" not in (tmp_path / "stdout").read_text()
-        worker = subprocess.Popen([*_serve_argv(package, f"wss://127.0.0.1:{port}"), "--tls-ca", str(cert), "--json"],
-                                  stdout=subprocess.PIPE, stderr=open(tmp_path / "worker.log", "w"), text=True)
-        workers.append(worker)
-        assert zeek_proc.wait(timeout=60) == 0
-        assert "verdict, Ctls" in (tmp_path / "stdout").read_text()
-        worker.send_signal(signal.SIGTERM)
-        assert json.loads(worker.communicate(timeout=30)[0])["verdicts_sent"] == 1
+        _served_once(zeek_proc, package, f"wss://127.0.0.1:{port}", ["--tls-ca", str(cert)], tmp_path)
     finally:
-        for proc in (zeek_proc, *workers):
-            if proc.poll() is None:
-                proc.kill()
+        _kill(zeek_proc)
 
 
 def _signed(where: Path, name: str, ca: tuple[Path, Path], san: str = "") -> tuple[Path, Path]:
@@ -199,30 +213,8 @@ def test_with_mutual_tls_zeek_takes_verdicts_only_from_a_worker_whose_certificat
     server = _signed(ca_dir, "zeek", ca, san="IP:127.0.0.1")
     worker_cert, stranger_cert = _signed(ca_dir, "worker", ca), _signed(other_dir, "stranger", other_ca)
     port = free_port()
-    (tmp_path / "site.zeek").write_text(in_package(f"""
-redef exit_only_after_terminate = T;
-redef Cato::websocket_port = {port}/tcp;
-redef Cato::websocket_tls_cert = "{server[0]}";
-redef Cato::websocket_tls_key = "{server[1]}";
-redef Cato::websocket_tls_client_ca = "{ca[0]}";
-event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
-	{{
-	print "worker connected", subscriptions;
-	local id = conn_id($orig_h=10.0.0.1, $orig_p=40000/tcp, $resp_h=10.0.0.2, $resp_p=80/tcp, $proto=6);
-	local info = Cato::Info($ts=network_time(), $uid="Cmtls", $id=id, $proto=tcp, $depth=1, $pkts_seen=1,
-	                        $decided_after=0secs, $decided_by=Cato::DEPTH);
-	Cluster::publish(Cato::topic, Cato::vector_batch, vector(info));
-	}}
-event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage) &priority=-10
-	{{
-	print "verdict", batch[0]$uid;
-	terminate();
-	}}
-""", package))
-    zeek_proc = subprocess.Popen([str(zeek), "-b", str(package / "scripts"), str(tmp_path / "site.zeek")],
-                                 cwd=tmp_path, stdout=open(tmp_path / "stdout", "w"), stderr=subprocess.STDOUT)
+    zeek_proc = _tls_zeek(zeek, package, tmp_path, port, server, client_ca=ca[0])
     url = f"wss://127.0.0.1:{port}"
-    workers = []
     try:
         _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
         from cato.deploy.serve import ServeError, Worker, tls_context
@@ -232,18 +224,10 @@ event Cato::verdicts(model_schema: string, batch: vector of Cato::VerdictMessage
             with pytest.raises(ServeError):
                 asyncio.run(Worker(package, url, reconnect=False, ssl=context).run())
         assert zeek_proc.poll() is None and "worker connected" not in (tmp_path / "stdout").read_text()
-        worker = subprocess.Popen([*_serve_argv(package, url), "--tls-ca", str(ca[0]), "--tls-cert", str(worker_cert[0]),
-                                   "--tls-key", str(worker_cert[1]), "--json"],
-                                  stdout=subprocess.PIPE, stderr=open(tmp_path / "worker.log", "w"), text=True)
-        workers.append(worker)
-        assert zeek_proc.wait(timeout=60) == 0
-        assert "verdict, Cmtls" in (tmp_path / "stdout").read_text()
-        worker.send_signal(signal.SIGTERM)
-        assert json.loads(worker.communicate(timeout=30)[0])["verdicts_sent"] == 1
+        _served_once(zeek_proc, package, url, ["--tls-ca", str(ca[0]), "--tls-cert", str(worker_cert[0]),
+                                               "--tls-key", str(worker_cert[1])], tmp_path)
     finally:
-        for proc in (zeek_proc, *workers):
-            if proc.poll() is None:
-                proc.kill()
+        _kill(zeek_proc)
 
 
 def test_tls_options_are_checked_before_connecting(tmp_path):
