@@ -66,6 +66,7 @@ sys.path.insert(0, str(ROOT))
 from livenet import (LiveNet, LiveNetError, process_cpu_seconds, rewrite, rewritten_info,  # noqa: E402
                      set_group_nice, wait_idle, zeek_stats)
 
+from cato.deploy.manifest import Manifest  # noqa: E402
 from cato.zeek import find_zeek, native_plugin_dir  # noqa: E402
 
 WEBSOCKET_PORT = 47760  # inside a fresh namespace every port is free
@@ -83,6 +84,8 @@ class Config:
     study_cpu_us: float | None = None  # the study's CPU per connection (its cost objective)
     features: int | None = None
     depth: int | None = None
+    #: Cato::publish_max_wait of the package, ms (None: its default, 2 ms).
+    max_wait_ms: float | None = None
     trials: list[dict] = field(default_factory=list)
     zero_loss_mbps: float | None = None
     common: dict | None = None
@@ -128,8 +131,10 @@ def make_packages(args: argparse.Namespace, work: Path) -> list[Config]:
                 name, _, form = engine.partition("-")
                 cato("compile", study, "--trial", str(number), "--engine", name, "-o", pkg,
                      *(["--vector-form", form] if form else []))
-            configs.append(Config(f"{point} {engine}", pkg, engine, point, number, info.get("f1"),
-                                  info.get("cpu"), len(info.get("features", [])) or None, info.get("depth")))
+            for wait in args.max_waits or [None]:
+                configs.append(Config(f"{point} {engine}" + (f" {wait:g}ms" if wait is not None else ""), pkg, engine,
+                                      point, number, info.get("f1"), info.get("cpu"),
+                                      len(info.get("features", [])) or None, info.get("depth"), wait))
     return configs
 
 
@@ -252,6 +257,9 @@ def run_trial(cfg: Config, mbps: float, args: argparse.Namespace, traffic: Traff
     env = dict(os.environ)
     if cfg.package:
         argv += [cfg.package / "scripts", f"Cato::websocket_port={WEBSOCKET_PORT}/tcp"]
+        if cfg.max_wait_ms is not None:  # in the package's own module
+            module = Manifest.read(cfg.package).module
+            argv.append(f"{module}::publish_max_wait={cfg.max_wait_ms:g}msec")
         if cfg.engine.startswith("native"):
             plugin = native_plugin_dir()
             if plugin is None:
@@ -474,6 +482,8 @@ def main() -> None:
                     "lowest zero-loss rate)")
     ap.add_argument("--max-disturbance", type=float, default=0.1, help="a failed trial is run again when Zeek "
                     "waited for its CPU more than this share of the time")
+    ap.add_argument("--max-waits", type=lambda s: [float(w) for w in s.split(",")],
+                    help="each package also with these Cato::publish_max_wait, ms (comma-separated; default: its own)")
     ap.add_argument("--extra-trials", default="", help="more study trials to compile and measure (comma-separated)")
     ap.add_argument("--max-blocks", type=int, default=40, help="address blocks of the corpus, at most")
     ap.add_argument("--gen-cpu", type=int, default=0)
