@@ -2,9 +2,11 @@
 
 * ``f1``: macro-F1 of out-of-fold predictions (K folds grouped by the corpus ``group``) on the
   cached multi-depth dataset, averaged over ``model_seeds`` fits of a seeded model; maximised.
-* ``cpu``: steady-state Zeek CPU per connection (µs): bare Zeek's CPU per connection less its
-  start-ups, plus the marginal CPU of the configuration's generated script over the corpus, from
-  ``cato profile`` (cached by script hash); minimised.
+* ``cpu``: steady-state Zeek CPU per connection (µs): the study's deployment's CPU per connection
+  (bare Zeek, or Zeek's default scripts and local.zeek) less its start-ups, plus the marginal CPU of
+  the configuration's generated script over the corpus, from ``cato profile`` (cached by script
+  hash); minimised. The deployment's part is the same for every configuration of a study, so it
+  moves no point on or off the front; the marginal part is kept in each trial's details.
 * ``latency``: mean time-to-decision per connection (ms): the network time to the packet that
   completes its vector (``decided_after``), plus the script's measured CPU per connection, plus
   ONNX Runtime inference of the fitted model on one vector; minimised. Recorded for every trial
