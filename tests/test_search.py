@@ -365,7 +365,7 @@ def test_depth_sweeps_take_a_flat_front_selection_to_its_highest_lipschitz_bound
     flat_done = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
     assert sampler._depth_sweep([*flat_done, *history[2:]])[0] is None
     assert BoTorchSampler(SPACE, ("f1", "cpu", "latency"), n_initial=4)._depth_sweep(history)[0] is None
-    assert sampler.ask(history, 4)[1]["source"] in ("depth sweep", "qLogNEHVI")
+    assert sampler.ask(history, 4)[1]["source"].startswith(("depth sweep", "qLogNEHVI"))
 
 
 def test_one_hypervolume_exact_in_two_objectives_and_shifted_by_its_reference():
@@ -531,3 +531,13 @@ def test_the_search_learns_from_the_baselines_it_is_given():
     # The moves start from the most accurate point measured, whatever produced it.
     assert proposal([(best, {"f1": 0.9, "cpu": 300.0})]).features == best.features
     assert proposal([]).features != best.features
+
+
+def test_a_proposal_moved_to_an_unseen_neighbour_says_so():
+    """A proposal already measured is moved by random feature flips; its label names both (issue #31)."""
+    measured = Config(("orig_pkts", "tcp_rtt"), 5, ModelSpec("dt", 1, 4))
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, initial=[measured, measured])
+    config, info = sampler.ask([(measured, _toy_values(measured))], 1)
+    assert config != measured and info["source"] == "initial design; moved to an unseen neighbour (random feature flips)"
+    fresh, info = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, initial=[measured]).ask([], 0)
+    assert fresh == measured and info["source"] == "initial design"

@@ -54,6 +54,14 @@ def _rng(seed: int, number: int) -> np.random.Generator:
     return np.random.default_rng([seed, number])
 
 
+def _labelled(proposed: Config, config: Config, source: str) -> tuple[Config, dict]:
+    """``config`` and what made it: ``source``, which proposed ``proposed``, and :func:`_unseen` when it
+    had to move that proposal (already evaluated) to an unseen neighbour."""
+    if config != proposed:
+        source += "; moved to an unseen neighbour (random feature flips)"
+    return config, {"source": source}
+
+
 def _unseen(space: SearchSpace, config: Config, seen: set[str], rng: np.random.Generator) -> Config:
     """``config`` or, if it was already evaluated, a neighbour (one feature flipped) that was not."""
     for _ in range(50):
@@ -76,7 +84,8 @@ class RandomSampler:
     def ask(self, history: History, number: int, pending: Sequence[Config] = ()) -> tuple[Config, dict]:
         rng = _rng(self.seed, number)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
-        return _unseen(self.space, self.space.sample(rng), seen, rng), {"source": "random"}
+        drawn = self.space.sample(rng)
+        return _labelled(drawn, _unseen(self.space, drawn, seen, rng), "random")
 
 
 @dataclass
@@ -130,7 +139,7 @@ class TPESampler:
         deadline = self.space.deadline(p["log_deadline"]) if self.space.deadlines else None
         config = self.space.config(feats, p["depth"], model, deadline)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
-        return _unseen(self.space, config, seen, rng), {"source": "tpe"}
+        return _labelled(config, _unseen(self.space, config, seen, rng), "tpe")
 
 
 @dataclass
@@ -202,10 +211,11 @@ class BoTorchSampler:
         if n < self.n_initial:
             k = n + len(pending)  # the initial design's next place: the running trials hold theirs
             if k < len(self.initial):
-                return _unseen(self.space, self.initial[k], seen, rng), {"source": "initial design"}
+                return _labelled(self.initial[k], _unseen(self.space, self.initial[k], seen, rng), "initial design")
             prior = self.prior if self.prior is not None else None
-            return _unseen(self.space, self.space.sample(rng, prior, log_depth=True), seen, rng), {
-                "source": "prior draw" if prior is not None else "random draw"}
+            drawn = self.space.sample(rng, prior, log_depth=True)
+            return _labelled(drawn, _unseen(self.space, drawn, seen, rng),
+                             "prior draw" if prior is not None else "random draw")
         t0 = time.perf_counter()
         iteration = n - self.n_initial + 1
         # The model and the moves learn from everything measured, the study's baselines too.
@@ -219,9 +229,10 @@ class BoTorchSampler:
             cost = next(v for c, v in data if c.features == swept.features and c.model == swept.model)
             if value_of({**cost, "f1": bound_f1}) > expected:
                 return swept, {"source": "depth sweep", "bo_overhead_s": time.perf_counter() - t0}
-        config = _unseen(self.space, self.space.decode(x), seen, rng)
-        source = "qLogNEHVI" + (" + MI prior" if self.prior is not None else "")
-        return config, {"source": source, "bo_overhead_s": time.perf_counter() - t0}
+        proposed = self.space.decode(x)
+        config, info = _labelled(proposed, _unseen(self.space, proposed, seen, rng),
+                                 "qLogNEHVI" + (" + MI prior" if self.prior is not None else ""))
+        return config, {**info, "bo_overhead_s": time.perf_counter() - t0}
 
     def _depth_sweep(self, history: History) -> tuple[Config | None, float]:
         """A front selection that handles no packets, at the depth where its F1 could be highest, and
