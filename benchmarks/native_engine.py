@@ -37,7 +37,7 @@ from cato.zeek.profiling import corpus_streams, zeek_cpu  # noqa: E402
 FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
 FIVE_PACKET = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
 ONLINE = {"Cato::publish_vectors": "T", "Cato::log_vectors": "F"}
-SELECTIONS = (("5 counters @10", FIVE_COUNTERS, 10), ("5 per-packet @10", FIVE_PACKET, 10), ("all 97 @50", "all", 50))
+SELECTIONS = (("5 counters @10", FIVE_COUNTERS, 10), ("5 per-packet @10", FIVE_PACKET, 10), ("all 97 @50", "all,-needs:analyzer", 50))
 
 
 #: Batches that fill before they go: what publishing costs where vectors come faster than

@@ -28,7 +28,7 @@ from cato.corpus import load_corpus
 from cato.features import resolve
 from cato.zeek.profiling import profile
 
-CONFIGS = {"orig_pkts @1": ("orig_pkts", 1), "all @50": ("all", 50)}
+CONFIGS = {"orig_pkts @1": ("orig_pkts", 1), "all @50": ("all,-needs:analyzer", 50)}
 #: Each figure and the runs whose min-max is its spread. The ratio pairs each script run with the
 #: baseline run just before it; the absolute CPU seconds carry the machine's drift between measurements.
 FIGURES = {"cpu_ratio": "cpu_ratio_runs", "cpu_s": "cpu_s_runs", "baseline_cpu_s": "baseline_cpu_s_runs"}

@@ -15,7 +15,7 @@ def test_catalog_is_large_and_names_are_log_columns():
         assert re.fullmatch(r"[a-z][a-z0-9_]*", f.name), f.name
         assert f.dtype in ("count", "double", "string")
         assert f.direction in ("orig", "resp", "both", "none")
-        assert f.needs and set(f.needs) <= {"conn_record", "packet_header"}
+        assert f.needs and set(f.needs) <= {"conn_record", "packet_header", "analyzer"}
         assert f.description
 
 
@@ -38,6 +38,9 @@ def test_needs_follow_from_computation():
     for f in CATALOG:
         if isinstance(f.computation, ConnExpr):
             assert f.needs == ("conn_record",), f.name
+        elif f.analyzer_field is not None:
+            assert f.needs == ("analyzer",) and not f.per_packet, f.name
+            assert f.analyzer_field.scripts.startswith("base/") and f.analyzer_field.known, f.name
         else:
             assert isinstance(f.computation, (PacketStat, FlagCount, Handshake))
             assert f.per_packet, f.name

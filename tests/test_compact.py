@@ -95,7 +95,7 @@ def packages(mini_corpus, cache, native_plugin, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CATO_CACHE", str(cache))
         study = Study.open(tmp_path_factory.mktemp("study") / "s", StudySettings(str(mini_corpus), max_depth=10))
-        features = tuple(f.name for f in resolve("all") if f.dtype != "string")
+        features = tuple(f.name for f in resolve("all,-needs:analyzer") if f.dtype != "string")
         out = tmp_path_factory.mktemp("packages")
         config = Config(features, 10, ModelSpec("rf", 10, 8))
         return {form: compile_config(study, config, out / form, engine="native", vector_form=form).path

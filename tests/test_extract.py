@@ -37,7 +37,7 @@ def sub_corpus(src: Path, dst: Path, n: int, every: int = 1) -> Path:
 def test_merged_streams_give_what_single_runs_give(zeek, name, n, every, tmp_path):
     """The merge trick must not change any vector: compare with one Zeek run per capture."""
     corpus = load_corpus(sub_corpus(corpus_path(name), tmp_path / "c", n, every=every))
-    script = generate(resolve("all"), [1, 5, 20])
+    script = generate(resolve("all,-needs:analyzer"), [1, 5, 20])
     path = tmp_path / "gen.zeek"
     path.write_text(script.text)
     merged = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures], jobs=2, zeek=zeek)
@@ -71,7 +71,7 @@ def test_merged_streams_give_what_single_runs_give(zeek, name, n, every, tmp_pat
 @pytest.mark.corpora
 def test_iot_sentinel_extraction_schema_and_labels(zeek, iot_corpus, tmp_path):
     corpus = load_corpus(sub_corpus(iot_corpus, tmp_path / "c", 40, every=13))
-    result = extract(corpus, resolve("all"), [1, 10], jobs=2)
+    result = extract(corpus, resolve("all,-needs:analyzer"), [1, 10], jobs=2)
     t = result.table
     assert list(t.columns) == ID_COLUMNS + [f.name for f in CATALOG]
     assert set(t["depth"]) == {1, 10}
@@ -116,7 +116,7 @@ def test_bad_captures_are_named_and_do_not_stop_the_corpus(zeek, malformed_dir, 
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     corpus = load_corpus(root)
     assert any("missing.pcap" in p for p in corpus.problems)
-    result = extract(corpus, resolve("all"), [10], jobs=2)
+    result = extract(corpus, resolve("all,-needs:analyzer"), [10], jobs=2)
     skipped = {Path(p.capture).name: p.reason for p in result.skipped}
     assert "garbage.pcap" in skipped and "not a pcap" in skipped["garbage.pcap"]
     assert "empty.pcap" in skipped and "no packet" in skipped["header-only.pcap"]
@@ -137,7 +137,7 @@ def test_cli_generate_and_extract(zeek, tmp_path):
                               str(tmp_path / "g.zeek")])
     assert out.exit_code == 0, out.output
     assert "redef depths = vector(1, 5);" in (tmp_path / "g.zeek").read_text()
-    out = runner.invoke(app, ["extract", str(root), "--features", "all", "--depths", "1,5", "-o",
+    out = runner.invoke(app, ["extract", str(root), "--features", "all,-needs:analyzer", "--depths", "1,5", "-o",
                               str(tmp_path / "x.parquet"), "-j", "1"])
     assert out.exit_code == 0, out.output
     t = pd.read_parquet(tmp_path / "x.parquet")
@@ -157,7 +157,7 @@ def test_strategies_agree_on_real_connections(zeek, ndpi_corpus, tmp_path):
     header for a packet Zeek reassembled from fragments or found truncated."""
     corpus = load_corpus(sub_corpus(ndpi_corpus, tmp_path / "c", 50, every=9))
     corpus.flow_level = False  # every connection, labelled or not
-    tables = [extract(corpus, resolve("all"), [1, 4, 12], strategy=s, jobs=2).table
+    tables = [extract(corpus, resolve("all,-needs:analyzer"), [1, 4, 12], strategy=s, jobs=2).table
               for s in ("new_packet", "thresholds")]
     key = ["capture", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "depth"]
     a, b = (t.drop(columns=["uid"]).sort_values(key).reset_index(drop=True) for t in tables)
@@ -175,7 +175,7 @@ def test_strategies_agree_on_real_connections(zeek, ndpi_corpus, tmp_path):
 
 @pytest.mark.corpora
 def test_whole_iot_sentinel_corpus(zeek, iot_corpus):
-    result = extract(load_corpus(iot_corpus), resolve("all"), [10], jobs=2)
+    result = extract(load_corpus(iot_corpus), resolve("all,-needs:analyzer"), [10], jobs=2)
     t = result.table
     assert len(t) >= 14_000 and t["label"].nunique() == 31
     assert not result.skipped and t["uid"].is_unique

@@ -37,7 +37,7 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
         return json.loads(out.stdout)
 
     cheap = profile("--features", "orig_pkts", "--depth", "1")
-    full = profile("--features", "all", "--depth", "50")
+    full = profile("--features", "all,-needs:analyzer", "--depth", "50")
     assert KEYS <= set(cheap) and {"p50", "p95"} <= set(cheap["time_to_decision_ms"])
     assert cheap["connections"] == full["connections"] == 20 * 6
     assert cheap["packets"] == 20 * (82 + 21)
@@ -57,10 +57,10 @@ def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     # profiler's attribution above carries the ordering, and the benchmarks measure it on real corpora.
     for result in (cheap, full):
         assert result["baseline_steady_cpu_us_per_conn"] <= result["steady_cpu_us_per_conn"]
-    again = profile("--features", "all", "--depth", "50")
+    again = profile("--features", "all,-needs:analyzer", "--depth", "50")
     assert again["cached"] and again["cpu_s"] == full["cpu_s"]
     # -O ZAM is measured on its own, baseline included, and the profiler still attributes our scripts.
-    zam = profile("--features", "all", "--depth", "50", "--zam")
+    zam = profile("--features", "all,-needs:analyzer", "--depth", "50", "--zam")
     assert zam["zam"] and not full["zam"] and not zam["cached"]
     assert zam["connections"] == full["connections"] and zam["script_cpu_us_per_conn"] > 0
     assert zam["paired"] and len(zam["cpu_ratio_runs"]) == 1
@@ -74,7 +74,7 @@ def test_unpaired_profiles_share_one_cached_baseline(zeek, tmp_path):
     (root / "labels.csv").write_text("pcap,label\na.pcap,x\n")
     corpus, cache = load_corpus(root), tmp_path / "cache"
     runs = [profile(corpus, generate(resolve(f), [d]), repeat=2, attribute=False, cache_dir=cache, paired=False)
-            for f, d in (("orig_pkts", 1), ("all", 50))]
+            for f, d in (("orig_pkts", 1), ("all,-needs:analyzer", 50))]
     assert runs[0].baseline_cpu_s_runs == runs[1].baseline_cpu_s_runs and len(runs[0].baseline_cpu_s_runs) == 2
     assert runs[0].baseline_steady_cpu_us_per_conn == runs[1].baseline_steady_cpu_us_per_conn
     assert len(list((cache / "baselines").glob("*.json"))) == 1

@@ -53,7 +53,7 @@ def test_strategies_agree_on_all_features(zeek, tmp_path, trace):
     from the connection record agree too, except on ICMP under the per-packet strategies: Zeek 8.0
     cannot look every ICMP connection up by its ID, so there they keep the record as of an earlier
     packet (Zeek's own counters, which the counters strategy reads, are right)."""
-    feats = resolve("all")
+    feats = resolve("all,-needs:analyzer")
     a = run_script(zeek, tmp_path, generate(feats, [1, 2, 5, 10, 50], "new_packet"), trace, "np")
     b = run_script(zeek, tmp_path, generate(feats, [1, 2, 5, 10, 50], "thresholds"), trace, "th")
     counters = [f for f in feats if not f.per_packet]
@@ -84,7 +84,7 @@ def test_tcp_flag_names_are_the_catalogs_bits(zeek, tmp_path):
 def test_scripts_compiled_by_zam_emit_the_same_vectors(zeek, tmp_path, strategy):
     # -O ZAM takes lookup_connection() for pure and dropped the call whose result was unused, so
     # the per-packet strategies' counter features lagged a packet under ZAM.
-    feats = [f for f in resolve("all") if strategy != "counters" or not f.per_packet]
+    feats = [f for f in resolve("all,-needs:analyzer") if strategy != "counters" or not f.per_packet]
     script = generate(feats, [1, 3, 10], strategy)
     for trace in ("small.pcap", "long.pcap", "flip.pcap", "icmp.pcap"):
         interpreted = run_script(zeek, tmp_path, script, trace, f"{strategy}-{trace}")
@@ -93,7 +93,7 @@ def test_scripts_compiled_by_zam_emit_the_same_vectors(zeek, tmp_path, strategy)
 
 
 def test_known_values_on_the_handshake_trace(zeek, tmp_path):
-    df = run_script(zeek, tmp_path, generate(resolve("all"), [3, 10, 100]))
+    df = run_script(zeek, tmp_path, generate(resolve("all,-needs:analyzer"), [3, 10, 100]))
     tcp = df[(df["proto"] == "tcp")].set_index("depth")
     # Handshake: SYN at t0, SYN-ACK +20 ms, ACK +1 ms, first request +2 ms.
     assert tcp.loc[3, "tcp_syn_synack"] == pytest.approx(0.020, abs=1e-6)
@@ -116,7 +116,7 @@ def test_known_values_on_the_handshake_trace(zeek, tmp_path):
 
 
 def test_one_pass_of_several_depths_equals_single_depth_runs(zeek, tmp_path):
-    feats = resolve("all")
+    feats = resolve("all,-needs:analyzer")
     multi = run_script(zeek, tmp_path, generate(feats, [2, 7, 30]), "long.pcap", "multi")
     for d in (2, 7, 30):
         single = run_script(zeek, tmp_path, generate(feats, [d]), "long.pcap", f"d{d}")
@@ -201,7 +201,7 @@ def check_deadline_vectors(zeek, tmp_path: Path, capture: Path, deadline: float)
     tmp_path.mkdir(parents=True, exist_ok=True)
     trace = capture
     depths = list(range(1, 31))
-    feats = [f for f in resolve("all")]
+    feats = [f for f in resolve("all,-needs:analyzer")]
     counters = [f for f in feats if not f.per_packet]
     plain = run_script(zeek, tmp_path, generate(feats, depths, "thresholds"), trace, "plain")
     decided = {s: run_script(zeek, tmp_path, generate(feats if s != "counters" else counters, [5, 30], s, deadline),

@@ -192,6 +192,32 @@ function median(v: vector of double): double &is_used
 	return n % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0;
 	}
 
+# Longest string an analyzer feature keeps, in bytes (cato.features.catalog.MAX_STRING_BYTES): a
+# hostile value grows neither the connection's state nor the logs.
+const max_string_bytes = 256 &redef;
+
+# Packets of *c* Zeek has counted, the one being processed included.
+function packets_now(c: connection): count &is_used
+	{
+	local now = current(c);
+	return now$orig$num_pkts + now$resp$num_pkts;
+	}
+
+# *s* cut to max_string_bytes.
+function clip(s: string): string &is_used
+	{
+	return |s| <= max_string_bytes ? s : sub_bytes(s, 1, max_string_bytes);
+	}
+
+# A list of numbers (cipher suites, DHCP options) as one string, in order: "49195-49199-52393".
+function join_counts(v: index_vec): string &is_used
+	{
+	local parts: vector of string = vector();
+	for ( i in v )
+		parts[i] = cat(v[i]);
+	return join_string_vec(parts, "-");
+	}
+
 # Vectors waiting to be published, and how many batches went out (a due flush names its batch).
 global pending: vector of Info = vector();
 global batches = 0;

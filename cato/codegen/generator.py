@@ -21,14 +21,17 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from cato import __version__
 from cato.codegen.native import PLUGIN_NAME, native_body
 from cato.codegen.static import MODULE, embedded_static_part, in_module
 from cato.features.catalog import (
+    FEATURES_BY_NAME,
     TCP_FLAG_NAMES,
+    AnalyzerField,
     ConnExpr,
+    Encoded,
     Feature,
     FlagCount,
     Handshake,
@@ -320,6 +323,113 @@ def _observe_function(plan: _Plan, header_type: str) -> list[str]:
             + body + ["\t}"])
 
 
+# --- analyzer features -----------------------------------------------------------------------------
+#
+# A value of one of Zeek's protocol analyzers is taken from the first event that has it, into the
+# connection's state (strings cut to Cato::max_string_bytes), until the connection's last vector;
+# each vector then holds what its connection's events had told by then. A string feature's codes
+# come from a vocabulary shipped in the script as a table of byte-escaped literals: a value seen on
+# the wire is only ever a key looked up, never Zeek code.
+
+def zeek_bytes_literal(value: bytes) -> str:
+    """A Zeek string literal of ``value``, every byte escaped: whatever the bytes, it stays one literal."""
+    return '"' + "".join(f"\\x{b:02x}" for b in value) + '"'
+
+
+def _analyzer_sources(features: Sequence[Feature]) -> list[Feature]:
+    """The analyzer values the features need, in catalog order: the features themselves, or the
+    strings they encode."""
+    names: set[str] = set()
+    for f in features:
+        if isinstance(f.computation, AnalyzerField):
+            names.add(f.name)
+        elif isinstance(f.computation, Encoded):
+            names.add(f.computation.source)
+    return [f for f in FEATURES_BY_NAME.values() if f.name in names]
+
+
+def _analyzer_part(features: Sequence[Feature], new_state: str,
+                   vocabularies: dict[str, Sequence[bytes]]) -> tuple[list[str], list[str], list[str]]:
+    """(State fields, Info columns of the raw strings not selected, Zeek code) of the analyzer features.
+
+    Each value is dated by ConnSize's packet count when it came, the one being processed included: a
+    vector made at a later packet has it, whatever the order in which one packet's events run, so the
+    counters and thresholds strategies (and the multi-depth extraction) agree. (``new_packet`` counts
+    packets in another order than ConnSize: on nDPI's 1kxun.pcap an HTTP request would come a packet
+    later; it refuses analyzer features.)"""
+    sources = _analyzer_sources(features)
+    if not sources:
+        return [], [], []
+    selected = {f.name for f in features}
+    lengths = {f.computation.source for f in features
+               if isinstance(f.computation, Encoded) and f.computation.encoding == "length"}
+    state = []
+    for src in sources:
+        state.append(f"{src.name}: {ZEEK_TYPES[src.dtype]} &optional;")
+        state.append(f"{src.name}_at: count &optional;")
+        if src.name in lengths:
+            state.append(f"{src.name}_len: count &optional;")
+    extra = []
+    for src in sources:
+        if src.name not in selected:
+            extra += [f"\t\t## {src.description} (the string the selected features encode).",
+                      f"\t\t{src.name}: string &log &optional;"]
+    code: list[str] = []
+    for f in features:
+        if f.learned:
+            words = vocabularies.get(f.name, ())
+            entries = ", ".join(f"[{zeek_bytes_literal(w)}] = {i}" for i, w in enumerate(words, 1))
+            code += [f"# {f.name}: {len(words)} value(s) learned in training; any other codes 0.",
+                     f"const vocabulary_{f.name}: table[string] of count = {{ {entries} }} &redef;"
+                     if words else f"const vocabulary_{f.name}: table[string] of count = table() &redef;"]
+    if code:
+        code.append("")
+    by_event: dict[tuple[str, str], list[Feature]] = {}
+    for src in sources:
+        comp = src.computation
+        by_event.setdefault((comp.event, comp.connection), []).append(src)
+    for (event, connection), fields in by_event.items():
+        code += [f"event {event}", "\t{"]
+        if connection != "c":
+            record, _, name = connection.rpartition("$")
+            code += [f"\tif ( ! {record}?${name} )", "\t\treturn;", f"\tlocal c = {connection};"]
+        code += ["\tif ( ! c?$cato )", f"\t\tc$cato = {new_state};", "\tlocal s = c$cato;",
+                 "\t# Past the connection's last vector nothing is kept.",
+                 "\tif ( s$next_depth >= |depths| )", "\t\treturn;"]
+        for src in fields:
+            comp = src.computation
+            cond = f"! s?${src.name}" + (f" && {comp.when}" if comp.when else "")
+            if src.dtype == "string":
+                value = f"value_{src.name}"
+                code += [f"\tif ( {cond} )", "\t\t{", f"\t\tlocal {value} = {comp.value};",
+                         f"\t\ts${src.name} = clip({value});", f"\t\ts${src.name}_at = packets_now(c);"]
+                if src.name in lengths:
+                    code.append(f"\t\ts${src.name}_len = |{value}|;")
+                code.append("\t\t}")
+            else:
+                code += [f"\tif ( {cond} )", "\t\t{", f"\t\ts${src.name} = {comp.value};",
+                         f"\t\ts${src.name}_at = packets_now(c);", "\t\t}"]
+        code += ["\t}", ""]
+    # The vector's columns, from the state (a connection its events never reached has none): a value
+    # is in a vector made after the packet that brought it, or at the connection's end.
+    code += ["hook fill_vector(c: connection, info: Info)", "\t{", "\tif ( ! c?$cato )", "\t\treturn;",
+             "\tlocal s = c$cato;", "\tlocal ended = info$decided_by == END;"]
+    for src in sources:
+        code += [f"\tif ( s?${src.name} && (ended || s${src.name}_at < info$pkts_seen) )", "\t\t{",
+                 f"\t\tinfo${src.name} = s${src.name};"]
+        for f in features:
+            comp = f.computation
+            if isinstance(comp, Encoded) and comp.source == src.name:
+                if comp.encoding == "length":
+                    code.append(f"\t\tinfo${f.name} = s${src.name}_len;")
+                else:
+                    table = f"vocabulary_{f.name}"
+                    code.append(f"\t\tinfo${f.name} = s${src.name} in {table} ? {table}[s${src.name}] : 0;")
+        code.append("\t\t}")
+    code += ["\t}", ""]
+    return state, extra, code
+
+
 def _fill_value(f: Feature) -> tuple[str, str]:
     """(condition, Zeek expression) of a feature at emission."""
     comp = f.computation
@@ -375,6 +485,8 @@ def _fill_hook(features: Sequence[Feature], plan: _Plan | None) -> list[str]:
                 "\tlocal r = a_is_orig ? s$b : s$a;",
             ]
     for f in features:
+        if f.analyzer_field is not None:
+            continue  # filled by the analyzer part's own hook
         cond, expr = _fill_value(f)
         if cond:
             lines.append(f"\tif ( {cond} )")
@@ -413,16 +525,21 @@ def _generate_native(features: Sequence[Feature], depths: tuple[int, ...], deadl
                            "native")
 
 
-def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None) -> list[str]:
-    """What every generated script says after its header, whatever the engine: cato's static scripts,
-    the vector's feature columns, the depths and the deadline."""
+def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadline: float | None,
+                     extra_columns: Sequence[str] = ()) -> list[str]:
+    """What every generated script says after its header, whatever the engine: the analyzers its
+    features need, cato's static scripts, the vector's feature columns, the depths and the deadline."""
+    scripts = sorted({f.analyzer_field.scripts for f in features if f.analyzer_field is not None})
     out = [
+        *(["# The protocol analyzers the features read (loaded already where Zeek runs its default scripts)."]
+          + [f"@load {script}" for script in scripts] + [""] if scripts else []),
         embedded_static_part(),
         "module Cato;",
         "",
         "export {",
         "\tredef record Info += {",
         *_info_fields(features),
+        *extra_columns,
         "\t};",
         "}",
         "",
@@ -436,13 +553,16 @@ def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadl
 
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
              deadline: float | None = None, engine: str = "script", *,
-             input_positions: bool = False, module: str = MODULE) -> GeneratedScript:
+             input_positions: bool = False, module: str = MODULE,
+             vocabularies: Mapping[str, Sequence[bytes]] | None = None) -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``, and at the
     latest ``deadline`` seconds after a connection's first packet, computed by ``engine``. With
     ``input_positions`` each vector also logs ``packet_index``, the position in Zeek's input of the
     packet it was made at (for datasets that derive deadline vectors; see ``cato.dataset.multidepth``;
     the script engine only). ``module``: the Zeek module the script is in, ``Cato`` or a compiled
-    package's own (its static part moved there too: see :func:`cato.codegen.static.in_module`)."""
+    package's own (its static part moved there too: see :func:`cato.codegen.static.in_module`).
+    ``vocabularies``: per vocabulary-coded feature (``*_code``), its values in code order (1, 2, ...),
+    as the bytes Zeek sees; a feature without one codes every value 0 (profiling, extraction)."""
     if not features:
         raise GeneratorError("no features selected")
     if deadline is not None and not deadline > 0:
@@ -450,6 +570,10 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     if engine not in ENGINES:
         raise GeneratorError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "native":
+        analyzed = [f.name for f in features if f.analyzer_field is not None]
+        if analyzed:
+            raise GeneratorError(f"the native engine computes no analyzer feature ({', '.join(analyzed)}): "
+                                 "use the script engine")
         if strategy not in ("auto", "native"):
             raise GeneratorError(f"the native engine has no strategy {strategy!r}: the plugin computes every feature")
         if input_positions:
@@ -459,16 +583,21 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     arm_deadline = ["\tschedule decision_deadline { deadline_passed(c) };"] if deadline else []
     depths_t = normalize_depths(depths)
     strategy = choose_strategy(features, depths_t, strategy)
+    if strategy == "new_packet" and any(f.analyzer_field is not None for f in features):
+        raise GeneratorError("analyzer features date their values by ConnSize's packet count, which the "
+                             "new_packet strategy does not follow: use thresholds (auto)")
     plan = _Plan(features)
     per_packet_script = strategy in ("new_packet", "thresholds")
     has_conn_features = any(isinstance(f.computation, ConnExpr) for f in features)
+    new_state = "State($a=Dir(), $b=Dir())" if plan.per_direction else "State()"
+    analyzer_state, analyzer_columns, analyzer_code = _analyzer_part(features, new_state, dict(vocabularies or {}))
 
     out: list[str] = [
         *_header(features, depths_t, strategy, deadline),
         "##! Runs as is (zeek -r trace.pcap this.zeek): it carries cato's static scripts, which Zeek",
         "##! uses only where cato (its zkg package, or zeek-scripts/) was not loaded before it.",
         "",
-        *_module_preamble(features, depths_t, deadline),
+        *_module_preamble(features, depths_t, deadline, analyzer_columns),
     ]
     if plan.per_direction:
         out += ["", "# Per-direction state: one record for each endpoint.", "type Dir: record {",
@@ -477,10 +606,10 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     if strategy == "thresholds":
         state.append("## ConnSize's packet total when the script last observed a packet.")
         state.append("taken: count &default=0;")
+    state += analyzer_state
     if state:
         out += ["", "redef record State += {", *("\t" + f for f in state), "};"]
     out.append("")
-    new_state = "State($a=Dir(), $b=Dir())" if plan.per_direction else "State()"
 
     if strategy == "counters":
         out += [
@@ -601,6 +730,7 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "\t}",
                 "",
             ]
+    out += analyzer_code
     out += _fill_hook(features, plan if per_packet_script else None)
     if input_positions:
         out += ["", "redef record Info += {",

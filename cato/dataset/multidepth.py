@@ -41,10 +41,11 @@ from cato.executors import Executor
 from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.dataset.extract import extract
-from cato.features import CATALOG, MISSING_VALUE, catalog_hash
+from cato.features import CATALOG, FEATURES_BY_NAME, MISSING_VALUE, catalog_hash
+from cato.zeek import deployment_invocation
 from cato.codegen.static import static_scripts_sha256
 
-DATASET_VERSION = 5
+DATASET_VERSION = 6
 #: Per connection, what identifies it (kept beside the matrices, read only when asked for).
 ID_KEEP = ("capture", "uid", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "label", "group")
 #: Decision times per connection and depth (see the module's docstring).
@@ -56,9 +57,37 @@ class DatasetError(RuntimeError):
     pass
 
 
-def numeric_features() -> list[str]:
-    """Catalog features a model can take as they are (strings such as ``history`` are left out)."""
-    return [f.name for f in CATALOG if f.dtype != "string"]
+def numeric_features(deployment: str = "default") -> list[str]:
+    """Catalog features a model can take (strings such as ``history`` are left out: their codes and
+    lengths are in) that a dataset extracted under ``deployment`` holds. A bare deployment runs no
+    protocol analyzer, and loading one would change what Zeek makes of every connection (roles,
+    DNS sessions): its datasets have no analyzer feature."""
+    bare = deployment_invocation(deployment)[0]
+    return [f.name for f in CATALOG if f.dtype != "string" and not (bare and f.analyzer_field is not None)]
+
+
+def _extracted(features: Sequence[str]) -> list:
+    """The catalog features the extraction runs for ``features``: with the strings their codes read,
+    and the connection record's (``history``), which its feature tables show."""
+    names = set(features) | {FEATURES_BY_NAME[f].computation.source for f in features if FEATURES_BY_NAME[f].learned}
+    return [f for f in CATALOG if f.name in names or (f.dtype == "string" and f.analyzer_field is None)]
+
+
+# Strings a learned feature encodes are stored as ids, ranked by how many connections have them at
+# the deepest depth (0 the most common; ties by the string): the ranks a model's vocabulary starts
+# from (``cato.model.encoding``), and what feature rankings see.
+
+def _intern(values: pd.Series, table: dict[str, int]) -> np.ndarray:
+    """``values`` (strings, missing as NA) as ids into ``table``, which grows by the new strings."""
+    out = np.full(len(values), MISSING_VALUE, dtype=np.float32)
+    present = values.notna().to_numpy()
+    for i, value in zip(np.flatnonzero(present), values[present].astype(str)):
+        out[i] = table.setdefault(value, len(table))
+    return out
+
+
+def _ranked(counts: dict[str, int]) -> list[str]:
+    return sorted(counts, key=lambda v: (-counts[v], v))
 
 
 # Storage: where the matrices live -------------------------------------------------------------------
@@ -86,6 +115,8 @@ class _Block:
     ids: pd.DataFrame
     x: np.ndarray  # float32 [max_depth, features, n]
     times: dict[str, np.ndarray] | None  # kind -> [max_depth, n]
+    #: Per learned feature, the strings its ids stand for, ranked (see ``_intern``).
+    strings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -174,10 +205,21 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
     # extractions. Zeek can split one 5-tuple into connections that start at the same time (nDPI's
     # ipsec_isakmp_esp.pcap has 126 such): those are ordered by their deepest vector, and uid
     # breaks only ties between identical connections.
-    deepest = table.loc[table["depth"] == max_depth, ["uid", *features]]
-    tie = pd.Series(pd.util.hash_pandas_object(deepest[features], index=False).to_numpy(),
+    learned = [f for f in features if FEATURES_BY_NAME[f].learned]
+    sources = {f: FEATURES_BY_NAME[f].computation.source for f in learned}
+    plain = [f for f in features if f not in sources]
+    deepest = table.loc[table["depth"] == max_depth, ["uid", *plain, *sorted(set(sources.values()))]]
+    tie = pd.Series(pd.util.hash_pandas_object(deepest.drop(columns="uid"), index=False).to_numpy(),
                     index=deepest["uid"].to_numpy())
-    table = table.assign(_tie=table["uid"].map(tie))
+    strings: dict[str, list[str]] = {}
+    tables: dict[str, dict[str, int]] = {}
+    for f, source in sources.items():
+        counts = deepest[source].dropna().astype(str).value_counts().to_dict()
+        strings[f] = _ranked(counts)
+        tables[f] = {v: i for i, v in enumerate(strings[f])}
+    with warnings.catch_warnings():  # a wide table built column by column; copying it costs more
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        table = table.assign(_tie=table["uid"].map(tie))
     order = [c for c in ("capture", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "_tie", "uid",
                          "depth") if c in table.columns]
     table = table.sort_values(order, kind="stable")
@@ -191,7 +233,11 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
         if len(rows) != n or not np.array_equal(rows["uid"].to_numpy(), uids):
             raise DatasetError(f"depth {depth}: its {len(rows)} vectors are not the {n} connections of depth 1")
         d = int(depth) - 1
-        x[d] = rows[features].astype("float64").fillna(MISSING_VALUE).to_numpy(np.float32).T
+        for k, f in enumerate(features):
+            if f in sources:
+                x[d, k] = _intern(rows[sources[f]], tables[f])
+            else:
+                x[d, k] = rows[f].astype("float64").fillna(MISSING_VALUE).to_numpy(np.float32)
         if times is not None:
             times["after"][d] = _microseconds(rows["decided_after"])
             times["previous"][d] = _microseconds(rows["previous_after"])
@@ -199,7 +245,9 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
     for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group"):
         if col in ids.columns:
             ids[col] = ids[col].astype("string")
-    return _Block(ids, x, times)
+    for f, table in tables.items():  # (a value the deepest vector lacks, were there one, ranks last)
+        strings[f] += list(table)[len(strings[f]):]
+    return _Block(ids, x, times, strings)
 
 
 def _microseconds(seconds: pd.Series) -> np.ndarray:
@@ -226,6 +274,17 @@ class Part:
     span_us: int
 
 
+def _string_counts(block: _Block, features: list[str]) -> dict[str, list[list]]:
+    """Per learned feature, its strings in id order with how many of the block's connections have
+    each at the deepest depth: what ranks them across the corpus."""
+    out = {}
+    for f, values in block.strings.items():
+        ids = block.x[-1, features.index(f)]
+        counts = np.bincount(ids[ids >= 0].astype(np.int64), minlength=len(values))
+        out[f] = [[v, int(c)] for v, c in zip(values, counts)]
+    return out
+
+
 @dataclass
 class PartWriter:
     """Writes a batch's feature table as a block (runs in the extraction's worker processes)."""
@@ -244,6 +303,7 @@ class PartWriter:
         path.mkdir(parents=True, exist_ok=True)
         block.ids.to_parquet(path / "ids.parquet", index=False)
         np.save(path / "x.npy", block.x)
+        (path / "strings.json").write_text(json.dumps(_string_counts(block, self.features)))
         for kind, values in (block.times or {}).items():
             np.save(path / f"{kind}.npy", values)
         return Part(path, block.n, sorted(block.ids["label"].unique()), sorted(block.ids["group"].unique()),
@@ -259,6 +319,15 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
     classes = sorted({label for p in parts for label in p.labels})
     group_names = sorted({g for p in parts for g in p.groups})
     timed = all((p.path / "after.npy").exists() for p in parts)
+    # Learned features' strings, ranked over the corpus; each part's ids are mapped onto them.
+    part_strings = [json.loads((p.path / "strings.json").read_text()) for p in parts]
+    totals: dict[str, dict[str, int]] = {}
+    for ps in part_strings:
+        for f, pairs in ps.items():
+            for value, count in pairs:
+                totals.setdefault(f, {})[value] = totals.get(f, {}).get(value, 0) + count
+    strings = {f: _ranked(counts) for f, counts in totals.items()}
+    ranks = {f: {v: i for i, v in enumerate(values)} for f, values in strings.items()}
     files = {f"x{d:03d}.npy": (np.float32, (len(features), n)) for d in range(1, max_depth + 1)}
     if timed:
         files |= {f"{k}.npy": (_TIME_DTYPES[k], (max_depth, n)) for k in TIMES}
@@ -273,7 +342,7 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
     writer = None
     try:
         start = 0
-        for part in parts:
+        for part, own_strings in zip(parts, part_strings):
             ids = pd.read_parquet(part.path / "ids.parquet")
             stop = start + part.connections
             y[start:stop] = np.searchsorted(np.array(classes, dtype=object), ids["label"].to_numpy(dtype=object))
@@ -285,9 +354,15 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
                 writer = pq.ParquetWriter(root / "ids.parquet", table.schema)
             writer.write_table(table.cast(writer.schema))
             x = _read_npy(part.path / "x.npy")
+            remaps = {}
+            for f, pairs in own_strings.items():
+                remaps[features.index(f)] = np.array([ranks[f][v] for v, _ in pairs], dtype=np.float32)
             for d in range(max_depth):
                 name = f"x{d + 1:03d}.npy"
-                block = np.ascontiguousarray(x[d])
+                block = np.array(x[d])
+                for k, remap in remaps.items():
+                    present = block[k] >= 0
+                    block[k, present] = remap[block[k, present].astype(np.int64)]
                 for f in range(len(features)):
                     os.pwrite(fds[name], block[f].tobytes(), offsets[name] + (f * n + start) * 4)
             del x
@@ -308,6 +383,7 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
     np.save(root / "y.npy", y)
     np.save(root / "groups.npy", groups)
     np.save(root / "icmp.npy", icmp)
+    (root / "strings.json").write_text(json.dumps(strings))
     meta = {**meta, "features": features, "classes": classes, "group_names": group_names, "max_depth": max_depth,
             "connections": n, "timed": timed, "span_us": max([p.span_us for p in parts], default=0)}
     (root / "meta.json").write_text(json.dumps(meta))  # last: its presence means the directory is whole
@@ -335,10 +411,19 @@ class Dataset:
     rows: np.ndarray | None = field(default=None, repr=False)
     #: How the sample was drawn (rows, of, seed, per-class floor); None for the whole corpus.
     sampling: dict | None = None
+    #: Per learned feature (a vocabulary code), the strings its stored ids stand for, most common first.
+    _strings: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def connections(self) -> int:
         return len(self.y)
+
+    def strings(self, feature: str) -> list[str]:
+        """The strings a learned feature's values (ids: 0 the most common over the corpus, -1 missing)
+        stand for, as Zeek's logs write them."""
+        if feature not in self._strings:
+            raise DatasetError(f"{feature} is not a learned feature of this dataset")
+        return self._strings[feature]
 
     @property
     def corpus_connections(self) -> int:
@@ -457,7 +542,8 @@ class Dataset:
         """A dataset held in memory, from an extraction's table (tests, small corpora)."""
         if table.empty:
             raise DatasetError("no labelled connections")
-        features = [f for f in numeric_features() if f in table.columns]
+        features = [f for f in numeric_features() if f in table.columns or (
+            FEATURES_BY_NAME[f].learned and FEATURES_BY_NAME[f].computation.source in table.columns)]
         block = _block_of(table, features, max_depth)
         classes = sorted(block.ids["label"].unique())
         group_names = sorted(block.ids["group"].unique())
@@ -466,7 +552,8 @@ class Dataset:
         icmp = (block.ids["proto"] == "icmp").to_numpy(dtype=bool) if "proto" in block.ids else \
             np.zeros(block.n, dtype=bool)
         return cls(features, classes, max_depth, key, _MemoryStore(block), y.astype(np.int64),
-                   groups.astype(np.int64), group_names=group_names, _icmp=icmp, _span_us=_span_us(block.times))
+                   groups.astype(np.int64), group_names=group_names, _icmp=icmp, _span_us=_span_us(block.times),
+                   _strings=block.strings)
 
     @classmethod
     def open(cls, root: Path) -> "Dataset":
@@ -476,11 +563,12 @@ class Dataset:
         return cls(meta["features"], meta["classes"], meta["max_depth"], meta["key"], store,
                    np.array(_read_npy(root / "y.npy")), np.array(_read_npy(root / "groups.npy")),
                    list(meta.get("problems", [])), meta["group_names"], np.array(_read_npy(root / "icmp.npy")),
-                   meta["span_us"])
+                   meta["span_us"], _strings=json.loads((root / "strings.json").read_text()))
 
 
 def dataset_key(corpus: Corpus, max_depth: int, deployment: str = "bare") -> str:
-    script = generate(list(CATALOG), range(1, max_depth + 1), "auto", input_positions=True)
+    script = generate(_extracted(numeric_features(deployment)), range(1, max_depth + 1), "auto",
+                      input_positions=True)
     # (A bare dataset's key is as it was before deployments: its cache stays valid.)
     return hashlib.sha256(json.dumps([DATASET_VERSION, corpus.content_hash(), corpus.label_column,
                                       catalog_hash(), script.sha256, static_scripts_sha256(), max_depth,
@@ -508,11 +596,12 @@ def load_dataset(corpus: Corpus, max_depth: int, cache_dir: Path, *, jobs: int |
     work = private_name(root)
     work.mkdir(parents=True)
     try:
-        result = extract(corpus, list(CATALOG), range(1, max_depth + 1), jobs=jobs, progress=progress,
-                         input_positions=True, writer=PartWriter(work / "parts", numeric_features(), max_depth),
+        features = numeric_features(deployment)
+        result = extract(corpus, _extracted(features), range(1, max_depth + 1), jobs=jobs, progress=progress,
+                         input_positions=True, writer=PartWriter(work / "parts", features, max_depth),
                          executor=executor, deployment=deployment)
         problems = [f"{'skipped' if p.skipped else 'warning'}: {p}" for p in result.problems]
-        _assemble(result.parts, work, numeric_features(), max_depth,
+        _assemble(result.parts, work, features, max_depth,
                   {"key": key, "problems": problems, "deployment": deployment})
         shutil.rmtree(work / "parts", ignore_errors=True)
         if root.exists():

@@ -8,6 +8,7 @@ model spec, exported to ONNX, and a manifest. It is a git repository with one co
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -25,13 +26,16 @@ from cato.codegen.static import package_module
 from cato.deploy.zeek_side import (COMPACT, RECORDS, load_script, model_script, package_topics, serving_script,
                                    serving_text, zeek_string)
 from cato.features import resolve
-from cato.model import OnnxModel, fit, to_onnx
+from cato.model import OnnxModel, Vocabularies, fit, learned_columns, to_onnx
 from cato.search.objectives import F1_TOLERANCE
 from cato.search.space import Config
 from cato.study import Study, Trial, best_within
+from cato.zeek.logs import log_string_bytes
 
 PICKS = ("most-accurate", "cheapest-within")
 MODEL_NAME = "model.onnx"
+#: A package's vocabularies: per learned feature, its strings in code order (as Zeek's logs write them).
+VOCABULARIES_NAME = "vocabularies.json"
 
 
 class CompileError(RuntimeError):
@@ -107,13 +111,19 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     name = name or _model_name(study, chosen)
     # A module of its own, so that several packages run in one Zeek.
     module = package_module(name)
-    script = generate(resolve(",".join(config.features)), (config.depth,), "auto", deadline, engine, module=module)
+    selected = resolve(",".join(config.features))
     # The model takes the features in the order the script's vectors carry them (the catalog's).
-    features = script.columns
+    features = [f.name for f in selected]
     step("training on the whole corpus")
-    # Trained on the vectors the script emits: with a deadline, what each connection had by then.
+    # Trained on the vectors the script emits: with a deadline, what each connection had by then. A
+    # string's codes are learned here, and Zeek applies them (the script carries the vocabularies).
     x = dataset.matrix(features, config.depth, deadline)
+    vocab = Vocabularies(learned_columns(features)).fit(x)
+    x = vocab.transform(x)
+    words = {features[j]: vocab.words(j, dataset.strings(features[j])) for j in vocab.columns}
     model = fit(x, dataset.y, config.model, settings.seed)
+    script = generate(selected, (config.depth,), "auto", deadline, engine, module=module,
+                      vocabularies={f: [log_string_bytes(w) for w in ws] for f, ws in words.items()})
     onnx_bytes = to_onnx(model, features, dataset.classes)
     manifest = Manifest(features=features, depth=config.depth, labels=list(dataset.classes),
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,
@@ -122,7 +132,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
                         extra={"trial_name": chosen.name, "alert_min_score": alert_min_score, "deployment": deployment,
                                "topics": package_topics(name), "module": module,
                                "connections": int(dataset.connections), "engine": script.engine,
-                               "vector_form": vector_form})
+                               "vector_form": vector_form,
+                               "vocabularies": {f: len(ws) for f, ws in words.items()}})
     work = output.with_name(f".{output.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -134,6 +145,8 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
         (scripts / "verdicts.zeek").write_text(serving_text("verdicts.zeek", module))
         (scripts / "model.zeek").write_text(model_script(manifest, name))
         (work / MODEL_NAME).write_bytes(onnx_bytes)
+        if words:  # what the codes stand for, as Zeek's logs write the strings (code = position + 1)
+            (work / VOCABULARIES_NAME).write_text(json.dumps(words, indent=1, ensure_ascii=False) + "\n")
         manifest.write(work)
         (work / "zkg.meta").write_text(_zkg_meta(manifest, name))
         _write_tests(work / "testing", manifest)

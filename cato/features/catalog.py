@@ -21,8 +21,10 @@ Direction = Literal["orig", "resp", "both", "none"]
 
 #: What a feature needs from Zeek. ``conn_record``: counters Zeek keeps on every connection
 #: (no per-packet script work). ``packet_header``: one script call per packet of the first N,
-#: reading its IP/TCP/UDP header.
-Need = Literal["conn_record", "packet_header"]
+#: reading its IP/TCP/UDP header. ``analyzer``: one of Zeek's protocol analyzers, and a script call
+#: per event of it that fills the feature.
+Need = Literal["conn_record", "packet_header", "analyzer"]
+NEEDS: tuple[str, ...] = ("conn_record", "packet_header", "analyzer")
 
 DIRECTIONS: tuple[str, ...] = ("orig", "resp", "both")
 
@@ -123,7 +125,61 @@ class Handshake:
         return f"seconds from the first {self.start} to the first {self.end}"
 
 
-Computation = Union[ConnExpr, PacketStat, FlagCount, Handshake]
+@dataclass(frozen=True)
+class AnalyzerField:
+    """A value one of Zeek's protocol analyzers reports: from the first ``event`` of the connection
+    for which ``when`` holds, ``value`` (a Zeek expression over the event's arguments).
+
+    ``event`` is the handler's prototype; ``connection`` the expression of the connection in its
+    arguments. ``scripts`` are what runs the analyzer in a Zeek that does not already (``zeek -b``):
+    the generated script loads them, so a bare deployment pays for them and one running Zeek's
+    default scripts does not. ``known`` says when the value is there: a vector made before that
+    event has it missing, as the deployed script's would (time-to-decision and deadlines stay
+    right)."""
+
+    analyzer: str
+    scripts: str
+    event: str
+    value: str
+    known: str
+    when: str = ""
+    connection: str = "c"
+    kind: Literal["analyzer_field"] = "analyzer_field"
+
+    @property
+    def event_name(self) -> str:
+        return self.event.split("(", 1)[0]
+
+    def describe(self) -> str:
+        cond = f" where {self.when}" if self.when else ""
+        return f"{self.value} of the first {self.event_name}{cond} ({self.analyzer} analyzer)"
+
+
+#: How a string becomes a number. ``vocabulary``: its rank in a vocabulary of the values seen most
+#: often in training, learned per fit (``cato.model.encoding``) and shipped in a compiled package as
+#: a Zeek table (0: a value not in it); ``length``: its length in bytes.
+Encoding = Literal["vocabulary", "length"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A number made from the string feature ``source`` by ``encoding``."""
+
+    source: str
+    encoding: Encoding
+    kind: Literal["encoded"] = "encoded"
+
+    def describe(self) -> str:
+        if self.encoding == "length":
+            return f"length in bytes of {self.source}"
+        return f"rank of {self.source} in a vocabulary learned in training (0: not in it)"
+
+
+#: Longest string an analyzer feature keeps (bytes): a hostile value cannot grow Zeek's state or
+#: the logs; its ``_len`` feature still counts every byte. (Also in main.zeek, Cato::max_string_bytes.)
+MAX_STRING_BYTES = 256
+
+Computation = Union[ConnExpr, PacketStat, FlagCount, Handshake, AnalyzerField, Encoded]
 
 
 @dataclass(frozen=True)
@@ -145,9 +201,25 @@ class Feature:
     def per_packet(self) -> bool:
         return "packet_header" in self.needs
 
+    @property
+    def learned(self) -> bool:
+        """Whether its numbers come from an encoding fitted in training (a vocabulary)."""
+        return isinstance(self.computation, Encoded) and self.computation.encoding == "vocabulary"
+
+    @property
+    def analyzer_field(self) -> AnalyzerField | None:
+        """The analyzer value it is (or is made from), if any."""
+        comp = self.computation
+        if isinstance(comp, Encoded):
+            comp = FEATURES_BY_NAME[comp.source].computation
+        return comp if isinstance(comp, AnalyzerField) else None
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["computation"] = {**asdict(self.computation), "zeek": self.computation.describe()}
+        if self.analyzer_field is not None:
+            d["analyzer"] = self.analyzer_field.analyzer
+            d["known"] = self.analyzer_field.known
         d["needs"] = list(self.needs)
         d["protocols"] = list(self.protocols)
         return d
@@ -224,7 +296,84 @@ def _build() -> tuple[Feature, ...]:
     for name, (start, end) in HANDSHAKE_SPANS.items():
         feats.append(Feature(name, "handshake", f"Seconds from the first {start} to the first {end}",
                              "double", "none", pkt, Handshake(start, end), protocols=("tcp",), unit="s"))
+    _add_analyzer_features(feats)
     return tuple(feats)
+
+
+_DNS_REQUEST = "dns_request(c: connection, msg: dns_msg, query: string, qtype: count, qclass: count)"
+_CLIENT_HELLO = ("ssl_client_hello(c: connection, version: count, record_version: count, possible_ts: time, "
+                 "client_random: string, session_id: string, ciphers: index_vec, comp_methods: index_vec)")
+_SERVER_HELLO = ("ssl_server_hello(c: connection, version: count, record_version: count, possible_ts: time, "
+                 "server_random: string, session_id: string, cipher: count, comp_method: count)")
+_HTTP_HEADER = "http_header(c: connection, is_orig: bool, name: string, value: string)"
+_DHCP = "dhcp_message(c: connection, is_orig: bool, msg: DHCP::Msg, options: DHCP::Options)"
+
+
+def _add_analyzer_features(feats: list[Feature]) -> None:
+    """What Zeek's protocol analyzers tell of a connection: strings operators identify devices and
+    applications by (each with a vocabulary code and a length for models), and a few numbers."""
+    analyzer = ("analyzer",)
+    tcp, udp, both = ("tcp",), ("udp",), ("tcp", "udp")
+
+    def add(name, group, desc, dtype, direction, protocols, field_: AnalyzerField):
+        feats.append(Feature(name, group, desc, dtype, direction, analyzer, field_, protocols=protocols))
+        if dtype == "string":
+            feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
+                                 "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=protocols))
+            feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
+                                 Encoded(name, "length"), protocols=protocols, unit="B"))
+
+    add("service", "service", "Protocol Zeek's analyzers first confirmed (lower case, as conn.log's service)",
+        "string", "none", both,
+        AnalyzerField("any", "base/init-default",
+                      "analyzer_confirmation_info(atype: AllAnalyzers::Tag, info: AnalyzerConfirmationInfo)",
+                      "to_lower(Analyzer::name(atype))", "once an analyzer confirms the protocol (the packet "
+                      "after the one that completed its first message)", connection="info$c"))
+    dns = ("DNS", "base/protocols/dns")
+    add("dns_query", "dns", "DNS name of the first query", "string", "orig", both,
+        AnalyzerField(*dns, _DNS_REQUEST, "query", "from the packet after the first query"))
+    add("dns_qtype", "dns", "DNS type of the first query (1 A, 28 AAAA, 12 PTR, ...)", "count", "orig", both,
+        AnalyzerField(*dns, _DNS_REQUEST, "qtype", "from the packet after the first query"))
+    ssl = ("SSL", "base/protocols/ssl")
+    hello = "from the packet after the one that completed the client's hello"
+    add("tls_server_name", "tls", "TLS server name the client asked for (SNI)", "string", "orig", tcp,
+        AnalyzerField(*ssl, "ssl_extension_server_name(c: connection, is_client: bool, names: string_vec)",
+                      "names[0]", hello, when="is_client && |names| > 0"))
+    add("tls_client_version", "tls", "TLS version of the client's hello (0x0303: TLS 1.2)", "count", "orig", tcp,
+        AnalyzerField(*ssl, _CLIENT_HELLO, "version", hello))
+    add("tls_cipher_count", "tls", "Cipher suites the client offered", "count", "orig", tcp,
+        AnalyzerField(*ssl, _CLIENT_HELLO, "|ciphers|", hello))
+    add("tls_client_ciphers", "tls", "Cipher suites the client offered, in order (JA3's cipher list)", "string",
+        "orig", tcp, AnalyzerField(*ssl, _CLIENT_HELLO, "join_counts(ciphers)", hello))
+    add("tls_server_cipher", "tls", "Cipher suite the server chose", "count", "resp", tcp,
+        AnalyzerField(*ssl, _SERVER_HELLO, "cipher", "from the packet after the one that completed the "
+                      "server's hello"))
+    http = ("HTTP", "base/protocols/http")
+    request = "from the packet after the one that completed the request's headers"
+    add("http_method", "http", "HTTP method of the first request", "string", "orig", tcp,
+        AnalyzerField(*http, "http_request(c: connection, method: string, original_URI: string, "
+                      "unescaped_URI: string, version: string)", "method", "from the packet after the "
+                      "request line"))
+    add("http_host", "http", "HTTP Host header of the first request", "string", "orig", tcp,
+        AnalyzerField(*http, _HTTP_HEADER, "value", request, when='is_orig && name == "HOST"'))
+    add("http_user_agent", "http", "HTTP User-Agent header of the first request", "string", "orig", tcp,
+        AnalyzerField(*http, _HTTP_HEADER, "value", request, when='is_orig && name == "USER-AGENT"'))
+    dhcp = ("DHCP", "base/protocols/dhcp")
+    message = "from the packet after the first DHCP message"
+    add("dhcp_host_name", "dhcp", "DHCP host name option (12) of the first message with one", "string", "orig",
+        udp, AnalyzerField(*dhcp, _DHCP, "options$host_name", message, when="options?$host_name"))
+    add("dhcp_vendor_class", "dhcp", "DHCP vendor class option (60) of the first message with one", "string",
+        "orig", udp, AnalyzerField(*dhcp, _DHCP, "options$vendor_class", message, when="options?$vendor_class"))
+    add("dhcp_param_list", "dhcp", "DHCP parameter request list (option 55) of the first message with one, "
+        "in order (a client's DHCP fingerprint)", "string", "orig", udp,
+        AnalyzerField(*dhcp, _DHCP, "join_counts(options$param_list)", message, when="options?$param_list"))
+    ssh = ("SSH", "base/protocols/ssh")
+    add("ssh_client_version", "ssh", "SSH client's version string", "string", "orig", tcp,
+        AnalyzerField(*ssh, "ssh_client_version(c: connection, version: string)", "version",
+                      "from the packet after the client's version line"))
+    add("ssh_server_version", "ssh", "SSH server's version string", "string", "resp", tcp,
+        AnalyzerField(*ssh, "ssh_server_version(c: connection, version: string)", "version",
+                      "from the packet after the server's version line"))
 
 
 CATALOG: tuple[Feature, ...] = _build()
@@ -243,7 +392,9 @@ class UnknownFeatureError(ValueError):
 
 
 def resolve(selection: str | list[str] | tuple[str, ...]) -> tuple[Feature, ...]:
-    """Turn ``"all"``, ``"a,b,c"``, group names or a list of names into features in catalog order."""
+    """Turn ``"all"``, ``"a,b,c"``, group names (``group:tls``), what features need from Zeek
+    (``needs:analyzer``) or a list of names into features in catalog order. A term starting with
+    ``-`` takes its features out again: ``all,-needs:analyzer`` is every flow statistic."""
     if isinstance(selection, str):
         names = [s.strip() for s in selection.split(",") if s.strip()]
     else:
@@ -252,18 +403,27 @@ def resolve(selection: str | list[str] | tuple[str, ...]) -> tuple[Feature, ...]
         raise UnknownFeatureError("empty feature selection")
     groups = {f.group for f in CATALOG}
     wanted: set[str] = set()
+    dropped: set[str] = set()
     unknown = []
-    for n in names:
+    for term in names:
+        target = dropped if term.startswith("-") else wanted
+        n = term[1:] if term.startswith("-") else term
         if n == "all":
-            wanted.update(FEATURES_BY_NAME)
+            target.update(FEATURES_BY_NAME)
         elif n in FEATURES_BY_NAME:
-            wanted.add(n)
+            target.add(n)
         elif n.startswith("group:") and n[6:] in groups:
-            wanted.update(f.name for f in CATALOG if f.group == n[6:])
+            target.update(f.name for f in CATALOG if f.group == n[6:])
+        elif n.startswith("needs:") and n[6:] in NEEDS:
+            target.update(f.name for f in CATALOG if n[6:] in f.needs)
         else:
-            unknown.append(n)
+            unknown.append(term)
     if unknown:
         raise UnknownFeatureError(
             f"unknown feature(s): {', '.join(unknown)} (see `cato features`; groups: "
-            + ", ".join(f"group:{g}" for g in sorted(groups)) + ")")
+            + ", ".join(f"group:{g}" for g in sorted(groups)) + "; "
+            + ", ".join(f"needs:{need}" for need in NEEDS) + ")")
+    wanted -= dropped
+    if not wanted:
+        raise UnknownFeatureError(f"the selection {','.join(names)} leaves no feature")
     return tuple(f for f in CATALOG if f.name in wanted)

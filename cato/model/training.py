@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cato.model.encoding import Vocabularies
 from cato.model.spec import SEEDED_FAMILIES, ModelSpec, ModelSpecError
 
 
@@ -33,22 +34,30 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def cross_val_f1(x: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]],
-                 spec: ModelSpec, seed: int = 0, model_seeds: int = 1) -> dict:
+                 spec: ModelSpec, seed: int = 0, model_seeds: int = 1, learned: Sequence[int] = ()) -> dict:
     """Macro-F1 of out-of-fold predictions, plus the per-fold scores.
 
     With ``model_seeds`` > 1 a seeded family is fitted with seeds ``seed .. seed + model_seeds - 1`` on the
     same folds and the scores are averaged: one random forest's F1 swings with its seed by as much as
-    the differences a search must decide (0.637-0.646 for five seeds of one configuration)."""
+    the differences a search must decide (0.637-0.646 for five seeds of one configuration).
+
+    ``learned``: columns of vocabulary-coded features, whose codes each fold learns from its own
+    training rows (``cato.model.encoding``)."""
     runs = model_seeds if spec.family in SEEDED_FAMILIES else 1
     scores, per_fold = [], np.zeros(len(folds))
+    encoded = []
+    for train, test in folds:
+        vocab = Vocabularies(learned).fit(x[train])
+        encoded.append((vocab.transform(x[train]), vocab.transform(x[test])))
     for s in range(seed, seed + runs):
         pred = np.empty_like(y)
         for i, (train, test) in enumerate(folds):
             model = spec.build(s)
+            x_train, x_test = encoded[i]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.fit(x[train], y[train])
-                pred[test] = model.predict(x[test])
+                model.fit(x_train, y[train])
+                pred[test] = model.predict(x_test)
             per_fold[i] += macro_f1(y[test], pred[test]) / runs
         scores.append(macro_f1(y, pred))
     return {"f1": float(np.mean(scores)), "f1_seeds": scores, "f1_folds": per_fold.tolist(),

@@ -18,7 +18,16 @@ from cato.codegen import generate
 from cato.corpus import Corpus
 from cato.dataset import Dataset
 from cato.features import resolve
-from cato.model import DEFAULT_MODEL_SEEDS, OnnxModel, cross_val_f1, fit, grouped_folds, to_onnx
+from cato.model import (
+    DEFAULT_MODEL_SEEDS,
+    OnnxModel,
+    Vocabularies,
+    cross_val_f1,
+    fit,
+    grouped_folds,
+    learned_columns,
+    to_onnx,
+)
 from cato.search.space import Config
 from cato.zeek.profiling import profile
 
@@ -92,7 +101,8 @@ class Evaluator:
         if path.exists():
             return {**json.loads(path.read_text()), "quality_cached": True}
         t0 = time.perf_counter()
-        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed, self.model_seeds)
+        scores = cross_val_f1(x, self.dataset.y, self._folds, config.model, self.seed, self.model_seeds,
+                              learned_columns(config.features))
         result = {"f1": scores["f1"], "f1_std": scores["f1_std"], "f1_folds": scores["f1_folds"],
                   "f1_seeds": scores["f1_seeds"],
                   "fit_s": time.perf_counter() - t0}
@@ -103,6 +113,7 @@ class Evaluator:
 
     def inference_ms(self, config: Config, x: np.ndarray) -> dict:
         """ONNX Runtime latency of the model fitted on the whole corpus, one vector at a time."""
+        x = Vocabularies(learned_columns(config.features)).fit(x).transform(x)
         model = fit(x, self.dataset.y, config.model, self.seed)
         with tempfile.TemporaryDirectory(prefix="cato-onnx-") as tmp:
             path = Path(tmp) / "model.onnx"

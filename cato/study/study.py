@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from cato.corpus import Corpus, load_corpus
 from cato.dataset import Dataset
 from cato.executors import Executor, Outcome, evaluate_trial
+from cato.features import FEATURES_BY_NAME
 from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec, cross_val_f1, grouped_folds
 from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
 from cato.search.evaluator import Evaluator
@@ -244,12 +245,15 @@ class Study:
         stored = self.storage.get("importance")
         if stored is not None:
             return stored
-        x = dataset.matrix(dataset.features, dataset.max_depth)
+        # The native engine computes no analyzer feature: its studies leave them out.
+        features = [f for f in dataset.features
+                    if self.settings.engine != "native" or FEATURES_BY_NAME[f].analyzer_field is None]
+        x = dataset.matrix(features, dataset.max_depth)
         progress("mutual information")
         mi = mutual_information(x, dataset.y, self.settings.seed)
         progress("recursive feature elimination")
         rfe = rfe_ranking(x, dataset.y, self.settings.seed)
-        result = {"features": dataset.features, "mi": [float(v) for v in mi], "rfe_rank": [int(r) for r in rfe]}
+        result = {"features": features, "mi": [float(v) for v in mi], "rfe_rank": [int(r) for r in rfe]}
         self.storage.put("importance", result)
         return result
 

@@ -20,6 +20,32 @@ class LogFormatError(ValueError):
     pass
 
 
+def log_string_bytes(text: str) -> bytes:
+    r"""The bytes a string field of a Zeek ASCII log stands for: ``(empty)`` is the empty string, ``\\``
+    a backslash and ``\xNN`` a byte (what Zeek escapes: unprintable bytes, the separator, a lone
+    ``-``); any other character is itself, in UTF-8."""
+    if text == "(empty)":
+        return b""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and text.startswith("\\\\", i):
+            out += b"\\"
+            i += 2
+        elif ch == "\\" and text[i + 1:i + 2] == "x" and _is_hex(text[i + 2:i + 4]):
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+    return bytes(out)
+
+
+def _is_hex(pair: str) -> bool:
+    return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
+
+
 def _header(path: Path) -> tuple[str, list[str], list[str], int]:
     """(separator, fields, types, header lines) of a Zeek ASCII log."""
     fields: list[str] | None = None

@@ -151,6 +151,46 @@ def flip_packets(t0):
     return out
 
 
+def dns_query_for(qid: int, name: bytes) -> bytes:
+    """A DNS query (A) for ``name``, whose dot-separated labels may hold any bytes but dots."""
+    qname = b"".join(bytes([len(label)]) + label for label in name.split(b".")) + b"\x00"
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
+
+
+#: What a hostile network can put in the strings analyzer features keep (tests/test_golden.py has a
+#: vocabulary of some of them).
+HOSTILE_NAMES = [b"time.nist.gov", b'"] = 1 }; event zeek_init() { print "pwned"; } #', b"a\nb\x00\xff",
+                 b".".join([b"x" * 60] * 5)]
+
+
+def hostile_packets(t0):
+    """hostile.pcap: DNS queries for the names above (one over-long), and HTTP requests whose headers
+    hold a backslash escape, bytes that are not UTF-8 and a 1,000-byte User-Agent."""
+    out = []
+    for i, name in enumerate(HOSTILE_NAMES):
+        out.append((t0 + 0.1 * i, udp_frame("10.0.0.2", "10.0.0.1", 53100 + i, 53, dns_query_for(0x4000 + i, name))))
+    for i, (host, agent) in enumerate(((b"x", b"\\x41\\"), (b"h\xff\xfe", b"A" * 1000))):
+        conv = tcp_conversation(t0 + 1 + i, "10.0.0.2", "93.184.216.34", 42000 + i, rounds=1)
+        request = b"GET / HTTP/1.1\r\nHost: " + host + b"\r\nUser-Agent: " + agent + b"\r\n\r\n"
+        ts, frame = conv[3]
+        conv[3] = (ts, tcp_frame("10.0.0.2", "93.184.216.34", 42000 + i, 80, P | A, 1001, 5001, request, win=502))
+        # The rest of the client's sequence numbers follow the longer request.
+        shift = len(request) - len(b"GET /0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        for k in range(4, len(conv)):
+            ts, frame = conv[k]
+            pkt = dpkt.ethernet.Ethernet(frame)
+            seg = pkt.data.data
+            if seg.sport == 42000 + i:
+                seg.seq += shift
+            else:
+                seg.ack += shift
+            seg.sum = 0
+            pkt.data.sum = 0
+            conv[k] = (ts, bytes(pkt))
+        out += conv
+    return out
+
+
 def write(name: str, packets) -> None:
     with open(HERE / name, "wb") as f:
         w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
@@ -175,6 +215,7 @@ def main() -> None:
     write("long.pcap", tcp_conversation(t0, "10.0.0.2", "93.184.216.34", 40001, rounds=38, gap=0.003))
     write("icmp.pcap", icmp_packets(t0))
     write("flip.pcap", flip_packets(t0))
+    write("hostile.pcap", hostile_packets(t0))
 
 
 if __name__ == "__main__":
