@@ -194,10 +194,12 @@ def features(
         sys.stdout.write("\n")
         return
     table = Table(title=f"cato feature catalog ({len(feats)} features)")
-    for col in ("name", "group", "type", "dir", "needs", "description"):
+    for col in ("name", "group", "type", "dir", "needs", "description", "analyzer", "known"):
         table.add_column(col)
     for f in feats:
-        table.add_row(f.name, f.group, f.dtype, f.direction, ",".join(f.needs), f.description)
+        source = f.analyzer_field
+        table.add_row(f.name, f.group, f.dtype, f.direction, ",".join(f.needs), f.description,
+                      source.analyzer if source else "", source.known if source else "")
     _console().print(table)
 
 

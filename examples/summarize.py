@@ -10,3 +10,8 @@ print(f"{len(table)} rows, {table['uid'].nunique()} connections, {table['capture
       f"{table['label'].nunique()} labels, {len(features)} features, depths {sorted(table['depth'].unique().tolist())}")
 print(table["label"].value_counts().head(10).to_string())
 print(table.groupby("proto")[["pkts_seen", "duration", "orig_size_mean", "flow_iat_mean"]].mean().round(4))
+# What Zeek's analyzers told (the strings the analyzer features encode), where the table has them.
+for column in ("service", "dns_query", "dhcp_param_list"):
+    if column in table.columns and table[column].notna().any():
+        print(f"most common {column}:", ", ".join(f"{v} ({n})" for v, n in
+                                                   table[column].value_counts().head(5).items()))

@@ -19,7 +19,7 @@ from conftest import CORPORA, in_package
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.dataset import extract, load_dataset
-from cato.deploy.compile import CompileError, compile_package, pick_trial
+from cato.deploy.compile import VOCABULARIES_NAME, CompileError, compile_config, compile_package, pick_trial
 from cato.deploy.manifest import Manifest, ManifestError, schema_hash
 from cato.deploy.replay import replay
 from cato.deploy.serve import ServeError, Worker
@@ -238,6 +238,59 @@ def test_replay_answers_every_connection_as_the_model_does_offline(package, corp
         notices = read_zeek_log(tmp_path / "deployed" / "notice.log")
         _assert_one_notice_per_host_and_label(verdicts, notices[notices["note"] == "Cato::Alert"],
                                               package.manifest.alert_labels)
+
+
+#: Flow statistics and what Zeek's analyzers tell (strings as learned codes and lengths).
+ANALYZED = ("resp_port", "orig_size_mean", "service_code", "dns_query_code", "dns_query_len", "dns_qtype",
+            "http_user_agent_code", "http_host_code", "dhcp_param_list_code", "dhcp_host_name_len")
+
+
+def test_analyzer_features_are_served_as_trained(study, mini_corpus, cache, monkeypatch, tmp_path):
+    """A package of analyzer features: its vocabularies ship in its script, Zeek codes each string with
+    them, and every verdict of a replay (Zeek's default scripts, as trained) is the model's offline
+    prediction on cato extract's feature table, whose raw strings are coded here in Python."""
+    monkeypatch.setenv("CATO_CACHE", str(cache))
+    package = compile_config(study, Config(ANALYZED, 5, ModelSpec("rf", 20, 8)), tmp_path / "analyzed")
+    vocabularies = json.loads((package.path / VOCABULARIES_NAME).read_text())
+    assert set(vocabularies) == {"service_code", "dns_query_code", "http_user_agent_code", "http_host_code",
+                                 "dhcp_param_list_code"}
+    assert "dns" in vocabularies["service_code"] and len(vocabularies["dns_query_code"]) >= 3
+    assert package.manifest.extra["vocabularies"]["dns_query_code"] == len(vocabularies["dns_query_code"])
+    script = (package.path / "scripts" / "features.zeek").read_text()
+    assert "const vocabulary_dns_query_code: table[string] of count = { [" in script
+
+    labels = pd.read_csv(mini_corpus / "labels.csv")
+    capture = mini_corpus / labels["pcap"].iloc[0]
+    result = replay(package.path, capture, tmp_path / "deployed", timeout=300)
+    assert result.zeek_returncode == 0 and result.coverage >= 0.99, (result.answered, result.connections)
+
+    # Offline: cato extract's table keeps each string beside its columns; coded by the package's vocabulary.
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / capture.name).symlink_to(capture.resolve())
+    (one / "labels.csv").write_text(f"pcap,label\n{capture.name},any\n")
+    table = extract(load_corpus(one), resolve(",".join(package.manifest.features)), [5], jobs=1,
+                    deployment="default").table
+    assert {"service", "dns_query", "http_user_agent", "dhcp_param_list"} <= set(table.columns)
+    assert table["dns_query"].notna().any()
+    for feature, words in vocabularies.items():
+        source = feature.removesuffix("_code")
+        codes = {w: i for i, w in enumerate(words, 1)}
+        table[feature] = [float("nan") if pd.isna(v) else codes.get(v, 0) for v in table[source]]
+    model = OnnxModel.load(package.path / "model.onnx")
+    table["predicted"] = [package.manifest.labels[i] for i in model.predict(model.matrix(table, package.manifest.features))]
+    verdicts = read_zeek_log(tmp_path / "deployed" / "cato_verdict.log")
+    conns = read_zeek_log(tmp_path / "deployed" / "conn.log")[["uid", "ts"]]
+    online = verdicts.drop(columns=["ts"]).merge(conns, on="uid")
+    key = ["id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+    offline = table.rename(columns={"orig_h": "id.orig_h", "orig_p": "id.orig_p", "resp_h": "id.resp_h",
+                                    "resp_p": "id.resp_p"})
+    for col in ("id.orig_h", "id.resp_h"):
+        online[col], offline[col] = online[col].astype(str), offline[col].astype(str)
+    joined = online.merge(offline[key + ["ts", "predicted"]], on=key, how="inner")
+    joined = joined[(joined["ts_x"] - joined["ts_y"]).abs() < 1e-5]
+    assert len(joined) >= 0.99 * len(online) and joined["uid"].is_unique, (len(joined), len(online))
+    assert (joined["label"] == joined["predicted"]).all(), joined.loc[joined["label"] != joined["predicted"]].head()
 
 
 def test_a_package_whose_model_and_manifest_disagree_is_refused(package, tmp_path):

@@ -71,7 +71,7 @@ def test_merged_streams_give_what_single_runs_give(zeek, name, n, every, tmp_pat
 @pytest.mark.corpora
 def test_iot_sentinel_extraction_schema_and_labels(zeek, iot_corpus, tmp_path):
     corpus = load_corpus(sub_corpus(iot_corpus, tmp_path / "c", 40, every=13))
-    result = extract(corpus, resolve("all,-needs:analyzer"), [1, 10], jobs=2)
+    result = extract(corpus, resolve("all"), [1, 10], jobs=2)
     t = result.table
     assert list(t.columns) == ID_COLUMNS + [f.name for f in CATALOG]
     assert set(t["depth"]) == {1, 10}

@@ -1,0 +1,138 @@
+"""Features from Zeek's own analyzers (#32): the front with and without them, and what each analyzer
+costs alone, in a deployment that runs Zeek's default scripts and in a bare one.
+
+For each task and seed, two studies under ``--deployment default`` with the same seed and budget:
+``flow`` searches the flow statistics only (``all,-needs:analyzer``), ``analyzers`` every feature. Each
+study's front is its recommended one (search trials and the ALL/MI/RFE baselines). Reported: the best
+macro-F1 point of each (F1, CPU per connection, mean time-to-decision), the targets of the issue, and
+whether the analyzers' front weakly dominates the flow front (every flow front point has an analyzer
+study point with F1 at least its own less the study's F1 noise bound, at no more CPU). Then, per
+analyzer, the marginal CPU per connection of a script computing its features alone at depth 10, over
+``default`` and over ``bare`` (where the script loads the analyzer's scripts itself).
+
+    python benchmarks/analyzer_features.py --corpora ../shared/corpora --tasks iot-label,ndpi-app \
+        --seeds 0 --budget 30
+Studies live in --studies (resumable). Results: benchmarks/results/analyzer_features.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cato.cache import default_cache_dir
+from cato.codegen import generate
+from cato.dataset import load_dataset
+from cato.features import CATALOG, FEATURES_BY_NAME, resolve
+from cato.search.objectives import F1_TOLERANCE
+from cato.search.pareto import hypervolume, reference
+from cato.study import Study, StudySettings, run_study
+from cato.zeek.profiling import profile
+
+ROOT = Path(__file__).resolve().parent
+TASKS = {"iot-label": ("iot-sentinel", "label", 1), "ndpi-app": ("ndpi", "app", 20)}
+VARIANTS = {"flow": "all,-needs:analyzer", "analyzers": "all"}
+OBJECTIVES = ("f1", "cpu")
+
+
+def run_variant(corpora: Path, task: str, variant: str, seed: int, budget: int, studies: Path) -> Study:
+    corpus, column, min_class = TASKS[task]
+    features = tuple(f.name for f in resolve(VARIANTS[variant]))
+    settings = StudySettings(str((corpora / corpus).resolve()), column, objectives=OBJECTIVES, seed=seed,
+                             min_class_size=min_class, deployment="default", features=features)
+    directory = studies / f"{task}-{variant}-s{seed}"
+    study = Study.open(directory, settings, resume=(directory / "study.db").exists())
+    if len(study.trials("search")) < budget:
+        corpus_ = study.settings.load_corpus()
+        dataset = load_dataset(corpus_, study.settings.max_depth, default_cache_dir(), deployment="default")
+        run_study(study, dataset, study.evaluator(corpus_, dataset), budget,
+                  lambda msg, n, total, front: print(f"\r{directory.name}: {n}/{total} {msg[:60]:60}", end="",
+                                                     file=sys.stderr))
+        print(file=sys.stderr)
+    return study
+
+
+def point(trial) -> dict:
+    return {"name": trial.name or f"trial {trial.number}", "features": len(trial.config.features),
+            "analyzer_features": [f for f in trial.config.features if FEATURES_BY_NAME[f].analyzer_field is not None],
+            "depth": trial.config.depth, "model": str(trial.config.model), "f1": trial.values["f1"],
+            "cpu_us": trial.values["cpu"], "ttd_ms": trial.details.get("time_to_decision_ms", {}).get("mean")}
+
+
+def dominates_front(better: list[dict], front: list[dict], noise: float) -> bool:
+    """Every point of ``front`` has one in ``better`` with F1 at least its own less ``noise`` at no more CPU."""
+    return all(any(b["f1"] >= p["f1"] - noise and b["cpu_us"] <= p["cpu_us"] * 1.0001 for b in better) for p in front)
+
+
+def compare(flow: Study, analyzers: Study) -> dict:
+    everything = [t.values for s in (flow, analyzers) for t in s.trials() if t.values]
+    ref = reference(everything, OBJECTIVES)
+    out = {"reference_point": ref}
+    for name, study in (("flow", flow), ("analyzers", analyzers)):
+        front = study.pareto()
+        best = max(front, key=lambda t: t.values["f1"])
+        out[name] = {"front": [point(t) for t in sorted(front, key=lambda t: t.values["cpu"])],
+                     "best": point(best), "trials": len(study.trials()),
+                     "hypervolume": hypervolume([t.values for t in front], OBJECTIVES, ref)}
+    f, a = out["flow"]["best"], out["analyzers"]["best"]
+    out["best_f1_gain"] = a["f1"] - f["f1"]
+    out["best_cpu_ratio"] = a["cpu_us"] / f["cpu_us"]
+    out["best_ttd_ratio"] = (a["ttd_ms"] / f["ttd_ms"]) if a["ttd_ms"] and f["ttd_ms"] else None
+    out["analyzers_front_dominates_flow_front"] = dominates_front(
+        [point(t) for t in analyzers.trials() if t.values], out["flow"]["front"], F1_TOLERANCE)
+    return out
+
+
+def analyzer_costs(study: Study) -> dict:
+    """Marginal CPU per connection of each analyzer's features alone at depth 10, over default and bare."""
+    corpus = study.profile_corpus(study.settings.load_corpus())
+    by_analyzer: dict[str, list] = {}
+    for f in CATALOG:
+        if f.analyzer_field is not None and f.dtype != "string":
+            by_analyzer.setdefault(f.analyzer_field.analyzer, []).append(f)
+    out = {}
+    for analyzer, features in by_analyzer.items():
+        script = generate(features, (10,))
+        row = {"features": [f.name for f in features]}
+        for deployment in ("default", "bare"):
+            cost = profile(corpus, script, baseline=deployment, repeat=3, attribute=False)
+            row[deployment] = {"marginal_cpu_us_per_conn": cost.marginal_cpu_us_per_conn,
+                               "baseline_cpu_us_per_conn": cost.baseline_steady_cpu_us_per_conn}
+        out[analyzer] = row
+        print(f"{analyzer}: {row}", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--budget", type=int, default=30)
+    ap.add_argument("--studies", type=Path, default=Path("/tmp/cato-analyzer-studies"))
+    ap.add_argument("--no-costs", action="store_true", help="Skip the per-analyzer cost profiles.")
+    ap.add_argument("--output", type=Path, default=ROOT / "results" / "analyzer_features.json")
+    args = ap.parse_args()
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
+    results.update({"budget": args.budget, "deployment": "default", "objectives": list(OBJECTIVES)})
+    for task in args.tasks.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            t0 = time.perf_counter()
+            flow = run_variant(args.corpora, task, "flow", seed, args.budget, args.studies)
+            analyzers = run_variant(args.corpora, task, "analyzers", seed, args.budget, args.studies)
+            results.setdefault("tasks", {}).setdefault(task, {})[str(seed)] = {
+                **compare(flow, analyzers), "wall_s": time.perf_counter() - t0}
+            args.output.write_text(json.dumps(results, indent=1))
+            if not args.no_costs and "costs" not in results.setdefault("analyzer_costs", {}).get(task, {}):
+                results["analyzer_costs"][task] = {"costs": analyzer_costs(analyzers)}
+                args.output.write_text(json.dumps(results, indent=1))
+    print(json.dumps({t: {s: {k: v for k, v in r.items() if k in ("best_f1_gain", "best_cpu_ratio", "best_ttd_ratio",
+                                                                  "analyzers_front_dominates_flow_front")}
+                          for s, r in by_seed.items()} for t, by_seed in results.get("tasks", {}).items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
