@@ -5,7 +5,13 @@
     python benchmarks/parity.py --corpus ../shared/corpora/ndpi --label-column app \
         --out benchmarks/results/parity-ndpi.json
 
-One fixed configuration (``FEATURES`` at depth ``DEPTH``, ``MODEL``, seed 0) is compiled with cato's
+Analyzer features (#32), whose codes the package's vocabularies give, under the default deployment:
+
+    python benchmarks/parity.py --corpus ../shared/corpora/ndpi --label-column app --deployments default \
+        --features resp_port,orig_size_mean,service_code,tls_server_name_code,dns_query_code,http_host_code \
+        --out benchmarks/results/parity-ndpi-analyzers.json
+
+One fixed configuration (``FEATURES`` at depth ``DEPTH``, ``MODEL``, seed 0; ``--features`` for others) is compiled with cato's
 public API (``compile_config``) once per deployment, from a study of the corpus under that deployment,
 so that each package is trained on the vectors its deployment makes. Then, per deployment:
 
@@ -51,12 +57,12 @@ import pandas as pd
 from cato.cache import default_cache_dir
 from cato.corpus import load_corpus
 from cato.dataset import extract, load_dataset
-from cato.deploy.compile import compile_config
+from cato.deploy.compile import compile_config, package_vocabularies
 from cato.deploy.manifest import Manifest
 from cato.deploy.zeek_side import for_package
 from cato.deploy.replay import replay
 from cato.features import resolve
-from cato.model import ModelSpec, OnnxModel
+from cato.model import ModelSpec, OnnxModel, Vocabularies, learned_columns
 from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import find_zeek, read_zeek_log, zeek_version
@@ -205,7 +211,7 @@ def offline_vectors(package, every: Path, deployment: str, jobs: int) -> tuple[p
     t0 = time.perf_counter()
     manifest = package.manifest
     result = extract(load_corpus(every), resolve(",".join(manifest.features)), [manifest.depth], jobs=jobs,
-                     deployment=deployment)
+                     deployment=deployment, vocabularies=package_vocabularies(package.path))
     table = result.table
     table = table[table["proto"].isin(["tcp", "udp"])].reset_index(drop=True)
     model = OnnxModel.load(package.path / "model.onnx")
@@ -227,12 +233,13 @@ def _normal(df: pd.DataFrame) -> pd.DataFrame:
 # Comparison --------------------------------------------------------------------------------------------
 
 def join(online: pd.DataFrame, offline: pd.DataFrame,
-         features=FEATURES) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+         features=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One-to-one pairs on capture, protocol, 5-tuple and start time; then the rows of each side alone.
 
     Several connections can share a 5-tuple and a start time (in captures stamped to the millisecond,
     nDPI's agora-sd-rtn and ipsec_isakmp_esp, Zeek makes dozens of one-packet connections of one flow):
     those are paired in the order of their vectors, not at random."""
+    features = FEATURES if features is None else features
     on = _normal(online).reset_index(drop=True).rename_axis("i_on").reset_index()
     off = _normal(offline).reset_index(drop=True).rename_axis("i_off").reset_index()
     for df in (on, off):
@@ -414,6 +421,7 @@ def training_parity(online: pd.DataFrame, study: Study, package) -> dict:
                            deployment=settings.deployment)
     features = list(package.manifest.features)
     x = dataset.matrix(features, package.manifest.depth)
+    x = Vocabularies(learned_columns(features)).fit(x).transform(x)  # the codes compile learned
     train = dataset.ids.assign(**{f: x[:, k].astype("float64") for k, f in enumerate(features)})
     train = train[train["proto"].astype(str).isin(["tcp", "udp"])]
     pairs, only_on, only_off = join(online, train)
@@ -452,10 +460,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N captures (a trial run); 0: every one")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per replay")
     ap.add_argument("--work", type=Path, help="keep the packages, replays' logs and vectors here (default: a temp dir)")
+    ap.add_argument("--features", default=",".join(FEATURES),
+                    help="the configuration's features (analyzer features: with --deployments default)")
     ap.add_argument("--compare-only", action="store_true",
                     help="compare again what a run with --work kept there (its packages, online and offline "
                          "vectors), keeping the timings and failures of its --out file")
     args = ap.parse_args()
+    global FEATURES
+    FEATURES = tuple(f.name for f in resolve(args.features))
     deployments = [d for d in args.deployments.split(",") if d]
     corpus = args.corpus
     captures = captures_of(corpus)

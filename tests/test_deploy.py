@@ -19,7 +19,14 @@ from conftest import CORPORA, in_package
 from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.dataset import extract, load_dataset
-from cato.deploy.compile import VOCABULARIES_NAME, CompileError, compile_config, compile_package, pick_trial
+from cato.deploy.compile import (
+    VOCABULARIES_NAME,
+    CompileError,
+    compile_config,
+    compile_package,
+    package_vocabularies,
+    pick_trial,
+)
 from cato.deploy.manifest import Manifest, ManifestError, schema_hash
 from cato.deploy.replay import replay
 from cato.deploy.serve import ServeError, Worker
@@ -277,6 +284,13 @@ def test_analyzer_features_are_served_as_trained(study, mini_corpus, cache, monk
         source = feature.removesuffix("_code")
         codes = {w: i for i, w in enumerate(words, 1)}
         table[feature] = [float("nan") if pd.isna(v) else codes.get(v, 0) for v in table[source]]
+    # The package's own codes, from Zeek: the same.
+    as_packaged = extract(load_corpus(one), resolve(",".join(package.manifest.features)), [5], jobs=1,
+                          deployment="default", vocabularies=package_vocabularies(package.path)).table
+    key5 = ["ts", "orig_h", "orig_p", "resp_h", "resp_p"]
+    a, b = (t.sort_values(key5).reset_index(drop=True) for t in (table, as_packaged))
+    pd.testing.assert_frame_equal(a[list(vocabularies)], b[list(vocabularies)], check_dtype=False)
+    assert (b["dns_query_code"] > 0).any()
     model = OnnxModel.load(package.path / "model.onnx")
     table["predicted"] = [package.manifest.labels[i] for i in model.predict(model.matrix(table, package.manifest.features))]
     verdicts = read_zeek_log(tmp_path / "deployed" / "cato_verdict.log")

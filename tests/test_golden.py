@@ -30,7 +30,7 @@ GOLDEN = {
 }
 VOCABULARIES = {"analyzers.zeek": {
     "dns_query_code": [b"time.nist.gov", b'"] = 1 }; event zeek_init() { print "pwned"; } #', b"a\nb\x00\xff"],
-    "http_user_agent_code": [b"Wget/1.13 (linux-uclibc)", b"\\x41\\"],
+    "http_user_agent_code": [b"Wget/1.13 (linux-uclibc)", b"\\x41\\", b""],
 }}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -100,6 +100,7 @@ def extract(
     writer: TableWriter | None = None,
     executor: Executor | None = None,
     deployment: str = "bare",
+    vocabularies: Mapping[str, Sequence[bytes]] | None = None,
 ) -> Extraction:
     """Run the script of ``features`` at ``depths`` over ``corpus``: the feature table, rows ordered by
     capture, start time, uid and depth.
@@ -108,8 +109,11 @@ def extract(
     ``writer(batch, table)`` instead, and ``parts`` holds what it returned, in capture order: no process
     holds more than one batch (``cato.zeek.corpus_run.MAX_BATCH_BYTES`` of captures). ``executor``: where
     the batches run (``run_over_captures``; by default ``jobs`` processes here). ``deployment``: what Zeek
-    runs before cato's scripts, as the deployment will (``cato.zeek.DEPLOYMENTS``)."""
-    script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions)
+    runs before cato's scripts, as the deployment will (``cato.zeek.DEPLOYMENTS``). ``vocabularies``: the
+    codes a compiled package's script gives strings (``cato.deploy.compile.package_vocabularies``), so that
+    the table holds the vectors that package makes; without them every string codes 0."""
+    script = generate(features, depths, strategy, deadline, engine, input_positions=input_positions,
+                      vocabularies=vocabularies)
     # In name order: batches are runs of consecutive captures, so the batches' tables, each in order,
     # concatenate into one in order.
     captures = sorted(corpus.captures)

@@ -77,13 +77,18 @@ def _extracted(features: Sequence[str]) -> list:
 # the deepest depth (0 the most common; ties by the string): the ranks a model's vocabulary starts
 # from (``cato.model.encoding``), and what feature rankings see.
 
-def _intern(values: pd.Series, table: dict[str, int]) -> np.ndarray:
-    """``values`` (strings, missing as NA) as ids into ``table``, which grows by the new strings."""
-    out = np.full(len(values), MISSING_VALUE, dtype=np.float32)
-    present = values.notna().to_numpy()
-    for i, value in zip(np.flatnonzero(present), values[present].astype(str)):
-        out[i] = table.setdefault(value, len(table))
-    return out
+def _intern(values: pd.Series, strings: list[str], lookup: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """``values`` (strings, missing as NA) as positions in ``strings`` (``lookup`` indexes it); a string
+    not there yet is appended. Returns the positions and the lookup of the list as it now is."""
+    codes = lookup.get_indexer(values.astype(object))
+    new = (codes < 0) & values.notna().to_numpy()
+    if new.any():
+        strings += [v for v in pd.unique(values[new].astype(str)) if v not in lookup]
+        lookup = pd.Index(strings)
+        codes = lookup.get_indexer(values.astype(object))
+    out = codes.astype(np.float32)
+    out[codes < 0] = MISSING_VALUE
+    return out, lookup
 
 
 def _ranked(counts: dict[str, int]) -> list[str]:
@@ -212,11 +217,11 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
     tie = pd.Series(pd.util.hash_pandas_object(deepest.drop(columns="uid"), index=False).to_numpy(),
                     index=deepest["uid"].to_numpy())
     strings: dict[str, list[str]] = {}
-    tables: dict[str, dict[str, int]] = {}
+    lookups: dict[str, pd.Index] = {}
     for f, source in sources.items():
         counts = deepest[source].dropna().astype(str).value_counts().to_dict()
         strings[f] = _ranked(counts)
-        tables[f] = {v: i for i, v in enumerate(strings[f])}
+        lookups[f] = pd.Index(strings[f])
     with warnings.catch_warnings():  # a wide table built column by column; copying it costs more
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
         table = table.assign(_tie=table["uid"].map(tie))
@@ -235,7 +240,8 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
         d = int(depth) - 1
         for k, f in enumerate(features):
             if f in sources:
-                x[d, k] = _intern(rows[sources[f]], tables[f])
+                # (a value the deepest vector lacks, were there one, ranks last)
+                x[d, k], lookups[f] = _intern(rows[sources[f]], strings[f], lookups[f])
             else:
                 x[d, k] = rows[f].astype("float64").fillna(MISSING_VALUE).to_numpy(np.float32)
         if times is not None:
@@ -245,8 +251,6 @@ def _block_of(table: pd.DataFrame, features: list[str], max_depth: int) -> _Bloc
     for col in ("capture", "uid", "proto", "orig_h", "resp_h", "label", "group"):
         if col in ids.columns:
             ids[col] = ids[col].astype("string")
-    for f, table in tables.items():  # (a value the deepest vector lacks, were there one, ranks last)
-        strings[f] += list(table)[len(strings[f]):]
     return _Block(ids, x, times, strings)
 
 

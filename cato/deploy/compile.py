@@ -160,6 +160,15 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     return CompiledPackage(output, manifest, chosen)
 
 
+def package_vocabularies(package: Path) -> dict[str, list[bytes]]:
+    """The vocabularies a compiled package's script codes strings with, as the bytes Zeek sees: for
+    ``cato.dataset.extract(..., vocabularies=)`` to make the vectors that package makes."""
+    path = Path(package) / VOCABULARIES_NAME
+    if not path.exists():
+        return {}
+    return {f: [log_string_bytes(w) for w in words] for f, words in json.loads(path.read_text()).items()}
+
+
 def compile_config(study: Study, config: Config, output: Path, **options) -> CompiledPackage:
     """The package of ``config``, a point of the study's space whether the study measured it or not (a
     benchmark's fixed configuration, say): trained as :func:`compile_package` trains, its manifest

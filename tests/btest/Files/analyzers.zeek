@@ -626,8 +626,8 @@ const vocabulary_tls_client_ciphers_code: table[string] of count = table() &rede
 const vocabulary_http_method_code: table[string] of count = table() &redef;
 # http_host_code: 0 value(s) learned in training; any other codes 0.
 const vocabulary_http_host_code: table[string] of count = table() &redef;
-# http_user_agent_code: 2 value(s) learned in training; any other codes 0.
-const vocabulary_http_user_agent_code: table[string] of count = { ["\x57\x67\x65\x74\x2f\x31\x2e\x31\x33\x20\x28\x6c\x69\x6e\x75\x78\x2d\x75\x63\x6c\x69\x62\x63\x29"] = 1, ["\x5c\x78\x34\x31\x5c"] = 2 } &redef;
+# http_user_agent_code: 3 value(s) learned in training; any other codes 0.
+const vocabulary_http_user_agent_code: table[string] of count = { ["\x57\x67\x65\x74\x2f\x31\x2e\x31\x33\x20\x28\x6c\x69\x6e\x75\x78\x2d\x75\x63\x6c\x69\x62\x63\x29"] = 1, ["\x5c\x78\x34\x31\x5c"] = 2, [""] = 3 } &redef;
 # dhcp_host_name_code: 0 value(s) learned in training; any other codes 0.
 const vocabulary_dhcp_host_name_code: table[string] of count = table() &redef;
 # dhcp_vendor_class_code: 0 value(s) learned in training; any other codes 0.

@@ -165,13 +165,16 @@ HOSTILE_NAMES = [b"time.nist.gov", b'"] = 1 }; event zeek_init() { print "pwned"
 
 def hostile_packets(t0):
     """hostile.pcap: DNS queries for the names above (one over-long), and HTTP requests whose headers
-    hold a backslash escape, bytes that are not UTF-8 and a 1,000-byte User-Agent."""
+    hold a backslash escape, bytes that are not UTF-8, a 1,000-byte User-Agent, an empty one and no
+    Host at all."""
     out = []
     for i, name in enumerate(HOSTILE_NAMES):
         out.append((t0 + 0.1 * i, udp_frame("10.0.0.2", "10.0.0.1", 53100 + i, 53, dns_query_for(0x4000 + i, name))))
-    for i, (host, agent) in enumerate(((b"x", b"\\x41\\"), (b"h\xff\xfe", b"A" * 1000))):
+    # The third has no Host header (absent) and an empty User-Agent.
+    for i, (host, agent) in enumerate(((b"x", b"\\x41\\"), (b"h\xff\xfe", b"A" * 1000), (None, b""))):
         conv = tcp_conversation(t0 + 1 + i, "10.0.0.2", "93.184.216.34", 42000 + i, rounds=1)
-        request = b"GET / HTTP/1.1\r\nHost: " + host + b"\r\nUser-Agent: " + agent + b"\r\n\r\n"
+        request = (b"GET / HTTP/1.1\r\n" + (b"Host: " + host + b"\r\n" if host is not None else b"")
+                   + b"User-Agent: " + agent + b"\r\n\r\n")
         ts, frame = conv[3]
         conv[3] = (ts, tcp_frame("10.0.0.2", "93.184.216.34", 42000 + i, 80, P | A, 1001, 5001, request, win=502))
         # The rest of the client's sequence numbers follow the longer request.
