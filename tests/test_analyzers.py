@@ -3,7 +3,6 @@ that every way cato computes them agrees (strategies, depths, a dataset's batche
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
