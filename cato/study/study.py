@@ -245,9 +245,11 @@ class Study:
         stored = self.storage.get("importance")
         if stored is not None:
             return stored
-        # The native engine computes no analyzer feature: its studies leave them out.
-        features = [f for f in dataset.features
-                    if self.settings.engine != "native" or FEATURES_BY_NAME[f].analyzer_field is None]
+        # A study restricted to some features ranks (and takes its baselines from) those only; the
+        # native engine computes no analyzer feature: its studies leave them out.
+        allowed = set(self.settings.features or dataset.features)
+        features = [f for f in dataset.features if f in allowed
+                    and (self.settings.engine != "native" or FEATURES_BY_NAME[f].analyzer_field is None)]
         x = dataset.matrix(features, dataset.max_depth)
         progress("mutual information")
         mi = mutual_information(x, dataset.y, self.settings.seed)
