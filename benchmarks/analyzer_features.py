@@ -81,6 +81,11 @@ def compare(flow: Study, analyzers: Study) -> dict:
     out["best_f1_gain"] = a["f1"] - f["f1"]
     out["best_cpu_ratio"] = a["cpu_us"] / f["cpu_us"]
     out["best_ttd_ratio"] = (a["ttd_ms"] / f["ttd_ms"]) if a["ttd_ms"] and f["ttd_ms"] else None
+    # The issue's time-to-decision condition: the analyzers' best F1 that decides no later than the flow
+    # study's best point does.
+    in_time = [point(t) for t in analyzers.trials() if t.values
+               and (t.details.get("time_to_decision_ms", {}).get("mean") or 0) <= (f["ttd_ms"] or 0) * 1.0001]
+    out["analyzers_best_within_flow_ttd"] = max(in_time, key=lambda p: p["f1"]) if in_time else None
     out["analyzers_front_dominates_flow_front"] = dominates_front(
         [point(t) for t in analyzers.trials() if t.values], out["flow"]["front"], F1_TOLERANCE)
     return out

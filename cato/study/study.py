@@ -250,6 +250,12 @@ class Study:
         allowed = set(self.settings.features or dataset.features)
         features = [f for f in dataset.features if f in allowed
                     and (self.settings.engine != "native" or FEATURES_BY_NAME[f].analyzer_field is None)]
+        if not features:
+            analyzed = sorted(f for f in allowed if FEATURES_BY_NAME[f].analyzer_field is not None)
+            raise StudyError("none of the study's features can be searched here" + (
+                f": {', '.join(analyzed[:5])} come from Zeek's analyzers, which the {self.settings.deployment} "
+                f"deployment does not run or the {self.settings.engine} engine does not compute "
+                "(use --deployment default and the script engine)" if analyzed else ""))
         x = dataset.matrix(features, dataset.max_depth)
         progress("mutual information")
         mi = mutual_information(x, dataset.y, self.settings.seed)
