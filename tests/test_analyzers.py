@@ -118,3 +118,14 @@ def test_a_dataset_stores_each_string_as_its_corpus_rank_across_batches(tmp_path
         ranked = [counts.get(s, 0) for s in strings]
         assert ranked == sorted(ranked, reverse=True) and ranked[-1] > 0, (feature, "ranked by count")
     assert dataset.strings("service_code")[0] in {"dns", "http", "ssl", "dhcp", "ntp"}
+
+
+@pytest.mark.zeek
+@pytest.mark.corpora
+def test_a_bare_study_of_analyzer_features_says_why_it_cannot_search_them(mini_corpus, cache, tmp_path):
+    from cato.study import Study, StudyError, StudySettings
+    dataset = load_dataset(load_corpus(mini_corpus), 5, cache)  # bare
+    study = Study.open(tmp_path / "s", StudySettings(str(mini_corpus), max_depth=5, deployment="bare",
+                                                     features=("dns_query_code", "service_code")))
+    with pytest.raises(StudyError, match="Zeek's analyzers.*bare deployment.*--deployment default"):
+        study.importance(dataset, lambda _m: None)
