@@ -451,6 +451,7 @@ def training_parity(online: pd.DataFrame, study: Study, package) -> dict:
 
 
 def main() -> None:
+    global FEATURES  # --features sets the configuration every step compares
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--label-column", default="label")
@@ -466,7 +467,6 @@ def main() -> None:
                     help="compare again what a run with --work kept there (its packages, online and offline "
                          "vectors), keeping the timings and failures of its --out file")
     args = ap.parse_args()
-    global FEATURES
     FEATURES = tuple(f.name for f in resolve(args.features))
     deployments = [d for d in args.deployments.split(",") if d]
     corpus = args.corpus
