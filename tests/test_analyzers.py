@@ -118,6 +118,8 @@ def test_a_dataset_stores_each_string_as_its_corpus_rank_across_batches(tmp_path
         ranked = [counts.get(s, 0) for s in strings]
         assert ranked == sorted(ranked, reverse=True) and ranked[-1] > 0, (feature, "ranked by count")
     assert dataset.strings("service_code")[0] in {"dns", "http", "ssl", "dhcp", "ntp"}
+    assert dataset.strings("ssh_client_version_code") == [], "no SSH here: a vocabulary of nothing"
+    assert (dataset.matrix(["ssh_client_version_code"], 6) == MISSING_VALUE).all()
 
 
 @pytest.mark.zeek

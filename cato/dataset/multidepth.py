@@ -325,7 +325,7 @@ def _assemble(parts: list[Part], root: Path, features: list[str], max_depth: int
     timed = all((p.path / "after.npy").exists() for p in parts)
     # Learned features' strings, ranked over the corpus; each part's ids are mapped onto them.
     part_strings = [json.loads((p.path / "strings.json").read_text()) for p in parts]
-    totals: dict[str, dict[str, int]] = {}
+    totals: dict[str, dict[str, int]] = {f: {} for f in features if FEATURES_BY_NAME[f].learned}
     for ps in part_strings:
         for f, pairs in ps.items():
             for value, count in pairs:
@@ -425,9 +425,9 @@ class Dataset:
     def strings(self, feature: str) -> list[str]:
         """The strings a learned feature's values (ids: 0 the most common over the corpus, -1 missing)
         stand for, as Zeek's logs write them."""
-        if feature not in self._strings:
+        if feature not in self.features or not FEATURES_BY_NAME[feature].learned:
             raise DatasetError(f"{feature} is not a learned feature of this dataset")
-        return self._strings[feature]
+        return self._strings.get(feature, [])  # (none: no connection had one)
 
     @property
     def corpus_connections(self) -> int:
