@@ -8,6 +8,7 @@ order.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -178,7 +179,9 @@ def label_vectors(vectors: pd.DataFrame, corpus: Corpus) -> pd.DataFrame:
         keys = [flow_key(str(p), str(a), int(ap), str(b), int(bp))
                 for p, a, ap, b, bp in zip(vectors["proto"], vectors["orig_h"], vectors["orig_p"],
                                            vectors["resp_h"], vectors["resp_p"])]
-        vectors = vectors.assign(_key=keys)
+        with warnings.catch_warnings():  # a wide table built column by column; copying it costs more
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            vectors = vectors.assign(_key=keys)
         merged = vectors.merge(labels[["pcap", "key", "label", "group"]],
                                left_on=["capture", "_key"], right_on=["pcap", "key"], how="inner")
         merged = merged.drop(columns=["_key", "key", "pcap"])
