@@ -91,6 +91,20 @@ def compare(flow: Study, analyzers: Study) -> dict:
     return out
 
 
+def coverage(study: Study) -> dict:
+    """Per string an analyzer feature encodes: the share of labelled connections whose vector has it at
+    depths 1, 3, 10 and 50, and how many distinct values the corpus has."""
+    dataset = load_dataset(study.settings.load_corpus(), study.settings.max_depth, default_cache_dir(),
+                           deployment="default")
+    out = {"connections": dataset.connections, "classes": len(dataset.classes)}
+    for f in dataset.features:
+        if FEATURES_BY_NAME[f].learned:
+            out[FEATURES_BY_NAME[f].computation.source] = {
+                **{str(d): round(float((dataset.matrix([f], d) >= 0).mean()), 3) for d in (1, 3, 10, 50)},
+                "distinct": len(dataset.strings(f))}
+    return out
+
+
 def analyzer_costs(study: Study) -> dict:
     """Marginal CPU per connection of each analyzer's features alone at depth 10, over default and bare."""
     corpus = study.profile_corpus(study.settings.load_corpus())
@@ -133,6 +147,7 @@ def main() -> None:
             analyzers = run_variant(args.corpora, task, "analyzers", seed, args.budget, args.studies)
             results.setdefault("tasks", {}).setdefault(task, {})[str(seed)] = {
                 **compare(flow, analyzers), "wall_s": time.perf_counter() - t0}
+            results.setdefault("coverage", {})[task] = coverage(analyzers)
             args.output.write_text(json.dumps(results, indent=1))
             if not args.no_costs and "reference (orig_pkts alone)" not in results.setdefault(
                     "analyzer_costs", {}).get(task, {}).get("costs", {}):
