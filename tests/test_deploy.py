@@ -265,6 +265,7 @@ def test_analyzer_features_are_served_as_trained(study, mini_corpus, cache, monk
     assert package.manifest.extra["vocabularies"]["dns_query_code"] == len(vocabularies["dns_query_code"])
     script = (package.path / "scripts" / "features.zeek").read_text()
     assert "const vocabulary_dns_query_code: table[string] of count = { [" in script
+    assert "dns_query: string &log" not in script, "its vectors carry numbers only, never the strings"
 
     labels = pd.read_csv(mini_corpus / "labels.csv")
     capture = mini_corpus / labels["pcap"].iloc[0]

@@ -73,7 +73,7 @@ event zeek_init()
 # Publish once a client has subscribed: it then cannot miss the event.
 event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
 	{
-	local r = Rec($c=3, $i=-4, $d=2.25, $s="h\\xc3\\xa9 \\"q\\"\\n", $a4=1.2.3.4, $a6=[2001:db8::1],
+	local r = Rec($c=3, $i=-4, $d=2.25, $s="h\\xc3\\xa9 \\"q\\"\\n\\x01\\x1f", $a4=1.2.3.4, $a6=[2001:db8::1],
 	              $p=80/tcp, $t=double_to_time(1700000000.5), $iv=1.5sec, $neg=-2.5msec, $proto=udp,
 	              $k=B, $b=T, $v=vector(1, 2, 3), $sn=10.0.0.0/8, $st=set("x"), $tb=table(["k"] = 7),
 	              $id=[$orig_h=10.0.0.1, $orig_p=1234/tcp, $resp_h=[2001:db8::2], $resp_p=443/tcp]);
@@ -92,7 +92,7 @@ event Test::pong(uid: string, n: count, score: double, ts: time, iv: interval,
 
 EXPECTED_PING = [
     [
-        3, -4, 2.25, 'hé "q"\n', "1.2.3.4", "2001:db8::1", "80/tcp", 1700000000.5,
+        3, -4, 2.25, 'hé "q"\n\x01\x1f', "1.2.3.4", "2001:db8::1", "80/tcp", 1700000000.5,
         1.5, -0.0025, "udp", "Test::B", True, [1, 2, 3], "10.0.0.0/8", ["x"], {"k": 7},
         # conn_id in Zeek 8: orig_h, orig_p, resp_h, resp_p, proto (&default=65535), ctx (empty record)
         ["10.0.0.1", "1234/tcp", "2001:db8::2", "443/tcp", 65535, []],

@@ -348,8 +348,8 @@ def _analyzer_sources(features: Sequence[Feature]) -> list[Feature]:
     return [f for f in FEATURES_BY_NAME.values() if f.name in names]
 
 
-def _analyzer_part(features: Sequence[Feature], new_state: str,
-                   vocabularies: dict[str, Sequence[bytes]]) -> tuple[list[str], list[str], list[str]]:
+def _analyzer_part(features: Sequence[Feature], new_state: str, vocabularies: dict[str, Sequence[bytes]],
+                   raw_strings: bool = True) -> tuple[list[str], list[str], list[str]]:
     """(State fields, Info columns of the raw strings not selected, Zeek code) of the analyzer features.
 
     Each value is dated by ConnSize's packet count when it came, the one being processed included: a
@@ -371,7 +371,7 @@ def _analyzer_part(features: Sequence[Feature], new_state: str,
             state.append(f"{src.name}_len: count &optional;")
     extra = []
     for src in sources:
-        if src.name not in selected:
+        if raw_strings and src.name not in selected:
             extra += [f"\t\t## {src.description} (the string the selected features encode).",
                       f"\t\t{src.name}: string &log &optional;"]
     code: list[str] = []
@@ -415,8 +415,9 @@ def _analyzer_part(features: Sequence[Feature], new_state: str,
     code += ["hook fill_vector(c: connection, info: Info)", "\t{", "\tif ( ! c?$cato )", "\t\treturn;",
              "\tlocal s = c$cato;", "\tlocal ended = info$decided_by == END;"]
     for src in sources:
-        code += [f"\tif ( s?${src.name} && (ended || s${src.name}_at < info$pkts_seen) )", "\t\t{",
-                 f"\t\tinfo${src.name} = s${src.name};"]
+        code += [f"\tif ( s?${src.name} && (ended || s${src.name}_at < info$pkts_seen) )", "\t\t{"]
+        if raw_strings or src.name in selected:
+            code.append(f"\t\tinfo${src.name} = s${src.name};")
         for f in features:
             comp = f.computation
             if isinstance(comp, Encoded) and comp.source == src.name:
@@ -554,7 +555,7 @@ def _module_preamble(features: Sequence[Feature], depths: tuple[int, ...], deadl
 def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy: str = "auto",
              deadline: float | None = None, engine: str = "script", *,
              input_positions: bool = False, module: str = MODULE,
-             vocabularies: Mapping[str, Sequence[bytes]] | None = None) -> GeneratedScript:
+             vocabularies: Mapping[str, Sequence[bytes]] | None = None, raw_strings: bool = True) -> GeneratedScript:
     """Generate the Zeek script for ``features`` emitting a vector at each of ``depths``, and at the
     latest ``deadline`` seconds after a connection's first packet, computed by ``engine``. With
     ``input_positions`` each vector also logs ``packet_index``, the position in Zeek's input of the
@@ -562,7 +563,9 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     the script engine only). ``module``: the Zeek module the script is in, ``Cato`` or a compiled
     package's own (its static part moved there too: see :func:`cato.codegen.static.in_module`).
     ``vocabularies``: per vocabulary-coded feature (``*_code``), its values in code order (1, 2, ...),
-    as the bytes Zeek sees; a feature without one codes every value 0 (profiling, extraction)."""
+    as the bytes Zeek sees; a feature without one codes every value 0 (profiling, extraction).
+    ``raw_strings``: each vector also carries the strings its codes and lengths were made from (a
+    feature table shows what the model saw); a compiled package's vectors carry numbers only."""
     if not features:
         raise GeneratorError("no features selected")
     if deadline is not None and not deadline > 0:
@@ -590,7 +593,8 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
     per_packet_script = strategy in ("new_packet", "thresholds")
     has_conn_features = any(isinstance(f.computation, ConnExpr) for f in features)
     new_state = "State($a=Dir(), $b=Dir())" if plan.per_direction else "State()"
-    analyzer_state, analyzer_columns, analyzer_code = _analyzer_part(features, new_state, dict(vocabularies or {}))
+    analyzer_state, analyzer_columns, analyzer_code = _analyzer_part(features, new_state, dict(vocabularies or {}),
+                                                                     raw_strings)
 
     out: list[str] = [
         *_header(features, depths_t, strategy, deadline),

@@ -122,8 +122,10 @@ def compile_package(study: Study, chosen: Trial, output: Path, *, alert_labels: 
     x = vocab.transform(x)
     words = {features[j]: vocab.words(j, dataset.strings(features[j])) for j in vocab.columns}
     model = fit(x, dataset.y, config.model, settings.seed)
+    # Its vectors carry numbers only: the strings stay in Zeek (and a hostile one never reaches a worker).
     script = generate(selected, (config.depth,), "auto", deadline, engine, module=module,
-                      vocabularies={f: [log_string_bytes(w) for w in ws] for f, ws in words.items()})
+                      vocabularies={f: [log_string_bytes(w) for w in ws] for f, ws in words.items()},
+                      raw_strings=False)
     onnx_bytes = to_onnx(model, features, dataset.classes)
     manifest = Manifest(features=features, depth=config.depth, labels=list(dataset.classes),
                         model=config.model.to_dict(), alert_labels=sorted(set(alert_labels)), trial=chosen.number,

@@ -356,6 +356,15 @@ def parse_message(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTE
         msg = _orjson.loads(raw) if _orjson is not None else json.loads(raw, parse_constant=_reject_constant)
     except TransportError:
         raise
+    except ValueError as e:
+        # Zeek writes a string's control bytes into its JSON unescaped (a site's own string columns can
+        # hold any): read them as they are rather than drop the batch.
+        if "control character" not in str(e):
+            _fail(f"message is not JSON: {e}")
+        try:
+            msg = json.loads(raw, strict=False, parse_constant=_reject_constant)
+        except ValueError as again:
+            _fail(f"message is not JSON: {again}")
     except RecursionError:
         _fail("message nests too deeply to parse")
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int too long
