@@ -75,6 +75,7 @@ def compare(flow: Study, analyzers: Study) -> dict:
         best = max(front, key=lambda t: t.values["f1"])
         out[name] = {"front": [point(t) for t in sorted(front, key=lambda t: t.values["cpu"])],
                      "best": point(best), "trials": len(study.trials()),
+                     "search_trials": len(study.trials("search")),
                      "study_s": round(sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0)
                                           for t in study.trials()), 1),
                      "hypervolume": hypervolume([t.values for t in front], OBJECTIVES, ref)}
