@@ -26,6 +26,7 @@ from cato.cache import default_cache_dir
 from cato.codegen import generate
 from cato.dataset import load_dataset
 from cato.features import CATALOG, FEATURES_BY_NAME, resolve
+from cato.model import ModelSpec, cross_val_f1, grouped_folds, learned_columns
 from cato.search.objectives import F1_TOLERANCE
 from cato.search.pareto import hypervolume, reference
 from cato.study import Study, StudySettings, run_study
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent
 TASKS = {"iot-label": ("iot-sentinel", "label", 1), "ndpi-app": ("ndpi", "app", 20)}
 VARIANTS = {"flow": "all,-needs:analyzer", "analyzers": "all"}
 OBJECTIVES = ("f1", "cpu")
+FIXED_MODEL = ModelSpec("rf", 50, 16)
 
 
 def run_variant(corpora: Path, task: str, variant: str, seed: int, budget: int, studies: Path) -> Study:
@@ -107,6 +109,26 @@ def coverage(study: Study) -> dict:
     return out
 
 
+def fixed_f1(study: Study) -> dict:
+    """Macro-F1 of fixed selections (a 50-tree forest, the study's folds and sample): the flow statistics,
+    the analyzer features alone and both, at depths 10 and 50. What the features can give, apart from
+    the search's path."""
+    corpus = study.settings.load_corpus()
+    dataset = study.cv_dataset(load_dataset(corpus, study.settings.max_depth, default_cache_dir(),
+                                            deployment="default"))
+    folds = grouped_folds(dataset.y, dataset.groups, study.settings.folds, study.settings.seed)
+    analyzed = [f for f in dataset.features if FEATURES_BY_NAME[f].analyzer_field is not None]
+    selections = {"flow": [f for f in dataset.features if f not in analyzed], "analyzers": analyzed,
+                  "both": dataset.features}
+    out = {}
+    for name, features in selections.items():
+        for depth in (10, 50):
+            scores = cross_val_f1(dataset.matrix(features, depth), dataset.y, folds, FIXED_MODEL,
+                                  study.settings.seed, 1, learned_columns(features))
+            out[f"{name}@{depth}"] = {"features": len(features), "f1": scores["f1"]}
+    return out
+
+
 def analyzer_costs(study: Study) -> dict:
     """Marginal CPU per connection of each analyzer's features alone at depth 10, over default and bare."""
     corpus = study.profile_corpus(study.settings.load_corpus())
@@ -149,6 +171,7 @@ def main() -> None:
             results.setdefault("tasks", {}).setdefault(task, {})[str(seed)] = {
                 **compare(flow, analyzers)}
             results.setdefault("coverage", {})[task] = coverage(analyzers)
+            results.setdefault("fixed_f1", {})[task] = fixed_f1(analyzers)
             args.output.write_text(json.dumps(results, indent=1))
             if not args.no_costs and "reference (orig_pkts alone)" not in results.setdefault(
                     "analyzer_costs", {}).get(task, {}).get("costs", {}):
