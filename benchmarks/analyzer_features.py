@@ -152,6 +152,56 @@ def analyzer_costs(study: Study) -> dict:
     return out
 
 
+def tables(results: dict) -> str:
+    """The RESULTS.md tables of a results file (``--table``)."""
+    rows = ["| task (seed, budget) | study | best macro-F1 (point) | its CPU µs/conn | its mean time-to-decision | "
+            "front hypervolume | analyzers' front ≥ flow front |", "|---|---|---|---|---|---|---|"]
+    for task, by_seed in results.get("tasks", {}).items():
+        for seed, r in by_seed.items():
+            for name in ("flow", "analyzers"):
+                b = r[name]["best"]
+                used = f", {len(b['analyzer_features'])} from analyzers" if b["analyzer_features"] else ""
+                rows.append(f"| {task} ({seed}, {r[name].get('search_trials', '?')}) | {name} | {b['f1']:.3f} "
+                            f"({b['name']}: {b['features']} features{used} @{b['depth']}, {b['model']}) | "
+                            f"{b['cpu_us']:.0f} | {b['ttd_ms'] / 1000:.2f} s | {r[name]['hypervolume']:.4f} | "
+                            + ("" if name == "flow" else
+                               ("yes" if r["analyzers_front_dominates_flow_front"] else "no")) + " |")
+    out = ["\n".join(rows)]
+    fixed = results.get("fixed_f1", {})
+    if fixed:
+        names = list(next(iter(fixed.values())))
+        out.append("\n".join(["| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)] + [
+            f"| {task} | " + " | ".join(f"{v['f1']:.3f}" for v in row.values()) + " |" for task, row in fixed.items()]))
+    costs = results.get("analyzer_costs", {})
+    if costs:
+        tasks = list(costs)
+        head = "| features of | " + " | ".join(f"{t}: over default | {t}: over bare" for t in tasks) + " |"
+        rows = [head, "|---|" + "---|---|" * len(tasks)]
+        for analyzer in next(iter(costs.values()))["costs"]:
+            cells = []
+            for t in tasks:
+                r = costs[t]["costs"][analyzer]
+                cells += [f"{r['default']['marginal_cpu_us_per_conn']:.0f}", f"{r['bare']['marginal_cpu_us_per_conn']:.0f}"]
+            label = "service (any analyzer: Zeek's default scripts)" if analyzer == "any" else analyzer
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        rows.append("| the deployment itself (µs/conn) | " + " | ".join(
+            f"{costs[t]['costs']['DNS']['default']['baseline_cpu_us_per_conn']:.0f} | "
+            f"{costs[t]['costs']['DNS']['bare']['baseline_cpu_us_per_conn']:.0f}" for t in tasks) + " |")
+        out.append("\n".join(rows))
+    cov = results.get("coverage", {})
+    if cov:
+        strings = [k for k in next(iter(cov.values())) if isinstance(next(iter(cov.values()))[k], dict)]
+        rows = ["| string | " + " | ".join(f"{t}: at 1 / 3 / 10 / 50 packets (distinct)" for t in cov) + " |",
+                "|---|" + "---|" * len(cov)]
+        for sname in strings:
+            rows.append(f"| {sname} | " + " | ".join(
+                "{0:.0%} / {1:.0%} / {2:.0%} / {3:.0%} ({4})".format(*(c[sname][k] for k in ("1", "3", "10", "50")),
+                                                                     c[sname]["distinct"])
+                for c in cov.values()) + " |")
+        out.append("\n".join(rows))
+    return "\n\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
@@ -161,7 +211,11 @@ def main() -> None:
     ap.add_argument("--studies", type=Path, default=Path("/tmp/cato-analyzer-studies"))
     ap.add_argument("--no-costs", action="store_true", help="Skip the per-analyzer cost profiles.")
     ap.add_argument("--output", type=Path, default=ROOT / "results" / "analyzer_features.json")
+    ap.add_argument("--table", action="store_true", help="Print the RESULTS.md tables of --output and stop.")
     args = ap.parse_args()
+    if args.table:
+        print(tables(json.loads(args.output.read_text())))
+        return
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results.update({"budget": args.budget, "deployment": "default", "objectives": list(OBJECTIVES)})
     for task in args.tasks.split(","):
