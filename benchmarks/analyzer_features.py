@@ -194,6 +194,8 @@ def tables(results: dict) -> str:
         rows = ["| string | " + " | ".join(f"{t}: at 1 / 3 / 10 / 50 packets (distinct)" for t in cov) + " |",
                 "|---|" + "---|" * len(cov)]
         for sname in strings:
+            if not any(c[sname]["50"] > 0 for c in cov.values()):
+                continue  # no connection has it (SSH on these corpora)
             rows.append(f"| {sname} | " + " | ".join(
                 "{0:.0%} / {1:.0%} / {2:.0%} / {3:.0%} ({4})".format(*(c[sname][k] for k in ("1", "3", "10", "50")),
                                                                      c[sname]["distinct"])
