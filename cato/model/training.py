@@ -45,15 +45,13 @@ def cross_val_f1(x: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray,
     training rows (``cato.model.encoding``)."""
     runs = model_seeds if spec.family in SEEDED_FAMILIES else 1
     scores, per_fold = [], np.zeros(len(folds))
-    encoded = []
-    for train, test in folds:
-        vocab = Vocabularies(learned).fit(x[train])
-        encoded.append((vocab.transform(x[train]), vocab.transform(x[test])))
+    # One vocabulary per fold (small); the coded rows are made per fit, as the plain ones always were.
+    vocabularies = [Vocabularies(learned).fit(x[train]) for train, _ in folds]
     for s in range(seed, seed + runs):
         pred = np.empty_like(y)
         for i, (train, test) in enumerate(folds):
             model = spec.build(s)
-            x_train, x_test = encoded[i]
+            x_train, x_test = vocabularies[i].transform(x[train]), vocabularies[i].transform(x[test])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(x_train, y[train])
