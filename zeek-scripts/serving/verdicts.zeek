@@ -240,10 +240,16 @@ event zeek_init()
 		schedule missing_report_interval { report_unanswered() };
 	}
 
+# Set once the exit count is made: a verdict after it was counted SHUTDOWN already, and the
+# cluster's logger and manager may be gone (publishing to them then fails in the backend).
+global exit_counted = F;
+
 # After main.zeek's zeek_done has published the last vectors: whatever still waits is lost.
 event zeek_done() &priority=-10
 	{
 	count_unanswered(SHUTDOWN, |published|);
+	published = table();
+	exit_counted = T;
 	# A standalone Zeek reading a trace, with no listener, serves no one: its vectors at exit are no news.
 	local served_someone = Cato::listening || Cluster::is_enabled();
 	if ( served_someone && (vectors_published > 0 || unanswered_total() > 0 || refused_verdicts > 0) )
@@ -304,6 +310,12 @@ function schema_matches(model_schema: string, n: count): bool
 
 function take_verdict(uid: string, id: conn_id, label: string, score: double)
 	{
+	if ( exit_counted )
+		{  # neither logged nor alerted: see exit_counted
+		++late_verdicts;
+		Telemetry::counter_inc(late_counter);
+		return;
+		}
 	local rec = Cato::Verdict($ts=network_time(), $uid=uid, $id=id, $label=label, $score=score, $model=model_name);
 	if ( uid in published )
 		{
