@@ -22,15 +22,18 @@ import json
 import sys
 from pathlib import Path
 
-from cato.cache import default_cache_dir
-from cato.codegen import generate
-from cato.dataset import load_dataset
-from cato.features import CATALOG, FEATURES_BY_NAME, resolve
-from cato.model import ModelSpec, cross_val_f1, grouped_folds, learned_columns
-from cato.search.objectives import F1_TOLERANCE
-from cato.search.pareto import hypervolume, reference
-from cato.study import Study, StudySettings, run_study
-from cato.zeek.profiling import profile
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
+
+from cato.cache import default_cache_dir  # noqa: E402
+from cato.codegen import generate  # noqa: E402
+from cato.dataset import load_dataset  # noqa: E402
+from cato.features import CATALOG, FEATURES_BY_NAME, resolve  # noqa: E402
+from cato.model import ModelSpec, cross_val_f1, grouped_folds, learned_columns  # noqa: E402
+from cato.search.objectives import F1_TOLERANCE  # noqa: E402
+from cato.search.pareto import hypervolume, reference  # noqa: E402
+from cato.study import Study, StudySettings, run_study  # noqa: E402
+from cato.zeek.profiling import profile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 TASKS = {"iot-label": ("iot-sentinel", "label", 1), "ndpi-app": ("ndpi", "app", 20)}
@@ -152,8 +155,8 @@ def analyzer_costs(study: Study) -> dict:
     return out
 
 
-def tables(results: dict) -> str:
-    """The RESULTS.md tables of a results file (``--table``)."""
+def tables(results: dict) -> dict[str, str]:
+    """The tables of a results file, by name: RESULTS.md's (``fronts``, ``fixed``, ``costs``) and ``coverage``."""
     rows = ["| task (seed, budget) | study | best macro-F1 (point) | its CPU µs/conn | its mean time-to-decision | "
             "front hypervolume | analyzers' front ≥ flow front |", "|---|---|---|---|---|---|---|"]
     for task, by_seed in results.get("tasks", {}).items():
@@ -166,11 +169,11 @@ def tables(results: dict) -> str:
                             f"{b['cpu_us']:.0f} | {b['ttd_ms'] / 1000:.2f} s | {r[name]['hypervolume']:.4f} | "
                             + ("" if name == "flow" else
                                ("yes" if r["analyzers_front_dominates_flow_front"] else "no")) + " |")
-    out = ["\n".join(rows)]
+    out = {"fronts": "\n".join(rows)}
     fixed = results.get("fixed_f1", {})
     if fixed:
         names = list(next(iter(fixed.values())))
-        out.append("\n".join(["| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)] + [
+        out["fixed"] = ("\n".join(["| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)] + [
             f"| {task} | " + " | ".join(f"{v['f1']:.3f}" for v in row.values()) + " |" for task, row in fixed.items()]))
     costs = results.get("analyzer_costs", {})
     if costs:
@@ -187,7 +190,7 @@ def tables(results: dict) -> str:
         rows.append("| the deployment itself (µs/conn) | " + " | ".join(
             f"{costs[t]['costs']['DNS']['default']['baseline_cpu_us_per_conn']:.0f} | "
             f"{costs[t]['costs']['DNS']['bare']['baseline_cpu_us_per_conn']:.0f}" for t in tasks) + " |")
-        out.append("\n".join(rows))
+        out["costs"] = "\n".join(rows)
     cov = results.get("coverage", {})
     if cov:
         strings = [k for k in next(iter(cov.values())) if isinstance(next(iter(cov.values()))[k], dict)]
@@ -200,8 +203,17 @@ def tables(results: dict) -> str:
                 "{0:.0%} / {1:.0%} / {2:.0%} / {3:.0%} ({4})".format(*(c[sname][k] for k in ("1", "3", "10", "50")),
                                                                      c[sname]["distinct"])
                 for c in cov.values()) + " |")
-        out.append("\n".join(rows))
-    return "\n\n".join(out)
+        out["coverage"] = "\n".join(rows)
+    return out
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """RESULTS.md's tables of the analyzer features (coverage lives in HISTORY.md), from ``analyzer_features.json``."""
+    source = f"Measured {provenance.measured('analyzer_features.json', results=results)}."
+    made = tables(provenance.load("analyzer_features.json", results))
+    return {"analyzers-fronts": f"{source}\n\n{made['fronts']}", "analyzers-fixed": made["fixed"],
+            "analyzers-costs": made["costs"]}
+
 
 
 def main() -> None:
@@ -216,7 +228,7 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="Print the RESULTS.md tables of --output and stop.")
     args = ap.parse_args()
     if args.table:
-        print(tables(json.loads(args.output.read_text())))
+        print("\n\n".join(tables(json.loads(args.output.read_text())).values()))
         return
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
     results.update({"budget": args.budget, "deployment": "default", "objectives": list(OBJECTIVES)})
@@ -228,6 +240,7 @@ def main() -> None:
                 **compare(flow, analyzers)}
             results.setdefault("coverage", {})[task] = coverage(analyzers)
             results.setdefault("fixed_f1", {})[task] = fixed_f1(analyzers)
+            results.update(provenance.stamp())
             args.output.write_text(json.dumps(results, indent=1))
             if not args.no_costs and "reference (orig_pkts alone)" not in results.setdefault(
                     "analyzer_costs", {}).get(task, {}).get("costs", {}):

@@ -13,6 +13,13 @@ Studies live in --studies (resumable: run the script again after an interruption
 
     python benchmarks/deadline_tune.py --corpus ../shared/corpora/iot-sentinel --corpus ../shared/corpora/ndpi \
         --seed 0 --seed 1 --budget 30
+
+``--mechanism``: what the deadline itself costs, one scheduled event per connection: 5 per-packet features
+@10 profiled over the corpus (bare, paired rounds) without and with a 250 ms deadline, as
+``cato profile CORPUS -f ... -n 10 -k 5 --deployment bare --no-cache [--deadline 250ms]`` does
+(``results/deadline_mechanism.json``):
+
+    python benchmarks/deadline_tune.py --corpus ../shared/corpora/iot-sentinel --mechanism
 """
 
 from __future__ import annotations
@@ -26,12 +33,25 @@ from pathlib import Path
 import numpy as np
 
 from cato.cache import default_cache_dir
+from cato.codegen import generate
 from cato.corpus import load_corpus
 from cato.dataset import load_dataset
+from cato.features import resolve
 from cato.search.objectives import F1_TOLERANCE
 from cato.study import Study, StudySettings, best_within, run_study
+from cato.zeek.profiling import profile
+
+import provenance
 
 ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "deadline_tune.json"
+MECHANISM_OUT = ROOT / "results" / "deadline_mechanism.json"
+#: The mechanism's script: the "5 per-packet" features at depth 10, profiled over a bare Zeek.
+MECHANISM_FEATURES = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
+MECHANISM_DEPTH = 10
+MECHANISM_REPEAT = 5
+#: Its deadlines, s, by their name in the results file (``cato profile --deadline``'s spelling).
+MECHANISM_DEADLINES = {"none": None, "250ms": 0.25}
 OBJECTIVES = ("f1", "latency")
 SWEEP_S = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001)
 #: Zeek's shortest wait between a connection's last packet and its removal (tcp_close_delay and
@@ -109,28 +129,38 @@ def sweep(study: Study) -> list[dict]:
     return rows
 
 
+def best_within_wait(front: list[dict], wait_ms: float) -> dict | None:
+    """The most accurate front point whose mean time-to-decision is at most ``wait_ms``."""
+    return max((p for p in front if p["ttd_mean_ms"] <= wait_ms), key=lambda p: p["f1"], default=None)
+
+
 def best_by_wait(front: list[dict], waits_ms=(float("inf"), 1000, 300, 30)) -> list[str]:
     """The most accurate front point of each mean time-to-decision bound: "F1 (T)"."""
     out = []
     for w in waits_ms:
-        ok = [p for p in front if p["ttd_mean_ms"] <= w]
-        best = max(ok, key=lambda p: p["f1"], default=None)
+        best = best_within_wait(front, w)
         t = "none" if best is None or best["deadline_s"] is None else f"{best['deadline_s'] * 1e3:g} ms"
         out.append("–" if best is None else f"{best['f1']:.3f} ({best['features']} @{best['depth']}, T {t})")
     return out
 
 
+def search_front(run: dict) -> list[dict]:
+    """A study's front without its baselines: the search's own points."""
+    return [p for p in run["front"] if p["name"] is None]
+
+
 def tables(results: dict) -> str:
-    """RESULTS.md tables from the JSON."""
+    """Each study's figures from the JSON: best F1 by wait, the point within tolerance, the sweeps."""
+    corpora = results["corpora"]
     lines = ["| corpus, seed | search | best F1 | mean time-to-decision ≤ 1 s | ≤ 300 ms | ≤ 30 ms |",
              "|---|---|---|---|---|---|"]
-    for corpus, entry in results.items():
+    for corpus, entry in corpora.items():
         for run, r in sorted(entry["runs"].items(), key=lambda kv: (kv[0].split("-s")[1], kv[0])):
-            front = [p for p in r["front"] if p["name"] is None]  # the search's own points
-            lines.append(f"| {corpus}, {run.split('-s')[1]} | {run.split('-s')[0]} | " + " | ".join(best_by_wait(front)) + " |")
+            lines.append(f"| {corpus}, {run.split('-s')[1]} | {run.split('-s')[0]} | "
+                         + " | ".join(best_by_wait(search_front(r))) + " |")
     lines += ["", "| corpus, seed | search | point within 0.01 F1 of ALL@50 | F1 | mean / p95 time-to-decision ms "
               "| × lower mean / p95 | CPU µs/conn (× lower) |", "|---|---|---|---|---|---|---|"]
-    for corpus, entry in results.items():
+    for corpus, entry in corpora.items():
         for run, r in sorted(entry["runs"].items(), key=lambda kv: (kv[0].split("-s")[1], kv[0])):
             a, w = r["all_max"], r.get("within_tolerance")
             head = f"| {corpus}, {run.split('-s')[1]} | {run.split('-s')[0]} |"
@@ -142,7 +172,7 @@ def tables(results: dict) -> str:
             lines.append(f"{head} {w['features']} @{w['depth']}{t}, {w['model']} | {w['f1']:.3f} (ALL@50 {a['f1']:.3f}) | "
                          f"{w['ttd_mean_ms']:,.1f} / {w['ttd_p95_ms']:,.1f} | {ratio(w['ttd_mean_ratio'])} / "
                          f"{ratio(w['ttd_p95_ratio'])} | {w['cpu_us']:.1f} ({w['cpu_ratio']:.1f}x) |")
-    for corpus, entry in results.items():
+    for corpus, entry in corpora.items():
         if "sweep_all_max" not in entry:
             continue
         lines += ["", f"ALL@50 at a deadline, {corpus} (seed {entry.get('sweep_seed', '?')}):", "",
@@ -154,6 +184,117 @@ def tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: RESULTS.md's columns, by corpus folder: nDPI, which meets the target, first.
+CORPUS_NAMES = {"ndpi": "nDPI", "iot-sentinel": "IoT Sentinel"}
+#: RESULTS.md's summary: the most accurate search point within this mean time-to-decision, ms, and
+#: ALL@max's features at these deadlines, s, of the sweep (None: no deadline).
+SUMMARY_WAIT_MS = 300
+SUMMARY_SWEEP_S = (None, 10.0, 1.0, 0.3, 0.001)
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """``lo-hi`` of ``values``, or one figure where both print alike."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _deadline_text(seconds: float | None) -> str:
+    return "none" if seconds is None else f"{seconds:g} s" if seconds >= 1 else f"{seconds * 1e3:g} ms"
+
+
+def _within_tolerance(runs: list[dict]) -> str:
+    """The least time-to-decision within tolerance of ALL@max, over every study of a corpus."""
+    points = [w for r in runs if (w := r.get("within_tolerance")) and not w["name"]]
+    if points and all(w["ttd_mean_ms"] == 0 for w in points):
+        return (f"F1 {_span([w['f1'] for w in points], '.2f')} at the first packet, "
+                f"{_span([w['cpu_ratio'] for w in points], '.1f')}x lower CPU")
+    # Without a deadline a point decides no sooner than its depth lets it: only a deadline can cut the wait.
+    points = [w for w in points if w["deadline_s"] is not None]
+    if not points:
+        return "none with a deadline"
+    return (f"F1 {_span([w['f1'] for w in points], '.2f')} at mean {_span([w['ttd_mean_ms'] for w in points], ',.0f')} "
+            f"ms (T {', '.join(_deadline_text(w['deadline_s']) for w in points)}), "
+            f"{_span([w['cpu_ratio'] for w in points], '.1f')}x lower CPU")
+
+
+def _best_within_wait(by_search: dict[str, list[dict]]) -> str:
+    """The most accurate search point within SUMMARY_WAIT_MS, with / without the deadline dimension: the
+    range over the seeds where every study has one, else each seed's (a range cannot show a seed's none)."""
+    best = {search: [best_within_wait(search_front(r), SUMMARY_WAIT_MS) for r in runs]
+            for search, runs in by_search.items()}
+    if all(p for points in best.values() for p in points):
+        return " / ".join(_span([p["f1"] for p in points], ".2f") if points else "–" for points in best.values())
+    return " / ".join(", ".join("none" if p is None else f"{p['f1']:.3f}" for p in points) or "–"
+                      for points in best.values())
+
+
+def summary(results: dict) -> str:
+    """RESULTS.md's table of the searches with and without the deadline dimension, a column per corpus."""
+    corpora = results["corpora"]
+    names = [c for c in CORPUS_NAMES if c in corpora] + [c for c in corpora if c not in CORPUS_NAMES]
+    cells: dict[str, list[str]] = {}
+    all_max = "ALL@max"
+    for name in names:
+        entry = corpora[name]
+        seeds = sorted({int(run.split("-s")[1]) for run in entry["runs"]})
+        by_search = {search: [entry["runs"][run] for seed in seeds if (run := f"{search}-s{seed}") in entry["runs"]]
+                     for search in ("deadline", "depth")}
+        runs = [*by_search["deadline"], *by_search["depth"]]
+        heads = [r["all_max"] for r in runs]
+        all_max = f"ALL@{heads[0]['depth']}"
+        sweep = {row["deadline_s"]: row for row in entry.get("sweep_all_max", [])}
+        cells[name] = [
+            f"{CORPUS_NAMES.get(name, name)} (seeds {', '.join(map(str, seeds))})",
+            f"{_span([a['f1'] for a in heads], '.3f')}, {_span([a['ttd_mean_ms'] for a in heads], ',.0f')} / "
+            f"{_span([a['ttd_p95_ms'] for a in heads], ',.0f')}",
+            _within_tolerance(runs),
+            _best_within_wait(by_search),
+            "F1 " + " / ".join(f"{sweep[t]['f1']:.3f}" for t in SUMMARY_SWEEP_S) if sweep else ""]
+    sweep_seeds = sorted({str(corpora[n]["sweep_seed"]) for n in names if "sweep_seed" in corpora[n]})
+    labels = [f"{all_max}: F1, mean / p95 time-to-decision ms",
+              f"least time-to-decision within {F1_TOLERANCE:g} F1 of {all_max}",
+              f"most accurate point with mean time-to-decision ≤ {SUMMARY_WAIT_MS} ms: with / without the deadline "
+              "dimension",
+              f"{all_max}'s features at T = {' / '.join(map(_deadline_text, SUMMARY_SWEEP_S))} "
+              f"(seed {', '.join(sweep_seeds)})"]
+    head = "| | " + " | ".join(cells[n][0] for n in names) + " |"
+    rows = ["| " + " | ".join([label, *(cells[n][i + 1] for n in names)]) + " |" for i, label in enumerate(labels)]
+    return "\n".join([head, "|---" * (len(names) + 1) + "|", *rows])
+
+
+def mechanism(corpus: Path) -> dict[str, dict]:
+    """``cato profile``'s figures of the mechanism's script, by deadline (MECHANISM_DEADLINES)."""
+    corp = load_corpus(corpus)
+    features = resolve(MECHANISM_FEATURES)
+    return {name: profile(corp, generate(features, MECHANISM_DEPTH, deadline=deadline), baseline="bare",
+                          repeat=MECHANISM_REPEAT, use_cache=False).to_dict()
+            for name, deadline in MECHANISM_DEADLINES.items()}
+
+
+def mechanism_table(results: dict) -> str:
+    """RESULTS.md's table of the mechanism: a row per deadline."""
+    profiles = results["profiles"]
+    first = next(iter(profiles.values()))
+    head = f"{len(first['features'])} per-packet features @{','.join(map(str, first['depths']))}"
+    lines = [f"| {head} | marginal CPU µs/conn | ×bare | time-to-decision p50 / p95 / mean ms |", "|---|---|---|---|"]
+    for name, p in profiles.items():
+        ttd = p["time_to_decision_ms"]
+        lines.append(f"| {'no deadline' if name == 'none' else f'`--deadline {name}`'} | "
+                     f"{p['marginal_cpu_us_per_conn']:.2f} | {p['cpu_ratio']:.2f}x | "
+                     f"{ttd['p50']:,.1f} / {ttd['p95']:,.1f} / {ttd['mean']:,.1f} |")
+    return "\n".join(lines)
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
+    def measured(name: str) -> str:
+        return f"Measured {provenance.measured(name, results=results)}."
+
+    return {"deadline-mechanism": f"{measured(MECHANISM_OUT.name)}\n\n"
+                                  f"{mechanism_table(provenance.load(MECHANISM_OUT.name, results))}",
+            "deadline-search": f"{measured(OUT.name)}\n\n{summary(provenance.load(OUT.name, results))}"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, action="append", required=True)
@@ -161,26 +302,39 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--studies", type=Path, default=Path("deadline-studies"))
     ap.add_argument("--no-sweep", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "deadline_tune.json")
-    ap.add_argument("--tables", action="store_true", help="Print the RESULTS.md tables of --out and stop.")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--tables", action="store_true", help="Print the tables of --out and stop.")
+    ap.add_argument("--mechanism", action="store_true",
+                    help=f"Profile the mechanism over the (first) corpus into {MECHANISM_OUT} instead of searching.")
     args = ap.parse_args()
-    if args.tables:
-        print(tables(json.loads(args.out.read_text())))
+    if args.mechanism:
+        results = {**provenance.stamp(), "corpus": str(args.corpus[0]), "profiles": mechanism(args.corpus[0])}
+        MECHANISM_OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(mechanism_table(results))
         return
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.tables:
+        print(f"{summary(results)}\n\n{tables(results)}")
+        return
+    corpora = results.setdefault("corpora", {})
+
+    def save() -> None:
+        # Stamped at every write: the file holds what this run measured and what earlier runs left in it.
+        args.out.write_text(json.dumps({**provenance.stamp(), "corpora": corpora}, indent=1))
+
     for corpus in args.corpus:
         name = corpus.resolve().name
-        entry = results.setdefault(name, {"tolerance": F1_TOLERANCE, "runs": {}})
+        entry = corpora.setdefault(name, {"tolerance": F1_TOLERANCE, "runs": {}})
         for seed in args.seed or [0]:
             for searched in (True, False):
                 study, elapsed = run_one(corpus, seed, searched, args.budget, args.studies)
                 entry["runs"][f"{'deadline' if searched else 'depth'}-s{seed}"] = summarize(study, elapsed)
-                args.out.write_text(json.dumps(results, indent=1))
+                save()
         if not args.no_sweep:
             entry["sweep_all_max"] = sweep(study)
             entry["sweep_seed"] = study.settings.seed
-            args.out.write_text(json.dumps(results, indent=1))
-    print(tables(results))
+            save()
+    print(f"{summary(results)}\n\n{tables(results)}")
 
 
 if __name__ == "__main__":

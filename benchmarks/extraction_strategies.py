@@ -11,7 +11,8 @@ Runs are interleaved (each round runs every configuration once), so a slow spell
 spreads over all rows instead of landing on one; ratios (to bare Zeek, and to the flowmeter-style
 script) are medians of the per-round ratios. ``--zam`` runs every configuration, bare Zeek
 included, with ``-O ZAM``; ``--only`` keeps the configurations whose name contains one of the texts
-(bare Zeek is always measured).
+(bare Zeek is always measured). The JSON carries the date, commit, command line and machine
+(``provenance.stamp``); ``results_tables`` renders RESULTS.md's tables from it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from cato.corpus import load_corpus
 from cato.features import resolve
 from cato.zeek.profiling import corpus_streams, zeek_cpu
 from cato.zeek import ZAM_ARGS, find_zeek, static_load_script, zeek_version
+
+import provenance
 
 FIVE_COUNTERS = "duration,orig_pkts,resp_pkts,orig_ip_bytes,resp_ip_bytes"
 FIVE_PACKET = "orig_size_mean,resp_size_mean,flow_iat_mean,orig_syn_cnt,tcp_rtt"
@@ -72,6 +75,67 @@ def configurations(tmp: Path) -> list[tuple[str, list[Path]]]:
     return confs
 
 
+def table(results: dict) -> str:
+    """One run's table: a column per corpus, each row's median CPU, its ratios and its spread."""
+    names = list(results["corpora"])
+    lines = ["| configuration | " + " | ".join(f"{n} CPU s (×bare; ×flowmeter-style; min-max)" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for i, row in enumerate(results["corpora"][names[0]]["rows"]):
+        cells = []
+        for n in names:
+            r = results["corpora"][n]["rows"][i]
+            vs = "–" if r["vs_flowmeter"] is None else f"{r['vs_flowmeter']:.2f}x"
+            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x; {vs}; {r['min']:.2f}-{r['max']:.2f})")
+        lines.append(f"| {row['config']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+Rows = tuple[tuple[str, tuple[str, ...]], ...]
+#: RESULTS.md's rows: a label, and the configurations it shows side by side (" / ").
+RESULTS_ROWS: Rows = (
+    ("bare `zeek -b`", ("bare zeek -b",)),
+    ("cato's scripts loaded, no feature selected", ("cato static scripts only",)),
+    ("5 counters @1 / @10 / @50", ("5 counters @1 counters", "5 counters @10 counters", "5 counters @50 counters")),
+    ("5 per-packet @1, new_packet / thresholds", ("5 per-packet @1 new_packet", "5 per-packet @1 thresholds")),
+    ("5 per-packet @10, new_packet / thresholds", ("5 per-packet @10 new_packet", "5 per-packet @10 thresholds")),
+    ("all 97 @50, new_packet / thresholds", ("all 97 @50 new_packet", "all 97 @50 thresholds")),
+    ("flowmeter-style", ("flowmeter-style: all features, new_packet, whole connections",)),
+)
+FLOOR_ROWS: Rows = (RESULTS_ROWS[0], RESULTS_ROWS[1], ("5 counters @10", ("5 counters @10 counters",)))
+
+
+def interpreted_and_zam(interpreted: dict, zam: dict, rows: Rows, corpus: str = "iot-sentinel") -> str:
+    """RESULTS.md's table of one corpus, interpreted and under ``-O ZAM`` side by side: a row of one
+    configuration shows its median (min-max), a row of several their medians."""
+    def cells(results: dict, configs: tuple[str, ...]) -> tuple[str, str]:
+        by_config = {r["config"]: r for r in results["corpora"][corpus]["rows"]}
+        found = [by_config.get(c) for c in configs]
+        if not any(found):  # not measured in this mode at all
+            return "", ""
+        if len(found) == 1:
+            r = found[0]
+            return f"{r['cpu_s']:.2f} ({r['min']:.2f}-{r['max']:.2f})", f"{r['ratio']:.2f}x"
+        return (" / ".join("–" if r is None else f"{r['cpu_s']:.2f}" for r in found),
+                " / ".join("–" if r is None else f"{r['ratio']:.2f}x" for r in found))
+
+    lines = ["| configuration | interpreted: CPU s, median (min-max) | ×bare | `-O ZAM`: CPU s | ×bare (ZAM) |",
+             "|---|---|---|---|---|"]
+    for label, configs in rows:
+        row = (label, *cells(interpreted, configs), *cells(zam, configs))
+        lines.append("|" + "".join(f" {c} |" if c else " |" for c in row))
+    return "\n".join(lines)
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
+    def block(interpreted: str, zam: str, rows: Rows) -> str:
+        return (f"Measured {provenance.measured(interpreted, zam, results=results)}.\n\n"
+                + interpreted_and_zam(provenance.load(interpreted, results), provenance.load(zam, results), rows))
+
+    return {"extraction": block("targets_iot.json", "targets_iot_zam.json", RESULTS_ROWS),
+            "extraction-floor": block("extraction_floor.json", "extraction_floor_zam.json", FLOOR_ROWS)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", action="append", type=Path, required=True)
@@ -82,7 +146,9 @@ def main() -> None:
     args = ap.parse_args()
     zeek = find_zeek()
     zeek_args = list(ZAM_ARGS) if args.zam else []
-    results = {"zeek": zeek_version(zeek), "repeat": args.repeat, "zam": args.zam, "corpora": {}}
+    version = zeek_version(zeek)
+    results = {**provenance.stamp(zeek=version), "zeek": version, "repeat": args.repeat, "zam": args.zam,
+               "corpora": {}}
     with tempfile.TemporaryDirectory(prefix="cato-bench-") as t:
         tmp = Path(t)
         confs = [c for i, c in enumerate(configurations(tmp))
@@ -105,16 +171,7 @@ def main() -> None:
             results["corpora"][corpus.name] = {"streams": len(streams), "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
-    names = list(results["corpora"])
-    print("\n| configuration | " + " | ".join(f"{n} CPU s (×bare; ×flowmeter-style; min-max)" for n in names) + " |")
-    print("|---|" + "---|" * len(names))
-    for i, (name, _) in enumerate(confs):
-        cells = []
-        for n in names:
-            r = results["corpora"][n]["rows"][i]
-            vs = "–" if r["vs_flowmeter"] is None else f"{r['vs_flowmeter']:.2f}x"
-            cells.append(f"{r['cpu_s']:.2f} ({r['ratio']:.2f}x; {vs}; {r['min']:.2f}-{r['max']:.2f})")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n" + table(results))
 
 
 if __name__ == "__main__":

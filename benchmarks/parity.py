@@ -41,9 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +65,7 @@ from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import find_zeek, read_zeek_log, zeek_version
 
-ROOT = Path(__file__).resolve().parent.parent
+import provenance
 
 #: The fixed configuration: features of every kind (the connection record, sizes, times, TCP window and
 #: handshake), most of them per direction so that a connection's roles show in its vector.
@@ -450,6 +448,63 @@ def training_parity(online: pd.DataFrame, study: Study, package) -> dict:
                                    if (~eq[f]).any() or (~eq_flipped[f]).any()}}
 
 
+# RESULTS.md -------------------------------------------------------------------------------------------
+
+#: RESULTS.md's table: FEATURES on both corpora (each deployment, then the default replay against the
+#: bare extraction), and analyzer features (#32) under the default deployment.
+RESULTS_FILES = ("parity-iot-sentinel.json", "parity-ndpi.json")
+ANALYZER_RESULTS_FILES = ("parity-iot-sentinel-analyzers.json", "parity-ndpi-analyzers.json")
+#: Corpus folders as RESULTS.md names them.
+CORPUS_NAMES = {"iot-sentinel": "IoT Sentinel", "ndpi": "nDPI"}
+
+
+def _corpus_name(result: dict) -> str:
+    name = Path(result["corpus"]).name
+    return CORPUS_NAMES.get(name, name)
+
+
+def table_row(label: str, figures: dict) -> str:
+    """One row of RESULTS.md's table: ``compare``'s figures, with ``training_parity``'s under ``training``
+    (a comparison without verdicts or training rows shows – there)."""
+    def n(x: int) -> str:
+        return f"{x:,}"
+
+    def of_joined(x: int) -> str:
+        return n(x) + (" (all)" if x == figures["joined"] else "")
+
+    training = figures.get("training")
+    cells = [label, f"{n(figures['online_tcp_udp'])} / {n(figures['offline_tcp_udp'])}", n(figures["joined"]),
+             f"{n(figures['only_online'])} / {n(figures['only_offline'])}", of_joined(figures["vectors_equal"]),
+             of_joined(figures["verdicts_equal"]) if "verdicts_equal" in figures else "–",
+             f"{n(training['vectors_equal'])} of {n(training['training_rows_tcp_udp'])}" if training else "–"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
+    runs = [provenance.load(name, results) for name in RESULTS_FILES]
+    rows = [table_row(f"{_corpus_name(r)}, {deployment}", figures)
+            for r in runs for deployment, figures in r["deployments"].items()]
+    features = None
+    for r in (provenance.load(name, results) for name in ANALYZER_RESULTS_FILES):
+        these = r["configuration"]["features"]
+        if these == features:
+            what = f"the same {len(these)}"
+        else:
+            analyzers = sum("analyzer" in f.needs for f in resolve(",".join(these)))
+            what = f"{len(these)} features with {analyzers} from Zeek's analyzers"
+        features = these
+        rows += [table_row(f"{_corpus_name(r)}, {deployment}, {what} (#32)", figures)
+                 for deployment, figures in r["deployments"].items()]
+    cross = [r for r in runs if "default_replay_vs_bare_extraction" in r]
+    rows += [table_row(f"{'*default replay, bare training*' if i == 0 else '*same*'}: {_corpus_name(r)}",
+                       r["default_replay_vs_bare_extraction"]) for i, r in enumerate(cross)]
+    head = ["| corpus, deployment | conn.log / extracted | joined | only online / offline | vectors equal "
+            "| verdicts = offline predictions | training rows equal |", "|---|---|---|---|---|---|---|"]
+    source = provenance.measured(*RESULTS_FILES, *ANALYZER_RESULTS_FILES, results=results)
+    return {"parity": f"Measured {source}.\n\n" + "\n".join(head + rows)}
+
+
 def main() -> None:
     global FEATURES  # --features sets the configuration every step compares
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -473,16 +528,10 @@ def main() -> None:
     captures = captures_of(corpus)
     if args.limit:
         captures = captures[:: max(1, len(captures) // args.limit)][: args.limit]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True).stdout.strip())
     t_start = time.perf_counter()
     result = {
         "question": "Do replayed vectors equal the training vectors?",
-        "date": dt.date.today().isoformat(), "commit": commit + ("+dirty" if dirty else ""),
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "zeek": zeek_version(find_zeek())},
+        **provenance.stamp(zeek=zeek_version(find_zeek())),
         "corpus": str(corpus), "label_column": args.label_column, "captures": len(captures),
         "sampled": bool(args.limit),
         "causes": CAUSES,

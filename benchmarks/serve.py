@@ -15,7 +15,8 @@ features with a decision tree and with LightGBM, and every feature (the worst ca
   Zeek measures each verdict's latency from publishing the vector (batching included) to its arrival.
   Side by side, one native package in each form: records (the JSON form) and compact.
 
-Results go to benchmarks/results/serve.json and a markdown table on stdout.
+Results go to benchmarks/results/serve.json, stamped with the date and commit, and RESULTS.md's two
+tables to stdout.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from cato.search.space import Config
 from cato.study import Study, StudySettings
 from cato.zeek import read_zeek_log
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from synthetic import write_udp_connections  # noqa: E402 (tests/synthetic.py)
+import provenance
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 #: The models: the most accurate two-objective front points of the committed IoT Sentinel study
 #: (benchmarks/results/tune_iot-sentinel_label.json) pick a random forest of 50 trees, depth 16.
@@ -60,6 +62,13 @@ CONFIGS = {  # name -> (feature selection, model)
     "all 97 features, rf(50,16)": ("all", FOREST),
 }
 LATENCY_CONFIG = "front, 12 features, rf(50,16)"
+#: How RESULTS.md names each configuration.
+LABELS = {
+    "front, 12 features, rf(50,16)": "12 features, random forest (50 trees, depth 16)",
+    "front, 12 features, dt(16)": "12 features, decision tree (depth 16)",
+    "front, 12 features, gbt(50,8)": "12 features, LightGBM (50 rounds, depth 8)",
+    "all 97 features, rf(50,16)": "all 97 features, random forest",
+}
 
 
 def packages(corpus_dir: Path, work: Path) -> dict[str, Path]:
@@ -144,6 +153,10 @@ DNS_QUERY = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x07example\
 
 def synthetic_capture(path: Path, rate: int, seconds: float) -> int:
     """One-packet UDP connections (a DNS-sized query each, distinct source port and host) at ``rate``/s."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from synthetic import write_udp_connections  # tests/synthetic.py
+
     return write_udp_connections(path, rate, seconds, payload=DNS_QUERY)
 
 
@@ -162,6 +175,47 @@ def latency(package: Path, rate: int, seconds: float, work: Path) -> dict:
             "latency_ms_max": float(ms.max()) if len(ms) else None}
 
 
+def throughput_table(out: dict) -> str:
+    """Vectors per second of each configuration, and the bytes of a vector in each wire form."""
+    lines = ["| configuration (depth 10) | ONNX Runtime, batches of 256 | one at a time | worker path, records "
+             "| compact | compact / records | bytes per vector, records / compact |", "|---|---|---|---|---|---|---|"]
+    for name, t in out["throughput"].items():
+        lines.append(f"| {LABELS.get(name, name)} | {t['onnx_batched_per_s']:,.0f} | "
+                     f"{t['onnx_one_at_a_time_per_s']:,.0f} | {t['worker_path_records_per_s']:,.0f} | "
+                     f"{t['worker_path_compact_per_s']:,.0f} | "
+                     f"{t['worker_path_compact_per_s'] / t['worker_path_records_per_s']:.1f}x | "
+                     f"{t['message_bytes_per_vector_records']:,.0f} / {t['message_bytes_per_vector_compact']:,.0f} |")
+    return "\n".join(lines)
+
+
+def latency_table(out: dict) -> str:
+    """Verdict latency per rate: each form's median p50 and p99 over its replays, the worst p99, and how
+    many replays kept p99 within 10 ms."""
+    forms = ("records", "compact")
+    rates = sorted({r["rate_conns_per_s"] for r in out["latency"]})
+    runs = {(rate, f): [r for r in out["latency"] if r["rate_conns_per_s"] == rate and r["form"] == f]
+            for rate in rates for f in forms}
+    replays = len(runs[rates[0], forms[0]])  # per rate and form (--trials)
+    lines = [f"| connections/s | p50 ms, records / compact | p99 ms, median of {replays} (worst), records | compact "
+             "| p99 ≤ 10 ms, records / compact |", "|---|---|---|---|---|"]
+    for rate in rates:
+        p99 = {f: [r["latency_ms_p99"] for r in runs[rate, f]] for f in forms}
+        p50 = " / ".join(f"{float(np.median([r['latency_ms_p50'] for r in runs[rate, f]])):.2f}" for f in forms)
+        within = " / ".join(str(sum(p <= 10 for p in p99[f])) for f in forms)
+        lines.append(f"| {rate:,} | {p50} | "
+                     + " | ".join(f"{float(np.median(p99[f])):.2f} ({max(p99[f]):.2f})" for f in forms)
+                     + f" | {within} of {replays} |")
+    return "\n".join(lines)
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
+    out = provenance.load("serve.json", results)
+    return {"serve-throughput": f"Measured {provenance.measured('serve.json', results=results)}.\n\n"
+                                f"{throughput_table(out)}",
+            "serve-latency": latency_table(out)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -172,7 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     corpus = load_corpus(args.corpus)
     dataset = load_dataset(corpus, 10, default_cache_dir())
-    out: dict = {"corpus": str(args.corpus), "throughput": {}, "latency_config": LATENCY_CONFIG, "latency": []}
+    out: dict = {**provenance.stamp(), "corpus": str(args.corpus), "throughput": {}, "latency_config": LATENCY_CONFIG,
+                 "latency": []}
     with tempfile.TemporaryDirectory(prefix="cato-bench-serve-") as tmp:
         work = Path(tmp)
         pkgs = packages(args.corpus, work)
@@ -190,24 +245,8 @@ def main() -> None:
                     print(out["latency"][-1], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
-    print("\n| configuration (depth 10) | ONNX batched /s | ONNX one at a time /s | worker path /s: records "
-          "| compact | ratio | bytes/vector: records | compact |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, t in out["throughput"].items():
-        print(f"| {name} | {t['onnx_batched_per_s']:,.0f} | {t['onnx_one_at_a_time_per_s']:,.0f} | "
-              f"{t['worker_path_records_per_s']:,.0f} | {t['worker_path_compact_per_s']:,.0f} | "
-              f"{t['worker_path_compact_per_s'] / t['worker_path_records_per_s']:.1f}x | "
-              f"{t['message_bytes_per_vector_records']:,.0f} | {t['message_bytes_per_vector_compact']:,.0f} |")
-    print("\n| conns/s | form | replays | coverage (least) | p50 ms (median) | p99 ms (median; worst) | "
-          "p99 <= 10 ms |")
-    print("|---|---|---|---|---|---|---|")
-    for rate in sorted({r["rate_conns_per_s"] for r in out["latency"]}):
-        for form in ("records", "compact"):
-            runs = [r for r in out["latency"] if r["rate_conns_per_s"] == rate and r["form"] == form]
-            p50 = float(np.median([r["latency_ms_p50"] for r in runs]))
-            p99 = [r["latency_ms_p99"] for r in runs]
-            print(f"| {rate:,} | {form} | {len(runs)} | {min(r['coverage'] for r in runs):.1%} | {p50:.2f} | "
-                  f"{float(np.median(p99)):.2f}; {max(p99):.2f} | {sum(p <= 10 for p in p99)} of {len(runs)} |")
+    print("\n" + throughput_table(out) + "\n\n" + latency_table(out))
+    print(f"least coverage of a replay: {min(r['coverage'] for r in out['latency']):.1%}")
 
 
 if __name__ == "__main__":

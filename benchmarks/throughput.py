@@ -44,11 +44,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -68,6 +66,8 @@ from livenet import (LiveNet, LiveNetError, process_cpu_seconds, rewrite, rewrit
 
 from cato.deploy.manifest import Manifest  # noqa: E402
 from cato.zeek import find_zeek, native_plugin_dir  # noqa: E402
+
+import provenance  # noqa: E402
 
 WEBSOCKET_PORT = 47760  # inside a fresh namespace every port is free
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
@@ -119,7 +119,7 @@ def make_packages(args: argparse.Namespace, work: Path) -> list[Config]:
     for extra in filter(None, args.extra_trials.split(",")):
         points[f"trial {extra}"] = int(extra)
     measured = {p["trial"]: p for p in report["pareto"] + report["baselines"]}
-    configs = [Config("local")]
+    configs = [Config("local" if args.deployment == "default" else f"plain {args.deployment}")]
     for point, number in points.items():
         info = measured.get(number) or {}
         for engine in args.engines:
@@ -136,6 +136,11 @@ def make_packages(args: argparse.Namespace, work: Path) -> list[Config]:
                                       point, number, info.get("f1"), info.get("cpu"),
                                       len(info.get("features", [])) or None, info.get("depth"), wait))
     return configs
+
+
+#: What Zeek runs beside the packages. ``bare`` keeps only what the measurement reads (conn.log for
+#: coverage, stats.log for drops and lag): the packages' own cost, as CATO's pipelines are measured.
+DEPLOYMENTS = {"default": ["local"], "bare": ["-b", "base/protocols/conn", "policy/misc/stats"]}
 
 
 # -- traffic --------------------------------------------------------------------------------------
@@ -252,8 +257,8 @@ def run_trial(cfg: Config, mbps: float, args: argparse.Namespace, traffic: Traff
     nice = ["nice", "-n", str(args.nice)] if args.nice else []
     timeouts = [f"{t}_inactivity_timeout={args.timeouts}sec" for t in ("tcp", "udp", "icmp")] if args.timeouts else []
     # A stats.log row each second: its pkt_lag says how far behind its packets Zeek is.
-    argv = [*nice, *pin(args.zeek_cpu), zeek, "-i", "af_packet::" + LiveNet.capture_iface, "local", *timeouts,
-            "Stats::report_interval=1sec"]
+    argv = [*nice, *pin(args.zeek_cpu), zeek, "-i", "af_packet::" + LiveNet.capture_iface,
+            *DEPLOYMENTS[args.deployment], *timeouts, "Stats::report_interval=1sec"]
     env = dict(os.environ)
     if cfg.package:
         argv += [cfg.package / "scripts", f"Cato::websocket_port={WEBSOCKET_PORT}/tcp"]
@@ -427,9 +432,10 @@ def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
             "config": c.name, "trial": c.trial, "f1": c.f1, "study_cpu_us": c.study_cpu_us,
             "zero_loss_mbps": c.zero_loss_mbps,
             "zero_loss_kpps": round(zl["sent_pps"] / 1000, 1) if zl else None,
-            "vs_local": (round(c.zero_loss_mbps / plain, 3)
+            # Unrounded: the table rounds once (61.2 / 72.4 prints 0.85x, its round(.., 3), 0.845, 0.84x).
+            "vs_local": (c.zero_loss_mbps / plain
                          if c.zero_loss_mbps is not None and not math.isnan(plain) else None),
-            "vs_all50": (round(c.zero_loss_mbps / base.zero_loss_mbps, 2)
+            "vs_all50": (c.zero_loss_mbps / base.zero_loss_mbps
                          if c.point not in (None, "all@50") and c.zero_loss_mbps is not None and base
                          and base.zero_loss_mbps else None),
             "zeek_cpu_at_common": c.common["zeek_cpu_per_s"] if c.common else None,
@@ -440,16 +446,53 @@ def table(configs: list[Config], common_mbps: float | None) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict], common_mbps: float | None) -> None:
-    print("\n| configuration | zero-loss Mbps (kpps) | x local | x ALL@50 (same engine) | "
-          f"Zeek CPU s/s at {common_mbps or '?'} Mbps | coverage | verdict p99 ms |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        fmt = lambda v, f="{}": "–" if v is None else f.format(v)  # noqa: E731
-        print(f"| {r['config']} | {fmt(r['zero_loss_mbps'], '{:.1f}')} ({fmt(r['zero_loss_kpps'])}) | "
-              f"{fmt(r['vs_local'], '{:.2f}x')} | {fmt(r['vs_all50'], '{:.2f}x')} | "
-              f"{fmt(r['zeek_cpu_at_common'], '{:.2f}')}{'' if r['common_zero_loss'] in (None, True) else ' (loss)'} | "
-              f"{fmt(r['coverage'], '{:.3f}')} | {fmt(r['latency_ms_p99'])} |")
+def _label(c: Config, first: bool) -> str:
+    """A configuration as RESULTS.md names it; the first row of a point also gives its study figures."""
+    if c.package is None:
+        return f"plain `{c.name.removeprefix('plain ')}`"
+    short = (c.point.upper() if c.point.startswith("all@") else "front point" if c.point == "front"
+             else f"{c.features} features @{c.depth}")
+    if first:
+        short += (f", {c.features} features @{c.depth}" if c.point == "front" else "") + \
+            f" ({c.f1:.3f}; {c.study_cpu_us:.0f})"
+    return f"{short}, {c.engine}" + (f", max wait {c.max_wait_ms:g} ms" if c.max_wait_ms is not None else "")
+
+
+def markdown(runs: list[dict]) -> str:
+    """RESULTS.md's table of runs (results files, as ``main`` saves them): each figure of the first run, then
+    of the later runs that measured it too, after a slash (one figure where they print alike)."""
+    configs = [[Config(**c) for c in run["configs"]] for run in runs]
+    rows = [{r["config"]: r for r in table(cs, run["common_mbps"])} for cs, run in zip(configs, runs)]
+    common = runs[0]["common_mbps"]
+    plain = next((c.name.removeprefix("plain ") for c in configs[0] if c.package is None), "local")
+    each_run = f", run {' / '.join(str(i + 1) for i in range(len(runs)))}" if len(runs) > 1 else ""
+
+    def cell(name: str, key: str, template: str) -> str:
+        figures = [template.format(r[name][key]) for r in rows if name in r and r[name][key] is not None]
+        return " / ".join(dict.fromkeys(figures)) or "–"  # dict.fromkeys: each figure once, in run order
+
+    lines = [f"| configuration (study F1; CPU µs/conn) | zero-loss Mbps{each_run} | × `{plain}` | × ALL@50, same engine "
+             f"| Zeek CPU s per s at {common or '?'} Mbps{each_run} | coverage; verdict p99 ms |",
+             "|---|---|---|---|---|---|"]
+    points: set[str | None] = set()
+    for c in configs[0]:
+        first = rows[0][c.name]
+        loss = "" if first["common_zero_loss"] in (None, True) else " (loss)"
+        verdicts = ("–" if first["coverage"] is None else
+                    f"{first['coverage']:.3f}; " + ("–" if first["latency_ms_p99"] is None
+                                                     else f"{first['latency_ms_p99']:.0f}"))
+        lines.append(f"| {_label(c, c.point not in points)} | {cell(c.name, 'zero_loss_mbps', '{:.1f}')} | "
+                     f"{cell(c.name, 'vs_local', '{:.2f}x')} | {cell(c.name, 'vs_all50', '{:.2f}x')} | "
+                     f"{cell(c.name, 'zeek_cpu_at_common', '{:.2f}')}{loss} | {verdicts} |")
+        points.add(c.point)
+    return "\n".join(lines)
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
+    data = provenance.load(OUT.name, results)
+    return {"throughput": f"Measured {provenance.measured(OUT.name, results=results)}.\n\n"
+                          + markdown([data, *([data["repeat"]] if "repeat" in data else [])])}
 
 
 def _first_line(argv: list) -> str:
@@ -462,6 +505,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "iot-sentinel")
     ap.add_argument("--study", type=Path, help="an existing study directory (else one is tuned into --work)")
     ap.add_argument("--budget", type=int, default=20, help="cato tune's budget when the study is made here")
+    ap.add_argument("--deployment", choices=tuple(DEPLOYMENTS), default="default",
+                    help="Zeek's own scripts beside the packages: local (default), or bare (zeek -b, conn and stats logs)")
     ap.add_argument("--baseline", default="all@50", help="the study's baseline compared against")
     ap.add_argument("--within", type=float, default=0.02, help="the front point: cheapest within this F1 of the best")
     ap.add_argument("--engines", default="script,native", type=lambda s: s.split(","),
@@ -506,26 +551,24 @@ def main() -> None:
         configs = [c for c in configs if c.name in args.only]
     traffic = Traffic(args.corpus, work, args.max_blocks, args.sample)
     packets, nbytes = traffic.packets, traffic.bytes
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     meta = {
         "network": NETWORK,
-        "date": dt.date.today().isoformat(), "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "zeek": _first_line([zeek, "--version"]),
-                    "tcpreplay": _first_line(["tcpreplay", "-V"])},
+        **provenance.stamp(zeek=_first_line([zeek, "--version"]), tcpreplay=_first_line(["tcpreplay", "-V"])),
         "corpus": str(args.corpus), "captures": len(traffic.captures), "packets_per_block": packets,
         "bytes_per_block": nbytes,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     common: list[float] = []
 
-    def save() -> None:
-        rows = table(configs, common[0] if common else None)
-        data = {**meta, "common_mbps": common[0] if common else None, "table": rows,
+    def results() -> dict:
+        return {**meta, "common_mbps": common[0] if common else None,
+                "table": table(configs, common[0] if common else None),
                 "configs": [{**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(c).items()}}
                             for c in configs]}
+
+    def save() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=1) + "\n")
+        args.json.write_text(json.dumps(results(), indent=1) + "\n")
 
     trial = lambda cfg, mbps: run_trial(cfg, mbps, args, traffic, work, zeek)  # noqa: E731
     if args.resume and args.json.exists():
@@ -547,7 +590,7 @@ def main() -> None:
         print(f"  {cfg.name}: at {common[0]} Mbps Zeek uses {cfg.common['zeek_cpu_per_s']:.2f} CPU s/s "
               f"({'no loss' if cfg.common['zero_loss'] else 'LOSS'})", flush=True)
         save()
-    print_table(table(configs, common[0]), common[0])
+    print("\n" + markdown([results()]))
     print(f"\nraw: {args.json}")
 
 

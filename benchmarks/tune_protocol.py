@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 from tune_compare import OBJECTIVES, ROOT, run_one, study_name  # noqa: E402
 
 from cato.search.objectives import F1_TOLERANCE  # noqa: E402
@@ -169,6 +170,8 @@ def overview(results: dict) -> str:
             "(median x) | BO overhead / evaluation s |", "|---|---|---|---|---|---|---|---|"]
     median = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
     for task, result in results.items():
+        if task not in TASKS:  # the file's provenance
+            continue
         for b in map(str, BUDGETS):
             seeds = {s: r[b] for s, r in result["seeds"].items() if b in r}
             if not seeds:
@@ -199,6 +202,12 @@ def overview(results: dict) -> str:
     return "\n".join(rows)
 
 
+def results_tables(results: Path) -> dict[str, str]:
+    """RESULTS.md's overview of the protocol, from ``tune_protocol.json``."""
+    return {"tune-protocol": f"Measured {provenance.measured('tune_protocol.json', results=results)}.\n\n"
+                             + overview(provenance.load("tune_protocol.json", results))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS))
@@ -223,7 +232,7 @@ def main() -> None:
                                args.studies, args.corpora) for task in tasks}
     results = {k: v for k, v in results.items() if v}
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    args.out.write_text(json.dumps({**previous, **results}, indent=1, default=str))
+    args.out.write_text(json.dumps({**previous, **results, **provenance.stamp()}, indent=1, default=str))
     for task, result in results.items():
         print(f"\n### {task}\n\n{table(result)}")
     print(f"\n### Every task\n\n{overview(results)}")

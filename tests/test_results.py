@@ -1,0 +1,59 @@
+"""benchmarks/RESULTS.md: every table is what its results file says, and a changed file shows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import provenance  # noqa: E402
+import results  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, str]:
+    return results.rendered()
+
+
+def test_every_table_of_results_md_is_rendered_from_its_json(tables):
+    text, changed = results.render(results.RESULTS_MD.read_text(), tables)
+    assert changed == [], f"run `python benchmarks/results.py`: {changed} differ from their results files"
+    assert text == results.RESULTS_MD.read_text()
+    for name, table in tables.items():  # each block says where its figures come from, or follows one that does
+        assert "|---" in table, name
+
+
+def test_a_changed_results_file_changes_its_table(tmp_path):
+    shutil.copytree(provenance.RESULTS, tmp_path / "results")
+    path = tmp_path / "results" / "tune_protocol.json"
+    data = json.loads(path.read_text())
+    for seed in data["ndpi-app"]["seeds"].values():  # the table shows the median over seeds
+        seed["20"]["bo_overhead_s_median"] = 99.0
+    path.write_text(json.dumps(data))
+    _, changed = results.render(results.RESULTS_MD.read_text(), results.rendered(tmp_path / "results"))
+    assert changed == ["tune-protocol"]
+
+
+def test_a_results_file_without_its_commit_is_refused_by_name(tmp_path):
+    shutil.copytree(provenance.RESULTS, tmp_path / "results")
+    path = tmp_path / "results" / "analyzer_features.json"
+    data = json.loads(path.read_text())
+    del data["commit"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="analyzer_features.json: no 'date' and 'commit'"):
+        results.rendered(tmp_path / "results")
+
+
+def test_blocks_and_renderers_must_name_the_same_tables(tables):
+    stray = "<!-- table: nobody-renders-this -->\n| a |\n|---|\n<!-- /table -->\n"
+    with pytest.raises(results.ResultsError, match="no renderer for nobody-renders-this"):
+        results.render(results.RESULTS_MD.read_text() + stray, tables)
+    with pytest.raises(results.ResultsError, match="no block in RESULTS.md for tune-protocol"):
+        results.render(results.RESULTS_MD.read_text().replace("<!-- table: tune-protocol -->", "<!-- x -->", 1),
+                       tables)
