@@ -70,11 +70,12 @@ def widened(bounds: np.ndarray) -> np.ndarray:
 
 
 def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Sequence[Config] = (),
-             warm: WarmStart = (None, None)) -> tuple[np.ndarray, float, Callable[[dict], float], WarmStart]:
-    """The candidate that maximises the acquisition, the hypervolume improvement it is expected to
-    bring, the function that gives the improvement a measured point would bring, and the warm start
-    for the next call. ``pending``: configurations being evaluated, encoded as the training inputs are
-    (``X_pending``, m x d)."""
+             warm: WarmStart = (None, None)) -> tuple[np.ndarray, str, float, Callable[[dict], float], WarmStart]:
+    """The candidate that maximises the acquisition, where it came from (a pool mechanism, "+ hill
+    climb" when single moves improved it; the optimizer's name with ``alternating``), the hypervolume
+    improvement it is expected to bring, the function that gives the improvement a measured point would
+    bring, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
+    the training inputs are (``X_pending``, m x d)."""
     import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
     from botorch.sampling import SobolQMCNormalSampler
@@ -112,18 +113,19 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     acqf = gain = RelativeGain(ehvis, boxes, prior, s.prior_strength / iteration)
     if not local:
         x = optimize_alternating(acqf, space, bounds, s.num_restarts, s.raw_samples, s.maxiter_alternating)
+        origin = "mixed alternating optimizer"
     else:
         rng = trial_rng(s.seed, 10_000 + iteration)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
         pool = candidates.pool(space, history, s.objectives, rng, s.prior, s.rankings, s.pool_per_anchor,
                                s.pool_prior_draws)
-        x = optimize_local(acqf, space, [c for k, c in pool.items() if k not in seen], seen, encoded,
-                           s.score_batch, s.hill_climb_starts, s.hill_climb_steps)
+        x, origin = optimize_local(acqf, space, [made for k, made in pool.items() if k not in seen], seen,
+                                   encoded, s.score_batch, s.hill_climb_starts, s.hill_climb_steps)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = encoded([space.decode(x)]) if local else x[None, :]
         expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-    return x, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, boxes), warm
+    return x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, boxes), warm
 
 
 def warm_started_gp(train_x, train_y, input_bounds, keys: Sequence[str], warm: WarmStart, seed: int,
@@ -283,11 +285,12 @@ def optimize_alternating(acqf, space: SearchSpace, bounds, num_restarts: int, ra
     return cand[0].detach().numpy()
 
 
-def optimize_local(acqf, space: SearchSpace, pool: list[Config], seen: set[str],
+def optimize_local(acqf, space: SearchSpace, pool: list[tuple[Config, str]], seen: set[str],
                    inputs: Callable[[Sequence[Config]], np.ndarray], score_batch: int, starts: int,
-                   steps: int) -> np.ndarray:
-    """Acquisition maximised over ``pool`` (unmeasured candidates, see ``candidates.pool``), then
-    hill-climbed by single moves from the ``starts`` best, at most ``steps`` moves each.
+                   steps: int) -> tuple[np.ndarray, str]:
+    """Acquisition maximised over ``pool`` (unmeasured candidates with where each came from, see
+    ``candidates.pool``), then hill-climbed by single moves from the ``starts`` best, at most ``steps``
+    moves each. Returns the best and its origin (" + hill climb" when the moves improved it).
 
     With ~100 binary dimensions and tens of trials, gradient restarts over the whole box drift to its
     corners (one feature, 2-level trees, 10 trees); a pool around what is known to be good stays where
@@ -300,10 +303,11 @@ def optimize_local(acqf, space: SearchSpace, pool: list[Config], seen: set[str],
             warnings.simplefilter("ignore")
             return torch.cat([acqf(b) for b in x.split(score_batch)]).numpy()
 
-    found = list(pool)
+    found = [c for c, _ in pool]
+    origins = [origin for _, origin in pool]
     values = score(found)
     for i in np.argsort(-values)[:starts]:
-        current, current_value = found[i], float(values[i])
+        current, current_value, climbed = found[i], float(values[i]), False
         for _ in range(steps):
             moves = [m for m in candidates.single_moves(space, current) if m.key() not in seen]
             if not moves:
@@ -311,7 +315,9 @@ def optimize_local(acqf, space: SearchSpace, pool: list[Config], seen: set[str],
             mv = score(moves)
             if mv.max() <= current_value:
                 break
-            current, current_value = moves[int(np.argmax(mv))], float(mv.max())
+            current, current_value, climbed = moves[int(np.argmax(mv))], float(mv.max()), True
         found.append(current)
+        origins.append(origins[i] + (" + hill climb" if climbed else ""))
         values = np.append(values, current_value)
-    return space.encode(found[int(np.argmax(values))])
+    best = int(np.argmax(values))
+    return space.encode(found[best]), origins[best]

@@ -40,25 +40,33 @@ def anchors(history: History, objectives: tuple[str, ...]) -> tuple[list[Config]
     return front, most_accurate
 
 
+#: Where a pool candidate comes from (the first of them that made it), for the proposal's label.
+NEIGHBOUR, DEPTH_LINE, RANKING_MOVE, PRIOR_DRAW, RANDOM_DRAW = (
+    "neighbour", "depth line", "ranking move", "prior draw", "random draw")
+
+
 def pool(space: SearchSpace, history: History, objectives: tuple[str, ...], rng: np.random.Generator,
          prior: np.ndarray | None, rankings: Sequence[Sequence[str]], per_anchor: int,
-         prior_draws: int) -> dict[str, Config]:
-    """The candidates of one iteration, by key, in the order they were made: ``per_anchor`` neighbours
-    (1-3 moves) of each front and most accurate configuration, each front selection's depth and deadline
-    lines, the rankings' top-k selections at the anchors' settings, and ``prior_draws`` prior draws
-    (uniform without a prior). Measured configurations are kept: the optimizer leaves them out."""
+         prior_draws: int) -> dict[str, tuple[Config, str]]:
+    """The candidates of one iteration, by key, in the order they were made, each with where it came
+    from: ``per_anchor`` neighbours (1-3 moves) of each front and most accurate configuration, each front
+    selection's depth and deadline lines, the rankings' top-k selections at the anchors' settings, and
+    ``prior_draws`` prior draws (uniform without a prior). Measured configurations are kept: the
+    optimizer leaves them out."""
     front, most_accurate = anchors(history, objectives)
     weights = feature_weights(space, prior)
-    out: dict[str, Config] = {}
+    out: dict[str, tuple[Config, str]] = {}
     for anchor in front + most_accurate:
         for _ in range(per_anchor):
             c = neighbour(space, weights, anchor, rng, moves=int(rng.integers(1, 4)))
-            out.setdefault(c.key(), c)
-    for c in [*depth_lines(space, front), *ranking_moves(space, rankings, front + most_accurate)]:
-        out.setdefault(c.key(), c)
+            out.setdefault(c.key(), (c, NEIGHBOUR))
+    for c in depth_lines(space, front):
+        out.setdefault(c.key(), (c, DEPTH_LINE))
+    for c in ranking_moves(space, rankings, front + most_accurate):
+        out.setdefault(c.key(), (c, RANKING_MOVE))
     for _ in range(prior_draws):
         c = space.sample(rng, prior, log_depth=True)
-        out.setdefault(c.key(), c)
+        out.setdefault(c.key(), (c, PRIOR_DRAW if prior is not None else RANDOM_DRAW))
     return out
 
 

@@ -133,7 +133,9 @@ class BoTorchSampler:
            the sweep's candidate when it is unmeasured and the gain its Lipschitz bound promises, at
            its selection's measured cost, exceeds the gain the GP expects of the acquisition's best.
            Never with ``latency`` an objective.
-        4. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser.
+        4. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
+           followed by the candidate mechanism that made it, e.g. "qLogNEHVI + MI prior (ranking move +
+           hill climb)" (``candidates``: neighbour, depth line, ranking move, prior or random draw).
 
         Then one repair, not a mechanism: a proposal of 1, 2 or 4 equal to a search trial finished or
         running (in 4, to one of ``known`` too) is moved to an unseen neighbour by random feature flips,
@@ -154,7 +156,7 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history]
         seen |= {c.key() for c, _ in self.known}
-        x, expected, value_of = self._optimize(data, iteration, pending)
+        x, origin, expected, value_of = self._optimize(data, iteration, pending)
         # 3. A depth sweep goes first when even the GP's best candidate expects less hypervolume than the
         # sweep's Lipschitz bound promises: optimism where the GP cannot see (F1 jagged along depth).
         swept, bound_f1 = self._depth_sweep(data)
@@ -164,15 +166,15 @@ class BoTorchSampler:
                 return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
         proposed = self.space.decode(x)  # 4.
         config, info = labelled(proposed, unseen(self.space, proposed, seen, rng),
-                                ACQUISITION + (" + MI prior" if self.prior is not None else ""))
+                                ACQUISITION + (" + MI prior" if self.prior is not None else "") + f" ({origin})")
         return config, {**info, "bo_overhead_s": time.perf_counter() - t0}
 
     def _optimize(self, history: History, iteration: int, pending: Sequence[Config] = ()
-                  ) -> tuple[np.ndarray, float, Callable[[dict], float]]:
+                  ) -> tuple[np.ndarray, str, float, Callable[[dict], float]]:
         """``acquisition.maximise`` with this sampler's settings; it keeps the GP warm start."""
-        x, expected, value_of, self._cold_fit = acquisition.maximise(self, history, iteration, pending,
-                                                                     self._cold_fit)
-        return x, expected, value_of
+        x, origin, expected, value_of, self._cold_fit = acquisition.maximise(self, history, iteration, pending,
+                                                                             self._cold_fit)
+        return x, origin, expected, value_of
 
     def _depth_sweep(self, history: History) -> tuple[Config | None, float]:
         return candidates.depth_sweep(self.space, self.objectives, history)
