@@ -93,38 +93,79 @@ def test_a_killed_worker_loses_only_its_own_vectors_and_a_new_one_takes_over(pac
     rate, seconds = 200, 12
     n = _udp_capture(tmp_path / "traffic.pcap", rate, seconds)
     port = free_port()
+    out = tmp_path / "zeek"
+    out.mkdir()
+    # The traffic waits for the test's steps, never the test for the traffic (a busy machine only
+    # slows both): it starts with the first worker, pauses at 4.5 s until that worker is gone, and at
+    # 8 s until a second one has come. Zeek marks each pause, and the traffic's end, with a file.
     (tmp_path / "site.zeek").write_text(in_package(f"""
 redef exit_only_after_terminate = T;
 redef Cato::websocket_port = {port}/tcp;
 redef Cato::verdict_wait = 1sec;
 redef Cato::missing_report_interval = 1sec;
-event zeek_init() {{ suspend_processing(); }}  # the traffic starts once the first worker is there
+global clients = 0;
+global first: time;
+global seen = 0;
+global pause_at: vector of interval = vector(4.5sec, 8sec);
+global paused = F;
+
+function mark(name: string) {{ system(fmt("touch %s/%s", "{out}", name)); }}
+
+event zeek_init() {{ suspend_processing(); }}
+
 event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscriptions: string_vec)
-	{{ continue_processing(); }}
+	{{
+	if ( ++clients == 1 )
+		continue_processing();
+	}}
+
+event Cluster::websocket_client_lost(endpoint: Cluster::EndpointInfo, code: count, reason: string)
+	{{
+	if ( --clients == 0 && paused )
+		{{
+		paused = F;
+		continue_processing();
+		}}
+	}}
+
+event new_connection(c: connection)
+	{{
+	if ( ++seen == 1 )
+		first = c$start_time;
+	if ( seen == {n} )
+		mark("done");
+	if ( |pause_at| > 0 && c$start_time - first >= pause_at[0] )
+		{{
+		# First for the worker to go (it is there), then for one to come (none is).
+		paused = clients > 0;
+		pause_at = pause_at[1:];
+		suspend_processing();
+		mark(paused ? "paused-for-loss" : "paused-for-worker");
+		}}
+	}}
 """, package))
-    out = tmp_path / "zeek"
-    out.mkdir()
     zeek_proc = subprocess.Popen([str(zeek), "-b", "-C", "-r", str(tmp_path / "traffic.pcap"), "--pseudo-realtime=1",
                                   "base/protocols/conn", str(package / "scripts"), str(tmp_path / "site.zeek")],
                                  cwd=out, stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
+    second = None
     try:
         _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
         first = _serve(package, port, tmp_path / "worker1.log")
-        time.sleep(4)
+        _wait_for(lambda: (out / "paused-for-loss").exists(), 120, "4.5 s of traffic with the first worker")
+        time.sleep(1)  # the last verdicts come back
         first.send_signal(signal.SIGKILL)  # no goodbye, no flush
         first.wait()
-        time.sleep(3)
+        _wait_for(lambda: (out / "paused-for-worker").exists(), 120, "the traffic without a worker")
         assert zeek_proc.poll() is None, "Zeek stopped with its worker"
         second = _serve(package, port, tmp_path / "worker2.log", "--json")
-        time.sleep(seconds - 7 + 3)  # the rest of the traffic, and verdict_wait for the last vectors
+        _wait_for(lambda: (out / "done").exists(), 120, "the rest of the traffic")
+        time.sleep(3)  # verdicts of the last connections, made at their first packet
         second.send_signal(signal.SIGTERM)
         stats = json.loads(second.communicate(timeout=30)[0])
         zeek_proc.send_signal(signal.SIGTERM)
         assert zeek_proc.wait(timeout=60) == 0
     finally:
-        for proc in (zeek_proc,):
-            if proc.poll() is None:
-                proc.kill()
+        _kill(zeek_proc, second)
     conns = read_zeek_log(out / "conn.log")
     verdicts = read_zeek_log(out / "cato_verdict.log")
     assert len(conns) == n, "Zeek kept reading and logging every connection"
