@@ -488,11 +488,18 @@ def markdown(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: RESULTS.md's tables of this benchmark: block name -> results file (``--json``).
+RESULTS_BLOCKS = {"throughput": OUT.name, "throughput-bare": "throughput_bare.json"}
+
+
 def results_tables(results: Path) -> dict[str, str]:
     """This benchmark's RESULTS.md tables, by block name, from its results files under ``results``."""
-    data = provenance.load(OUT.name, results)
-    return {"throughput": f"Measured {provenance.measured(OUT.name, results=results)}.\n\n"
-                          + markdown([data, *([data["repeat"]] if "repeat" in data else [])])}
+    tables = {}
+    for block, name in RESULTS_BLOCKS.items():
+        data = provenance.load(name, results)
+        tables[block] = (f"Measured {provenance.measured(name, results=results)}.\n\n"
+                         + markdown([data, *([data["repeat"]] if "repeat" in data else [])]))
+    return tables
 
 
 def _first_line(argv: list) -> str:
