@@ -46,7 +46,7 @@ def test_tune_killed_at_random_moments_resumes_to_the_same_study(tmp_path):
     study, budget = tmp_path / "study", 8
     args = [sys.executable, "-m", "cato", "tune", str(corpus), "--study", str(study), "--budget", str(budget),
             "--initial", "2", "--max-depth", "3", "--models", "dt", "--folds", "2", "--no-baselines",
-            "--model-seeds", "1", "-j", "1"]
+            "--model-seeds", "1", "-j", "1", "--deployment", "bare"]  # the resume is tested, not the deployment
     env = {**os.environ, "CATO_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
     rng = random.Random(19)
     seen: list[tuple] = []

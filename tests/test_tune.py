@@ -122,7 +122,8 @@ def _complete(db: Path) -> list[tuple]:
 def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     study = tmp_path / "study"
     args = ["tune", mini_corpus, "--study", study, "--budget", 6, "--max-depth", 5, "--folds", 3,
-            "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2]
+            "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2,
+            "--deployment", "bare"]  # what is tested is the resume (tests/test_deployment.py: default)
     proc = subprocess.Popen([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     db = study / "study.db"
@@ -211,7 +212,7 @@ def test_tune_searches_the_deadline_when_time_to_decision_is_an_objective(zeek, 
     study = tmp_path / "study"
     r = _cato("tune", mini_corpus, "--study", study, "--budget", 5, "--max-depth", 5, "--folds", 3,
               "--models", "rf", "--initial", 4, "--seed", 2, "--model-seeds", 1, "--cost", "latency",
-              cache=cache, timeout=900)
+              "--deployment", "bare", cache=cache, timeout=900)  # bare: the deadline is tested, not the deployment
     assert r.returncode == 0, r.stderr
     rep = _cato("report", study, "--json", cache=cache)
     assert rep.returncode == 0, rep.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -29,11 +31,14 @@ def run_script(zeek, tmp_path: Path, script, trace="small.pcap", name="run", ext
 
 
 def test_every_single_feature_script_parses_and_runs(zeek, tmp_path):
-    for f in CATALOG:
-        df = run_script(zeek, tmp_path, generate([f], [1, 4]), name=f.name)
-        assert f.name in df.columns
-        # 5 connections x 2 depths
-        assert len(df) == 10, f.name
+    def run(f):
+        return f, run_script(zeek, tmp_path, generate([f], [1, 4]), name=f.name)
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # one Zeek per core: 137 start-ups
+        for f, df in pool.map(run, CATALOG):
+            assert f.name in df.columns
+            # 5 connections x 2 depths
+            assert len(df) == 10, f.name
 
 
 @pytest.mark.parametrize("seed", range(6))
