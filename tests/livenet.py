@@ -434,9 +434,16 @@ def _frame_addresses(data: bytes) -> tuple[int, list[bytes]]:
     return etype, []
 
 
+#: The longest pause kept between two packets of a merged capture. tcpreplay paces by rate, not by
+#: the timestamps, so they only need to stay in order and representable: a capture that mixes 1970
+#: and 2015 (nDPI's) would otherwise push the merged clock past what a classic pcap can hold.
+MAX_GAP_NS = 1_000_000_000
+
+
 def _merge(captures: Sequence[Path], out: Path) -> tuple[int, int, set[bytes]]:
-    """Write the captures one after the other (each 1 s after the previous one's last packet) as one
-    classic pcap; return (packets, bytes, addresses seen). Ethernet only."""
+    """Write the captures one after the other (each 1 s after the previous one's last packet, pauses
+    within one cut to MAX_GAP_NS, time never going back) as one classic pcap; return (packets, bytes,
+    addresses seen). Ethernet only."""
     packets = nbytes = 0
     addrs: set[bytes] = set()
     cursor_ns: int | None = None
@@ -450,14 +457,16 @@ def _merge(captures: Sequence[Path], out: Path) -> tuple[int, int, set[bytes]]:
                                    "Ethernet captures (link type 1) can be replayed (convert the others first)")
             if not cap.packets:
                 continue
-            first = min(p.ts_ns for p in cap.packets)
-            shift = 0 if cursor_ns is None else cursor_ns - first
+            now = cap.packets[0].ts_ns if cursor_ns is None else cursor_ns
+            previous = cap.packets[0].ts_ns
             for p in cap.packets:
-                write_packet(f, p.ts_ns + shift, p.data, p.orig_len)
+                now += min(max(p.ts_ns - previous, 0), MAX_GAP_NS)
+                previous = p.ts_ns
+                write_packet(f, now, p.data, p.orig_len)
                 addrs.update(_frame_addresses(p.data)[1])
                 nbytes += p.orig_len
             packets += len(cap.packets)
-            cursor_ns = max(p.ts_ns for p in cap.packets) + shift + 1_000_000_000
+            cursor_ns = now + MAX_GAP_NS
     return packets, nbytes, addrs
 
 

@@ -121,3 +121,21 @@ def test_rewrite_refuses_other_link_types_by_name(tmp_path):
     with pytest.raises(LiveNetError, match=r"link type\(s\) \[113\]"):
         rewrite(capture, tmp_path / "x.pcap")
     assert not list(tmp_path.iterdir())
+
+
+def test_rewrite_keeps_order_and_cuts_pauses_of_decades(iot_corpus, tmp_path):
+    """A capture that jumps decades (nDPI's mix 1970 and 2015) merges into a pcap whose clock stays in
+    order, representable, and without pauses over MAX_GAP_NS (tcpreplay paces by rate, not by them)."""
+    from cato.corpus.pcapio import read_capture, write_packet, write_pcap_header
+    from livenet import MAX_GAP_NS
+    packets = read_capture(iot_corpus / CAPTURE).packets
+    jumpy = tmp_path / "jumpy.pcap"
+    with open(jumpy, "wb") as f:
+        write_pcap_header(f, 1)
+        for i, p in enumerate(packets):  # the second half 45 years later
+            write_packet(f, p.ts_ns + (45 * 365 * 86400 * 10**9 if i >= len(packets) // 2 else 0), p.data, p.orig_len)
+    merged = rewrite([jumpy, iot_corpus / CAPTURE], tmp_path / "merged.pcap")
+    ts = [p.ts_ns for p in read_capture(merged).packets]
+    assert len(ts) == 2 * len(packets)
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    assert min(gaps) >= 0 and max(gaps) <= MAX_GAP_NS
