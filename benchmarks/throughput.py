@@ -157,7 +157,7 @@ class Traffic:
             if row["pcap"] not in caps:
                 caps.append(row["pcap"])
         # A stratified subset keeps every class (at least one capture each).
-        picked = sorted(p for caps in by_label.values() for p in caps[:max(1, math.ceil(len(caps) * sample))])
+        picked = sorted({p for caps in by_label.values() for p in caps[:max(1, math.ceil(len(caps) * sample))]})
         self.captures = [corpus / p for p in picked]
         self.dir = work / "traffic"
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -102,9 +102,9 @@ class Drops:
         return self.zeek + self.interfaces + self.softnet + max(self.unseen, 0)
 
 
-def _run(argv: Sequence[str], what: str, unavailable: bool = False) -> str:
+def _run(argv: Sequence[str], what: str, unavailable: bool = False, timeout: float = 60) -> str:
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise LiveNetUnavailable(f"{argv[0]} not found: needed to {what}") from None
     if done.returncode != 0:
@@ -519,7 +519,8 @@ def rewrite(capture: Path | Sequence[Path], out: Path, *, block: int = 0) -> Pat
     if rules:
         argv.insert(1, f"--pnat={rules}")
     try:
-        _run(argv, f"rewrite {merged}")
+        # --pnat tries its rules in turn for every address: time grows with packets x addresses.
+        _run(argv, f"rewrite {merged}", timeout=60 + packets * len(mapping) / 2e6)
     finally:
         merged.unlink(missing_ok=True)
     bad = _outside_bench_nets(out)
