@@ -36,8 +36,10 @@ example: setup
 btest: setup
 	cd tests/btest && PATH=$(abspath $(BIN)):$$PATH btest -c btest.cfg -d -j 2
 
+# Two test files at a time: the suite mostly waits (live replays, timeouts, workers), about a third
+# of two cores busy on its own; a file's tests stay in one process, sharing its fixtures.
 pytest: setup
-	$(BIN)/python -m pytest --durations=10
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10
 
 test: btest pytest
 
