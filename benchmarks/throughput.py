@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from livenet import (LiveNet, LiveNetError, process_cpu_seconds, rewrite, rewritten_info,  # noqa: E402
+from livenet import (LiveNet, LiveNetError, process_cpu_seconds, rewrite, rewritten_info, unreplayable,  # noqa: E402
                      set_group_nice, wait_idle, zeek_stats)
 
 from cato.deploy.manifest import Manifest  # noqa: E402
@@ -148,7 +148,8 @@ class Traffic:
     """The corpus merged and rewritten (block 0), and as many more address blocks of it as a trial needs
     (block k: block 0 rewritten again, into the k-th run of addresses). Cached in ``work/traffic``."""
 
-    def __init__(self, corpus: Path, work: Path, max_blocks: int, sample: float) -> None:
+    def __init__(self, corpus: Path, work: Path, max_blocks: int, sample: float, skip_unreplayable: bool = False
+                 ) -> None:
         with open(corpus / "labels.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         by_label: dict[str, list[str]] = {}
@@ -159,6 +160,12 @@ class Traffic:
         # A stratified subset keeps every class (at least one capture each).
         picked = sorted({p for caps in by_label.values() for p in caps[:max(1, math.ceil(len(caps) * sample))]})
         self.captures = [corpus / p for p in picked]
+        if skip_unreplayable:  # (the study and its packages still see every capture)
+            why = {c: unreplayable(c) for c in self.captures}
+            self.skipped = {str(c): reason for c, reason in why.items() if reason}
+            self.captures = [c for c in self.captures if not why[c]]
+            print(f"replaying {len(self.captures)} captures; {len(self.skipped)} cannot go onto a veth as they are "
+                  "(--skip-unreplayable)", flush=True)
         self.dir = work / "traffic"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_blocks = max_blocks
@@ -514,6 +521,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=20, help="cato tune's budget when the study is made here")
     ap.add_argument("--deployment", choices=tuple(DEPLOYMENTS), default="default",
                     help="Zeek's own scripts beside the packages: local (default), or bare (zeek -b, conn and stats logs)")
+    ap.add_argument("--skip-unreplayable", action="store_true",
+                    help="replay only the captures that fit a veth as they are (Ethernet, IPv4, frames within the MTU)")
     ap.add_argument("--baseline", default="all@50", help="the study's baseline compared against")
     ap.add_argument("--within", type=float, default=0.02, help="the front point: cheapest within this F1 of the best")
     ap.add_argument("--engines", default="script,native", type=lambda s: s.split(","),
@@ -556,12 +565,13 @@ def main() -> None:
     configs = make_packages(args, work)
     if args.only:
         configs = [c for c in configs if c.name in args.only]
-    traffic = Traffic(args.corpus, work, args.max_blocks, args.sample)
+    traffic = Traffic(args.corpus, work, args.max_blocks, args.sample, args.skip_unreplayable)
     packets, nbytes = traffic.packets, traffic.bytes
     meta = {
         "network": NETWORK,
         **provenance.stamp(zeek=_first_line([zeek, "--version"]), tcpreplay=_first_line(["tcpreplay", "-V"])),
-        "corpus": str(args.corpus), "captures": len(traffic.captures), "packets_per_block": packets,
+        "corpus": str(args.corpus), "captures": len(traffic.captures),
+        "skipped_captures": getattr(traffic, "skipped", {}), "packets_per_block": packets,
         "bytes_per_block": nbytes,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

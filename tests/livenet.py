@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TypedDict
 
-from cato.corpus.pcapio import read_capture, write_packet, write_pcap_header
+from cato.corpus.pcapio import CaptureError, read_capture, write_packet, write_pcap_header
 
 #: Where :func:`rewrite` moves addresses (RFC 2544 and RFC 5180 benchmarking ranges).
 BENCH_NET_V4 = ipaddress.IPv4Network("198.18.0.0/15")
@@ -438,6 +438,24 @@ def _frame_addresses(data: bytes) -> tuple[int, list[bytes]]:
 #: the timestamps, so they only need to stay in order and representable: a capture that mixes 1970
 #: and 2015 (nDPI's) would otherwise push the merged clock past what a classic pcap can hold.
 MAX_GAP_NS = 1_000_000_000
+
+
+def unreplayable(path: Path, mtu: int = 1500) -> str | None:
+    """Why a capture cannot go onto the veth as it is (None: it can): a link type other than Ethernet,
+    frames longer than the MTU or cut short in the capture, or VLAN and IPv6 frames, whose addresses
+    ``tcprewrite --pnat`` does not always reach (``rewrite`` would then refuse the whole merge)."""
+    try:
+        packets = read_capture(path).packets
+    except CaptureError as e:
+        return str(e)
+    for p in packets:
+        if p.linktype != DLT_EN10MB:
+            return f"link type {p.linktype}"
+        if len(p.data) > mtu + 14 or p.orig_len != len(p.data):
+            return f"a frame of {p.orig_len} bytes ({len(p.data)} captured)"
+        if p.data[12:14] in (b"\x81\x00", b"\x86\xdd"):
+            return "VLAN or IPv6 frames"
+    return None
 
 
 def _merge(captures: Sequence[Path], out: Path) -> tuple[int, int, set[bytes]]:

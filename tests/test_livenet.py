@@ -139,3 +139,11 @@ def test_rewrite_keeps_order_and_cuts_pauses_of_decades(iot_corpus, tmp_path):
     assert len(ts) == 2 * len(packets)
     gaps = [b - a for a, b in zip(ts, ts[1:])]
     assert min(gaps) >= 0 and max(gaps) <= MAX_GAP_NS
+
+
+def test_unreplayable_names_why_a_capture_cannot_go_onto_the_veth(iot_corpus):
+    from livenet import unreplayable
+    ndpi = corpus_path("ndpi") / "pcaps"
+    assert unreplayable(ndpi / "443-chrome.pcap") is None
+    assert unreplayable(ndpi / "rtcp_multiple_pkts_in_the_same_datagram.pcap") == "link type 113"
+    assert unreplayable(iot_corpus / CAPTURE) == "VLAN or IPv6 frames"  # conservative: it has IPv6
