@@ -63,6 +63,8 @@ except ImportError:  # pragma: no cover
 from cato.corpus.pcapio import CaptureError, read_capture, write_packet, write_pcap_header
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "corpus_scale.json"
 DEFAULT_WORKDIR = Path("/var/tmp/cato-scale/runs")
 FLOW_COLUMNS = ("proto", "src_ip", "src_port", "dst_ip", "dst_port")
@@ -667,17 +669,6 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path, log_stem: Path, poll
                     out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
 
 
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _load_results(path: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
@@ -722,7 +713,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.exit("give at least one --replica (or --summarize-only)")
     failed = 0
     host = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "commit": _git_commit()}
+            "commit": provenance.git_commit()}
     for replica in map(lambda p: Path(p).resolve(), args.replica):
         name = replica.name
         if not (replica / "labels.csv").exists():
