@@ -375,6 +375,9 @@ def tune(
     max_depth: int = typer.Option(50, "--max-depth", min=1, help="Largest packet depth searched."),
     seed: int = typer.Option(0, "--seed", help="Seed of folds, models and sampler."),
     sampler: str = typer.Option("botorch", help="botorch (cato's search), tpe (Optuna) or random."),
+    sampler_param: list[str] = typer.Option([], "--sampler-param", metavar="NAME=VALUE",
+                                            help="A tuning parameter of the sampler, e.g. depth_sweep=false "
+                                            "(repeatable; docs/search.md lists them)."),
     models: str = typer.Option("dt,rf,gbt", "--models", help="Model families searched."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds (grouped by the corpus group)."),
     features_: Optional[str] = typer.Option(None, "--features", "-f", help="Search only these features."),
@@ -421,7 +424,7 @@ def tune(
     from cato.model import FAMILIES
     from cato.search.objectives import ObjectiveError, parse_objectives
     from cato.search._fused_kernel import KernelLockError
-    from cato.search.samplers import SAMPLERS
+    from cato.search.samplers import SAMPLERS, SamplerError, parse_sampler_params
     from cato.study import Study, StudyError, StudySettings, run_study
     from cato.zeek import ZeekError, ZeekNotFoundError
 
@@ -436,13 +439,18 @@ def tune(
         _fail(f"--models takes a comma-separated subset of {','.join(FAMILIES)}")
     if sampler not in SAMPLERS:
         _fail(f"--sampler takes one of {', '.join(SAMPLERS)}")
+    try:
+        params = parse_sampler_params(sampler, sampler_param)
+    except SamplerError as e:
+        _fail(str(e))
     restrict = tuple(f.name for f in _features(features_)) if features_ else None
     settings = StudySettings(str(corpus.resolve()), label_column, objs, max_depth, seed, sampler, folds, families,
                              not no_prior, not no_baselines, initial, restrict, zam,
                              **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
                              deadline_search="latency" in objs if deadline_search is None else deadline_search,
                              min_class_size=min_class_size, cv_sample=cv_sample,
-                             profile_sample_mb=profile_sample_mb, deployment=_deployment(deployment))
+                             profile_sample_mb=profile_sample_mb, deployment=_deployment(deployment),
+                             sampler_params=params)
     try:
         study = Study.open(study_dir, settings, resume=resume)
         if resume and Path(study.settings.corpus) != corpus.resolve():

@@ -237,3 +237,11 @@ def test_tune_refuses_a_corpus_of_one_class(tmp_path):
     (corpus / "labels.csv").write_text("pcap,label\nsmall.pcap,x\nlong.pcap,x\n")
     r = _cato("tune", corpus, "--study", tmp_path / "s", "--budget", 2, "--max-depth", 2, "-j", 1, cache=tmp_path)
     assert r.returncode != 0 and "one label (x)" in r.stderr and "nothing to tell apart" in r.stderr, r.stderr
+
+
+def test_tune_refuses_a_misspelt_sampler_parameter_before_any_work(tmp_path):
+    r = _cato("tune", tmp_path, "--study", tmp_path / "s", "--sampler-param", "depth_swep=false", cache=tmp_path)
+    assert r.returncode != 0 and "no parameter depth_swep" in r.stderr and "depth_sweep" in r.stderr, r.stderr
+    r = _cato("tune", tmp_path, "--study", tmp_path / "s", "--sampler-param", "depth_sweep", cache=tmp_path)
+    assert r.returncode != 0 and "NAME=VALUE" in r.stderr, r.stderr
+    assert not (tmp_path / "s").exists()

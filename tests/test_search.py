@@ -545,3 +545,88 @@ def test_a_proposal_moved_to_an_unseen_neighbour_says_so():
     assert config != measured and info["source"] == "initial design; moved to an unseen neighbour (random feature flips)"
     fresh, info = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, initial=[measured]).ask([], 0)
     assert fresh == measured and info["source"] == "initial design"
+
+
+def test_each_mechanism_can_be_turned_off_by_a_sampler_parameter():
+    """Issue #31's ablation turns one mechanism off at a time, as ``cato tune --sampler-param`` does."""
+    from cato.search.samplers import SamplerError, parse_sampler_params
+    from cato.search.samplers import candidates
+    assert parse_sampler_params("botorch", ["depth_sweep=false", "prior_strength=0", "acq_optimizer=local"]) == {
+        "depth_sweep": False, "prior_strength": 0, "acq_optimizer": "local"}
+    with pytest.raises(SamplerError, match="no parameter depth_swep"):
+        parse_sampler_params("botorch", ["depth_swep=false"])
+    with pytest.raises(SamplerError, match="NAME=VALUE"):
+        parse_sampler_params("botorch", ["depth_sweep"])
+    model = ModelSpec("dt", 1, 8)
+    history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0}),
+               (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0}),
+               (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0}),
+               (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0})]
+    rankings = [list(FEATS), list(reversed(FEATS))]
+
+    def origins(**switches) -> set[str]:
+        made = candidates.pool(SPACE, history, ("f1", "cpu"), np.random.default_rng(0), None,
+                               rankings if switches.get("rankings", True) else [],
+                               switches.get("per_anchor", 8), switches.get("prior_draws", 8),
+                               switches.get("depth_lines", True))
+        return {origin for _, origin in made.values()}
+
+    everything = {candidates.NEIGHBOUR, candidates.DEPTH_LINE, candidates.RANKING_MOVE, candidates.RANDOM_DRAW}
+    assert origins() == everything
+    assert origins(depth_lines=False) == everything - {candidates.DEPTH_LINE}
+    assert origins(rankings=False) == everything - {candidates.RANKING_MOVE}
+    assert origins(per_anchor=0) == everything - {candidates.NEIGHBOUR}
+    assert origins(prior_draws=0) == everything - {candidates.RANDOM_DRAW}
+    # With the sweep off, the trial the sweep would have taken goes to the acquisition.
+    on = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
+    off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, depth_sweep=False)
+    assert on._depth_sweep(history)[0] is not None
+    assert not off.ask(history, 4)[1]["source"].startswith("depth sweep")
+    # Without footholds the design is the ranked top-k selections alone.
+    plain = initial_design(SPACE, list(FEATS), list(reversed(FEATS)), seed=0, ks=(2,), footholds=False)
+    assert len(plain) == 2 and len(initial_design(SPACE, list(FEATS), list(reversed(FEATS)), seed=0, ks=(2,))) == 4
+
+
+def test_a_study_keeps_its_sampler_parameters(tmp_path):
+    from cato.study import Study, StudySettings
+    settings = StudySettings("/nowhere", sampler_params={"depth_sweep": False})
+    Study.open(tmp_path / "s", settings)
+    assert Study.open(tmp_path / "s", StudySettings("/nowhere"), resume=True).settings.sampler_params == {
+        "depth_sweep": False}
+
+
+def test_the_ranking_bisection_halves_the_bracket_of_the_fewest_top_features_as_accurate_as_the_target():
+    from cato.search.samplers import candidates
+    model = ModelSpec("rf", 50, 16)
+    ranking = list(FEATS)  # a space of 6 features
+    all_at = {d: (SPACE.config(FEATS, d, model), {"f1": 0.80, "cpu": 100.0 + d}) for d in (10, 50)}
+    history = list(all_at.values())
+    step, hoped = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
+    # The cheapest ALL above the target is the line; every feature reaches it, none below was measured.
+    assert step == SPACE.config(ranking[:3], 10, model) and hoped == 0.80
+    history.append((step, {"f1": 0.70, "cpu": 60.0}))  # top-3 falls short: the bracket is (3, 6]
+    step, _ = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
+    assert step == SPACE.config(ranking[:5], 10, model)
+    history.append((step, {"f1": 0.795, "cpu": 80.0}))  # top-5 reaches it: (3, 5]
+    step, hoped = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
+    assert step == SPACE.config(ranking[:4], 10, model) and hoped == 0.795
+    history.append((step, {"f1": 0.75, "cpu": 70.0}))  # (4, 5]: closed
+    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79) == (None, 0.0)
+    # No target (no baselines), or no selection of every feature above it: no bisection.
+    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), None)[0] is None
+    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.9)[0] is None
+    # The sampler takes the step when it promises more than the GP's best expects, and labels it.
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=2, known=list(all_at.values()),
+                             rankings=[ranking], target_f1=0.79, ranking_bisection=True, depth_sweep=False)
+    searched = [(SPACE.config([f], 3, model), {"f1": 0.3, "cpu": 40.0}) for f in FEATS[:2]]
+    best_guess = SPACE.config(FEATS[:2], 3, model)
+
+    def gp(expected: float):  # the acquisition's answer, with the hypervolume gain of a point's F1
+        return lambda *_a: (SPACE.encode(best_guess), "neighbour", expected, lambda v: v["f1"],
+                            lambda c: {"f1": 0.5, "cpu": 60.0})
+
+    sampler._optimize = gp(0.1)
+    assert sampler.ask(searched, 2) == (SPACE.config(ranking[:3], 10, model),
+                                        {"source": "ranking bisection", "bo_overhead_s": pytest.approx(0, abs=5)})
+    sampler._optimize = gp(0.9)
+    assert sampler.ask(searched, 2)[1]["source"] == "qLogNEHVI (neighbour)"

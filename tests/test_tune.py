@@ -123,7 +123,8 @@ def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     study = tmp_path / "study"
     args = ["tune", mini_corpus, "--study", study, "--budget", 6, "--max-depth", 5, "--folds", 3,
             "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2,
-            "--deployment", "bare"]  # what is tested is the resume (tests/test_deployment.py: default)
+            "--deployment", "bare",  # what is tested is the resume (tests/test_deployment.py: default)
+            "--sampler-param", "depth_sweep=false"]  # kept by the study: the resumed search proposes as it began
     proc = subprocess.Popen([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     db = study / "study.db"
@@ -153,6 +154,8 @@ def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     assert rep.returncode == 0, rep.stderr
     data = json.loads(rep.stdout)
     assert data["objectives"] == ["f1", "cpu"] and data["model_seeds"] == 2
+    from cato.study import Study
+    assert Study.open(study).settings.sampler_params == {"depth_sweep": False}
     # Off a terminal (a pipe here) the tables are whole, not cut at 80 columns, and a point of many
     # features has them listed.
     text = _cato("report", study, cache=cache)

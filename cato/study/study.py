@@ -85,6 +85,9 @@ class StudySettings:
     #: What the deployment runs before cato (``cato.zeek.DEPLOYMENTS``): the dataset is extracted under
     #: it, and a trial's cost is its marginal cost over it.
     deployment: str = "bare"
+    #: The sampler's tuning parameters (``cato.search.samplers.sampler_parameters``), e.g. a mechanism
+    #: turned off for an ablation; the study keeps them, so a resumed study proposes as it began.
+    sampler_params: dict = field(default_factory=dict)
 
     def load_corpus(self) -> Corpus:
         """The study's corpus, read as the study reads it (label column, classes left out)."""
@@ -358,7 +361,8 @@ def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,
                 study._evaluate("baseline", config, evaluator, name,
                                 progress=lambda m, n=name: note(f"baseline {n}: {m}"))
 
-    sampler = make_sampler(study.settings.sampler, search_context(study, importance, space))
+    sampler = make_sampler(study.settings.sampler, search_context(study, importance, space),
+                           **study.settings.sampler_params)
 
     retry = [Config.from_dict(r.config) for r in stale if r.kind == "search"]
     if executor is not None:

@@ -34,11 +34,12 @@ from cato.search.samplers.acquisition import FeaturePrior, RelativeGain
 from cato.search.samplers.base import History, Sampler, SamplerError
 from cato.search.samplers.baselines import RandomSampler, TPESampler
 from cato.search.samplers.design import initial_design
-from cato.search.samplers.factory import SAMPLERS, SearchContext, make_sampler, sampler_parameters
+from cato.search.samplers.factory import (SAMPLERS, SearchContext, make_sampler, parse_sampler_params,
+                                          sampler_parameters)
 from cato.search.samplers.policy import ACQ_OPTIMIZERS, LABELS, BoTorchSampler
 
 _RelativeGain = RelativeGain  # its name before the split (the tests use it)
 
 __all__ = ["ACQ_OPTIMIZERS", "LABELS", "SAMPLERS", "BoTorchSampler", "FeaturePrior", "History", "RandomSampler",
            "RelativeGain", "Sampler", "SamplerError", "SearchContext", "TPESampler", "initial_design",
-           "make_sampler", "sampler_parameters"]
+           "make_sampler", "parse_sampler_params", "sampler_parameters"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cato.search.pareto import dominated_hypervolume, to_max_space
+from cato.search.pareto import dominated_hypervolume, from_max_space, to_max_space
 from cato.search.samplers import candidates
 from cato.search.samplers.base import History, trial_rng
 from cato.search.space import Config, SearchSpace
@@ -70,11 +70,12 @@ def widened(bounds: np.ndarray) -> np.ndarray:
 
 
 def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Sequence[Config] = (),
-             warm: WarmStart = (None, None)) -> tuple[np.ndarray, str, float, Callable[[dict], float], WarmStart]:
+             warm: WarmStart = (None, None)
+             ) -> tuple[np.ndarray, str, float, Callable[[dict], float], Callable[[Config], dict], WarmStart]:
     """The candidate that maximises the acquisition, where it came from (a pool mechanism, "+ hill
     climb" when single moves improved it; the optimizer's name with ``alternating``), the hypervolume
     improvement it is expected to bring, the function that gives the improvement a measured point would
-    bring, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
+    bring, the GP's mean prediction of a configuration's objectives, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
     the training inputs are (``X_pending``, m x d)."""
     import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
@@ -100,7 +101,8 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     train_y = torch.tensor(to_max_space([v for _, v in history], s.objectives), dtype=torch.double)
     model, warm = warm_started_gp(train_x, train_y, input_bounds, [c.key() for c in configs], warm,
                                   s.seed, iteration, s.gp_refit_every, s.warm_maxiter)
-    ref_points, boxes = reference_points(train_y, s.objectives, s.ref_f1_fraction, s.target_f1)
+    ref_points, boxes = reference_points(train_y, s.objectives, s.ref_f1_fraction,
+                                         s.target_f1 if s.target_reference else None)
     x_pending = None  # configurations being evaluated, encoded as the training inputs (m x d)
     if pending:
         x_pending = torch.tensor(encoded(pending), dtype=torch.double)
@@ -117,15 +119,26 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     else:
         rng = trial_rng(s.seed, 10_000 + iteration)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
-        pool = candidates.pool(space, history, s.objectives, rng, s.prior, s.rankings, s.pool_per_anchor,
-                               s.pool_prior_draws)
+        pool = candidates.pool(space, history, s.objectives, rng, s.prior,
+                               s.rankings if s.ranking_moves else [], s.pool_per_anchor, s.pool_prior_draws,
+                               s.depth_lines)
         x, origin = optimize_local(acqf, space, [made for k, made in pool.items() if k not in seen], seen,
                                    encoded, s.score_batch, s.hill_climb_starts, s.hill_climb_steps)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = encoded([space.decode(x)]) if local else x[None, :]
         expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-    return x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, boxes), warm
+
+    def predicted(config: Config) -> dict:
+        """The GP's posterior mean of each objective at ``config``, in the objectives' own units."""
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mean = model.posterior(torch.tensor(encoded([config]), dtype=torch.double)).mean[0].numpy()
+        return from_max_space(mean, s.objectives)
+
+    return (x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, boxes), predicted,
+            warm)
+
 
 
 def warm_started_gp(train_x, train_y, input_bounds, keys: Sequence[str], warm: WarmStart, seed: int,

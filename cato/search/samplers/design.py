@@ -25,9 +25,10 @@ def default_model(family: str) -> ModelSpec:
 
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
-                   ks: Sequence[int] = (5, 10, 20), measured: Sequence[tuple[Config, dict]] = ()) -> list[Config]:
-    """MI-top-k and RFE-top-k selections, each at a different depth and model family, and two footholds
-    at the ends of the front:
+                   ks: Sequence[int] = (5, 10, 20), measured: Sequence[tuple[Config, dict]] = (),
+                   footholds: bool = True) -> list[Config]:
+    """MI-top-k and RFE-top-k selections, each at a different depth and model family, and (unless
+    ``footholds`` is False) two footholds at the ends of the front:
 
     * the cheap end: the MI-top-k (smallest k) of the features that need no per-packet events, when the
       space mixes both kinds, at the geometric middle of the depths. Such scripts cost a fraction of any
@@ -53,6 +54,8 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         deadline = space.deadline(rng.uniform(*space.bounds()[:, space.deadline_dim])) \
             if space.deadlines and i % 2 else None
         designs.append(space.config(feats, depth, space.model or default_model(family), deadline))
+    if not footholds:
+        return designs
     middle = max(round(np.sqrt(space.max_depth)), 1)
     family = next((f for f in space.families if f != "dt"), space.families[0])
     per_packet = dict(zip(space.features, space.per_packet))

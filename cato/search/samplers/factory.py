@@ -8,6 +8,7 @@ baselines, rankings, target F1); ``sampler_parameters`` lists the rest.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from typing import Sequence
 
@@ -62,7 +63,8 @@ def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
     return BoTorchSampler(
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
-        initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed, measured=ctx.measured),
+        initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed, measured=ctx.measured,
+                               footholds=params.get("footholds", True)),
         n_initial=ctx.n_initial,
         known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking],
         target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, **params)
@@ -80,6 +82,25 @@ def sampler_parameters(name: str) -> list[str]:
     """The tuning parameters ``make_sampler`` accepts for sampler ``name``."""
     cls = _FACTORIES[name][0]
     return [f.name for f in fields(cls) if f.init and not f.name.startswith("_") and f.name not in _CONTEXT_FIELDS]
+
+
+def parse_sampler_params(name: str, assignments: Sequence[str]) -> dict:
+    """``NAME=VALUE`` strings as sampler ``name``'s tuning parameters: a value is read as JSON
+    (``false``, ``0``, ``0.5``), else kept as a string; an unknown name or a malformed one is an error."""
+    allowed = sampler_parameters(name)
+    params = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise SamplerError(f"a sampler parameter is NAME=VALUE, not {assignment!r}")
+        key = key.strip()
+        if key not in allowed:
+            raise SamplerError(f"sampler {name!r} has no parameter {key} (it takes: {', '.join(allowed) or 'none'})")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
 
 
 def make_sampler(name: str, context: SearchContext, **params) -> Sampler:

@@ -1,0 +1,210 @@
+"""Issue 31's ablation: what each mechanism of cato's search contributes, measured by turning it off.
+
+Each variant is cato's search with one mechanism off, or one added ("+"), by a sampler parameter as
+``cato tune --sampler-param`` sets it (docs/search.md lists them), against the full search:
+
+* on the ground truth (``--part ground-truth``): the exhaustive IoT Sentinel table of ground_truth.py
+  (fitted profiler costs), HVI after 25 and 50 evaluations, mean and min over ``--seeds`` seeds. Cheap
+  (table look-ups) and noise-free, but a 6-feature space with no baselines: the mechanisms that act on
+  baselines, footholds or large spaces do nothing there.
+* on issue 20's tasks (``--part tasks``): a real study per (task, seed, variant) at ``--budget``, the
+  initial design shared (cached measurements: the variants differ only in what BO proposes), scored as
+  tune_protocol.py scores cato's search: hypervolume of the search trials (one reference per task and
+  seed), baselines above the search's own front (and by how much F1), and a point within 0.01 F1 of
+  ALL@50 at >= 2x lower CPU.
+
+    python benchmarks/ablation.py --part ground-truth --seeds 4
+    python benchmarks/ablation.py --part tasks --tasks iot-label,ndpi-app --seeds 0 --budget 20,30
+    python benchmarks/ablation.py --summarize-only          # the table from what ran
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
+from tune_compare import OBJECTIVES, ROOT  # noqa: E402
+from tune_protocol import TASKS, close_to, dominated_by, front_values  # noqa: E402
+
+#: variant -> the sampler parameters that turn its mechanism off (the full search: none).
+VARIANTS = {
+    "full": {},
+    "depth sweep": {"depth_sweep": False},
+    "depth lines": {"depth_lines": False},
+    "ranking moves": {"ranking_moves": False},
+    "prior draws": {"pool_prior_draws": 0},
+    "neighbours": {"pool_per_anchor": 0},
+    "hill climb": {"hill_climb_steps": 0},
+    "πBO weight": {"prior_strength": 0.0},
+    "baselines in the model": {"model_baselines": False},
+    "target reference": {"target_reference": False},
+    "footholds": {"footholds": False},
+    "+ ranking bisection": {"ranking_bisection": True},
+}
+#: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
+TASK_ONLY = {"baselines in the model", "target reference", "footholds", "+ ranking bisection"}
+RESULTS_FILE = "ablation.json"
+GT_CHECKPOINTS = ("25", "50")
+
+
+def slug(variant: str) -> str:
+    return "full" if variant == "full" else ("with-" if variant.startswith("+") else "no-") + "-".join(json.dumps(VARIANTS[variant]).strip("{}").replace(
+        '"', "").replace(": ", "=").split(", "))
+
+
+def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True):
+    from cato.cache import default_cache_dir
+    from cato.dataset import load_dataset
+    from cato.study import Study, StudySettings, run_study
+
+    folder, column, min_class = TASKS[task]
+    corpus_path = corpora / folder
+    name = f"{task}-s{seed}-{slug(variant)}"
+    settings = StudySettings(str(corpus_path.resolve()), column, objectives=OBJECTIVES, seed=seed,
+                             min_class_size=min_class, sampler_params=dict(VARIANTS[variant]))
+    directory = studies / name
+    if not run and not (directory / "study.db").exists():
+        return None
+    study = Study.open(directory, settings, resume=(directory / "study.db").exists())
+    if run and len(study.trials("search")) < budget:
+        corpus = study.settings.load_corpus()
+        dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
+        run_study(study, dataset, study.evaluator(corpus, dataset), budget,
+                  lambda msg, n, total, front: print(f"\r{name}: {n}/{total} {msg[:50]:50}", end="", file=sys.stderr))
+        print(file=sys.stderr)
+    return study
+
+
+def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path) -> dict:
+    """Per task and seed, each variant's score (see the module's docstring)."""
+    from cato.search.pareto import hypervolume, reference
+
+    out: dict = {}
+    for task in tasks:
+        for seed in seeds:
+            runs = {v: run_task(task, seed, v, budget, studies, corpora, run=False) for v in VARIANTS}
+            runs = {v: s for v, s in runs.items() if s is not None and len(s.trials("search")) >= budget}
+            if "full" not in runs:
+                continue
+            baselines = runs["full"].trials("baseline")
+            everything = [t.values for s in runs.values() for t in s.trials()[:len(baselines) + budget]]
+            ref = reference(everything, OBJECTIVES)
+            all_max = next(t.values for t in baselines if t.name == "all@50")
+            entry = {}
+            for v, study in runs.items():
+                search = [t.values for t in study.trials("search")][:budget]
+                front = front_values(search)
+                above = {t.name: round(max(t.values["f1"] - max((p["f1"] for p in front if p["cpu"] <= t.values["cpu"]),
+                                                                 default=0.0), 0.0), 4)
+                         for t in baselines if not dominated_by(t.values, search)}
+                close = close_to(search, all_max)
+                entry[v] = {"hv": hypervolume(search, OBJECTIVES, ref), "above": above,
+                            "best_f1": max(p["f1"] for p in search),
+                            "within_001_at_2x": close is not None and all_max["cpu"] / close["cpu"] >= 2.0,
+                            "sources": [t.details.get("source") for t in study.trials("search")][:budget]}
+            out[f"{task} s{seed}"] = entry
+    return out
+
+
+def run_ground_truth(seeds: int, corpora: Path) -> dict:
+    """Each variant but ``TASK_ONLY`` on the ground truth's fitted table, as ground_truth.py runs cato."""
+    from ground_truth import COSTS, fitted_costs, measure_table, run_searches
+    from cato.cache import default_cache_dir
+    from cato.corpus import load_corpus
+    from cato.dataset import load_dataset
+    from cato.search.importance import inclusion_prior, mutual_information, rfe_ranking, top_k
+
+    corpus_path = corpora / "iot-sentinel"
+    table_file = ROOT / "results" / "ground_truth_iot-sentinel.table.json"
+    table = measure_table(corpus_path, None, 50, 8, table_file, "profiler")
+    field = COSTS["profiler"]
+    table = {**table, "points": {k: {**p, "cpu": p[field]} for k, p in table["points"].items()}}
+    table = {**table, "points": fitted_costs(table["points"], f"{field}_runs")[0]}
+    dataset = load_dataset(load_corpus(corpus_path), 50, default_cache_dir())
+    feats = table["features"]
+    x = dataset.matrix(feats, 50)
+    mi = mutual_information(x, dataset.y)
+    ranks = (top_k(feats, mi, len(feats)), top_k(feats, rfe_ranking(x, dataset.y, step=1), len(feats), False),
+             inclusion_prior(mi, expected=3.0))
+    out = {}
+    for variant, params in VARIANTS.items():
+        if variant in TASK_ONLY:
+            continue
+        result = run_searches(table, ranks, seeds, 50, only=["cato"], denoise=False, botorch_options=params)
+        search = next(iter(result["searches"].values()))
+        out[variant] = {k: search[k] for k in ("hvi_mean", "hvi_min", "bo_overhead_s_median")}
+        print(f"ground truth, {variant}: {out[variant]}", file=sys.stderr, flush=True)
+    return {"seeds": seeds, "variants": out}
+
+
+def table(result: dict) -> str:
+    """One row per variant: ground-truth HVI, and per task and seed its hypervolume against the full
+    search's and the baselines above its front."""
+    gt = result.get("ground_truth", {}).get("variants", {})
+    tasks = result.get("tasks", {})
+    head = ["mechanism off (or added: +)", "ground truth HVI @25 / @50 (min @50)"] + list(tasks)
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for v in VARIANTS:
+        g = gt.get(v)
+        cells = ["none (full search)" if v == "full" else v,
+                 "–" if g is None else f"{g['hvi_mean']['25']:.3f} / {g['hvi_mean']['50']:.3f} ({g['hvi_min']['50']:.3f})"]
+        for entry in tasks.values():
+            e, full = entry.get(v), entry["full"]
+            if e is None:
+                cells.append("–")
+                continue
+            above = ", ".join(f"{k} +{m:.3f}" for k, m in e["above"].items()) or "none above"
+            rel = "" if v == "full" else f" ({e['hv'] / full['hv'] - 1:+.1%})"
+            cells.append(f"HV {e['hv']:.3f}{rel}; {above}{'; 0.01@2x' if e['within_001_at_2x'] else ''}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def results_tables(results: Path) -> dict[str, str]:
+    """This benchmark's RESULTS.md table, from its results file under ``results``."""
+    result = provenance.load(RESULTS_FILE, results)
+    return {"ablation": f"Measured {provenance.measured(RESULTS_FILE, results=results)}. Budget "
+                        f"{result['budget']} on the tasks; ground truth {result['ground_truth']['seeds']} seeds at "
+                        f"budget 50.\n\n{table(result)}"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("ground-truth", "tasks"), action="append", default=[])
+    ap.add_argument("--tasks", default="iot-label,ndpi-app")
+    ap.add_argument("--seeds", default="0", help="Tasks: comma-separated seeds; ground truth: how many.")
+    ap.add_argument("--budget", default="20,30", help="Comma-separated budgets, run in turn over every variant "
+                    "(the first results for every variant come soonest); scored at the last.")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--studies", type=Path, default=ROOT / "studies" / "ablation")
+    ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / RESULTS_FILE)
+    ap.add_argument("--summarize-only", action="store_true")
+    args = ap.parse_args()
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    budgets = [int(b) for b in args.budget.split(",")]
+    result = {**previous, **provenance.stamp(), "budget": budgets[-1]}
+    tasks = [t for t in args.tasks.split(",") if t]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if "ground-truth" in args.part and not args.summarize_only:
+        result["ground_truth"] = run_ground_truth(seeds[-1], args.corpora)
+        args.out.write_text(json.dumps(result, indent=1))
+    if "tasks" in args.part and not args.summarize_only:
+        for budget in budgets:
+            for task in tasks:
+                for seed in seeds:
+                    for variant in [v for v in args.variants.split(",") if v]:
+                        run_task(task, seed, variant, budget, args.studies, args.corpora)
+    if "tasks" in args.part or args.summarize_only:
+        result["tasks"] = {**previous.get("tasks", {}),
+                           **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora)}
+    args.out.write_text(json.dumps(result, indent=1))
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
