@@ -44,16 +44,19 @@ VARIANTS = {
     "target reference": {"target_reference": False},
     "footholds": {"footholds": False},
     "+ ranking bisection": {"ranking_bisection": True},
+    "target reference; depth lines; pool prior draws": {
+        "target_reference": False, "depth_lines": False, "pool_prior_draws": 0},
 }
 #: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
-TASK_ONLY = {"baselines in the model", "target reference", "footholds", "+ ranking bisection"}
+TASK_ONLY = {"baselines in the model", "target reference", "footholds", "+ ranking bisection",
+             "target reference; depth lines; pool prior draws"}
 RESULTS_FILE = "ablation.json"
 GT_CHECKPOINTS = ("25", "50")
 
 
 def slug(variant: str) -> str:
-    return "full" if variant == "full" else ("with-" if variant.startswith("+") else "no-") + "-".join(json.dumps(VARIANTS[variant]).strip("{}").replace(
-        '"', "").replace(": ", "=").split(", "))
+    return "full" if variant == "full" else ("with-" if variant.startswith("+") else "no-") + "-".join(
+        json.dumps(VARIANTS[variant]).strip("{}").replace('"', "").replace(": ", "=").split(", "))
 
 
 def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True):
@@ -146,9 +149,10 @@ def table(result: dict) -> str:
     search's and the baselines above its front."""
     gt = result.get("ground_truth", {}).get("variants", {})
     tasks = result.get("tasks", {})
+    variants = result.get("variants", VARIANTS)  # as measured: a mechanism retired since keeps its row
     head = ["mechanism off (or added: +)", "ground truth HVI @25 / @50 (min @50)"] + list(tasks)
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for v in VARIANTS:
+    for v in variants:
         g = gt.get(v)
         cells = ["none (full search)" if v == "full" else v,
                  "–" if g is None else f"{g['hvi_mean']['25']:.3f} / {g['hvi_mean']['50']:.3f} ({g['hvi_min']['50']:.3f})"]
@@ -187,7 +191,8 @@ def main() -> None:
     args = ap.parse_args()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     budgets = [int(b) for b in args.budget.split(",")]
-    result = {**previous, **provenance.stamp(), "budget": budgets[-1]}
+    result = {**previous, **provenance.stamp(), "budget": budgets[-1],
+              "variants": {**previous.get("variants", {}), **VARIANTS}}
     tasks = [t for t in args.tasks.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",")]
     if "ground-truth" in args.part and not args.summarize_only:
