@@ -54,21 +54,23 @@ RESULTS_FILE = "ablation.json"
 GT_CHECKPOINTS = ("25", "50")
 
 
-def slug(variant: str) -> str:
+def slug(variant: str, params: dict) -> str:
     return "full" if variant == "full" else ("with-" if variant.startswith("+") else "no-") + "-".join(
-        json.dumps(VARIANTS[variant]).strip("{}").replace('"', "").replace(": ", "=").split(", "))
+        json.dumps(params).strip("{}").replace('"', "").replace(": ", "=").split(", "))
 
 
-def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True):
+def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True,
+             params: dict | None = None):
     from cato.cache import default_cache_dir
     from cato.dataset import load_dataset
     from cato.study import Study, StudySettings, run_study
 
     folder, column, min_class = TASKS[task]
     corpus_path = corpora / folder
-    name = f"{task}-s{seed}-{slug(variant)}"
+    params = VARIANTS[variant] if params is None else params
+    name = f"{task}-s{seed}-{slug(variant, params)}"
     settings = StudySettings(str(corpus_path.resolve()), column, objectives=OBJECTIVES, seed=seed,
-                             min_class_size=min_class, sampler_params=dict(VARIANTS[variant]))
+                             min_class_size=min_class, sampler_params=dict(params))
     directory = studies / name
     if not run and not (directory / "study.db").exists():
         return None
@@ -82,14 +84,17 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     return study
 
 
-def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path) -> dict:
-    """Per task and seed, each variant's score (see the module's docstring)."""
+def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path,
+                variants: dict) -> dict:
+    """Per task and seed, each variant's score (see the module's docstring); ``variants``: name -> the
+    sampler parameters it ran with."""
     from cato.search.pareto import hypervolume, reference
 
     out: dict = {}
     for task in tasks:
         for seed in seeds:
-            runs = {v: run_task(task, seed, v, budget, studies, corpora, run=False) for v in VARIANTS}
+            runs = {v: run_task(task, seed, v, budget, studies, corpora, run=False, params=p)
+                    for v, p in variants.items()}
             runs = {v: s for v, s in runs.items() if s is not None and len(s.trials("search")) >= budget}
             if "full" not in runs:
                 continue
@@ -206,7 +211,8 @@ def main() -> None:
                         run_task(task, seed, variant, budget, args.studies, args.corpora)
     if "tasks" in args.part or args.summarize_only:
         result["tasks"] = {**previous.get("tasks", {}),
-                           **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora)}
+                           **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
+                                                   result["variants"])}
     args.out.write_text(json.dumps(result, indent=1))
     print(table(result))
 
