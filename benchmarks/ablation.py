@@ -46,11 +46,13 @@ VARIANTS = {
     "target reference": {"target_reference": False},
     "footholds": {"footholds": False},
     "+ ranking bisection": {"ranking_bisection": True},
+    "+ target weighted 1 (a weighted hypervolume)": {"target_weight": 1.0},
     "target reference; depth lines; pool prior draws": {
         "target_reference": False, "depth_lines": False, "pool_prior_draws": 0},
 }
 #: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
 TASK_ONLY = {"baselines in the model", "target reference", "footholds", "+ ranking bisection",
+             "+ target weighted 1 (a weighted hypervolume)",
              "target reference; depth lines; pool prior draws"}
 RESULTS_FILE = "ablation.json"
 GT_CHECKPOINTS = ("25", "50")

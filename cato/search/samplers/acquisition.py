@@ -103,6 +103,8 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
                                   s.seed, iteration, s.gp_refit_every, s.warm_maxiter)
     ref_points, boxes = reference_points(train_y, s.objectives, s.ref_f1_fraction,
                                          s.target_f1 if s.target_reference else None)
+    if s.target_weight is not None and len(boxes) == 2:  # a weighted hypervolume: both in the front's units
+        boxes = [boxes[0], boxes[0] / s.target_weight]
     x_pending = None  # configurations being evaluated, encoded as the training inputs (m x d)
     if pending:
         x_pending = torch.tensor(encoded(pending), dtype=torch.double)

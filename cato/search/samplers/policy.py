@@ -113,6 +113,9 @@ class BoTorchSampler:
     #: The acquisition's second reference point, at ``target_f1`` (``acquisition.reference_points``);
     #: False: the front's hypervolume alone. Default True.
     target_reference: bool = True
+    #: None: each hypervolume counts as a fraction of its own box. A number w: both in the front's box's
+    #: units, so the area above ``target_f1`` counts 1 + w times (a weighted hypervolume). Default None.
+    target_weight: float | None = None
     #: The initial design's two footholds (``design.initial_design``); the study's context reads it
     #: when it builds ``initial``. Default True.
     footholds: bool = True
