@@ -30,8 +30,8 @@ sys.path.insert(0, str(HERE))
 from provenance import RESULTS  # noqa: E402
 
 RESULTS_MD = HERE / "RESULTS.md"
-SOURCES = ("extraction_strategies", "tune_protocol", "ground_truth", "serve", "parity", "deadline_tune",
-           "throughput", "analyzer_features")
+SOURCES = ("extraction_strategies", "tune_protocol", "ablation", "ground_truth", "serve", "parity",
+           "deadline_tune", "throughput", "analyzer_features")
 BLOCK = re.compile(r"^<!-- table: (?P<name>[\w.-]+) -->\n(?P<body>.*?)^<!-- /table -->$", re.S | re.M)
 
 

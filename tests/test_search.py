@@ -149,13 +149,13 @@ def test_samplers_propose_new_valid_configs_deterministically(sampler_name):
         if sampler_name.startswith("botorch") and n >= 4:
             # The label names the acquisition and the candidate mechanism that made the proposal.
             made_by = ("mixed alternating optimizer" if sampler_name.endswith("alternating") else
-                       r"(neighbour|depth line|ranking move|prior draw)( \+ hill climb)?")
+                       r"(neighbour|depth line|ranking move)( \+ hill climb)?")
             assert re.fullmatch(rf"qLogNEHVI \+ MI prior \({made_by}\)(; moved to .*)?", info["source"]), info
             assert 0 < info["bo_overhead_s"] <= asked_s, "the overhead recorded is the time the proposal took"
         history.append((config, _toy_values(config)))
 
 
-def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
+def test_relative_gain_is_a_weighted_hypervolume_gain_over_the_front_s_box():
     import torch
     from cato.search.samplers import FeaturePrior, _RelativeGain
 
@@ -167,16 +167,34 @@ def test_relative_gain_sums_each_indicator_s_gain_over_its_value():
         def forward(self, X):
             return torch.full(X.shape[:-2], self.value, dtype=torch.double)
 
-    gain = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1])
+    # The front's expected gain 0.2 and the accurate end's 0.03 counted once more (weight 1), over a box of 2.
+    gain = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [1.0, 1.0], 2.0)
     x = torch.zeros(4, 1, 3, dtype=torch.double)
-    assert gain(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1] * 4)
-    # The prior weights the front's term alone: π(x)^β = 0.5² here.
+    assert gain(x).exp().tolist() == pytest.approx([(0.2 + 0.03) / 2.0] * 4)
+    assert _RelativeGain([Constant(np.log(0.2))], [1.0], 2.0)(x).exp().tolist() == pytest.approx([0.1] * 4)
     # The prior weights the front's term alone, (π(x) / π(mode))^β: 1 at the mode, here (0.9 x 0.1 / 0.9²)².
     prior = FeaturePrior(np.array([0.9, 0.1]), 2)
     x = torch.tensor([[[1.0, 0.0, 5.0]], [[1.0, 1.0, 5.0]]], dtype=torch.double)
-    weighted = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [2.0, 0.1], prior, 2.0)
-    assert weighted(x).exp().tolist() == pytest.approx([0.2 / 2.0 + 0.03 / 0.1,
-                                                        (0.1 / 0.9) ** 2 * 0.2 / 2.0 + 0.03 / 0.1])
+    weighted = _RelativeGain([Constant(np.log(0.2)), Constant(np.log(0.03))], [1.0, 3.0], 2.0, prior, 2.0)
+    assert weighted(x).exp().tolist() == pytest.approx([(0.2 + 3 * 0.03) / 2.0,
+                                                        ((0.1 / 0.9) ** 2 * 0.2 + 3 * 0.03) / 2.0])
+
+
+def test_the_accurate_end_counts_its_area_once_more_and_no_more():
+    """The weighted hypervolume: a point above the target F1 gains its area above half the best F1 plus,
+    weighted, its area above the target; ``target_weight=0`` or no target leaves the front's alone."""
+    import torch
+    from cato.search.samplers.acquisition import hypervolume_gain, reference_points
+    y = torch.tensor([[0.5, -2.0], [0.8, -3.0]], dtype=torch.double)  # (F1, -log10 cost)
+    refs, weights, box = reference_points(y, ("f1", "cpu"), 0.5, 0.79, 1.0)
+    assert [float(r[0]) for r in refs] == pytest.approx([0.4, 0.79]) and weights == [1.0, 1.0]
+    assert box == pytest.approx((0.8 - 0.4) * (-2.0 - (-3.0 - 0.1)))
+    value_of = hypervolume_gain(y.numpy(), ("f1", "cpu"), refs, weights, box)
+    # 0.8 at a tenth of the cost: one more decade of cost, over F1 0.4 (front) and 0.79 (accurate end).
+    gain = value_of({"f1": 0.8, "cpu": 10 ** 2.0})
+    assert gain == pytest.approx(((0.8 - 0.5) * 1.0 + (0.8 - 0.79) * 1.0) / box)
+    assert reference_points(y, ("f1", "cpu"), 0.5, 0.79, 0.0)[1] == [1.0]
+    assert reference_points(y, ("f1", "cpu"), 0.5, None, 1.0)[1] == [1.0]
 
 
 def test_initial_design_holds_mi_and_rfe_selections():
@@ -398,7 +416,9 @@ def test_make_sampler_checks_its_parameters():
     assert sampler.acq_optimizer == "alternating" and len(sampler.initial) >= 2
     assert sampler.rankings == [list(FEATS), list(reversed(FEATS))] and sampler.target_f1 is None
     targeted = make_sampler("botorch", SearchContext(**{**ctx.__dict__, "reference_f1": 0.8}))
-    assert targeted.target_f1 == pytest.approx(0.79)
+    assert targeted.target_f1 == pytest.approx(0.79) and targeted.target_weight == 1.0
+    with pytest.raises(SamplerError, match="target_weight"):
+        make_sampler("botorch", ctx, target_weight=-1)
     assert make_sampler("botorch", SearchContext(**{**ctx.__dict__, "use_prior": False})).prior is None
     with pytest.raises(SamplerError, match="acq_optimizer"):
         make_sampler("botorch", ctx, acq_optimizer="alternatng")  # misspelt: not silently "local"
@@ -565,18 +585,16 @@ def test_each_mechanism_can_be_turned_off_by_a_sampler_parameter():
     rankings = [list(FEATS), list(reversed(FEATS))]
 
     def origins(**switches) -> set[str]:
-        made = candidates.pool(SPACE, history, ("f1", "cpu"), np.random.default_rng(0), None,
-                               rankings if switches.get("rankings", True) else [],
-                               switches.get("per_anchor", 8), switches.get("prior_draws", 8),
-                               switches.get("depth_lines", True))
+        made = candidates.pool(SPACE, history, ("f1", "cpu"), np.random.default_rng(0),
+                               rankings if switches.get("rankings", True) else [], None,
+                               switches.get("per_anchor", 8), switches.get("depth_lines", True))
         return {origin for _, origin in made.values()}
 
-    everything = {candidates.NEIGHBOUR, candidates.DEPTH_LINE, candidates.RANKING_MOVE, candidates.RANDOM_DRAW}
+    everything = {candidates.NEIGHBOUR, candidates.DEPTH_LINE, candidates.RANKING_MOVE}
     assert origins() == everything
     assert origins(depth_lines=False) == everything - {candidates.DEPTH_LINE}
     assert origins(rankings=False) == everything - {candidates.RANKING_MOVE}
     assert origins(per_anchor=0) == everything - {candidates.NEIGHBOUR}
-    assert origins(prior_draws=0) == everything - {candidates.RANDOM_DRAW}
     # With the sweep off, the trial the sweep would have taken goes to the acquisition.
     on = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
     off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4, depth_sweep=False)
@@ -593,40 +611,3 @@ def test_a_study_keeps_its_sampler_parameters(tmp_path):
     Study.open(tmp_path / "s", settings)
     assert Study.open(tmp_path / "s", StudySettings("/nowhere"), resume=True).settings.sampler_params == {
         "depth_sweep": False}
-
-
-def test_the_ranking_bisection_halves_the_bracket_of_the_fewest_top_features_as_accurate_as_the_target():
-    from cato.search.samplers import candidates
-    model = ModelSpec("rf", 50, 16)
-    ranking = list(FEATS)  # a space of 6 features
-    all_at = {d: (SPACE.config(FEATS, d, model), {"f1": 0.80, "cpu": 100.0 + d}) for d in (10, 50)}
-    history = list(all_at.values())
-    step, hoped = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
-    # The cheapest ALL above the target is the line; every feature reaches it, none below was measured.
-    assert step == SPACE.config(ranking[:3], 10, model) and hoped == 0.80
-    history.append((step, {"f1": 0.70, "cpu": 60.0}))  # top-3 falls short: the bracket is (3, 6]
-    step, _ = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
-    assert step == SPACE.config(ranking[:5], 10, model)
-    history.append((step, {"f1": 0.795, "cpu": 80.0}))  # top-5 reaches it: (3, 5]
-    step, hoped = candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79)
-    assert step == SPACE.config(ranking[:4], 10, model) and hoped == 0.795
-    history.append((step, {"f1": 0.75, "cpu": 70.0}))  # (4, 5]: closed
-    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.79) == (None, 0.0)
-    # No target (no baselines), or no selection of every feature above it: no bisection.
-    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), None)[0] is None
-    assert candidates.ranking_bisection(SPACE, [ranking], history, ("f1", "cpu"), 0.9)[0] is None
-    # The sampler takes the step when it promises more than the GP's best expects, and labels it.
-    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=2, known=list(all_at.values()),
-                             rankings=[ranking], target_f1=0.79, ranking_bisection=True, depth_sweep=False)
-    searched = [(SPACE.config([f], 3, model), {"f1": 0.3, "cpu": 40.0}) for f in FEATS[:2]]
-    best_guess = SPACE.config(FEATS[:2], 3, model)
-
-    def gp(expected: float):  # the acquisition's answer, with the hypervolume gain of a point's F1
-        return lambda *_a: (SPACE.encode(best_guess), "neighbour", expected, lambda v: v["f1"],
-                            lambda c: {"f1": 0.5, "cpu": 60.0})
-
-    sampler._optimize = gp(0.1)
-    assert sampler.ask(searched, 2) == (SPACE.config(ranking[:3], 10, model),
-                                        {"source": "ranking bisection", "bo_overhead_s": pytest.approx(0, abs=5)})
-    sampler._optimize = gp(0.9)
-    assert sampler.ask(searched, 2)[1]["source"] == "qLogNEHVI (neighbour)"

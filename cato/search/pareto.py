@@ -32,11 +32,6 @@ def to_max_space(values: Sequence[Mapping[str, float]], objectives: Sequence[str
     return out
 
 
-def from_max_space(point: Sequence[float], objectives: Sequence[str]) -> dict[str, float]:
-    """One row of :func:`to_max_space` (no reference) back to objective values."""
-    return {name: float(v) if OBJECTIVES[name] == "max" else float(10.0 ** -v) for name, v in zip(objectives, point)}
-
-
 def pareto_mask(y: np.ndarray) -> np.ndarray:
     """Non-dominated rows of ``y`` (all maximised)."""
     n = len(y)

@@ -9,8 +9,9 @@ warm start); it decides nothing about which mechanism proposes the trial (see ``
 
 * :func:`gp_inputs` / :func:`gp_bounds`: the GP's view of a configuration (the local optimizer's).
 * :func:`warm_started_gp`: one batched GP over the objectives, refitted cold every few trials.
-* :class:`RelativeGain` over :func:`reference_points`: qLogNEHVI on each question's hypervolume, as a
-  fraction of its box, summed; the MI prior (:class:`FeaturePrior`) weights the front's term.
+* :class:`RelativeGain` over :func:`reference_points`: qLogNEHVI on a weighted hypervolume (the front's,
+  and the accurate end's counted again), as a fraction of the front's box; the MI prior
+  (:class:`FeaturePrior`) weights the front's term.
 * :func:`optimize_local` (the pool of ``candidates``, then hill-climbing) or
   :func:`optimize_alternating` (BoTorch's mixed optimizer).
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cato.search.pareto import dominated_hypervolume, from_max_space, to_max_space
+from cato.search.pareto import dominated_hypervolume, to_max_space
 from cato.search.samplers import candidates
 from cato.search.samplers.base import History, trial_rng
 from cato.search.space import Config, SearchSpace
@@ -70,12 +71,11 @@ def widened(bounds: np.ndarray) -> np.ndarray:
 
 
 def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Sequence[Config] = (),
-             warm: WarmStart = (None, None)
-             ) -> tuple[np.ndarray, str, float, Callable[[dict], float], Callable[[Config], dict], WarmStart]:
+             warm: WarmStart = (None, None)) -> tuple[np.ndarray, str, float, Callable[[dict], float], WarmStart]:
     """The candidate that maximises the acquisition, where it came from (a pool mechanism, "+ hill
     climb" when single moves improved it; the optimizer's name with ``alternating``), the hypervolume
     improvement it is expected to bring, the function that gives the improvement a measured point would
-    bring, the GP's mean prediction of a configuration's objectives, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
+    bring, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
     the training inputs are (``X_pending``, m x d)."""
     import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
@@ -101,10 +101,8 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     train_y = torch.tensor(to_max_space([v for _, v in history], s.objectives), dtype=torch.double)
     model, warm = warm_started_gp(train_x, train_y, input_bounds, [c.key() for c in configs], warm,
                                   s.seed, iteration, s.gp_refit_every, s.warm_maxiter)
-    ref_points, boxes = reference_points(train_y, s.objectives, s.ref_f1_fraction,
-                                         s.target_f1 if s.target_reference else None)
-    if s.target_weight is not None and len(boxes) == 2:  # a weighted hypervolume: both in the front's units
-        boxes = [boxes[0], boxes[0] / s.target_weight]
+    ref_points, weights_hv, box = reference_points(train_y, s.objectives, s.ref_f1_fraction, s.target_f1,
+                                                   s.target_weight)
     x_pending = None  # configurations being evaluated, encoded as the training inputs (m x d)
     if pending:
         x_pending = torch.tensor(encoded(pending), dtype=torch.double)
@@ -114,32 +112,22 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
     # not the climb to every feature's accuracy, which needs the features it ranks low.
     prior = FeaturePrior(s.prior, space.n_features) if s.prior is not None else None
-    acqf = gain = RelativeGain(ehvis, boxes, prior, s.prior_strength / iteration)
+    acqf = gain = RelativeGain(ehvis, weights_hv, box, prior, s.prior_strength / iteration)
     if not local:
         x = optimize_alternating(acqf, space, bounds, s.num_restarts, s.raw_samples, s.maxiter_alternating)
         origin = "mixed alternating optimizer"
     else:
         rng = trial_rng(s.seed, 10_000 + iteration)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
-        pool = candidates.pool(space, history, s.objectives, rng, s.prior,
-                               s.rankings if s.ranking_moves else [], s.pool_per_anchor, s.pool_prior_draws,
-                               s.depth_lines)
+        pool = candidates.pool(space, history, s.objectives, rng, s.rankings if s.ranking_moves else [],
+                               s.prior, s.pool_per_anchor, s.depth_lines)
         x, origin = optimize_local(acqf, space, [made for k, made in pool.items() if k not in seen], seen,
                                    encoded, s.score_batch, s.hill_climb_starts, s.hill_climb_steps)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = encoded([space.decode(x)]) if local else x[None, :]
         expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-
-    def predicted(config: Config) -> dict:
-        """The GP's posterior mean of each objective at ``config``, in the objectives' own units."""
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mean = model.posterior(torch.tensor(encoded([config]), dtype=torch.double)).mean[0].numpy()
-        return from_max_space(mean, s.objectives)
-
-    return (x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, boxes), predicted,
-            warm)
+    return x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, weights_hv, box), warm
 
 
 
@@ -187,39 +175,41 @@ def warm_started_gp(train_x, train_y, input_bounds, keys: Sequence[str], warm: W
     return (cold if cold is not None and checkpoint == n else fit(n, warm[1])), warm
 
 
-def reference_points(train_y, objectives: tuple[str, ...], ref_f1_fraction: float,
-                     target_f1: float | None) -> tuple[list, list[float]]:
-    """One reference point per question the study answers, and the box each could fill.
+def reference_points(train_y, objectives: tuple[str, ...], ref_f1_fraction: float, target_f1: float | None,
+                     target_weight: float) -> tuple[list, list[float], float]:
+    """The reference points of a weighted hypervolume, each one's weight, and the front's box.
 
-    References: the worst cost seen (less a tenth of the range), and on F1 a fraction of the best F1
-    (configurations too weak to use earn nothing however cheap they are) for the front; the target F1
-    for "as accurate as every feature, for less". Each question's hypervolume is measured as a fraction
-    of the box from its reference to the best seen on every objective: a gain on the narrow accurate
-    end counts as much as the same fraction of the front."""
+    The front: the worst cost seen (less a tenth of the range), and on F1 a fraction of the best F1
+    (configurations too weak to use earn nothing however cheap they are). The accurate end, "as
+    accurate as every feature, for less": the same cost, at ``target_f1``, weighted ``target_weight``,
+    so the area at or above the target counts 1 + ``target_weight`` times (a weighted hypervolume
+    indicator, Zitzler, Brockhoff and Thiele 2007: Pareto-compliant, with a weight fixed in advance). No
+    target (no baselines) or a weight of 0: the front's alone. Every gain is measured as a fraction of
+    the front's box (from its reference to the best seen on every objective), so that the GP's
+    expectation and the depth sweep's promise are in one unit."""
     span = train_y.max(0).values - train_y.min(0).values
     worst = train_y.min(0).values - 0.1 * span.clamp_min(1e-6)
     f1 = objectives.index("f1")
-    refs = [ref_f1_fraction * float(train_y[:, f1].max())]
-    if target_f1 is not None:
-        refs.append(target_f1)
+    levels = [(ref_f1_fraction * float(train_y[:, f1].max()), 1.0)]
+    if target_f1 is not None and target_weight > 0:
+        levels.append((target_f1, target_weight))
     ref_points = []
-    for level in refs:
+    for level, _ in levels:
         ref_point = worst.clone()
         ref_point[f1] = level
         ref_points.append(ref_point)
-    y = train_y.numpy()
-    boxes = [float(np.prod(np.maximum(y.max(0) - r.numpy(), HV_FLOOR))) for r in ref_points]
-    return ref_points, boxes
+    box = float(np.prod(np.maximum(train_y.numpy().max(0) - ref_points[0].numpy(), HV_FLOOR)))
+    return ref_points, [w for _, w in levels], box
 
 
-def hypervolume_gain(y: np.ndarray, objectives: tuple[str, ...], ref_points: list,
-                     boxes: list[float]) -> Callable[[dict], float]:
-    """The gain a measured point would bring, in :class:`RelativeGain`'s units (hypervolume improvement
-    as a fraction of each box, summed), over the measured points ``y`` (max space)."""
+def hypervolume_gain(y: np.ndarray, objectives: tuple[str, ...], ref_points: list, weights: list[float],
+                     box: float) -> Callable[[dict], float]:
+    """The gain a measured point would bring, in :class:`RelativeGain`'s units (the weighted hypervolume
+    improvement as a fraction of the front's box), over the measured points ``y`` (max space)."""
     def value_of(values: dict) -> float:
         point = to_max_space([values], objectives)[0]
-        return sum((dominated_hypervolume(np.vstack([y, point]), r.numpy())
-                    - dominated_hypervolume(y, r.numpy())) / box for r, box in zip(ref_points, boxes))
+        return sum(w * (dominated_hypervolume(np.vstack([y, point]), r.numpy())
+                        - dominated_hypervolume(y, r.numpy())) for r, w in zip(ref_points, weights)) / box
 
     return value_of
 
@@ -229,31 +219,32 @@ def _relative_gain_module():
     from botorch.acquisition import AcquisitionFunction
 
     class _RelativeGain(AcquisitionFunction):
-        """log Σ_k E[HVI_k(x)] / B_k: the expected gain of each hypervolume indicator as a fraction of
-        its box B_k, summed. A study answers two questions, the front (hypervolume above half the best
-        F1) and the cheapest configuration as accurate as every feature (hypervolume above the target
-        F1); each trial goes where the fractions it promises add up to most, with no iteration counts
-        and no schedule. The MI prior, when given, weights the front's term alone."""
+        """log (Σ_k w_k E[HVI_k(x)]) / B: the expected gain of a weighted hypervolume (the front's, w = 1,
+        and the accurate end's above the target F1) as a fraction of the front's box B, with no
+        iteration counts and no schedule. The MI prior, when given, weights the front's term alone by
+        (π(x) / π(mode))^β as in πBO: the prior is a belief about small informative selections, and
+        matching every feature's accuracy takes the features it ranks low."""
 
-        def __init__(self, ehvis: list, boxes: list[float], prior=None, prior_exponent: float = 1.0) -> None:
+        def __init__(self, ehvis: list, weights: list[float], box: float, prior=None,
+                     prior_exponent: float = 1.0) -> None:
             super().__init__(model=ehvis[0].model)
             self.ehvis = torch.nn.ModuleList(ehvis)
             self.prior, self.prior_exponent = prior, prior_exponent
-            self.register_buffer("log_boxes", torch.tensor(
-                [np.log(max(v, HV_FLOOR)) for v in boxes], dtype=torch.double))
+            self.register_buffer("log_weights", torch.tensor(np.log(weights), dtype=torch.double))
+            self.log_box = float(np.log(max(box, HV_FLOOR)))
 
         def forward(self, X):
-            logs = [a(X) - self.log_boxes[i] for i, a in enumerate(self.ehvis)]
+            logs = [a(X) + self.log_weights[i] for i, a in enumerate(self.ehvis)]
             if self.prior is not None:  # (π(x) / π(mode))^β on the front's term: 1 at the prior's mode
                 logs[0] = logs[0] + self.prior_exponent * (self.prior(X).sum(-1) - self.prior.log_mode)
-            return torch.logsumexp(torch.stack(logs), dim=0)
+            return torch.logsumexp(torch.stack(logs), dim=0) - self.log_box
 
     return _RelativeGain
 
 
-def RelativeGain(ehvis: list, boxes: list[float], prior=None,  # noqa: N802 - built lazily (torch import)
+def RelativeGain(ehvis: list, weights: list[float], box: float, prior=None,  # noqa: N802 - built lazily (torch)
                  prior_exponent: float = 1.0):
-    return _relative_gain_module()(ehvis, boxes, prior, prior_exponent)
+    return _relative_gain_module()(ehvis, weights, box, prior, prior_exponent)
 
 
 def _feature_prior_module():

@@ -7,12 +7,10 @@ was measured: the acquisition's optimizer does. :func:`depth_sweep` is the excep
 rule: its one candidate comes with an optimistic F1 (a Lipschitz bound, not the GP), which the policy
 weighs against the acquisition's best.
 
-* :func:`pool`: the local optimizer's pool, from :func:`neighbour`, :func:`depth_lines`,
-  :func:`ranking_moves` and prior draws.
+* :func:`pool`: the local optimizer's pool, from :func:`neighbour`, :func:`depth_lines` and
+  :func:`ranking_moves`.
 * :func:`single_moves`: every configuration one move away, the hill-climb's steps.
 * :func:`depth_sweep`: the depth of a packet-free front selection with the highest F1 bound.
-* :func:`ranking_bisection`: the next step of a bisection along a ranking for its fewest top features
-  as accurate as the target.
 """
 
 from __future__ import annotations
@@ -43,17 +41,16 @@ def anchors(history: History, objectives: tuple[str, ...]) -> tuple[list[Config]
 
 
 #: Where a pool candidate comes from (the first of them that made it), for the proposal's label.
-NEIGHBOUR, DEPTH_LINE, RANKING_MOVE, PRIOR_DRAW, RANDOM_DRAW = (
-    "neighbour", "depth line", "ranking move", "prior draw", "random draw")
+NEIGHBOUR, DEPTH_LINE, RANKING_MOVE = "neighbour", "depth line", "ranking move"
 
 
 def pool(space: SearchSpace, history: History, objectives: tuple[str, ...], rng: np.random.Generator,
-         prior: np.ndarray | None, rankings: Sequence[Sequence[str]], per_anchor: int,
-         prior_draws: int, with_depth_lines: bool = True) -> dict[str, tuple[Config, str]]:
+         rankings: Sequence[Sequence[str]], prior: np.ndarray | None = None, per_anchor: int = 96,
+         with_depth_lines: bool = True) -> dict[str, tuple[Config, str]]:
     """The candidates of one iteration, by key, in the order they were made, each with where it came
-    from: ``per_anchor`` neighbours (1-3 moves) of each front and most accurate configuration, each front
-    selection's depth and deadline lines (``with_depth_lines``), the rankings' top-k selections at the anchors' settings, and
-    ``prior_draws`` prior draws (uniform without a prior). Measured configurations are kept: the
+    from: ``per_anchor`` neighbours (1-3 moves; features added by the ``prior``) of each front and most
+    accurate configuration, each front selection's depth and deadline lines (``with_depth_lines``), and
+    the rankings' top-k selections at the anchors' settings. Measured configurations are kept: the
     optimizer leaves them out."""
     front, most_accurate = anchors(history, objectives)
     weights = feature_weights(space, prior)
@@ -66,9 +63,6 @@ def pool(space: SearchSpace, history: History, objectives: tuple[str, ...], rng:
         out.setdefault(c.key(), (c, DEPTH_LINE))
     for c in ranking_moves(space, rankings, front + most_accurate):
         out.setdefault(c.key(), (c, RANKING_MOVE))
-    for _ in range(prior_draws):
-        c = space.sample(rng, prior, log_depth=True)
-        out.setdefault(c.key(), (c, PRIOR_DRAW if prior is not None else RANDOM_DRAW))
     return out
 
 
@@ -202,40 +196,3 @@ def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: Histor
             best_gain, best_f1 = float(bound[i] - f1.max()), min(float(bound[i]), 1.0)
     return best, best_f1
 
-
-def ranking_bisection(space: SearchSpace, rankings: Sequence[Sequence[str]], history: History,
-                      objectives: tuple[str, ...], target_f1: float | None) -> tuple[Config | None, float]:
-    """The next step of a bisection along a ranking for the fewest of its top features whose F1 reaches
-    ``target_f1``, and the F1 the step hopes for; None when there is no open interval.
-
-    The line: the cheapest measured selection of every feature whose F1 reaches the target (in a
-    study, an ALL baseline), at its depth, model and deadline. Along each ranking, the measured top-k
-    selections on that line bracket the answer: ``hi`` the fewest that reach the target (every feature
-    does), ``lo`` the most below ``hi`` that do not (0 when none was measured). The step is top-k at
-    k = (lo + hi + 1) // 2 of the ranking with the widest open bracket (first in order on a tie), and it
-    hopes for F1(hi): the bisection's hypothesis is that F1 grows with k along a good ranking. Each
-    ranking closes in about log2(n) steps, whatever the corpus; the one number it takes, the target,
-    comes from the study's own ALL baseline. A GP over ~100 mask bits cannot see this structure from
-    tens of trials, and top-k along a ranking is what a feature-selection baseline tries."""
-    if target_f1 is None or not rankings:
-        return None, 0.0
-    cost = next(o for o in objectives if o != "f1")
-    full = frozenset(space.features)
-    lines = [c for c, v in history if frozenset(c.features) == full and v["f1"] >= target_f1]
-    if not lines:
-        return None, 0.0
-    line = min(lines, key=lambda c: next(v[cost] for h, v in history if h == c))
-    on_line = {frozenset(c.features): v["f1"] for c, v in history
-               if (c.depth, c.model, c.deadline) == (line.depth, line.model, line.deadline)}
-    best: tuple[int, Config, float] | None = None
-    for ranking in rankings:
-        ranked = [f for f in ranking if f in space.features]
-        prefixes = {k: on_line[frozenset(ranked[:k])] for k in range(1, len(ranked) + 1)
-                    if frozenset(ranked[:k]) in on_line}
-        hi = min((k for k, f1 in prefixes.items() if f1 >= target_f1), default=len(ranked))
-        lo = max((k for k, f1 in prefixes.items() if k < hi and f1 < target_f1), default=0)
-        if hi - lo > 1 and (best is None or hi - lo > best[0]):
-            k = (lo + hi + 1) // 2
-            best = (hi - lo, space.config(ranked[:k], line.depth, line.model, line.deadline),
-                    prefixes.get(hi, on_line[full]))
-    return (best[1], best[2]) if best else (None, 0.0)

@@ -28,9 +28,9 @@ ACQ_OPTIMIZERS = acquisition.ACQ_OPTIMIZERS
 #: A proposal's ``source``, one per mechanism, in order of precedence (see :meth:`BoTorchSampler.ask`).
 #: ``ACQUISITION`` gains " + MI prior" when the prior weights it, and any label but ``DEPTH_SWEEP`` gains
 #: :data:`~cato.search.samplers.base.MOVED` when its proposal had been measured and was moved.
-INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, RANKING_BISECTION, ACQUISITION = (
-    "initial design", "prior draw", "random draw", "depth sweep", "ranking bisection", "qLogNEHVI")
-LABELS = (INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, RANKING_BISECTION, ACQUISITION)
+INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, ACQUISITION = (
+    "initial design", "prior draw", "random draw", "depth sweep", "qLogNEHVI")
+LABELS = (INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, ACQUISITION)
 
 
 @dataclass
@@ -75,8 +75,6 @@ class BoTorchSampler:
     #: ``acq_optimizer="local"``: random neighbours (1-3 moves) drawn around each front and each of the
     #: three most accurate configurations (0: none). Default 96.
     pool_per_anchor: int = 96
-    #: ``acq_optimizer="local"``: draws from the MI prior (log-uniform depth) added to the pool. Default 512.
-    pool_prior_draws: int = 512
     #: ``acq_optimizer="local"``: the pool's best candidates hill-climbing starts from. Default 4.
     hill_climb_starts: int = 4
     #: ``acq_optimizer="local"``: single moves each climb takes at most (0: the pool's best). Default 3.
@@ -93,14 +91,15 @@ class BoTorchSampler:
     #: The F1 a user wants matched at lower cost: ALL@max's less the report's tolerance, set by the study
     #: from its baselines; None (no baselines, the default): the front's hypervolume alone.
     target_f1: float | None = None
+    #: The weighted hypervolume's extra weight at or above ``target_f1``: that area counts 1 +
+    #: ``target_weight`` times (``acquisition.reference_points``); 0: the front's hypervolume alone.
+    #: Default 1.0.
+    target_weight: float = 1.0
     #: Feature rankings the study computed (MI, RFE); their top-k selections are candidates every
     #: iteration (see ``candidates.ranking_moves``). Default: none.
     rankings: list[list[str]] = field(default_factory=list)
     #: Mechanism 3, the depth sweep (``candidates.depth_sweep``). Default True.
     depth_sweep: bool = True
-    #: Mechanism 3, the bisection along the rankings towards ``target_f1`` (``candidates.ranking_bisection``).
-    #: Default False.
-    ranking_bisection: bool = False
     #: ``acq_optimizer="local"``: each front selection at every depth (and deadline) in the pool
     #: (``candidates.depth_lines``). Default True.
     depth_lines: bool = True
@@ -110,12 +109,6 @@ class BoTorchSampler:
     #: From the first BO iteration, the study's baselines (``known``) are in the GP's data and anchor the
     #: pool; False: they are only never proposed. Default True.
     model_baselines: bool = True
-    #: The acquisition's second reference point, at ``target_f1`` (``acquisition.reference_points``);
-    #: False: the front's hypervolume alone. Default True.
-    target_reference: bool = True
-    #: None: each hypervolume counts as a fraction of its own box. A number w: both in the front's box's
-    #: units, so the area above ``target_f1`` counts 1 + w times (a weighted hypervolume). Default None.
-    target_weight: float | None = None
     #: The initial design's two footholds (``design.initial_design``); the study's context reads it
     #: when it builds ``initial``. Default True.
     footholds: bool = True
@@ -131,11 +124,13 @@ class BoTorchSampler:
         for name in ("ref_f1_fraction",):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise SamplerError(f"{name} must be in (0, 1], not {getattr(self, name)!r}")
+        if not isinstance(self.target_weight, (int, float)) or self.target_weight < 0:
+            raise SamplerError(f"target_weight must be a number >= 0, not {self.target_weight!r}")
         for name in ("n_initial", "num_restarts", "raw_samples", "maxiter_alternating", "mc_samples",
                      "hill_climb_starts", "gp_refit_every", "warm_maxiter", "score_batch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise SamplerError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
-        for name in ("pool_per_anchor", "pool_prior_draws", "hill_climb_steps"):
+        for name in ("pool_per_anchor", "hill_climb_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SamplerError(f"{name} must be a non-negative integer, not {getattr(self, name)!r}")
         if self.prior is not None and len(self.prior) != self.space.n_features:
@@ -152,19 +147,17 @@ class BoTorchSampler:
            next place (finished plus running trials), as long as ``initial`` has one.
         2. "prior draw": in that phase once ``initial`` has run out, a draw from the MI prior with a
            log-uniform depth ("random draw" without a prior: each feature in with probability 1/2).
-        3. "depth sweep" or "ranking bisection": from then on (BO iteration t = finished search trials -
-           ``n_initial`` + 1), the structured step that promises the larger hypervolume gain, when that
-           gain exceeds the gain the GP expects of the acquisition's best. The sweep (``depth_sweep``)
-           promises its Lipschitz bound on F1 at its selection's measured cost, never with ``latency``
-           an objective; the bisection (``ranking_bisection``) promises the F1 of the bracket's upper
-           end at the GP's predicted cost. Each is unmeasured and not running.
+        3. "depth sweep": from then on (BO iteration t = finished search trials - ``n_initial`` + 1),
+           the sweep's candidate when it is unmeasured and the gain its Lipschitz bound promises, at
+           its selection's measured cost, exceeds the gain the GP expects of the acquisition's best.
+           Never with ``latency`` an objective (``depth_sweep``).
         4. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
            followed by the candidate mechanism that made it, e.g. "qLogNEHVI + MI prior (ranking move +
-           hill climb)" (``candidates``: neighbour, depth line, ranking move, prior or random draw).
+           hill climb)" (``candidates``: neighbour, depth line or ranking move).
 
         Then one repair, not a mechanism: a proposal of 1, 2 or 4 equal to a search trial finished or
         running (in 4, to one of ``known`` too) is moved to an unseen neighbour by random feature flips,
-        and its label says so (``base.MOVED``). The step of 3 is never one of those.
+        and its label says so (``base.MOVED``). The sweep of 3 is never one of those.
         """
         rng = trial_rng(self.seed, number)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
@@ -181,34 +174,25 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history] if self.model_baselines else list(history)
         seen |= {c.key() for c, _ in self.known}
-        x, origin, expected, value_of, predicted = self._optimize(data, iteration, pending)
-        # 3. A structured step goes instead when it promises more hypervolume than the GP expects of its
-        # own best candidate: optimism where the GP cannot see (F1 jagged along depth, monotone along a
-        # ranking). Each promise is the gain of its hoped-for F1 at its cost; the largest wins.
-        promises = []
+        x, origin, expected, value_of = self._optimize(data, iteration, pending)
+        # 3. A depth sweep goes first when even the GP's best candidate expects less hypervolume than the
+        # sweep's Lipschitz bound promises: optimism where the GP cannot see (F1 jagged along depth).
         swept, bound_f1 = self._depth_sweep(data) if self.depth_sweep else (None, 0.0)
         if swept is not None and swept.key() not in seen:
             cost = next(v for c, v in data if c.features == swept.features and c.model == swept.model)
-            promises.append((value_of({**cost, "f1": bound_f1}), swept, DEPTH_SWEEP))
-        step, hoped_f1 = candidates.ranking_bisection(self.space, self.rankings, data, self.objectives,
-                                                      self.target_f1) if self.ranking_bisection else (None, 0.0)
-        if step is not None and step.key() not in seen:
-            promises.append((value_of({**predicted(step), "f1": hoped_f1}), step, RANKING_BISECTION))
-        if promises:
-            promise, config, label = max(promises, key=lambda p: p[0])
-            if promise > expected:
-                return config, {"source": label, "bo_overhead_s": time.perf_counter() - t0}
+            if value_of({**cost, "f1": bound_f1}) > expected:
+                return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
         proposed = self.space.decode(x)  # 4.
         config, info = labelled(proposed, unseen(self.space, proposed, seen, rng),
                                 ACQUISITION + (" + MI prior" if self.prior is not None else "") + f" ({origin})")
         return config, {**info, "bo_overhead_s": time.perf_counter() - t0}
 
     def _optimize(self, history: History, iteration: int, pending: Sequence[Config] = ()
-                  ) -> tuple[np.ndarray, str, float, Callable[[dict], float], Callable[[Config], dict]]:
+                  ) -> tuple[np.ndarray, str, float, Callable[[dict], float]]:
         """``acquisition.maximise`` with this sampler's settings; it keeps the GP warm start."""
-        x, origin, expected, value_of, predicted, self._cold_fit = acquisition.maximise(
-            self, history, iteration, pending, self._cold_fit)
-        return x, origin, expected, value_of, predicted
+        x, origin, expected, value_of, self._cold_fit = acquisition.maximise(self, history, iteration, pending,
+                                                                             self._cold_fit)
+        return x, origin, expected, value_of
 
     def _depth_sweep(self, history: History) -> tuple[Config | None, float]:
         return candidates.depth_sweep(self.space, self.objectives, history)
