@@ -45,7 +45,7 @@ NEIGHBOUR, DEPTH_LINE, RANKING_MOVE = "neighbour", "depth line", "ranking move"
 
 
 def pool(space: SearchSpace, history: History, objectives: tuple[str, ...], rng: np.random.Generator,
-         rankings: Sequence[Sequence[str]], prior: np.ndarray | None = None, per_anchor: int = 96,
+         rankings: Sequence[Sequence[str]], prior: np.ndarray | None, per_anchor: int,
          with_depth_lines: bool = True) -> dict[str, tuple[Config, str]]:
     """The candidates of one iteration, by key, in the order they were made, each with where it came
     from: ``per_anchor`` neighbours (1-3 moves; features added by the ``prior``) of each front and most
