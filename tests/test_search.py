@@ -207,14 +207,25 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # The cheap end: the MI-top-k of the features read from the connection record (no per-packet events).
     assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
     assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
-    # Every feature already measured (the study's ALL baselines): instead the RFE ranking's top half at
-    # the deepest depth measured, the first step of a bisection along the ranking.
-    everything = [(SPACE.config(list(SPACE.features), d, init[2].model), {"f1": 0.5, "cpu": 9.0}) for d in (3, 20)]
+    # The study's ALL baselines set both footholds' depth: the shallowest whose ALL reaches ALL@deepest's
+    # F1 less 0.01 (here 20: ALL@3 is 0.05 short). With no top-k measured, the RFE ranking's top half.
     rfe = list(reversed(SPACE.features))
-    known = initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,), measured=everything)
-    assert set(known[2].features) == set(rfe[:SPACE.n_features // 2]) and known[2].depth == 20
-    assert [c.key() for i, c in enumerate(known) if i != 2] == [
-        c.key() for i, c in enumerate(initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,))) if i != 2]
+    every = lambda d, f1: (SPACE.config(list(SPACE.features), d, init[2].model), {"f1": f1, "cpu": 9.0})  # noqa: E731
+    top = lambda rank, k, d, f1: (SPACE.config(rank[:k], d, init[2].model), {"f1": f1, "cpu": 3.0})  # noqa: E731
+    known = initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,), measured=[every(3, 0.75), every(20, 0.8)])
+    assert set(known[2].features) == set(rfe[:SPACE.n_features // 2]) and known[2].depth == 20 == known[3].depth
+    assert [c.key() for i, c in enumerate(known) if i not in (2, 3)] == [
+        c.key() for i, c in enumerate(initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,))) if i not in (2, 3)]
+    # With a ranking's top-k measured there: bisection on log(size) between the best ranking's top-k
+    # below the target (2) and ALL (6): round(sqrt(12)) = 3.
+    mi = list(SPACE.features)
+    stepped = initial_design(SPACE, mi, rfe, seed=0, ks=(2,), measured=[
+        every(3, 0.75), every(20, 0.8), top(rfe, 2, 20, 0.78), top(mi, 2, 20, 0.6), top(rfe, 2, 3, 0.79)])
+    assert stepped[2].features == tuple(sorted(rfe[:3], key=SPACE.features.index)) and stepped[2].depth == 20
+    # ALL reaching the target at depth 3 moves both there; a top-k reaching it there: bisect from 1 to it.
+    shallow = initial_design(SPACE, mi, rfe, seed=0, ks=(2,), measured=[
+        every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])
+    assert shallow[2].features == (rfe[0],) and shallow[2].depth == 3 == shallow[3].depth
     small = initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))
     assert len(small) == 3 and small[2].features == ("orig_pkts", "resp_pkts")
     # A space of one cost class has no separate cheap end.
