@@ -38,6 +38,7 @@ from cato.corpus import load_corpus
 from cato.dataset import load_dataset
 from cato.features import resolve
 from cato.search.objectives import F1_TOLERANCE
+from cato.search.pareto import hypervolume, reference
 from cato.study import Study, StudySettings, best_within, run_study
 from cato.zeek.profiling import profile
 
@@ -127,6 +128,16 @@ def sweep(study: Study) -> list[dict]:
                      "cpu_us": details["baseline_steady_cpu_us_per_conn"] + max(details["marginal_cpu_us_per_conn"], 0)})
         print(f"sweep {Path(study.settings.corpus).name} T={deadline}: F1 {values['f1']:.3f}", file=sys.stderr)
     return rows
+
+
+def search_hypervolumes(studies: dict[str, Study]) -> dict[str, float]:
+    """Each study's search trials' hypervolume on F1 and mean time-to-decision, against one reference
+    point made from every trial of ``studies`` (the searches with and without the deadline dimension
+    of one corpus and seed), as issue 20's protocol scores a sampler."""
+    everything = [t.values for s in studies.values() for t in s.trials()]
+    ref = reference(everything, OBJECTIVES)
+    return {name: hypervolume([t.values for t in s.trials("search")], OBJECTIVES, ref)
+            for name, s in studies.items()}
 
 
 def best_within_wait(front: list[dict], wait_ms: float) -> dict | None:
@@ -243,15 +254,20 @@ def summary(results: dict) -> str:
         heads = [r["all_max"] for r in runs]
         all_max = f"ALL@{heads[0]['depth']}"
         sweep = {row["deadline_s"]: row for row in entry.get("sweep_all_max", [])}
+        trials = {seed: max(r["trials"] for k, r in entry["runs"].items() if k.endswith(f"-s{seed}")) for seed in seeds}
+        hv = [entry.get("hypervolume", {}).get(f"s{seed}") for seed in seeds]
         cells[name] = [
-            f"{CORPUS_NAMES.get(name, name)} (seeds {', '.join(map(str, seeds))})",
+            f"{CORPUS_NAMES.get(name, name)} (seed, trials: {'; '.join(f'{s}, {n}' for s, n in trials.items())})",
+            ", ".join(f"{h['deadline']:.3f} / {h['depth']:.3f} ({h['deadline'] / h['depth']:.2f}x)" for h in hv if h)
+            or "not measured",
             f"{_span([a['f1'] for a in heads], '.3f')}, {_span([a['ttd_mean_ms'] for a in heads], ',.0f')} / "
             f"{_span([a['ttd_p95_ms'] for a in heads], ',.0f')}",
             _within_tolerance(runs),
             _best_within_wait(by_search),
             "F1 " + " / ".join(f"{sweep[t]['f1']:.3f}" for t in SUMMARY_SWEEP_S) if sweep else ""]
     sweep_seeds = sorted({str(corpora[n]["sweep_seed"]) for n in names if "sweep_seed" in corpora[n]})
-    labels = [f"{all_max}: F1, mean / p95 time-to-decision ms",
+    labels = ["hypervolume of the search trials, F1 × mean time-to-decision: with / without the deadline dimension",
+              f"{all_max}: F1, mean / p95 time-to-decision ms",
               f"least time-to-decision within {F1_TOLERANCE:g} F1 of {all_max}",
               f"most accurate point with mean time-to-decision ≤ {SUMMARY_WAIT_MS} ms: with / without the deadline "
               "dimension",
@@ -326,10 +342,14 @@ def main() -> None:
         name = corpus.resolve().name
         entry = corpora.setdefault(name, {"tolerance": F1_TOLERANCE, "runs": {}})
         for seed in args.seed or [0]:
+            studies = {}
             for searched in (True, False):
                 study, elapsed = run_one(corpus, seed, searched, args.budget, args.studies)
+                studies["deadline" if searched else "depth"] = study
                 entry["runs"][f"{'deadline' if searched else 'depth'}-s{seed}"] = summarize(study, elapsed)
                 save()
+            entry.setdefault("hypervolume", {})[f"s{seed}"] = search_hypervolumes(studies)
+            save()
         if not args.no_sweep:
             entry["sweep_all_max"] = sweep(study)
             entry["sweep_seed"] = study.settings.seed
