@@ -16,6 +16,7 @@ Each variant is cato's search with one mechanism off, or one added ("+"), by a s
     python benchmarks/ablation.py --part ground-truth --seeds 4
     python benchmarks/ablation.py --part tasks --tasks iot-label,ndpi-app --seeds 0 --budget 20,30
     python benchmarks/ablation.py --summarize-only          # the table from what ran
+    python benchmarks/ablation.py --part footholds --tasks ... --seeds 0,1,2 --budget 20   # FOOTHOLDS' table
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ VARIANTS = {
     "baselines in the model": {"model_baselines": False},
     "footholds": {"footholds": False},
     "the accurate end's term": {"target_weight": 0.0},
-    # Today's defaults, named: the weighted hypervolume and the footholds placed from the baselines
-    # (design.target_depth, design.bisection_size) instead of fixed depths and sizes.
-    "+ target weighted 1; footholds from the baselines": {"target_weight": 1.0, "footholds": True},
 }
 #: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
 TASK_ONLY = {"baselines in the model", "footholds", "the accurate end's term"}
 RESULTS_FILE = "ablation.json"
+#: Where the footholds are placed, as ``--part footholds`` compares them on every task and seed: at fixed
+#: depths and sizes (the code before commit db07237; run from a checkout of it, as the results file
+#: records) and from the study's baselines (``design.target_depth``, ``design.bisection_size``).
+FIXED, FROM_BASELINES = "+ footholds fixed", "+ footholds from the baselines"
+FOOTHOLDS = {FIXED: {"target_weight": 1.0}, FROM_BASELINES: {"target_weight": 1.0, "footholds": True}}
 GT_CHECKPOINTS = ("25", "50")
 
 
@@ -86,9 +89,10 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
 
 
 def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path,
-                variants: dict) -> dict:
+                variants: dict, require_all: bool = False) -> dict:
     """Per task and seed, each variant's score (see the module's docstring); ``variants``: name -> the
-    sampler parameters it ran with."""
+    sampler parameters it ran with. A task-seed is scored when the full search ran it (or, with
+    ``require_all``, every variant)."""
     from cato.search.pareto import hypervolume, reference
 
     out: dict = {}
@@ -97,9 +101,10 @@ def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, 
             runs = {v: run_task(task, seed, v, budget, studies, corpora, run=False, params=p)
                     for v, p in variants.items()}
             runs = {v: s for v, s in runs.items() if s is not None and len(s.trials("search")) >= budget}
-            if "full" not in runs:
+            needed = set(variants) if require_all else {"full"}
+            if not needed <= set(runs):
                 continue
-            baselines = runs["full"].trials("baseline")
+            baselines = next(iter(runs.values())).trials("baseline")
             everything = [t.values for s in runs.values() for t in s.trials()[:len(baselines) + budget]]
             ref = reference(everything, OBJECTIVES)
             all_max = next(t.values for t in baselines if t.name == "all@50")
@@ -187,17 +192,51 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def footholds_table(scores: dict) -> str:
+    """One row per task: per seed, the search's hypervolume with the footholds from the baselines
+    against fixed ones, and the baselines above each front."""
+    seeds = sorted({key.split(" ")[1] for key in scores})
+    tasks = list(dict.fromkeys(key.split(" ")[0] for key in scores))
+    lines = ["| task | " + " | ".join(seeds) + " | baselines above: fixed / from the baselines (task-seeds) |",
+             "|---" * (len(seeds) + 2) + "|"]
+    changes = []
+    for task in tasks:
+        cells, above = [], [0, 0]
+        for seed in seeds:
+            entry = next((e for k, e in scores.items() if k.split(" ")[:2] == [task, seed]), None)
+            if entry is None:
+                cells.append("–")
+                continue
+            fixed, measured = entry[FIXED], entry[FROM_BASELINES]
+            changes.append(measured["hv"] / fixed["hv"] - 1)
+            above = [above[0] + bool(fixed["above"]), above[1] + bool(measured["above"])]
+            cells.append(f"{fixed['hv']:.3f} → {measured['hv']:.3f} ({changes[-1]:+.1%})")
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {above[0]} / {above[1]} |")
+    lines.append(f"\nMedian change over {len(changes)} task-seeds: {float(np.median(changes)):+.1%}; "
+                 f"higher in {sum(c > 0.005 for c in changes)}, within ±0.5% in {sum(abs(c) <= 0.005 for c in changes)}, "
+                 f"lower in {sum(c < -0.005 for c in changes)}.")
+    return "\n".join(lines)
+
+
 def results_tables(results: Path) -> dict[str, str]:
-    """This benchmark's RESULTS.md table, from its results file under ``results``."""
+    """This benchmark's RESULTS.md tables, from its results file under ``results``."""
     result = provenance.load(RESULTS_FILE, results)
-    return {"ablation": f"Measured {provenance.measured(RESULTS_FILE, results=results)}. Ground truth: "
-                        f"{result['ground_truth']['seeds']} seeds at budget 50, HVI mean (min); tasks: the "
-                        f"budget each column names.\n\n{table(result)}"}
+    measured = provenance.measured(RESULTS_FILE, results=results)
+    tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
+                          f"50, HVI mean (min); tasks: the budget each column names.\n\n{table(result)}"}
+    if "footholds" in result:
+        tables["ablation-footholds"] = (f"Measured {measured}; fixed footholds at commit "
+                                        f"{result['footholds']['fixed_commit']}, budget {result['footholds']['budget']}."
+                                        f"\n\n{footholds_table(result['footholds']['scores'])}")
+    return tables
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("ground-truth", "tasks"), action="append", default=[])
+    ap.add_argument("--part", choices=("ground-truth", "tasks", "footholds"), action="append", default=[],
+                    help="footholds: score FOOTHOLDS' studies (run each variant with --variants from its own "
+                    "checkout) on --tasks and --seeds at --budget.")
+    ap.add_argument("--fixed-commit", default="630e60d", help="--part footholds: the commit the fixed ran at.")
     ap.add_argument("--tasks", default="iot-label,ndpi-app")
     ap.add_argument("--seeds", default="0", help="Tasks: comma-separated seeds; ground truth: how many.")
     ap.add_argument("--budget", default="20,30", help="Comma-separated budgets, run in turn over every variant "
@@ -223,6 +262,10 @@ def main() -> None:
                 for seed in seeds:
                     for variant in [v for v in args.variants.split(",") if v]:
                         run_task(task, seed, variant, budget, args.studies, args.corpora)
+    if "footholds" in args.part:
+        result["footholds"] = {"budget": budgets[-1], "fixed_commit": args.fixed_commit,
+                               "scores": score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
+                                                     FOOTHOLDS, require_all=True)}
     if "tasks" in args.part or args.summarize_only:
         result["tasks"] = {**previous.get("tasks", {}),
                            **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
