@@ -225,8 +225,9 @@ def results_tables(results: Path) -> dict[str, str]:
     tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
                           f"50, HVI mean (min); tasks: the budget each column names.\n\n{table(result)}"}
     if "footholds" in result:
-        tables["ablation-footholds"] = (f"Measured {measured}; fixed footholds at commit "
-                                        f"{result['footholds']['fixed_commit']}, budget {result['footholds']['budget']}."
+        fh = result["footholds"]
+        tables["ablation-footholds"] = (f"Measured {fh['date']}, commit {fh['commit']}: `{RESULTS_FILE}`; fixed "
+                                        f"footholds at commit {fh['fixed_commit']}, budget {fh['budget']}."
                                         f"\n\n{footholds_table(result['footholds']['scores'])}")
     return tables
 
@@ -249,8 +250,12 @@ def main() -> None:
     args = ap.parse_args()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     budgets = [int(b) for b in args.budget.split(",")]
-    result = {**previous, **provenance.stamp(), "budget": budgets[-1],
+    # The file's stamp dates the main table; the footholds' comparison carries its own.
+    main_table = bool({"ground-truth", "tasks"} & set(args.part)) or args.summarize_only
+    result = {**previous, **(provenance.stamp() if main_table or not previous else {}),
               "variants": {**previous.get("variants", {}), **VARIANTS}}
+    if main_table:
+        result["budget"] = budgets[-1]
     tasks = [t for t in args.tasks.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",")]
     if "ground-truth" in args.part and not args.summarize_only:
@@ -263,7 +268,9 @@ def main() -> None:
                     for variant in [v for v in args.variants.split(",") if v]:
                         run_task(task, seed, variant, budget, args.studies, args.corpora)
     if "footholds" in args.part:
-        result["footholds"] = {"budget": budgets[-1], "fixed_commit": args.fixed_commit,
+        stamp = provenance.stamp()
+        result["footholds"] = {"date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"],
+                               "budget": budgets[-1], "fixed_commit": args.fixed_commit,
                                "scores": score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
                                                      FOOTHOLDS, require_all=True)}
     if "tasks" in args.part or args.summarize_only:
