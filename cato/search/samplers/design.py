@@ -53,8 +53,8 @@ def bisection_size(rankings: Sequence[Sequence[str]], space: SearchSpace, measur
         return None
     rank = max(sizes, key=lambda s: (s[1], -s[0]))[2]
     sizes = [(k, f1) for k, f1, r in sizes if r is rank] + [(space.n_features, f1_all)]
-    below = max((k for k, f1 in sizes if f1 < target), default=0)
     above = min(k for k, f1 in sizes if f1 >= target or k == space.n_features)
+    below = max((k for k, f1 in sizes if f1 < target and k < above), default=0)
     low = max(below, 1)
     k = min(max(round(math.sqrt(low * above)), 1), space.n_features - 1)
     if k in (below, above) and above - low > 1:  # rounding landed on a measured end
