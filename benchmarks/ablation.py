@@ -71,7 +71,7 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
 
     folder, column, min_class = TASKS[task]
     corpus_path = corpora / folder
-    params = VARIANTS[variant] if params is None else params
+    params = {**VARIANTS, **FOOTHOLDS}[variant] if params is None else params
     name = f"{task}-s{seed}-{slug(variant, params)}"
     settings = StudySettings(str(corpus_path.resolve()), column, objectives=OBJECTIVES, seed=seed,
                              min_class_size=min_class, sampler_params=dict(params))
@@ -228,15 +228,15 @@ def results_tables(results: Path) -> dict[str, str]:
         fh = result["footholds"]
         tables["ablation-footholds"] = (f"Measured {fh['date']}, commit {fh['commit']}: `{RESULTS_FILE}`; fixed "
                                         f"footholds at commit {fh['fixed_commit']}, budget {fh['budget']}."
-                                        f"\n\n{footholds_table(result['footholds']['scores'])}")
+                                        f"\n\n{footholds_table(fh['scores'])}")
     return tables
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("ground-truth", "tasks", "footholds"), action="append", default=[],
-                    help="footholds: score FOOTHOLDS' studies (run each variant with --variants from its own "
-                    "checkout) on --tasks and --seeds at --budget.")
+                    help="footholds: score FOOTHOLDS' studies on --tasks and --seeds at --budget (run each "
+                    "first with --part tasks --variants NAME, the fixed one from a checkout of --fixed-commit).")
     ap.add_argument("--fixed-commit", default="630e60d", help="--part footholds: the commit the fixed ran at.")
     ap.add_argument("--tasks", default="iot-label,ndpi-app")
     ap.add_argument("--seeds", default="0", help="Tasks: comma-separated seeds; ground truth: how many.")

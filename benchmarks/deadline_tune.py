@@ -344,9 +344,10 @@ def main() -> None:
         for seed in args.seed or [0]:
             studies = {}
             for searched in (True, False):
+                search = "deadline" if searched else "depth"
                 study, elapsed = run_one(corpus, seed, searched, args.budget, args.studies)
-                studies["deadline" if searched else "depth"] = study
-                entry["runs"][f"{'deadline' if searched else 'depth'}-s{seed}"] = summarize(study, elapsed)
+                studies[search] = study
+                entry["runs"][f"{search}-s{seed}"] = summarize(study, elapsed)
                 save()
             entry.setdefault("hypervolume", {})[f"s{seed}"] = search_hypervolumes(studies)
             save()
