@@ -16,7 +16,7 @@ Each variant is cato's search with one mechanism off, or one added ("+"), by a s
     python benchmarks/ablation.py --part ground-truth --seeds 4
     python benchmarks/ablation.py --part tasks --tasks iot-label,ndpi-app --seeds 0 --budget 20,30
     python benchmarks/ablation.py --summarize-only          # the table from what ran
-    python benchmarks/ablation.py --part footholds --tasks ... --seeds 0,1,2 --budget 20   # FOOTHOLDS' table
+    python benchmarks/ablation.py --part change --change footholds --tasks ... --seeds 0,1,2 --budget 20
 """
 
 from __future__ import annotations
@@ -50,11 +50,23 @@ VARIANTS = {
 #: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
 TASK_ONLY = {"baselines in the model", "footholds", "the accurate end's term"}
 RESULTS_FILE = "ablation.json"
-#: Where the footholds are placed, as ``--part footholds`` compares them on every task and seed: at fixed
-#: depths and sizes (the code before commit db07237; run from a checkout of it, as the results file
-#: records) and from the study's baselines (``design.target_depth``, ``design.bisection_size``).
-FIXED, FROM_BASELINES = "+ footholds fixed", "+ footholds from the baselines"
-FOOTHOLDS = {FIXED: {"target_weight": 1.0}, FROM_BASELINES: {"target_weight": 1.0, "footholds": True}}
+#: Before/after comparisons of one change each (``--part change --change NAME``), on every task and seed:
+#: ``before`` runs from a checkout of ``commit`` (the code before the change), ``after`` from today's.
+#: Each side's sampler parameters hold the defaults of its code: they only name its studies apart.
+#: * footholds: at fixed depths and sizes (before commit db07237), or from the study's own baselines
+#:   (``design.target_depth``, ``design.bisection_size``);
+#: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
+#:   (``candidates.depth_sweep``).
+CHANGES = {
+    "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
+                  "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
+                  "commit": "630e60d"},
+    "depth sweep": {"before": ("+ Lipschitz depth sweep", {"depth_sweep": True, "target_weight": 1.0}),
+                    "after": ("+ Wiener depth sweep", {"depth_sweep": True}),
+                    "commit": "bf6a139"},
+}
+#: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
+NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
 GT_CHECKPOINTS = ("25", "50")
 
 
@@ -71,7 +83,7 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
 
     folder, column, min_class = TASKS[task]
     corpus_path = corpora / folder
-    params = {**VARIANTS, **FOOTHOLDS}[variant] if params is None else params
+    params = NAMED[variant] if params is None else params
     name = f"{task}-s{seed}-{slug(variant, params)}"
     settings = StudySettings(str(corpus_path.resolve()), column, objectives=OBJECTIVES, seed=seed,
                              min_class_size=min_class, sampler_params=dict(params))
@@ -192,12 +204,13 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def footholds_table(scores: dict) -> str:
-    """One row per task: per seed, the search's hypervolume with the footholds from the baselines
-    against fixed ones, and the baselines above each front."""
+def change_table(change: str, scores: dict) -> str:
+    """One row per task: per seed, the search's hypervolume before and after ``change``, and the
+    baselines above each front."""
+    before, after = (CHANGES[change][side][0] for side in ("before", "after"))
     seeds = sorted({key.split(" ")[1] for key in scores})
     tasks = list(dict.fromkeys(key.split(" ")[0] for key in scores))
-    lines = ["| task | " + " | ".join(seeds) + " | baselines above: fixed / from the baselines (task-seeds) |",
+    lines = ["| task | " + " | ".join(seeds) + " | baselines above: before / after (task-seeds) |",
              "|---" * (len(seeds) + 2) + "|"]
     changes = []
     for task in tasks:
@@ -207,10 +220,10 @@ def footholds_table(scores: dict) -> str:
             if entry is None:
                 cells.append("–")
                 continue
-            fixed, measured = entry[FIXED], entry[FROM_BASELINES]
-            changes.append(measured["hv"] / fixed["hv"] - 1)
-            above = [above[0] + bool(fixed["above"]), above[1] + bool(measured["above"])]
-            cells.append(f"{fixed['hv']:.3f} → {measured['hv']:.3f} ({changes[-1]:+.1%})")
+            old, new = entry[before], entry[after]
+            changes.append(new["hv"] / old["hv"] - 1)
+            above = [above[0] + bool(old["above"]), above[1] + bool(new["above"])]
+            cells.append(f"{old['hv']:.3f} → {new['hv']:.3f} ({changes[-1]:+.1%})")
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {above[0]} / {above[1]} |")
     lines.append(f"\nMedian change over {len(changes)} task-seeds: {float(np.median(changes)):+.1%}; "
                  f"higher in {sum(c > 0.005 for c in changes)}, within ±0.5% in {sum(abs(c) <= 0.005 for c in changes)}, "
@@ -224,20 +237,19 @@ def results_tables(results: Path) -> dict[str, str]:
     measured = provenance.measured(RESULTS_FILE, results=results)
     tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
                           f"50, HVI mean (min); tasks: the budget each column names.\n\n{table(result)}"}
-    if "footholds" in result:
-        fh = result["footholds"]
-        tables["ablation-footholds"] = (f"Measured {fh['date']}, commit {fh['commit']}: `{RESULTS_FILE}`; fixed "
-                                        f"footholds at commit {fh['fixed_commit']}, budget {fh['budget']}."
-                                        f"\n\n{footholds_table(fh['scores'])}")
+    for change, c in result.get("changes", {}).items():
+        tables["ablation-" + change.replace(" ", "-")] = (
+            f"Measured {c['date']}, commit {c['commit']}: `{RESULTS_FILE}`; before: commit {c['before_commit']}, "
+            f"budget {c['budget']}.\n\n{change_table(change, c['scores'])}")
     return tables
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("ground-truth", "tasks", "footholds"), action="append", default=[],
-                    help="footholds: score FOOTHOLDS' studies on --tasks and --seeds at --budget (run each "
-                    "first with --part tasks --variants NAME, the fixed one from a checkout of --fixed-commit).")
-    ap.add_argument("--fixed-commit", default="630e60d", help="--part footholds: the commit the fixed ran at.")
+    ap.add_argument("--part", choices=("ground-truth", "tasks", "change"), action="append", default=[],
+                    help="change: score --change's before and after studies on --tasks and --seeds at --budget "
+                    "(run each first with --part tasks --variants NAME, before from a checkout of its commit).")
+    ap.add_argument("--change", choices=tuple(CHANGES), help="--part change: which (CHANGES).")
     ap.add_argument("--tasks", default="iot-label,ndpi-app")
     ap.add_argument("--seeds", default="0", help="Tasks: comma-separated seeds; ground truth: how many.")
     ap.add_argument("--budget", default="20,30", help="Comma-separated budgets, run in turn over every variant "
@@ -250,7 +262,7 @@ def main() -> None:
     args = ap.parse_args()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     budgets = [int(b) for b in args.budget.split(",")]
-    # The file's stamp dates the main table; the footholds' comparison carries its own.
+    # The file's stamp dates the main table; each change's comparison carries its own.
     main_table = bool({"ground-truth", "tasks"} & set(args.part)) or args.summarize_only
     result = {**previous, **(provenance.stamp() if main_table or not previous else {}),
               "variants": {**previous.get("variants", {}), **VARIANTS}}
@@ -267,12 +279,13 @@ def main() -> None:
                 for seed in seeds:
                     for variant in [v for v in args.variants.split(",") if v]:
                         run_task(task, seed, variant, budget, args.studies, args.corpora)
-    if "footholds" in args.part:
-        stamp = provenance.stamp()
-        result["footholds"] = {"date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"],
-                               "budget": budgets[-1], "fixed_commit": args.fixed_commit,
-                               "scores": score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
-                                                     FOOTHOLDS, require_all=True)}
+    if "change" in args.part:
+        stamp, c = provenance.stamp(), CHANGES[args.change]
+        result.setdefault("changes", {})[args.change] = {
+            "date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"], "budget": budgets[-1],
+            "before_commit": c["commit"],
+            "scores": score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
+                                  dict([c["before"], c["after"]]), require_all=True)}
     if "tasks" in args.part or args.summarize_only:
         result["tasks"] = {**previous.get("tasks", {}),
                            **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,

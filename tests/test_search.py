@@ -381,23 +381,39 @@ def test_the_pool_holds_each_front_selection_at_every_depth_and_the_rankings_top
     assert {(c.depth, c.model) for c in moves} == {(4, model), (9, model)}
 
 
-def test_depth_sweeps_take_a_flat_front_selection_to_its_highest_lipschitz_bound():
-    """A script that reads only the connection record costs the same at every depth: the sweep proposes
-    it at the depth of the highest Lipschitz bound on its F1 (never with time-to-decision an objective),
-    and the study takes it when that bound promises more hypervolume than the GP's best candidate."""
+def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the_gp_does():
+    """A script that reads only the connection record costs the same at every depth: the sweep offers its
+    unmeasured depths with a prediction of their F1 (a Wiener process along log depth plus measurement
+    noise, fitted to the jumps between measured depths), never with time-to-decision an objective, and
+    the study takes the one of highest expected gain when it expects more than the GP's best candidate."""
+    from cato.search.samplers import candidates
     model = ModelSpec("dt", 1, 8)
     assert not SPACE.per_packet[FEATS.index("orig_pkts")] and SPACE.per_packet[FEATS.index("orig_size_mean")]
     history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0, "latency": 0.0}),
                (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0, "latency": 900.0}),
                (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
                (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
+    wide = SearchSpace(FEATS, 50)
+    found = {c.depth: (mean, sd) for c, mean, sd in candidates.depth_sweep(wide, ("f1", "cpu"), history)}
+    assert set(found) == set(range(2, 20)) | set(range(21, 51))  # orig_pkts only
+    # One jump (0.05 over ln 20), all of it drift: the bridge is linear in log depth, widest between;
+    # past the last depth the Wiener process widens.
+    assert found[4][0] == pytest.approx(0.3 + 0.05 * np.log(4) / np.log(20))
+    assert found[4][1] > found[2][1] and found[4][1] > found[19][1]
+    assert found[50][0] == 0.35 and found[50][1] > found[30][1] > 0
+    swept, gain = BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=4)._depth_sweep(history)
+    assert swept == Config(("orig_pkts",), 50, model) and gain > 0  # the widest past the better end
+    # Pure noise (F1 alternating at every depth): no drift, noise the jumps' half-square (0.02^2 / 2),
+    # a new measurement's sd sqrt(2 x noise) past the end.
+    noisy = [(Config(("orig_pkts",), d, model), {"f1": 0.35 + 0.01 * (-1) ** d, "cpu": 10.0})
+             for d in range(1, 21)]
+    found = candidates.depth_sweep(wide, ("f1", "cpu"), noisy)
+    assert {c.depth for c, _, _ in found} == set(range(21, 51))
+    assert all(sd == pytest.approx(0.02, rel=0.05) for _, _, sd in found)
     sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
-    swept, bound = sampler._depth_sweep(history)
-    # F1 0.30 at depth 1 and 0.35 at 20, L = 2 x 0.05 / ln 20: the two cones meet at ln d = 2.25
-    assert swept == Config(("orig_pkts",), 9, model) and 0.35 < bound < 0.45
-    flat_done = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
-    assert sampler._depth_sweep([*flat_done, *history[2:]])[0] is None
-    assert BoTorchSampler(SPACE, ("f1", "cpu", "latency"), n_initial=4)._depth_sweep(history)[0] is None
+    everywhere = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
+    assert sampler._depth_sweep([*everywhere, *history[2:]])[0] is None
+    assert candidates.depth_sweep(SPACE, ("f1", "cpu", "latency"), history) == []
     assert sampler.ask(history, 4)[1]["source"].startswith(("depth sweep", "qLogNEHVI"))
 
 

@@ -214,6 +214,27 @@ def hypervolume_gain(y: np.ndarray, objectives: tuple[str, ...], ref_points: lis
     return value_of
 
 
+def measured_gain(s: BoTorchSampler, history: History) -> Callable[[dict], float]:
+    """``hypervolume_gain`` over ``history`` with the sampler's reference points, without a GP."""
+    import torch
+    train_y = torch.tensor(to_max_space([v for _, v in history], s.objectives), dtype=torch.double)
+    ref_points, weights, box = reference_points(train_y, s.objectives, s.ref_f1_fraction, s.target_f1,
+                                                s.target_weight)
+    return hypervolume_gain(train_y.numpy(), s.objectives, ref_points, weights, box)
+
+
+#: Gauss-Hermite nodes and weights (probabilists'), for expectations over a normal F1.
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
+
+
+def expected_gain(value_of: Callable[[dict], float], values: dict, f1_sd: float) -> float:
+    """E[``value_of``(``values``)] when F1 is normal around ``values["f1"]`` with ``f1_sd`` (and within
+    [0, 1]), by Gauss-Hermite quadrature: the gain is piecewise linear in F1, zero below the front."""
+    f1s = np.clip(values["f1"] + f1_sd * _NODES, 0.0, 1.0)
+    return float(sum(w * value_of({**values, "f1": float(f)}) for f, w in zip(f1s, _WEIGHTS))
+                 / _WEIGHTS.sum())
+
+
 def _relative_gain_module():
     import torch
     from botorch.acquisition import AcquisitionFunction

@@ -148,9 +148,10 @@ class BoTorchSampler:
         2. "prior draw": in that phase once ``initial`` has run out, a draw from the MI prior with a
            log-uniform depth ("random draw" without a prior: each feature in with probability 1/2).
         3. "depth sweep": from then on (BO iteration t = finished search trials - ``n_initial`` + 1),
-           the sweep's candidate when it is unmeasured and the gain its Lipschitz bound promises, at
-           its selection's measured cost, exceeds the gain the GP expects of the acquisition's best.
-           Never with ``latency`` an objective (``depth_sweep``).
+           the unmeasured depth of a packet-free front selection whose expected hypervolume gain, under
+           the sweep's own model of F1 along depth (``candidates.depth_sweep``), is the highest, when it
+           exceeds the gain the GP expects of the acquisition's best. Never with ``latency`` an
+           objective (``depth_sweep``).
         4. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
            followed by the candidate mechanism that made it, e.g. "qLogNEHVI + MI prior (ranking move +
            hill climb)" (``candidates``: neighbour, depth line or ranking move).
@@ -175,13 +176,11 @@ class BoTorchSampler:
         data = [*self.known, *history] if self.model_baselines else list(history)
         seen |= {c.key() for c, _ in self.known}
         x, origin, expected, value_of = self._optimize(data, iteration, pending)
-        # 3. A depth sweep goes first when even the GP's best candidate expects less hypervolume than the
-        # sweep's Lipschitz bound promises: optimism where the GP cannot see (F1 jagged along depth).
-        swept, bound_f1 = self._depth_sweep(data) if self.depth_sweep else (None, 0.0)
-        if swept is not None and swept.key() not in seen:
-            cost = next(v for c, v in data if c.features == swept.features and c.model == swept.model)
-            if value_of({**cost, "f1": bound_f1}) > expected:
-                return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
+        # 3. A depth sweep goes first when one of its depths expects more hypervolume than the GP's best
+        # candidate: F1 along depth is jagged, and the sweep models it where the GP cannot see.
+        swept, sweep_gain = self._depth_sweep(data, value_of, seen) if self.depth_sweep else (None, 0.0)
+        if swept is not None and sweep_gain > expected:
+            return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
         proposed = self.space.decode(x)  # 4.
         config, info = labelled(proposed, unseen(self.space, proposed, seen, rng),
                                 ACQUISITION + (" + MI prior" if self.prior is not None else "") + f" ({origin})")
@@ -194,8 +193,24 @@ class BoTorchSampler:
                                                                              self._cold_fit)
         return x, origin, expected, value_of
 
-    def _depth_sweep(self, history: History) -> tuple[Config | None, float]:
-        return candidates.depth_sweep(self.space, self.objectives, history)
+    def _depth_sweep(self, history: History, value_of: Callable[[dict], float] | None = None,
+                     seen: set[str] = frozenset()) -> tuple[Config | None, float]:
+        """The sweep's candidate of highest expected gain (``value_of``: the acquisition's units; by
+        default the hypervolume gain over ``history``), and that gain; (None, 0.0) when there is none."""
+        found = candidates.depth_sweep(self.space, self.objectives, history, seen)
+        if not found:
+            return None, 0.0
+        if value_of is None:
+            value_of = acquisition.measured_gain(self, history)
+        best, best_gain = None, 0.0
+        for config, mean, sd in found:
+            # A packet-free script's cost barely moves with depth: its nearest measured depth's.
+            cost = min(((abs(np.log(c.depth / config.depth)), v) for c, v in history
+                        if c.features == config.features and c.model == config.model), key=lambda p: p[0])[1]
+            gain = acquisition.expected_gain(value_of, {**cost, "f1": mean}, sd)
+            if gain > best_gain:
+                best, best_gain = config, gain
+        return best, best_gain
 
     # The mechanisms with this sampler's space and settings (the tests look at them one by one).
     def _weights(self) -> np.ndarray:
