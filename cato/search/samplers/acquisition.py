@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cato.search.pareto import dominated_hypervolume, to_max_space
+from cato.search.pareto import dominated_hypervolume, pareto_mask, to_max_space
 from cato.search.samplers import candidates
 from cato.search.samplers.base import History, trial_rng
 from cato.search.space import Config, SearchSpace
@@ -206,10 +206,16 @@ def hypervolume_gain(y: np.ndarray, objectives: tuple[str, ...], ref_points: lis
                      box: float) -> Callable[[dict], float]:
     """The gain a measured point would bring, in :class:`RelativeGain`'s units (the weighted hypervolume
     improvement as a fraction of the front's box), over the measured points ``y`` (max space)."""
+    refs = [r.numpy() for r in ref_points]
+    front = y[pareto_mask(y)]  # only the front bounds what a new point adds
+    base = [dominated_hypervolume(front, r) for r in refs]
+
     def value_of(values: dict) -> float:
         point = to_max_space([values], objectives)[0]
-        return sum(w * (dominated_hypervolume(np.vstack([y, point]), r.numpy())
-                        - dominated_hypervolume(y, r.numpy())) for r, w in zip(ref_points, weights)) / box
+        if np.any(np.all(front >= point, axis=1)):  # dominated (or equalled): adds nothing
+            return 0.0
+        grown = np.vstack([front, point])
+        return sum(w * (dominated_hypervolume(grown, r) - b) for r, w, b in zip(refs, weights, base)) / box
 
     return value_of
 
