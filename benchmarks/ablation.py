@@ -130,7 +130,7 @@ def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, 
                 close = close_to(search, all_max)
                 entry[v] = {"hv": hypervolume(search, OBJECTIVES, ref), "above": above,
                             "best_f1": max(p["f1"] for p in search),
-                            "within_001_at_2x": close is not None and all_max["cpu"] / close["cpu"] >= 2.0,
+                            "within_001_at_2x": close is not None and all_max["cpu"] >= 2.0 * close["cpu"],
                             "sources": [t.details.get("source") for t in study.trials("search")][:budget]}
             out[f"{task} s{seed} @{budget}"] = entry
     return out

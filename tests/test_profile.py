@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -75,14 +76,41 @@ def test_unpaired_profiles_share_one_cached_baseline(zeek, tmp_path):
     corpus, cache = load_corpus(root), tmp_path / "cache"
     runs = [profile(corpus, generate(resolve(f), [d]), repeat=2, attribute=False, cache_dir=cache, paired=False)
             for f, d in (("orig_pkts", 1), ("all,-needs:analyzer", 50))]
-    assert runs[0].baseline_cpu_s_runs == runs[1].baseline_cpu_s_runs and len(runs[0].baseline_cpu_s_runs) == 2
-    assert runs[0].baseline_steady_cpu_us_per_conn == runs[1].baseline_steady_cpu_us_per_conn
-    assert len(list((cache / "baselines").glob("*.json"))) == 1
+    # Shared, unless the second script's runs came out below it (then measured again: the next test).
+    if statistics.median(runs[1].cpu_s_runs) >= statistics.median(runs[0].baseline_cpu_s_runs):
+        assert runs[0].baseline_cpu_s_runs == runs[1].baseline_cpu_s_runs
+        assert runs[0].baseline_steady_cpu_us_per_conn == runs[1].baseline_steady_cpu_us_per_conn
+    assert len(runs[1].baseline_cpu_s_runs) == 2
+    (cached,) = (cache / "baselines").glob("*.json")
+    assert json.loads(cached.read_text())["cpu_s_runs"] == runs[1].baseline_cpu_s_runs
     for r in runs:
         assert not r.paired and r.cpu_ratio_runs == [c / r.baseline_cpu_s for c in r.cpu_s_runs]
     zam = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=2, attribute=False, cache_dir=cache,
                   paired=False, zam=True)
     assert zam.zam and len(list((cache / "baselines").glob("*-zam.json"))) == 1
+
+
+def test_a_cached_baseline_above_a_script_is_measured_again(zeek, tmp_path):
+    """A baseline cached while the machine was busier (here: its runs made 10x slower in the cache) sits
+    above a script's runs, which a script cannot do, since it only adds work: the next profile measures
+    the baseline again, replaces the cache, and its marginal CPU is no longer clamped against it."""
+    root = tmp_path / "c"
+    root.mkdir()
+    for i in range(3):
+        shutil.copy(TRACES / "small.pcap", root / f"a{i}.pcap")
+    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"a{i}.pcap,x\n" for i in range(3)))
+    corpus, cache = load_corpus(root), tmp_path / "cache"
+    first = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=1, attribute=False, cache_dir=cache,
+                    paired=False)
+    (cached,) = (cache / "baselines").glob("*.json")
+    data = json.loads(cached.read_text())
+    stale = [10 * c for c in data["cpu_s_runs"]]
+    cached.write_text(json.dumps({**data, "cpu_s_runs": stale}))
+    second = profile(corpus, generate(resolve("orig_pkts,resp_pkts"), [1]), repeat=1, attribute=False,
+                     cache_dir=cache, paired=False)
+    assert second.baseline_cpu_s_runs != stale and second.baseline_cpu_s < 10 * first.baseline_cpu_s / 2
+    assert json.loads(cached.read_text())["cpu_s_runs"] == second.baseline_cpu_s_runs
+    assert second.marginal_cpu_us_per_conn > -second.baseline_cpu_s / second.connections * 1e6
 
 
 def test_each_node_normalises_by_its_own_baseline(zeek, tmp_path, monkeypatch):
