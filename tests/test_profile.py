@@ -147,10 +147,11 @@ def test_each_node_normalises_by_its_own_baseline(zeek, tmp_path, monkeypatch):
     assert sorted(files) == ["node-a", "node-b"] and len(list((cache / "baselines").glob("*.json"))) == 2
     for name, result in first.items():
         assert result.baseline_cpu_s_runs == json.loads(files[name].read_text())["cpu_s_runs"]
-    # Node b is slower: its baseline takes three times node a's CPU.
-    slow = json.loads(files["node-b"].read_text())
-    slow["cpu_s_runs"] = [3 * c for c in first["node-a"].baseline_cpu_s_runs]
-    files["node-b"].write_text(json.dumps(slow))
+    # Node b is faster: its baseline takes a third of node a's CPU (a slower one's would sit above this
+    # machine's script runs, and be measured again as stale).
+    fast = json.loads(files["node-b"].read_text())
+    fast["cpu_s_runs"] = [c / 3 for c in first["node-a"].baseline_cpu_s_runs]
+    files["node-b"].write_text(json.dumps(fast))
 
     rows = [{"capture": f"c{i % 6}.pcap", "uid": f"C{i}", "ts": float(i), "proto": "udp", "orig_h": "10.0.0.1",
              "orig_p": 1000 + i, "resp_h": "10.0.0.2", "resp_p": 53, "depth": d, "label": "ab"[i % 2],
