@@ -22,6 +22,16 @@ KEYS = {"connections", "packets", "cpu_s", "baseline_cpu_s", "cpu_ratio", "scrip
         "startup_cpu_s", "streams"}
 
 
+def _copies(tmp_path: Path, trace: str, n: int):
+    """A corpus of ``n`` copies of one of the btests' traces, one label."""
+    root = tmp_path / "c"
+    root.mkdir()
+    for i in range(n):
+        shutil.copy(TRACES / trace, root / f"t{i}.pcap")
+    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"t{i}.pcap,a\n" for i in range(n)))
+    return load_corpus(root)
+
+
 def test_profile_cheap_and_expensive(zeek, tmp_path, monkeypatch):
     monkeypatch.setenv("CATO_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "c"
@@ -94,12 +104,7 @@ def test_a_cached_baseline_above_a_script_is_measured_again(zeek, tmp_path):
     """A baseline cached while the machine was busier (here: its runs made 10x slower in the cache) sits
     above a script's runs, which a script cannot do, since it only adds work: the next profile measures
     the baseline again, replaces the cache, and its marginal CPU is no longer clamped against it."""
-    root = tmp_path / "c"
-    root.mkdir()
-    for i in range(3):
-        shutil.copy(TRACES / "small.pcap", root / f"a{i}.pcap")
-    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"a{i}.pcap,x\n" for i in range(3)))
-    corpus, cache = load_corpus(root), tmp_path / "cache"
+    corpus, cache = _copies(tmp_path, "small.pcap", 3), tmp_path / "cache"
     first = profile(corpus, generate(resolve("orig_pkts"), [1]), repeat=1, attribute=False, cache_dir=cache,
                     paired=False)
     (cached,) = (cache / "baselines").glob("*.json")
@@ -172,12 +177,7 @@ def test_each_node_normalises_by_its_own_baseline(zeek, tmp_path, monkeypatch):
 def test_profiled_handler_cpu_counts_only_the_scripts_own_work(zeek, tmp_path):
     """Zeek's script profiler alone: per-packet features cost more than one read from the connection
     record, and a script that handles no packets is charged little, unlike the whole process."""
-    root = tmp_path / "c"
-    root.mkdir()
-    for i in range(5):
-        shutil.copy(TRACES / "long.pcap", root / f"l{i}.pcap")
-    (root / "labels.csv").write_text("pcap,label\n" + "".join(f"l{i}.pcap,a\n" for i in range(5)))
-    corpus, cache = load_corpus(root), tmp_path / "cache"
+    corpus, cache = _copies(tmp_path, "long.pcap", 5), tmp_path / "cache"
     counter, sizes = (
         profiled_handler_cpu(corpus, generate(resolve(f), [50]), tmp_path / f, cache_dir=cache)
         for f in ("orig_pkts", "orig_size_mean,resp_size_mean,orig_iat_mean,resp_iat_mean"))
