@@ -208,15 +208,17 @@ def change_table(change: str, scores: dict) -> str:
     """One row per task: per seed, the search's hypervolume before and after ``change``, and the
     baselines above each front."""
     before, after = (CHANGES[change][side][0] for side in ("before", "after"))
-    seeds = sorted({key.split(" ")[1] for key in scores})
+    # One column per seed and budget ("s0 @20"), budgets in turn.
+    columns = sorted({tuple(key.split(" ")[1:3]) for key in scores}, key=lambda c: (int(c[1][1:]), c[0]))
     tasks = list(dict.fromkeys(key.split(" ")[0] for key in scores))
-    lines = ["| task | " + " | ".join(seeds) + " | baselines above: before / after (task-seeds) |",
-             "|---" * (len(seeds) + 2) + "|"]
+    lines = ["| task | " + " | ".join(" ".join(c) for c in columns)
+             + " | baselines above: before / after (task-seed-budgets) |",
+             "|---" * (len(columns) + 2) + "|"]
     changes = []
     for task in tasks:
         cells, above = [], [0, 0]
-        for seed in seeds:
-            entry = next((e for k, e in scores.items() if k.split(" ")[:2] == [task, seed]), None)
+        for column in columns:
+            entry = scores.get(" ".join((task, *column)))
             if entry is None:
                 cells.append("–")
                 continue
@@ -225,7 +227,7 @@ def change_table(change: str, scores: dict) -> str:
             above = [above[0] + bool(old["above"]), above[1] + bool(new["above"])]
             cells.append(f"{old['hv']:.3f} → {new['hv']:.3f} ({changes[-1]:+.1%})")
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {above[0]} / {above[1]} |")
-    lines.append(f"\nMedian change over {len(changes)} task-seeds: {float(np.median(changes)):+.1%}; "
+    lines.append(f"\nMedian change over {len(changes)} task-seed-budgets: {float(np.median(changes)):+.1%}; "
                  f"higher in {sum(c > 0.005 for c in changes)}, within ±0.5% in {sum(abs(c) <= 0.005 for c in changes)}, "
                  f"lower in {sum(c < -0.005 for c in changes)}.")
     return "\n".join(lines)
@@ -238,9 +240,11 @@ def results_tables(results: Path) -> dict[str, str]:
     tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
                           f"50, HVI mean (min); tasks: the budget each column names.\n\n{table(result)}"}
     for change, c in result.get("changes", {}).items():
+        budgets = c.get("budgets", [c.get("budget")])
         tables["ablation-" + change.replace(" ", "-")] = (
             f"Measured {c['date']}, commit {c['commit']}: `{RESULTS_FILE}`; before: commit {c['before_commit']}, "
-            f"budget {c['budget']}.\n\n{change_table(change, c['scores'])}")
+            f"budget{'s' * (len(budgets) > 1)} {', '.join(map(str, budgets))}."
+            f"\n\n{change_table(change, c['scores'])}")
     return tables
 
 
@@ -281,11 +285,13 @@ def main() -> None:
                         run_task(task, seed, variant, budget, args.studies, args.corpora)
     if "change" in args.part:
         stamp, c = provenance.stamp(), CHANGES[args.change]
+        kept = result.get("changes", {}).get(args.change, {}).get("scores", {})  # other budgets' scores
+        scores = {**kept, **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
+                                        dict([c["before"], c["after"]]), require_all=True)}
         result.setdefault("changes", {})[args.change] = {
-            "date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"], "budget": budgets[-1],
-            "before_commit": c["commit"],
-            "scores": score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
-                                  dict([c["before"], c["after"]]), require_all=True)}
+            "date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"],
+            "budgets": sorted({int(k.split("@")[1]) for k in scores}), "before_commit": c["commit"],
+            "scores": scores}
     if "tasks" in args.part or args.summarize_only:
         result["tasks"] = {**previous.get("tasks", {}),
                            **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
