@@ -56,7 +56,9 @@ RESULTS_FILE = "ablation.json"
 #: * footholds: at fixed depths and sizes (before commit db07237), or from the study's own baselines
 #:   (``design.target_depth``, ``design.bisection_size``);
 #: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
-#:   (``candidates.depth_sweep``).
+#:   (``candidates.depth_sweep``);
+#: * front without baselines: the front a trial improves on with the baselines (before), or the
+#:   search's own trials only (``front_with_baselines``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -64,6 +66,10 @@ CHANGES = {
     "depth sweep": {"before": ("+ Lipschitz depth sweep", {"depth_sweep": True, "target_weight": 1.0}),
                     "after": ("+ Wiener depth sweep", {"depth_sweep": True}),
                     "commit": "bf6a139"},
+    # A setting, not a code change: both sides from one commit (None).
+    "front without baselines": {"before": ("full", {}),
+                                "after": ("+ front without baselines", {"front_with_baselines": False}),
+                                "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
@@ -242,7 +248,8 @@ def results_tables(results: Path) -> dict[str, str]:
     for change, c in result.get("changes", {}).items():
         budgets = c.get("budgets", [c.get("budget")])
         tables["ablation-" + change.replace(" ", "-")] = (
-            f"Measured {c['date']}, commit {c['commit']}: `{RESULTS_FILE}`; before: commit {c['before_commit']}, "
+            f"Measured {c['date']}, commit {c['commit']}: `{RESULTS_FILE}`; "
+            f"{'before: commit ' + c['before_commit'] if c['before_commit'] else 'both sides at that commit'}, "
             f"budget{'s' * (len(budgets) > 1)} {', '.join(map(str, budgets))}."
             f"\n\n{change_table(change, c['scores'])}")
     return tables

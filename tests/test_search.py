@@ -584,6 +584,22 @@ def test_the_search_learns_from_the_baselines_it_is_given():
     assert proposal([]).features != best.features
 
 
+def test_the_front_a_trial_improves_on_holds_the_baselines_unless_told_otherwise():
+    """``front_with_baselines=False``: matching a baseline earns what it covers (the search's own front is
+    judged without them), while the baselines stay in the GP's data."""
+    model = ModelSpec("rf", 50, 16)
+    baseline = (Config(FEATS[:3], 10, model), {"f1": 0.6, "cpu": 100.0})
+    weak = [SPACE.config([f], 2, model) for f in FEATS[:4]]
+    history = [(c, {"f1": 0.3, "cpu": 400.0}) for c in weak]
+    gains = {}
+    for with_baselines in (True, False):
+        sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=1, initial=weak, n_initial=4, hill_climb_steps=0,
+                                 known=[baseline], front_with_baselines=with_baselines)
+        value_of = sampler._optimize([baseline, *history], 1)[3]
+        gains[with_baselines] = value_of({"f1": 0.61, "cpu": 99.0})  # just beyond the baseline
+    assert gains[False] > 10 * gains[True] > 0
+
+
 def test_a_proposal_moved_to_an_unseen_neighbour_says_so():
     """A proposal already measured is moved by random feature flips; its label names both (issue #31)."""
     measured = Config(("orig_pkts", "tcp_rtt"), 5, ModelSpec("dt", 1, 4))

@@ -106,8 +106,12 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     x_pending = None  # configurations being evaluated, encoded as the training inputs (m x d)
     if pending:
         x_pending = torch.tensor(encoded(pending), dtype=torch.double)
+    # What a trial improves on: every measured point, or (``front_with_baselines`` False) the search's
+    # own, the baselines staying in the GP's data.
+    baselines = set() if s.front_with_baselines else {c.key() for c, _ in s.known}
+    own = torch.tensor([c.key() not in baselines for c in configs])
     ehvis = [qLogNoisyExpectedHypervolumeImprovement(
-        model=model, ref_point=r, X_baseline=train_x, prune_baseline=True, X_pending=x_pending,
+        model=model, ref_point=r, X_baseline=train_x[own], prune_baseline=True, X_pending=x_pending,
         sampler=SobolQMCNormalSampler(torch.Size([s.mc_samples]))) for r in ref_points]
     # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
     # not the climb to every feature's accuracy, which needs the features it ranks low.
@@ -127,7 +131,8 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
         warnings.simplefilter("ignore")
         inputs = encoded([space.decode(x)]) if local else x[None, :]
         expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-    return x, origin, expected, hypervolume_gain(train_y.numpy(), s.objectives, ref_points, weights_hv, box), warm
+    return x, origin, expected, hypervolume_gain(train_y[own].numpy(), s.objectives, ref_points, weights_hv,
+                                                 box), warm
 
 
 

@@ -109,6 +109,10 @@ class BoTorchSampler:
     #: From the first BO iteration, the study's baselines (``known``) are in the GP's data and anchor the
     #: pool; False: they are only never proposed. Default True.
     model_baselines: bool = True
+    #: The front a BO trial must improve on (qLogNEHVI's baseline, the sweep's gain) holds the study's
+    #: baselines (``known``) too; False: only the search's own trials, so that matching a baseline's
+    #: point earns what it covers (the baselines stay in the GP's data). Default True.
+    front_with_baselines: bool = True
     #: The initial design's two footholds (``design.initial_design``); the study's context reads it
     #: when it builds ``initial``. Default True.
     footholds: bool = True
