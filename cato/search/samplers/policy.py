@@ -206,11 +206,15 @@ class BoTorchSampler:
             return None, 0.0
         if value_of is None:
             value_of = acquisition.measured_gain(self, history)
+        # A packet-free script's cost barely moves with depth: each candidate takes its selection's
+        # nearest measured depth's.
+        measured: dict[tuple, list[tuple[int, dict]]] = {}
+        for c, v in history:
+            measured.setdefault((c.features, c.model), []).append((c.depth, v))
         best, best_gain = None, 0.0
         for config, mean, sd in found:
-            # A packet-free script's cost barely moves with depth: its nearest measured depth's.
-            cost = min(((abs(np.log(c.depth / config.depth)), v) for c, v in history
-                        if c.features == config.features and c.model == config.model), key=lambda p: p[0])[1]
+            cost = min(measured[(config.features, config.model)],
+                       key=lambda dv, d=config.depth: abs(np.log(dv[0] / d)))[1]
             gain = acquisition.expected_gain(value_of, {**cost, "f1": mean}, sd)
             if gain > best_gain:
                 best, best_gain = config, gain
