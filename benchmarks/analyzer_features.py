@@ -29,6 +29,7 @@ from cato.cache import default_cache_dir  # noqa: E402
 from cato.codegen import generate  # noqa: E402
 from cato.dataset import load_dataset  # noqa: E402
 from cato.features import CATALOG, FEATURES_BY_NAME, resolve  # noqa: E402
+from cato.features.catalog import Remembered  # noqa: E402
 from cato.model import ModelSpec, cross_val_f1, grouped_folds, learned_columns  # noqa: E402
 from cato.search.objectives import F1_TOLERANCE  # noqa: E402
 from cato.search.pareto import hypervolume, reference  # noqa: E402
@@ -121,7 +122,9 @@ def fixed_f1(study: Study) -> dict:
                                             deployment="default"))
     folds = grouped_folds(dataset.y, dataset.groups, study.settings.folds, study.settings.seed)
     analyzed = [f for f in dataset.features if FEATURES_BY_NAME[f].analyzer_field is not None]
-    selections = {"flow": [f for f in dataset.features if f not in analyzed], "analyzers": analyzed,
+    remembered = [f for f in analyzed if isinstance(FEATURES_BY_NAME[f].analyzer_field, Remembered)]
+    flow = [f for f in dataset.features if f not in analyzed]
+    selections = {"flow": flow, "analyzers": analyzed, "flow+remembered": flow + remembered,
                   "both": dataset.features}
     out = {}
     for name, features in selections.items():
@@ -132,18 +135,28 @@ def fixed_f1(study: Study) -> dict:
     return out
 
 
-def analyzer_costs(study: Study) -> dict:
-    """Marginal CPU per connection of each analyzer's features alone at depth 10, over default and bare."""
+def cost_row(feature) -> str:
+    """The costs table's row of an analyzer feature: its analyzer; remembered values apart."""
+    source = feature.analyzer_field
+    return source.analyzer + (" (remembered)" if isinstance(source, Remembered) else "")
+
+
+def analyzer_costs(study: Study, done: dict) -> dict:
+    """Marginal CPU per connection of each analyzer's features alone at depth 10, over default and bare
+    (remembered values apart from the connection's own); rows in ``done`` are kept."""
     corpus = study.profile_corpus(study.settings.load_corpus())
     by_analyzer: dict[str, list] = {}
     for f in CATALOG:
         if f.analyzer_field is not None and f.dtype != "string":
-            by_analyzer.setdefault(f.analyzer_field.analyzer, []).append(f)
+            by_analyzer.setdefault(cost_row(f), []).append(f)
     # The reference: a vector of one connection counter, whose cost every script pays (the vector's
     # record, its log row): what an analyzer's features add is its row less this one.
     by_analyzer = {"reference (orig_pkts alone)": list(resolve("orig_pkts")), **by_analyzer}
     out = {}
     for analyzer, features in by_analyzer.items():
+        if analyzer in done:
+            out[analyzer] = done[analyzer]
+            continue
         script = generate(features, (10,))
         row = {"features": [f.name for f in features]}
         for deployment in ("default", "bare"):
@@ -242,9 +255,9 @@ def main() -> None:
             results.setdefault("fixed_f1", {})[task] = fixed_f1(analyzers)
             results.update(provenance.stamp())
             args.output.write_text(json.dumps(results, indent=1))
-            if not args.no_costs and "reference (orig_pkts alone)" not in results.setdefault(
-                    "analyzer_costs", {}).get(task, {}).get("costs", {}):
-                results["analyzer_costs"][task] = {"costs": analyzer_costs(analyzers)}
+            done = results.setdefault("analyzer_costs", {}).get(task, {}).get("costs", {})
+            if not args.no_costs and any(f.analyzer_field is not None and cost_row(f) not in done for f in CATALOG):
+                results["analyzer_costs"][task] = {"costs": analyzer_costs(analyzers, done)}
                 args.output.write_text(json.dumps(results, indent=1))
     print(json.dumps({t: {s: {k: v for k, v in r.items() if k in ("best_f1_gain", "best_cpu_ratio", "best_ttd_ratio",
                                                                   "analyzers_front_dominates_flow_front")}

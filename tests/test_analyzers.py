@@ -10,10 +10,12 @@ import pytest
 from test_extract import sub_corpus
 
 from cato.codegen import GeneratorError, generate
-from cato.corpus import load_corpus
+from cato.corpus import link_subset, load_corpus
 from cato.dataset import extract, load_dataset, numeric_features
 from cato.features import CATALOG, FEATURES_BY_NAME, MISSING_VALUE, resolve
 from cato.model import ModelSpec, Vocabularies, cross_val_f1, learned_columns
+from cato.zeek import read_zeek_log, run_zeek, static_load_script
+from cato.zeek.corpus_run import run_over_captures
 from cato.zeek.logs import log_string_bytes
 from conftest import corpus_path
 
@@ -131,3 +133,35 @@ def test_a_bare_study_of_analyzer_features_says_why_it_cannot_search_them(mini_c
                                                      features=("dns_query_code", "service_code")))
     with pytest.raises(StudyError, match="Zeek's analyzers.*bare deployment.*--deployment default"):
         study.importance(dataset, lambda _m: None)
+
+
+@pytest.mark.zeek
+@pytest.mark.corpora
+def test_remembered_values_stay_in_their_capture_and_come_with_the_first_packet(zeek, tmp_path):
+    """Captures of one device (one MAC address) merged into one stream give the remembered columns
+    that each capture run alone gives: Cato::host_memory and name_memory end before the next capture
+    (merged streams put them a day apart). Values are in the first packet's vector, under both the
+    counters and the thresholds strategy."""
+    src = corpus_path("iot-sentinel")
+    labels = pd.read_csv(src / "labels.csv", dtype=str, keep_default_na=False)
+    captures = [*labels.loc[labels["label"] == "HueBridge", "pcap"][:3], *labels.loc[labels["label"] == "Aria", "pcap"][:2]]
+    corpus = load_corpus(link_subset(src, captures, tmp_path / "c"))
+    remembered = [f.name for f in resolve("group:host_dhcp,group:host_dns") if f.dtype == "string"]
+    key = ["capture", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "depth"]
+    for other in ("orig_pkts", "orig_size_mean"):
+        script = generate(resolve(f"group:host_dhcp,group:host_dns,{other}"), [1, 5])
+        path = tmp_path / f"{other}.zeek"
+        path.write_text(script.text)
+        merged = run_over_captures(path, [(c, corpus.path_of(c)) for c in corpus.captures], jobs=1, zeek=zeek)
+        singles = []
+        for i, cap in enumerate(corpus.captures):
+            run = run_zeek(corpus.path_of(cap), [static_load_script(), path], workdir=tmp_path / f"{other}{i}",
+                           zeek=zeek)
+            singles.append(read_zeek_log(run.log("cato")).assign(capture=cap))
+        a, b = (t.assign(capture=t["capture"].astype(str)).sort_values(key).reset_index(drop=True)[key + remembered]
+                for t in (merged.vectors, pd.concat(singles, ignore_index=True)))
+        assert len(a) > 300
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+        first = a[a["depth"] == 1]
+        assert first["orig_host_dhcp_param_list"].notna().mean() > 0.5, "the device's own connections"
+        assert first["resp_host_dhcp_param_list"].notna().any() and first["resp_dns_domain"].notna().any()

@@ -26,12 +26,19 @@ GOLDEN = {
     "native-deadline.zeek": ("all,-needs:analyzer", [1, 5, 10], "auto", 0.03, "native"),
     # Zeek's analyzers, with vocabularies a hostile capture could have taught (quotes, a newline,
     # Zeek code, bytes that are not UTF-8): each stays one literal key.
-    "analyzers.zeek": ("needs:analyzer,orig_pkts", [1, 5, 10], "auto"),
+    "analyzers.zeek": ("needs:analyzer,-group:host_dhcp,-group:host_dns,orig_pkts", [1, 5, 10], "auto"),
+    # What a deployment remembers of hosts (DHCP, DNS answers), a host name of Zeek code among it.
+    "remembered.zeek": ("group:host_dhcp,resp_dns_name,resp_dns_name_code,resp_dns_domain_code,resp_dns_domain_len,"
+                        "orig_pkts", [1, 5], "auto"),
 }
 VOCABULARIES = {"analyzers.zeek": {
     "dns_query_code": [b"time.nist.gov", b'"] = 1 }; event zeek_init() { print "pwned"; } #', b"a\nb\x00\xff"],
     "http_user_agent_code": [b"Wget/1.13 (linux-uclibc)", b"\\x41\\", b""],
-}}
+},
+    "remembered.zeek": {
+        "orig_host_dhcp_host_name_code": [b"other", b'cam"] = 1 }; event zeek_init() { print "pwned"; } #'],
+        "resp_dns_domain_code": [b"example.com"],
+    }}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -62,6 +62,16 @@ export {
 	## generate --deadline``): the generated script arms it only then.
 	const decision_deadline = 0secs &redef;
 
+	## How long a host's DHCP identity (host name, vendor class, parameter list, by the MAC
+	## address in its DHCP messages) is remembered after it was last told, for the
+	## ``*_host_dhcp_*`` features. Under a day: cato's training streams put captures a day apart
+	## (cato/corpus/merge.py), so that no capture's hosts are remembered into the next.
+	const host_memory = 12hrs &redef;
+
+	## How long the name a client resolved a server's address from is remembered after the DNS
+	## answer, for the ``resp_dns_*`` features.
+	const name_memory = 1hr &redef;
+
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
 
@@ -207,6 +217,32 @@ function packets_now(c: connection): count &is_used
 function clip(s: string): string &is_used
 	{
 	return |s| <= max_string_bytes ? s : sub_bytes(s, 1, max_string_bytes);
+	}
+
+# A value remembered of a host from earlier traffic: at most max_string_bytes of it, its whole
+# length, and when it was told (a lookup past the memory finds nothing, whenever Zeek's table
+# expiry gets to it).
+type Remembered: record {
+	value: string;
+	len: count;
+	seen: time;
+};
+
+function remember(value: string): Remembered &is_used
+	{
+	return Remembered($value=clip(value), $len=|value|, $seen=network_time());
+	}
+
+# The last two labels of a DNS name, lower case ("cdn.Example.com." -> "example.com").
+function domain_of(name: string): string &is_used
+	{
+	local labels = split_string(to_lower(name), /\./);
+	local kept: vector of string = vector();
+	for ( i in labels )
+		if ( labels[i] != "" )
+			kept += labels[i];
+	local n = |kept|;
+	return n <= 2 ? join_string_vec(kept, ".") : kept[n - 2] + "." + kept[n - 1];
 	}
 
 # A list of numbers (cipher suites, DHCP options) as one string, in order: "49195-49199-52393".

@@ -30,6 +30,7 @@ from cato.features.catalog import (
     FEATURES_BY_NAME,
     TCP_FLAG_NAMES,
     AnalyzerField,
+    Remembered,
     ConnExpr,
     Encoded,
     Feature,
@@ -341,7 +342,7 @@ def _analyzer_sources(features: Sequence[Feature]) -> list[Feature]:
     strings they encode."""
     names: set[str] = set()
     for f in features:
-        if isinstance(f.computation, AnalyzerField):
+        if isinstance(f.computation, (AnalyzerField, Remembered)):
             names.add(f.name)
         elif isinstance(f.computation, Encoded):
             names.add(f.computation.source)
@@ -384,8 +385,12 @@ def _analyzer_part(features: Sequence[Feature], new_state: str, vocabularies: di
                      if words else f"const vocabulary_{f.name}: table[string] of count = table() &redef;"]
     if code:
         code.append("")
+    code += _remembered_part([src for src in sources if isinstance(src.computation, Remembered)], new_state,
+                             lengths)
     by_event: dict[tuple[str, str], list[Feature]] = {}
     for src in sources:
+        if isinstance(src.computation, Remembered):
+            continue
         comp = src.computation
         by_event.setdefault((comp.event, comp.connection), []).append(src)
     for (event, connection), fields in by_event.items():
@@ -429,6 +434,55 @@ def _analyzer_part(features: Sequence[Feature], new_state: str, vocabularies: di
         code.append("\t\t}")
     code += ["\t}", ""]
     return state, extra, code
+
+
+def _remembered_part(sources: Sequence[Feature], new_state: str, lengths: set[str]) -> list[str]:
+    """Zeek code of remembered values: a table per value remembered (the originator's and the
+    responder's features share it), the handlers that fill it, and ``recall``, which copies what the
+    tables hold of a connection's endpoints into its state when it begins, and again if Zeek flips
+    its roles, before any handler that may make a vector; a value is dated before the first packet
+    (``_at`` 0), in every vector."""
+    if not sources:
+        return []
+    tables: dict[str, Remembered] = {}
+    table_of: dict[str, str] = {}
+    for src in sources:
+        comp = src.computation
+        name = "remembered_" + src.name.removeprefix("orig_").removeprefix("resp_")
+        tables.setdefault(name, comp)
+        table_of[src.name] = name
+    code: list[str] = []
+    handlers: dict[str, list[str]] = {}
+    for name, comp in tables.items():
+        code += [f"# {comp.value}, by [{comp.key}], for {comp.memory} after it was last told.",
+                 f"global {name}: table[{comp.key_type}] of Remembered &write_expire={comp.memory};"]
+        for event in comp.events:
+            body = handlers.setdefault(event, [])
+            if comp.when:
+                body += [f"\tif ( {comp.when} )", f"\t\t{name}[{comp.key}] = remember({comp.value});"]
+            else:
+                body.append(f"\t{name}[{comp.key}] = remember({comp.value});")
+    code.append("")
+    for event, body in handlers.items():
+        code += [f"event {event}", "\t{", *body, "\t}", ""]
+    code += ["# What the tables remember of c's endpoints, into its state.", "function recall(c: connection)", "\t{",
+             "\tif ( ! c?$cato )", f"\t\tc$cato = {new_state};", "\tlocal s = c$cato;",
+             "\tif ( s$next_depth >= |depths| )", "\t\treturn;", "\tlocal r: Remembered;"]
+    for src in sources:
+        comp = src.computation
+        table = table_of[src.name]
+        found = f"[{comp.lookup}] in {table}"
+        code += [f"\tdelete s${src.name};", f"\tif ( {comp.has + ' && ' if comp.has else ''}{found} )", "\t\t{",
+                 f"\t\tr = {table}[{comp.lookup}];", f"\t\tif ( network_time() - r$seen <= {comp.memory} )",
+                 "\t\t\t{", f"\t\t\ts${src.name} = r$value;", f"\t\t\ts${src.name}_at = 0;"]
+        if src.name in lengths:
+            code.append(f"\t\t\ts${src.name}_len = r$len;")
+        code += ["\t\t\t}", "\t\t}"]
+    code += ["\t}", "",
+             "# Before the handlers that may make the connection's first vector.",
+             "event new_connection(c: connection) &priority=5", "\t{", "\trecall(c);", "\t}", "",
+             "event connection_flipped(c: connection) &priority=5", "\t{", "\trecall(c);", "\t}", ""]
+    return code
 
 
 def _fill_value(f: Feature) -> tuple[str, str]:
@@ -692,7 +746,8 @@ def generate(features: Sequence[Feature], depths: int | Iterable[int], strategy:
                 "",
                 "event new_connection(c: connection)",
                 "\t{",
-                f"\tc$cato = {new_state};",
+                "\tif ( ! c?$cato )  # made already where a remembered value was recalled",
+                f"\t\tc$cato = {new_state};",
                 *arm_deadline,
                 "\tif ( get_port_transport_proto(c$id$resp_p) == icmp )",
                 "\t\treturn;  # ICMP packets come from the ICMP events (icmp.zeek, icmp_packet below)",

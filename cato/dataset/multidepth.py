@@ -45,7 +45,7 @@ from cato.features import CATALOG, FEATURES_BY_NAME, MISSING_VALUE, catalog_hash
 from cato.zeek import deployment_invocation
 from cato.codegen.static import static_scripts_sha256
 
-DATASET_VERSION = 6
+DATASET_VERSION = 7
 #: Per connection, what identifies it (kept beside the matrices, read only when asked for).
 ID_KEEP = ("capture", "uid", "ts", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "label", "group")
 #: Decision times per connection and depth (see the module's docstring).

@@ -155,6 +155,36 @@ class AnalyzerField:
         return f"{self.value} of the first {self.event_name}{cond} ({self.analyzer} analyzer)"
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """What the deployment learned of a connection's endpoints from earlier traffic, looked up when
+    the connection begins (and again if Zeek flips its roles): ``value`` (a Zeek expression over the
+    arguments of any of ``events``, where ``when`` holds), remembered under ``key`` for the Zeek option
+    ``memory`` after it was last told, and looked up under ``lookup`` (over the connection ``c``, an
+    expression guarded by ``has``, if any). ``key_type`` is the Zeek table's index type. ``analyzer``,
+    ``scripts`` and ``known`` as :class:`AnalyzerField`'s: a remembered value is there from the
+    connection's first packet, so it costs no time-to-decision."""
+
+    analyzer: str
+    scripts: str
+    events: tuple[str, ...]
+    key: str
+    key_type: str
+    value: str
+    lookup: str
+    has: str
+    memory: str
+    known: str
+    when: str = ""
+    kind: Literal["remembered"] = "remembered"
+
+    def describe(self) -> str:
+        names = " or ".join(e.split("(", 1)[0] for e in self.events)
+        cond = f" where {self.when}" if self.when else ""
+        return (f"{self.value} of the last {names}{cond}, remembered by [{self.key}] for Cato::{self.memory}, "
+                f"at [{self.lookup}] when the connection begins ({self.analyzer} analyzer)")
+
+
 #: How a string becomes a number. ``vocabulary``: its rank in a vocabulary of the values seen most
 #: often in training, learned per fit (``cato.model.encoding``) and shipped in a compiled package as
 #: a Zeek table (0: a value not in it); ``length``: its length in bytes.
@@ -179,7 +209,7 @@ class Encoded:
 #: the logs; its ``_len`` feature still counts every byte. (Also in main.zeek, Cato::max_string_bytes.)
 MAX_STRING_BYTES = 256
 
-Computation = Union[ConnExpr, PacketStat, FlagCount, Handshake, AnalyzerField, Encoded]
+Computation = Union[ConnExpr, PacketStat, FlagCount, Handshake, AnalyzerField, Remembered, Encoded]
 
 
 @dataclass(frozen=True)
@@ -207,12 +237,13 @@ class Feature:
         return isinstance(self.computation, Encoded) and self.computation.encoding == "vocabulary"
 
     @property
-    def analyzer_field(self) -> AnalyzerField | None:
-        """The analyzer value it is (or is made from), if any."""
+    def analyzer_field(self) -> AnalyzerField | Remembered | None:
+        """The analyzer value it is (or is made from), if any: of the connection's own events, or
+        remembered from earlier ones."""
         comp = self.computation
         if isinstance(comp, Encoded):
             comp = FEATURES_BY_NAME[comp.source].computation
-        return comp if isinstance(comp, AnalyzerField) else None
+        return comp if isinstance(comp, (AnalyzerField, Remembered)) else None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -297,6 +328,7 @@ def _build() -> tuple[Feature, ...]:
         feats.append(Feature(name, "handshake", f"Seconds from the first {start} to the first {end}",
                              "double", "none", pkt, Handshake(start, end), protocols=("tcp",), unit="s"))
     _add_analyzer_features(feats)
+    _add_remembered_features(feats)
     return tuple(feats)
 
 
@@ -374,6 +406,49 @@ def _add_analyzer_features(feats: list[Feature]) -> None:
     add("ssh_server_version", "ssh", "SSH server's version string", "string", "resp", tcp,
         AnalyzerField(*ssh, "ssh_server_version(c: connection, version: string)", "version",
                       "from the packet after the server's version line"))
+
+
+_DNS_ANSWERS = tuple(f"{name}(c: connection, msg: dns_msg, ans: dns_answer, a: addr)"
+                     for name in ("dns_A_reply", "dns_AAAA_reply"))
+
+
+def _add_remembered_features(feats: list[Feature]) -> None:
+    """What a deployment remembers of hosts, carried to every later connection of theirs: a device's
+    DHCP identity (Fingerbank's fingerprint: host name, vendor class, parameter list), by the MAC
+    address its frames carry, and the name a client resolved a server's address from (DNS-based flow
+    naming). Looked up when a connection begins, they name a connection that carries no string of
+    its own, at no time-to-decision."""
+    analyzer = ("analyzer",)
+    both = ("tcp", "udp", "icmp")
+    begins = "when the connection begins, from the host's DHCP messages before it"
+
+    def add(name, group, desc, direction, field_: Remembered):
+        feats.append(Feature(name, group, desc, "string", direction, analyzer, field_, protocols=both))
+        feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
+                             "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=both))
+        feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
+                             Encoded(name, "length"), protocols=both, unit="B"))
+
+    dhcp = ("DHCP", "base/protocols/dhcp", (_DHCP,), "msg$chaddr", "string")
+    for d in ("orig", "resp"):
+        mac = f"c${d}$l2_addr"
+        for option, field, what in (("host_name", "options$host_name", "DHCP host name (option 12)"),
+                                    ("vendor_class", "options$vendor_class", "DHCP vendor class (option 60)"),
+                                    ("param_list", "join_counts(options$param_list)",
+                                     "DHCP parameter request list (option 55), in order")):
+            add(f"{d}_host_dhcp_{option}", "host_dhcp",
+                f"{what} the {'originator' if d == 'orig' else 'responder'}'s host last sent, by its MAC "
+                "address, before the connection", d,
+                Remembered(*dhcp, field, mac, f"c${d}?$l2_addr", "host_memory", begins,
+                           when=f"is_orig && options?${option}"))
+    dns = ("DNS", "base/protocols/dns", _DNS_ANSWERS, "c$id$orig_h, a", "addr, addr")
+    resolved = "when the connection begins, from the DNS answers the originator received before it"
+    add("resp_dns_name", "host_dns", "Name the originator last resolved the responder's address from (a DNS A or "
+        "AAAA answer it received)", "resp",
+        Remembered(*dns, "ans$query", "c$id$orig_h, c$id$resp_h", "", "name_memory", resolved))
+    add("resp_dns_domain", "host_dns", "Last two labels of that name, lower case (a domain; no public suffix list)",
+        "resp", Remembered(*dns, "domain_of(ans$query)", "c$id$orig_h, c$id$resp_h", "", "name_memory",
+                           resolved))
 
 
 CATALOG: tuple[Feature, ...] = _build()

@@ -18,6 +18,13 @@ followed by two more query/answer exchanges. Zeek flips the TCP connection at th
 after new_connection, and the UDP one before new_connection, but only when 53/udp is in
 likely_server_ports (the DNS analyzer's scripts put it there; zeek -b loads none).
 
+remembered.pcap: what a deployment remembers of hosts. Device 10.0.0.5 (MAC 02:00:00:00:00:0d)
+opens a TCP connection before anything is known of it; sends a DHCP request whose host name is Zeek
+code, with a vendor class and a parameter request list; resolves api.Example.COM. (A 203.0.113.7)
+at 10.0.0.1; then opens a TCP connection to 203.0.113.7, is the responder of one from 10.0.0.9, and
+has one whose capture starts at the server's SYN-ACK (Zeek flips it at the device's ACK). Two days
+later (past every memory) it connects to 203.0.113.7 again.
+
 Timestamps are fixed offsets from one start time, so the files are identical from run to run.
 """
 
@@ -194,6 +201,60 @@ def hostile_packets(t0):
     return out
 
 
+MAC_DEVICE, MAC_GATEWAY = b"\x02\x00\x00\x00\x00\x0d", b"\x02\x00\x00\x00\x00\x01"
+#: The device's DHCP host name: a vocabulary of it must stay one literal (tests/test_golden.py).
+DEVICE_NAME = b'cam"] = 1 }; event zeek_init() { print "pwned"; } #'
+
+
+def with_macs(frame: bytes, src: bytes, dst: bytes) -> bytes:
+    """``frame`` with its Ethernet source and destination replaced."""
+    return dst + src + frame[12:]
+
+
+def dhcp_request() -> bytes:
+    msg = dpkt.dhcp.DHCP(op=dpkt.dhcp.DHCP_OP_REQUEST, chaddr=MAC_DEVICE, xid=0x1234, opts=(
+        (dpkt.dhcp.DHCP_OPT_MSGTYPE, bytes([dpkt.dhcp.DHCPREQUEST])),
+        (dpkt.dhcp.DHCP_OPT_HOSTNAME, DEVICE_NAME),
+        (dpkt.dhcp.DHCP_OPT_VENDOR_ID, b"udhcp 1.22.1"),
+        (dpkt.dhcp.DHCP_OPT_PARAM_REQ, bytes([1, 3, 6, 12, 15, 28, 42]))))
+    return bytes(msg)
+
+
+def dns_answer_for(qid: int, name: bytes, address: str) -> bytes:
+    """The answer (A ``address``) to a query for ``name``."""
+    query = dns_query_for(qid, name)
+    return query[:2] + b"\x81\x80" + query[4:6] + b"\x00\x01" + query[8:] + b"\xc0\x0c\x00\x01\x00\x01" \
+        + struct.pack(">IH", 60, 4) + ip4(address)
+
+
+def remembered_packets(t0):
+    """remembered.pcap (see the module's docstring)."""
+    device, resolver, server, peer = "10.0.0.5", "10.0.0.1", "203.0.113.7", "10.0.0.9"
+    mac_peer = b"\x02\x00\x00\x00\x00\x09"
+
+    def macs(packets, client_mac, server_mac, client):
+        out = []
+        for ts, frame in packets:
+            src = dpkt.ethernet.Ethernet(frame).data.src
+            to_server = socket.inet_ntop(socket.AF_INET, src) == client
+            out.append((ts, with_macs(frame, client_mac if to_server else server_mac,
+                                      server_mac if to_server else client_mac)))
+        return out
+
+    out = macs(tcp_conversation(t0, device, "93.184.216.34", 43000, rounds=1), MAC_DEVICE, MAC_GATEWAY, device)
+    out.append((t0 + 1, with_macs(udp_frame("0.0.0.0", "255.255.255.255", 68, 67, dhcp_request()),
+                                  MAC_DEVICE, b"\xff" * 6)))
+    name = b"api.Example.COM"
+    out += macs([(t0 + 2, udp_frame(device, resolver, 53200, 53, dns_query_for(0x5000, name))),
+                 (t0 + 2.01, udp_frame(resolver, device, 53, 53200, dns_answer_for(0x5000, name, server)))],
+                MAC_DEVICE, MAC_GATEWAY, device)
+    out += macs(tcp_conversation(t0 + 3, device, server, 43001, rounds=1), MAC_DEVICE, MAC_GATEWAY, device)
+    out += macs(tcp_conversation(t0 + 4, peer, device, 43002, rounds=1), mac_peer, MAC_DEVICE, peer)
+    out += macs(tcp_conversation(t0 + 5, device, server, 43003, rounds=2)[1:], MAC_DEVICE, MAC_GATEWAY, device)
+    out += macs(tcp_conversation(t0 + 2 * 86400, device, server, 43004, rounds=1), MAC_DEVICE, MAC_GATEWAY, device)
+    return out
+
+
 def write(name: str, packets) -> None:
     with open(HERE / name, "wb") as f:
         w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
@@ -219,6 +280,7 @@ def main() -> None:
     write("icmp.pcap", icmp_packets(t0))
     write("flip.pcap", flip_packets(t0))
     write("hostile.pcap", hostile_packets(t0))
+    write("remembered.pcap", remembered_packets(t0))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,9 @@
+# What a deployment remembers of hosts (Traces/make_traces.py, remembered.pcap): a connection before
+# the device's DHCP request has nothing; after it, the device's host name (Zeek code, coded 2 by the
+# vocabulary, never run), vendor class and parameter list are in every vector of its connections,
+# as originator and as responder, and in the one Zeek flips; the name the device resolved the
+# server's address from (lower-cased domain, coded 1) is in the connections to that address. Two
+# days later, past Cato::host_memory and Cato::name_memory, nothing is remembered.
+# @TEST-EXEC: zeek -b -C -r $TRACES/remembered.pcap $PACKAGE $FILES/remembered.zeek >output 2>&1
+# @TEST-EXEC: btest-diff cato.log
+# @TEST-EXEC: test ! -s output
