@@ -72,6 +72,12 @@ export {
 	## answer, for the ``resp_dns_*`` features.
 	const name_memory = 1hr &redef;
 
+	## On a cluster, share what a worker remembers with every worker, through the manager: a
+	## host's DHCP and DNS reach one worker, its connections any (a flow hash spreads them). One
+	## event to the manager and one to each worker per DHCP message and DNS answer; off, each
+	## worker remembers only what it saw, unlike the training data.
+	const share_remembered = T &redef;
+
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
 

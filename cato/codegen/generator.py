@@ -441,28 +441,41 @@ def _remembered_part(sources: Sequence[Feature], new_state: str, lengths: set[st
     responder's features share it), the handlers that fill it, and ``recall``, which copies what the
     tables hold of a connection's endpoints into its state when it begins, and again if Zeek flips
     its roles, before any handler that may make a vector; a value is dated before the first packet
-    (``_at`` 0), in every vector."""
+    (``_at`` 0), in every vector.
+
+    On a cluster a host's DHCP and DNS reach one worker and its connections any: a worker sends
+    what it learns to the manager, which relays it to every worker (Cato::share_remembered)."""
     if not sources:
         return []
     tables: dict[str, Remembered] = {}
     table_of: dict[str, str] = {}
     for src in sources:
         comp = src.computation
-        name = "remembered_" + src.name.removeprefix("orig_").removeprefix("resp_")
-        tables.setdefault(name, comp)
-        table_of[src.name] = name
+        base = src.name.removeprefix("orig_").removeprefix("resp_")
+        tables.setdefault(base, comp)
+        table_of[src.name] = f"remembered_{base}"
     code: list[str] = []
     handlers: dict[str, list[str]] = {}
-    for name, comp in tables.items():
+    for base, comp in tables.items():
+        name, share = f"remembered_{base}", f"share_{base}"
+        key_types = [t.strip() for t in comp.key_type.split(",")]
+        params = ", ".join(f"k{i}: {t}" for i, t in enumerate(key_types, 1))
+        keys = ", ".join(f"k{i}" for i in range(1, len(key_types) + 1))
         code += [f"# {comp.value}, by [{comp.key}], for {comp.memory} after it was last told.",
-                 f"global {name}: table[{comp.key_type}] of Remembered &write_expire={comp.memory};"]
+                 f"global {name}: table[{comp.key_type}] of Remembered &write_expire={comp.memory};",
+                 f"global {share}: event({params}, r: Remembered);", "",
+                 f"function remember_{base}({params}, r: Remembered)", "\t{", f"\t{name}[{keys}] = r;",
+                 "\tif ( share_remembered && Cluster::is_enabled() )",
+                 f"\t\tCluster::publish(Cluster::manager_topic, {share}, {keys}, r);", "\t}", "",
+                 "# The manager relays what a worker learned to every worker (the sender too: the same value).",
+                 f"event {share}({params}, r: Remembered)", "\t{",
+                 "\tif ( Cluster::local_node_type() == Cluster::MANAGER )",
+                 f"\t\tCluster::publish(Cluster::worker_topic, {share}, {keys}, r);", "\telse",
+                 f"\t\t{name}[{keys}] = r;", "\t}", ""]
         for event in comp.events:
             body = handlers.setdefault(event, [])
-            if comp.when:
-                body += [f"\tif ( {comp.when} )", f"\t\t{name}[{comp.key}] = remember({comp.value});"]
-            else:
-                body.append(f"\t{name}[{comp.key}] = remember({comp.value});")
-    code.append("")
+            call = f"remember_{base}({comp.key}, remember({comp.value}));"
+            body += [f"\tif ( {comp.when} )", f"\t\t{call}"] if comp.when else [f"\t{call}"]
     for event, body in handlers.items():
         code += [f"event {event}", "\t{", *body, "\t}", ""]
     code += ["# What the tables remember of c's endpoints, into its state.", "function recall(c: connection)", "\t{",

@@ -446,7 +446,8 @@ def _add_remembered_features(feats: list[Feature]) -> None:
     add("resp_dns_name", "host_dns", "Name the originator last resolved the responder's address from (a DNS A or "
         "AAAA answer it received)", "resp",
         Remembered(*dns, "ans$query", "c$id$orig_h, c$id$resp_h", "", "name_memory", resolved))
-    add("resp_dns_domain", "host_dns", "Last two labels of that name, lower case (a domain; no public suffix list)",
+    add("resp_dns_domain", "host_dns", "Last two labels of the name the originator last resolved the responder's "
+        "address from, lower case (its domain; no public suffix list)",
         "resp", Remembered(*dns, "domain_of(ans$query)", "c$id$orig_h, c$id$resp_h", "", "name_memory",
                            resolved))
 
