@@ -5,7 +5,8 @@ fanout in a namespace of their own (tests/livenet.py).
 Two ``cato serve`` processes share the cluster, one per worker node (``--zeek-node``), both connected to
 the one listener, on the manager. Every TCP/UDP connection gets exactly one verdict row, logged once
 through the logger; every alert is one Notice; the verdict log's ``midstream`` agrees with conn.log's
-history; and each worker's accounting of its vectors adds up.
+history; and each worker's accounting of its vectors adds up. And what one worker remembers of a host
+(its DHCP), every worker does.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cato.codegen import generate
 from cato.corpus.pcapio import read_capture, write_packet, write_pcap_header
 from cato.deploy.compile import compile_config
+from cato.features import resolve
 from cato.model import ModelSpec
 from cato.search.space import Config
 from cato.study import Study, StudySettings
@@ -55,13 +58,15 @@ def package(mini_corpus, tmp_path_factory) -> Path:
         return compile_config(study, config, work / "model", alert_labels=["HueSwitch"]).path
 
 
-def _layout() -> str:
+def _layout(names: tuple[str, ...] = NODES) -> str:
     nodes = []
-    for i, name in enumerate(NODES):
+    for i, name in enumerate(names):
         kind = {"manager": "MANAGER", "logger": "LOGGER", "proxy-1": "PROXY"}.get(name, "WORKER")
         manager = "" if name == "manager" else ', $manager="manager"'
         nodes.append(f'\t["{name}"] = [$node_type=Cluster::{kind}, $ip=127.0.0.1, $p={FIRST_PORT + i}/tcp{manager}],')
-    return "redef Cluster::manager_is_logger = F;\nredef Cluster::nodes = {\n" + "\n".join(nodes) + "\n};\n"
+    logger = "logger" in names
+    return f"redef Cluster::manager_is_logger = {'F' if logger else 'T'};\nredef Cluster::nodes = {{\n" \
+        + "\n".join(nodes) + "\n};\n"
 
 
 def _zeromq_ports() -> str:
@@ -281,3 +286,107 @@ def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, packa
         errors = [line for line in (tmp_path / name / "stderr").read_text().splitlines()
                   if ("error" in line.lower() or "cannot listen" in line) and "PEER_UNAVAILABLE" not in line]
         assert not errors, (name, errors)
+
+
+#: What each node says of the remembered values (the generated script's table of DHCP parameter
+#: lists) and of the cluster, for test_remembered_values_reach_every_worker.
+REMEMBERING_SITE = """
+redef Log::default_rotation_interval = 0secs;
+redef tcp_inactivity_timeout = 1sec;
+redef udp_inactivity_timeout = 1sec;
+
+module Cato;
+
+global workers_up = 0;
+
+event report_state()
+	{
+	print fmt("state remembered=%d open=%d workers_up=%d", |remembered_host_dhcp_param_list|,
+	          get_conn_stats()$current_conns, workers_up);
+	flush_all();
+	schedule 200msec { report_state() };
+	}
+
+event zeek_init()
+	{
+	schedule 200msec { report_state() };
+	}
+
+event Cluster::node_up(name: string, id: string)
+	{
+	if ( name in set("worker-1", "worker-2") )
+		++workers_up;
+	}
+"""
+
+
+def _dhcp_only(capture: Path, out: Path) -> Path:
+    """The DHCP frames (UDP ports 67 and 68) of an Ethernet ``capture``."""
+    packets = read_capture(capture).packets
+    with open(out, "wb") as f:
+        write_pcap_header(f, packets[0].linktype)
+        for p in packets:
+            d = p.data
+            if len(d) >= 42 and d[12:14] == b"\x08\x00" and d[23] == 17:
+                udp = 14 + (d[14] & 0x0F) * 4
+                if {int.from_bytes(d[udp:udp + 2], "big"), int.from_bytes(d[udp + 2:udp + 4], "big")} <= {67, 68}:
+                    write_packet(f, p.ts_ns, d, p.orig_len)
+    return out
+
+
+def test_remembered_values_reach_every_worker(zeek, net, tmp_path):  # noqa: F811
+    """A device's DHCP reaches one worker (AF_PACKET fanout hashes flows), its connections both: what
+    one worker remembers of it, every worker does (relayed by the manager), so each of the device's
+    connections carries its DHCP parameter list, as one Zeek reading the capture gives it."""
+    names = ("manager", *WORKERS)
+    capture = corpus_path("iot-sentinel") / CAPTURE
+    dhcp = rewrite(_dhcp_only(capture, tmp_path / "dhcp-cut.pcap"), tmp_path / "dhcp.pcap")
+    traffic = rewrite(capture, tmp_path / "traffic.pcap")
+    script = tmp_path / "remembering.zeek"
+    script.write_text(generate(resolve("orig_host_dhcp_param_list,resp_host_dhcp_param_list,orig_pkts"), [3]).text)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "cluster-layout.zeek").write_text(_layout(names))
+    (config / "site.zeek").write_text(REMEMBERING_SITE)
+    zeekpath = subprocess.run([str(zeek.parent / "zeek-config"), "--zeekpath"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    env = {**os.environ, "ZEEKPATH": f"{zeekpath}:{config}"}
+    procs: dict[str, subprocess.Popen] = {}
+    state = {name: (lambda name=name: _last_state(tmp_path / name / "stdout")) for name in names}
+    try:
+        for name in names:
+            work = tmp_path / name
+            work.mkdir()
+            iface = ["-i", f"af_packet::{net.capture_iface}"] if name in WORKERS else []
+            procs[name] = net.popen([str(zeek), "-b", *iface, "base/protocols/conn", str(script),
+                                     str(config / "site.zeek")], cwd=work, env={**env, "CLUSTER_NODE": name},
+                                    stdout=open(work / "stdout", "w"), stderr=open(work / "stderr", "w"))
+        for name in WORKERS:
+            net.wait_capturing(procs[name])
+        _wait("both workers up", lambda: state["manager"]().get("workers_up") == "2", procs)
+        assert net.replay(dhcp)["packets"] > 0
+        _wait("both workers remember the device", lambda: all(state[w]().get("remembered") == "1" for w in WORKERS),
+              procs)
+        assert net.replay(traffic, mbps=20)["packets"] > 0
+        for name in WORKERS:
+            wait_idle(procs[name])
+        _wait("every connection ended", lambda: all(state[w]().get("open") == "0" for w in WORKERS), procs)
+        for name in (*WORKERS, "manager"):
+            _stop(procs[name])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    subprocess.run([str(zeek), "-b", "-C", "-r", str(traffic), "base/protocols/conn", str(script)], cwd=offline,
+                   check=True, capture_output=True)
+
+    def with_parameter_list(log: Path) -> set:
+        v = read_zeek_log(log)
+        v = v[v["orig_host_dhcp_param_list"].notna() | v["resp_host_dhcp_param_list"].notna()]
+        return set(zip(*(v[c].astype(str) for c in ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"))))
+
+    live, reference = with_parameter_list(tmp_path / "manager" / "cato.log"), with_parameter_list(offline / "cato.log")
+    assert len(reference) > 20 and reference <= live, sorted(reference - live)[:5]
