@@ -464,14 +464,19 @@ def _remembered_part(sources: Sequence[Feature], new_state: str, lengths: set[st
         code += [f"# {comp.value}, by [{comp.key}], for {comp.memory} after it was last told.",
                  f"global {name}: table[{comp.key_type}] of Remembered &write_expire={comp.memory};",
                  f"global {share}: event({params}, r: Remembered);", "",
-                 f"function remember_{base}({params}, r: Remembered)", "\t{", f"\t{name}[{keys}] = r;",
-                 "\tif ( share_remembered && Cluster::is_enabled() )",
+                 "# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a",
+                 "# known one still is.",
+                 f"function keep_{base}({params}, r: Remembered): bool", "\t{",
+                 f"\tif ( |{name}| >= max_remembered && [{keys}] !in {name} )", "\t\treturn F;",
+                 f"\t{name}[{keys}] = r;", "\treturn T;", "\t}", "",
+                 f"function remember_{base}({params}, r: Remembered)", "\t{",
+                 f"\tif ( keep_{base}({keys}, r) && share_remembered && Cluster::is_enabled() )",
                  f"\t\tCluster::publish(Cluster::manager_topic, {share}, {keys}, r);", "\t}", "",
                  "# The manager relays what a worker learned to every worker (the sender too: the same value).",
                  f"event {share}({params}, r: Remembered)", "\t{",
                  "\tif ( Cluster::local_node_type() == Cluster::MANAGER )",
                  f"\t\tCluster::publish(Cluster::worker_topic, {share}, {keys}, r);", "\telse",
-                 f"\t\t{name}[{keys}] = r;", "\t}", ""]
+                 f"\t\tkeep_{base}({keys}, r);", "\t}", ""]
         for event in comp.events:
             body = handlers.setdefault(event, [])
             call = f"remember_{base}({comp.key}, remember({comp.value}));"

@@ -88,6 +88,12 @@ export {
 	## worker remembers only what it saw, unlike the training data.
 	const share_remembered = T &redef;
 
+	## Most entries each table of remembered values keeps (one per host, or per client and
+	## server address): past it a new key is not remembered, so that a flood of spoofed MAC
+	## addresses or DNS answers cannot grow a worker's memory without bound (about 200 bytes an
+	## entry).
+	const max_remembered = 1000000 &redef;
+
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
 

@@ -84,6 +84,12 @@ export {
 	## worker remembers only what it saw, unlike the training data.
 	const share_remembered = T &redef;
 
+	## Most entries each table of remembered values keeps (one per host, or per client and
+	## server address): past it a new key is not remembered, so that a flood of spoofed MAC
+	## addresses or DNS answers cannot grow a worker's memory without bound (about 200 bytes an
+	## entry).
+	const max_remembered = 1000000 &redef;
+
 	## Write vectors to ``cato.log``.
 	option log_vectors = T;
 
@@ -618,10 +624,19 @@ const vocabulary_resp_dns_domain_code: table[string] of count = { ["\x65\x78\x61
 global remembered_host_dhcp_host_name: table[string] of Remembered &write_expire=host_memory;
 global share_host_dhcp_host_name: event(k1: string, r: Remembered);
 
+# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a
+# known one still is.
+function keep_host_dhcp_host_name(k1: string, r: Remembered): bool
+	{
+	if ( |remembered_host_dhcp_host_name| >= max_remembered && [k1] !in remembered_host_dhcp_host_name )
+		return F;
+	remembered_host_dhcp_host_name[k1] = r;
+	return T;
+	}
+
 function remember_host_dhcp_host_name(k1: string, r: Remembered)
 	{
-	remembered_host_dhcp_host_name[k1] = r;
-	if ( share_remembered && Cluster::is_enabled() )
+	if ( keep_host_dhcp_host_name(k1, r) && share_remembered && Cluster::is_enabled() )
 		Cluster::publish(Cluster::manager_topic, share_host_dhcp_host_name, k1, r);
 	}
 
@@ -631,17 +646,26 @@ event share_host_dhcp_host_name(k1: string, r: Remembered)
 	if ( Cluster::local_node_type() == Cluster::MANAGER )
 		Cluster::publish(Cluster::worker_topic, share_host_dhcp_host_name, k1, r);
 	else
-		remembered_host_dhcp_host_name[k1] = r;
+		keep_host_dhcp_host_name(k1, r);
 	}
 
 # options$vendor_class, by [msg$chaddr], for host_memory after it was last told.
 global remembered_host_dhcp_vendor_class: table[string] of Remembered &write_expire=host_memory;
 global share_host_dhcp_vendor_class: event(k1: string, r: Remembered);
 
+# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a
+# known one still is.
+function keep_host_dhcp_vendor_class(k1: string, r: Remembered): bool
+	{
+	if ( |remembered_host_dhcp_vendor_class| >= max_remembered && [k1] !in remembered_host_dhcp_vendor_class )
+		return F;
+	remembered_host_dhcp_vendor_class[k1] = r;
+	return T;
+	}
+
 function remember_host_dhcp_vendor_class(k1: string, r: Remembered)
 	{
-	remembered_host_dhcp_vendor_class[k1] = r;
-	if ( share_remembered && Cluster::is_enabled() )
+	if ( keep_host_dhcp_vendor_class(k1, r) && share_remembered && Cluster::is_enabled() )
 		Cluster::publish(Cluster::manager_topic, share_host_dhcp_vendor_class, k1, r);
 	}
 
@@ -651,17 +675,26 @@ event share_host_dhcp_vendor_class(k1: string, r: Remembered)
 	if ( Cluster::local_node_type() == Cluster::MANAGER )
 		Cluster::publish(Cluster::worker_topic, share_host_dhcp_vendor_class, k1, r);
 	else
-		remembered_host_dhcp_vendor_class[k1] = r;
+		keep_host_dhcp_vendor_class(k1, r);
 	}
 
 # join_counts(options$param_list), by [msg$chaddr], for host_memory after it was last told.
 global remembered_host_dhcp_param_list: table[string] of Remembered &write_expire=host_memory;
 global share_host_dhcp_param_list: event(k1: string, r: Remembered);
 
+# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a
+# known one still is.
+function keep_host_dhcp_param_list(k1: string, r: Remembered): bool
+	{
+	if ( |remembered_host_dhcp_param_list| >= max_remembered && [k1] !in remembered_host_dhcp_param_list )
+		return F;
+	remembered_host_dhcp_param_list[k1] = r;
+	return T;
+	}
+
 function remember_host_dhcp_param_list(k1: string, r: Remembered)
 	{
-	remembered_host_dhcp_param_list[k1] = r;
-	if ( share_remembered && Cluster::is_enabled() )
+	if ( keep_host_dhcp_param_list(k1, r) && share_remembered && Cluster::is_enabled() )
 		Cluster::publish(Cluster::manager_topic, share_host_dhcp_param_list, k1, r);
 	}
 
@@ -671,17 +704,26 @@ event share_host_dhcp_param_list(k1: string, r: Remembered)
 	if ( Cluster::local_node_type() == Cluster::MANAGER )
 		Cluster::publish(Cluster::worker_topic, share_host_dhcp_param_list, k1, r);
 	else
-		remembered_host_dhcp_param_list[k1] = r;
+		keep_host_dhcp_param_list(k1, r);
 	}
 
 # ans$query, by [c$id$orig_h, a], for name_memory after it was last told.
 global remembered_dns_name: table[addr, addr] of Remembered &write_expire=name_memory;
 global share_dns_name: event(k1: addr, k2: addr, r: Remembered);
 
+# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a
+# known one still is.
+function keep_dns_name(k1: addr, k2: addr, r: Remembered): bool
+	{
+	if ( |remembered_dns_name| >= max_remembered && [k1, k2] !in remembered_dns_name )
+		return F;
+	remembered_dns_name[k1, k2] = r;
+	return T;
+	}
+
 function remember_dns_name(k1: addr, k2: addr, r: Remembered)
 	{
-	remembered_dns_name[k1, k2] = r;
-	if ( share_remembered && Cluster::is_enabled() )
+	if ( keep_dns_name(k1, k2, r) && share_remembered && Cluster::is_enabled() )
 		Cluster::publish(Cluster::manager_topic, share_dns_name, k1, k2, r);
 	}
 
@@ -691,17 +733,26 @@ event share_dns_name(k1: addr, k2: addr, r: Remembered)
 	if ( Cluster::local_node_type() == Cluster::MANAGER )
 		Cluster::publish(Cluster::worker_topic, share_dns_name, k1, k2, r);
 	else
-		remembered_dns_name[k1, k2] = r;
+		keep_dns_name(k1, k2, r);
 	}
 
 # domain_of(ans$query), by [c$id$orig_h, a], for name_memory after it was last told.
 global remembered_dns_domain: table[addr, addr] of Remembered &write_expire=name_memory;
 global share_dns_domain: event(k1: addr, k2: addr, r: Remembered);
 
+# Past Cato::max_remembered entries a new key is not kept (a flood of spoofed ones); a
+# known one still is.
+function keep_dns_domain(k1: addr, k2: addr, r: Remembered): bool
+	{
+	if ( |remembered_dns_domain| >= max_remembered && [k1, k2] !in remembered_dns_domain )
+		return F;
+	remembered_dns_domain[k1, k2] = r;
+	return T;
+	}
+
 function remember_dns_domain(k1: addr, k2: addr, r: Remembered)
 	{
-	remembered_dns_domain[k1, k2] = r;
-	if ( share_remembered && Cluster::is_enabled() )
+	if ( keep_dns_domain(k1, k2, r) && share_remembered && Cluster::is_enabled() )
 		Cluster::publish(Cluster::manager_topic, share_dns_domain, k1, k2, r);
 	}
 
@@ -711,7 +762,7 @@ event share_dns_domain(k1: addr, k2: addr, r: Remembered)
 	if ( Cluster::local_node_type() == Cluster::MANAGER )
 		Cluster::publish(Cluster::worker_topic, share_dns_domain, k1, k2, r);
 	else
-		remembered_dns_domain[k1, k2] = r;
+		keep_dns_domain(k1, k2, r);
 	}
 
 event dhcp_message(c: connection, is_orig: bool, msg: DHCP::Msg, options: DHCP::Options)
