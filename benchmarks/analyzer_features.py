@@ -178,7 +178,8 @@ def tables(results: dict) -> dict[str, str]:
                 b = r[name]["best"]
                 used = f", {len(b['analyzer_features'])} from analyzers" if b["analyzer_features"] else ""
                 rows.append(f"| {task} ({seed}, {r[name].get('search_trials', '?')}) | {name} | {b['f1']:.3f} "
-                            f"({b['name']}: {b['features']} features{used} @{b['depth']}, {b['model']}) | "
+                            f"({b['name']}: {b['features']} feature{'s' if b['features'] != 1 else ''}{used} @{b['depth']}, "
+                            f"{b['model']}) | "
                             f"{b['cpu_us']:.0f} | {b['ttd_ms'] / 1000:.2f} s | {r[name]['hypervolume']:.4f} | "
                             + ("" if name == "flow" else
                                ("yes" if r["analyzers_front_dominates_flow_front"] else "no")) + " |")
