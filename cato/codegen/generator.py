@@ -447,13 +447,12 @@ def _remembered_part(sources: Sequence[Feature], new_state: str, lengths: set[st
     what it learns to the manager, which relays it to every worker (Cato::share_remembered)."""
     if not sources:
         return []
+    def base_of(src: Feature) -> str:  # the originator's and responder's features share a table
+        return src.name.removeprefix("orig_").removeprefix("resp_")
+
     tables: dict[str, Remembered] = {}
-    table_of: dict[str, str] = {}
     for src in sources:
-        comp = src.computation
-        base = src.name.removeprefix("orig_").removeprefix("resp_")
-        tables.setdefault(base, comp)
-        table_of[src.name] = f"remembered_{base}"
+        tables.setdefault(base_of(src), src.computation)
     code: list[str] = []
     handlers: dict[str, list[str]] = {}
     for base, comp in tables.items():
@@ -488,7 +487,7 @@ def _remembered_part(sources: Sequence[Feature], new_state: str, lengths: set[st
              "\tif ( s$next_depth >= |depths| )", "\t\treturn;", "\tlocal r: Remembered;"]
     for src in sources:
         comp = src.computation
-        table = table_of[src.name]
+        table = f"remembered_{base_of(src)}"
         found = f"[{comp.lookup}] in {table}"
         code += [f"\tdelete s${src.name};", f"\tif ( {comp.has + ' && ' if comp.has else ''}{found} )", "\t\t{",
                  f"\t\tr = {table}[{comp.lookup}];", f"\t\tif ( network_time() - r$seen <= {comp.memory} )",
