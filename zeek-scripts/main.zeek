@@ -257,6 +257,18 @@ function domain_of(name: string): string &is_used
 	return n <= 2 ? join_string_vec(kept, ".") : kept[n - 2] + "." + kept[n - 1];
 	}
 
+# A host name's shape: each run of six or more hex characters with a digit in it (a MAC address's
+# tail, a serial number: what tells one unit from another) becomes "#", so units of one model
+# share it ("Lightify-7B5F6B" -> "Lightify-#"); shorter runs are model numbers ("DCS-930LB") and stay.
+function shape_of(name: string): string &is_used
+	{
+	local parts = split_string_all(name, /[0-9A-Fa-f]{6,}/);
+	local shape = "";
+	for ( i in parts )
+		shape += (i % 2 == 1 && /[0-9]/ in parts[i]) ? "#" : parts[i];
+	return shape;
+	}
+
 # A list of numbers (cipher suites, DHCP options) as one string, in order: "49195-49199-52393".
 function join_counts(v: index_vec): string &is_used
 	{

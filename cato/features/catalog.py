@@ -347,11 +347,12 @@ def _add_analyzer_features(feats: list[Feature]) -> None:
     analyzer = ("analyzer",)
     tcp, udp, both = ("tcp",), ("udp",), ("tcp", "udp")
 
-    def add(name, group, desc, dtype, direction, protocols, field_: AnalyzerField):
+    def add(name, group, desc, dtype, direction, protocols, field_: AnalyzerField, length=True):
         feats.append(Feature(name, group, desc, dtype, direction, analyzer, field_, protocols=protocols))
         if dtype == "string":
             feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
                                  "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=protocols))
+        if dtype == "string" and length:
             feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
                                  Encoded(name, "length"), protocols=protocols, unit="B"))
 
@@ -394,6 +395,10 @@ def _add_analyzer_features(feats: list[Feature]) -> None:
     message = "from the packet after the first DHCP message"
     add("dhcp_host_name", "dhcp", "DHCP host name option (12) of the first message with one", "string", "orig",
         udp, AnalyzerField(*dhcp, _DHCP, "options$host_name", message, when="options?$host_name"))
+    add("dhcp_host_name_shape", "dhcp", "Shape of the DHCP host name (runs of six or more hex characters with a "
+        "digit, a unit's MAC tail or serial, as #): what units of one model share", "string", "orig", udp,
+        AnalyzerField(*dhcp, _DHCP, "shape_of(options$host_name)", message, when="options?$host_name"),
+        length=False)
     add("dhcp_vendor_class", "dhcp", "DHCP vendor class option (60) of the first message with one", "string",
         "orig", udp, AnalyzerField(*dhcp, _DHCP, "options$vendor_class", message, when="options?$vendor_class"))
     add("dhcp_param_list", "dhcp", "DHCP parameter request list (option 55) of the first message with one, "
@@ -422,25 +427,29 @@ def _add_remembered_features(feats: list[Feature]) -> None:
     both = ("tcp", "udp", "icmp")
     begins = "when the connection begins, from the host's DHCP messages before it"
 
-    def add(name, group, desc, direction, field_: Remembered):
+    def add(name, group, desc, direction, field_: Remembered, length=True):
         feats.append(Feature(name, group, desc, "string", direction, analyzer, field_, protocols=both))
         feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
                              "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=both))
-        feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
-                             Encoded(name, "length"), protocols=both, unit="B"))
+        if length:
+            feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
+                                 Encoded(name, "length"), protocols=both, unit="B"))
 
     dhcp = ("DHCP", "base/protocols/dhcp", (_DHCP,), "msg$chaddr", "string")
     for d in ("orig", "resp"):
         mac = f"c${d}$l2_addr"
-        for option, field, what in (("host_name", "options$host_name", "DHCP host name (option 12)"),
-                                    ("vendor_class", "options$vendor_class", "DHCP vendor class (option 60)"),
-                                    ("param_list", "join_counts(options$param_list)",
-                                     "DHCP parameter request list (option 55), in order")):
-            add(f"{d}_host_dhcp_{option}", "host_dhcp",
+        for name, option, field, what in (
+                ("host_name", "host_name", "options$host_name", "DHCP host name (option 12)"),
+                ("host_name_shape", "host_name", "shape_of(options$host_name)",
+                 "Shape of the DHCP host name (a unit's MAC tail or serial as #: what units of one model share)"),
+                ("vendor_class", "vendor_class", "options$vendor_class", "DHCP vendor class (option 60)"),
+                ("param_list", "param_list", "join_counts(options$param_list)",
+                 "DHCP parameter request list (option 55), in order")):
+            add(f"{d}_host_dhcp_{name}", "host_dhcp",
                 f"{what} the {'originator' if d == 'orig' else 'responder'}'s host last sent, by its MAC "
                 "address, before the connection", d,
                 Remembered(*dhcp, field, mac, f"c${d}?$l2_addr", "host_memory", begins,
-                           when=f"is_orig && options?${option}"))
+                           when=f"is_orig && options?${option}"), length=name != "host_name_shape")
     dns = ("DNS", "base/protocols/dns", _DNS_ANSWERS, "c$id$orig_h, a", "addr, addr")
     resolved = "when the connection begins, from the DNS answers the originator received before it"
     add("resp_dns_name", "host_dns", "Name the originator last resolved the responder's address from (a DNS A or "
