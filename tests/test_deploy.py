@@ -251,7 +251,7 @@ def test_replay_answers_every_connection_as_the_model_does_offline(package, corp
 #: connection's own events and remembered from earlier ones (a host's DHCP, a client's DNS answers).
 ANALYZED = ("resp_port", "orig_size_mean", "service_code", "dns_query_code", "dns_query_len", "dns_qtype",
             "http_user_agent_code", "http_host_code", "dhcp_param_list_code", "dhcp_host_name_len",
-            "orig_host_dhcp_param_list_code", "resp_dns_domain_code")
+            "orig_host_dhcp_param_list_code", "orig_host_dhcp_host_name_shape_code", "resp_dns_domain_code")
 
 
 def test_analyzer_features_are_served_as_trained(study, mini_corpus, cache, monkeypatch, tmp_path):
@@ -262,7 +262,8 @@ def test_analyzer_features_are_served_as_trained(study, mini_corpus, cache, monk
     package = compile_config(study, Config(ANALYZED, 5, ModelSpec("rf", 20, 8)), tmp_path / "analyzed")
     vocabularies = json.loads((package.path / VOCABULARIES_NAME).read_text())
     assert set(vocabularies) == {"service_code", "dns_query_code", "http_user_agent_code", "http_host_code",
-                                 "dhcp_param_list_code", "orig_host_dhcp_param_list_code", "resp_dns_domain_code"}
+                                 "dhcp_param_list_code", "orig_host_dhcp_param_list_code",
+                                 "orig_host_dhcp_host_name_shape_code", "resp_dns_domain_code"}
     assert "dns" in vocabularies["service_code"] and len(vocabularies["dns_query_code"]) >= 3
     assert package.manifest.extra["vocabularies"]["dns_query_code"] == len(vocabularies["dns_query_code"])
     script = (package.path / "scripts" / "features.zeek").read_text()
