@@ -31,10 +31,13 @@ def test_analyzer_features_run_where_the_analyzers_run():
         generate(resolve("orig_pkts,dns_qtype"), [5], engine="native")
     with pytest.raises(GeneratorError, match="new_packet"):
         generate(resolve("orig_size_mean,dns_qtype"), [5], "new_packet")
-    # Every string source has a learned code and a length; a selection can leave the analyzers out.
+    # Every string source has a learned code and a length (but a host name's shape: its name's length
+    # says it); a selection can leave the analyzers out.
     for f in CATALOG:
         if f.analyzer_field is not None and f.dtype == "string":
-            assert FEATURES_BY_NAME[f"{f.name}_code"].learned and not FEATURES_BY_NAME[f"{f.name}_len"].learned
+            assert FEATURES_BY_NAME[f"{f.name}_code"].learned, f.name
+            assert f.name.endswith("_shape") != (f"{f.name}_len" in FEATURES_BY_NAME), f.name
+            assert f.name.endswith("_shape") or not FEATURES_BY_NAME[f"{f.name}_len"].learned
     assert not [f for f in resolve("all,-needs:analyzer") if f.analyzer_field is not None]
     assert len(resolve("all,-needs:analyzer")) + len(ANALYZER) == len(CATALOG)
 
