@@ -235,6 +235,21 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def changes_summary(changes: dict) -> str:
+    """RESULTS.md's form of the changes' comparisons: one row per change (``--table`` prints each per task)."""
+    lines = ["| change | measured (before) | task-seed-budgets | HV change: median (range) | "
+             "with a baseline above: before / after |", "|---|---|---|---|---|"]
+    for change, c in changes.items():
+        before, after = (CHANGES[change][side][0] for side in ("before", "after"))
+        entries = list(c["scores"].values())
+        moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
+        lines.append(f"| {change} | {c['commit']} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
+                     f"{float(np.median(moved)):+.1%} ({min(moved):+.1%} to {max(moved):+.1%}) | "
+                     f"{sum(bool(e[before]['above']) for e in entries)} / "
+                     f"{sum(bool(e[after]['above']) for e in entries)} |")
+    return "\n".join(lines)
+
+
 def change_table(change: str, scores: dict) -> str:
     """One row per task: per seed, the search's hypervolume before and after ``change``, and the
     baselines above each front."""
@@ -270,13 +285,9 @@ def results_tables(results: Path) -> dict[str, str]:
     measured = provenance.measured(RESULTS_FILE, results=results)
     tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
                           f"50, HVI mean (min); tasks: issue 20's at budgets 20 and 50.\n\n{summary_table(result)}"}
-    for change, c in result.get("changes", {}).items():
-        budgets = c.get("budgets", [c.get("budget")])
-        tables["ablation-" + change.replace(" ", "-")] = (
-            f"Measured {c['date']}, commit {c['commit']}: `{RESULTS_FILE}`; "
-            f"{'before: commit ' + c['before_commit'] if c['before_commit'] else 'both sides at that commit'}, "
-            f"budget{'s' * (len(budgets) > 1)} {', '.join(map(str, budgets))}."
-            f"\n\n{change_table(change, c['scores'])}")
+    if result.get("changes"):
+        tables["ablation-changes"] = f"Measured: `{RESULTS_FILE}`, each change at its commit.\n\n" \
+            + changes_summary(result["changes"])
     return tables
 
 
@@ -300,6 +311,9 @@ def main() -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.table:
         print(table(previous))
+        for change, c in previous.get("changes", {}).items():
+            print(f"\n{change} (commit {c['commit']}, before: {c['before_commit'] or 'the same commit'}):\n")
+            print(change_table(change, c["scores"]))
         return
     budgets = [int(b) for b in args.budget.split(",")]
     # The file's stamp dates the main table; each change's comparison carries its own.
