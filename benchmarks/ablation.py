@@ -211,6 +211,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _spread(changes: list[float]) -> str:
+    """Relative changes as their median and range."""
+    return f"{float(np.median(changes)):+.1%} ({min(changes):+.1%} to {max(changes):+.1%})"
+
+
 def summary_table(result: dict) -> str:
     """RESULTS.md's form of ``table``: one row per variant measured anywhere, its ground-truth HVI, the
     median and range of its hypervolume change over the task-seed-budgets it ran, and how many of them
@@ -225,8 +230,7 @@ def summary_table(result: dict) -> str:
         if g is None and not entries:
             continue  # declared, never measured
         changes = [mine["hv"] / full["hv"] - 1 for mine, full in entries]
-        spread = (f"{float(np.median(changes)):+.1%} ({min(changes):+.1%} to {max(changes):+.1%})"
-                  if changes and v != "full" else "–")
+        spread = _spread(changes) if changes and v != "full" else "–"
         lines.append("| " + " | ".join([
             "none (full search)" if v == "full" else v,
             "–" if g is None else f"{g['hvi_mean']['25']:.3f} / {g['hvi_mean']['50']:.3f} ({g['hvi_min']['50']:.3f})",
@@ -244,7 +248,7 @@ def changes_summary(changes: dict) -> str:
         entries = list(c["scores"].values())
         moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
         lines.append(f"| {change} | {c['commit']} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
-                     f"{float(np.median(moved)):+.1%} ({min(moved):+.1%} to {max(moved):+.1%}) | "
+                     f"{_spread(moved)} | "
                      f"{sum(bool(e[before]['above']) for e in entries)} / "
                      f"{sum(bool(e[after]['above']) for e in entries)} |")
     return "\n".join(lines)

@@ -341,6 +341,19 @@ _HTTP_HEADER = "http_header(c: connection, is_orig: bool, name: string, value: s
 _DHCP = "dhcp_message(c: connection, is_orig: bool, msg: DHCP::Msg, options: DHCP::Options)"
 
 
+def _add_string(feats: list[Feature], name: str, group: str, desc: str, direction: str,
+                protocols: tuple[str, ...], source: AnalyzerField | Remembered, length: bool) -> None:
+    """A string from Zeek's analyzers and the numbers a model sees of it: its vocabulary code and,
+    with ``length``, its length."""
+    analyzer = ("analyzer",)
+    feats.append(Feature(name, group, desc, "string", direction, analyzer, source, protocols=protocols))
+    feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
+                         "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=protocols))
+    if length:
+        feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
+                             Encoded(name, "length"), protocols=protocols, unit="B"))
+
+
 def _add_analyzer_features(feats: list[Feature]) -> None:
     """What Zeek's protocol analyzers tell of a connection: strings operators identify devices and
     applications by (each with a vocabulary code and a length for models), and a few numbers."""
@@ -348,13 +361,10 @@ def _add_analyzer_features(feats: list[Feature]) -> None:
     tcp, udp, both = ("tcp",), ("udp",), ("tcp", "udp")
 
     def add(name, group, desc, dtype, direction, protocols, field_: AnalyzerField, length=True):
-        feats.append(Feature(name, group, desc, dtype, direction, analyzer, field_, protocols=protocols))
         if dtype == "string":
-            feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
-                                 "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=protocols))
-        if dtype == "string" and length:
-            feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
-                                 Encoded(name, "length"), protocols=protocols, unit="B"))
+            _add_string(feats, name, group, desc, direction, protocols, field_, length)
+        else:
+            feats.append(Feature(name, group, desc, dtype, direction, analyzer, field_, protocols=protocols))
 
     add("service", "service", "Protocol Zeek's analyzers first confirmed (lower case, as conn.log's service)",
         "string", "none", both,
@@ -423,17 +433,11 @@ def _add_remembered_features(feats: list[Feature]) -> None:
     address its frames carry, and the name a client resolved a server's address from (DNS-based flow
     naming). Looked up when a connection begins, they name a connection that carries no string of
     its own, at no time-to-decision."""
-    analyzer = ("analyzer",)
     both = ("tcp", "udp", "icmp")
     begins = "when the connection begins, from the host's DHCP messages before it"
 
     def add(name, group, desc, direction, field_: Remembered, length=True):
-        feats.append(Feature(name, group, desc, "string", direction, analyzer, field_, protocols=both))
-        feats.append(Feature(f"{name}_code", group, f"{desc}: its vocabulary code (learned in training)",
-                             "count", direction, analyzer, Encoded(name, "vocabulary"), protocols=both))
-        if length:
-            feats.append(Feature(f"{name}_len", group, f"{desc}: its length", "count", direction, analyzer,
-                                 Encoded(name, "length"), protocols=both, unit="B"))
+        _add_string(feats, name, group, desc, direction, both, field_, length)
 
     dhcp = ("DHCP", "base/protocols/dhcp", (_DHCP,), "msg$chaddr", "string")
     for d in ("orig", "resp"):
