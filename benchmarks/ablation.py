@@ -8,7 +8,8 @@ Each variant is cato's search with one mechanism off, or one added ("+"), by a s
   (table look-ups) and noise-free, but a 6-feature space with no baselines: the mechanisms that act on
   baselines, footholds or large spaces do nothing there.
 * on issue 20's tasks (``--part tasks``): a real study per (task, seed, variant) at ``--budget``, the
-  initial design shared (cached measurements: the variants differ only in what BO proposes), scored as
+  initial design shared (each variant's study starts as a copy of the full search's baselines and
+  initial design, ``fork``: the variants differ only in what BO proposes), scored as
   tune_protocol.py scores cato's search: hypervolume of the search trials (one reference per task and
   seed), baselines above the search's own front (and by how much F1), and a point within 0.01 F1 of
   ALL@50 at >= 2x lower CPU.
@@ -59,7 +60,9 @@ RESULTS_FILE = "ablation.json"
 #: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
 #:   (``candidates.depth_sweep``);
 #: * front without baselines: the front a trial improves on with the baselines (before), or the
-#:   search's own trials only (``front_with_baselines``).
+#:   search's own trials only (``front_with_baselines``);
+#: * per-packet sweep: the depth sweep over packet-free front selections (before), or over every front
+#:   selection, a per-packet one's cost at each depth the GP's mean (``sweep_per_packet``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -71,6 +74,9 @@ CHANGES = {
     "front without baselines": {"before": ("full", {}),
                                 "after": ("+ front without baselines", {"front_with_baselines": False}),
                                 "commit": None},
+    "per-packet sweep": {"before": ("full", {}),
+                         "after": ("+ per-packet sweep", {"sweep_per_packet": True}),
+                         "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
@@ -97,6 +103,10 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     directory = studies / name
     if not run and not (directory / "study.db").exists():
         return None
+    full = studies / f"{task}-s{seed}-full"
+    if run and variant != "full" and "footholds" not in params and not directory.exists() \
+            and (full / "study.db").exists():
+        fork(full, directory, params)
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     if run and len(study.trials("search")) < budget:
         corpus = study.settings.load_corpus()
@@ -105,6 +115,27 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
                   lambda msg, n, total, front: print(f"\r{name}: {n}/{total} {msg[:50]:50}", end="", file=sys.stderr))
         print(file=sys.stderr)
     return study
+
+
+def fork(source: Path, directory: Path, params: dict) -> None:
+    """A new study in ``directory`` holding ``source``'s baselines and initial design (its first
+    ``--initial`` search trials), measurements included, with ``params`` as its sampler parameters: the
+    variant then differs from the full search only in what BO proposes (a code change since the full
+    search ran would otherwise have the initial design's costs measured again, with their noise)."""
+    import sqlite3
+    directory.mkdir(parents=True)
+    src, dst = sqlite3.connect(source / "study.db"), sqlite3.connect(directory / "study.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    settings = json.loads(dst.execute("SELECT value FROM study WHERE key = 'settings'").fetchone()[0])
+    design = [n for (n,) in dst.execute("SELECT number FROM trials WHERE kind = 'search' AND state = 'complete' "
+                                        "ORDER BY number LIMIT ?", (settings["initial"],))]
+    with dst:
+        dst.execute("DELETE FROM trials WHERE kind = 'search' AND number > ?", (max(design, default=0),))
+        dst.execute("UPDATE study SET value = ? WHERE key = 'settings'",
+                    (json.dumps({**settings, "sampler_params": params}),))
+    dst.close()
 
 
 def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path,

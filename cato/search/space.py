@@ -85,6 +85,10 @@ class SearchSpace:
         one read from Zeek's connection record: the two cost classes of generated scripts."""
         return np.array([1.0 if FEATURES_BY_NAME[f].per_packet else 0.0 for f in self.features])
 
+    def handles_packets(self, features) -> bool:
+        """Whether a script computing ``features`` handles packets (any of them per-packet)."""
+        return any(FEATURES_BY_NAME[f].per_packet for f in features)
+
     @property
     def model_dims(self) -> tuple[int, ...]:
         return () if self.model else (self.family_dim, self.trees_dim, self.tree_depth_dim)
