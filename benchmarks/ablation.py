@@ -60,9 +60,7 @@ RESULTS_FILE = "ablation.json"
 #: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
 #:   (``candidates.depth_sweep``);
 #: * front without baselines: the front a trial improves on with the baselines (before), or the
-#:   search's own trials only (``front_with_baselines``);
-#: * per-packet sweep: the depth sweep over packet-free front selections (before), or over every front
-#:   selection, a per-packet one's cost at each depth the GP's mean (``sweep_per_packet``).
+#:   search's own trials only (``front_with_baselines``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -74,9 +72,6 @@ CHANGES = {
     "front without baselines": {"before": ("full", {}),
                                 "after": ("+ front without baselines", {"front_with_baselines": False}),
                                 "commit": None},
-    "per-packet sweep": {"before": ("full", {}),
-                         "after": ("+ per-packet sweep", {"sweep_per_packet": True}),
-                         "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

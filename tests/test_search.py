@@ -417,40 +417,6 @@ def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the
     assert sampler.ask(history, 4)[1]["source"].startswith(("depth sweep", "qLogNEHVI"))
 
 
-def test_a_per_packet_sweep_prices_each_depth_by_the_gps_cost():
-    """With ``sweep_per_packet`` the sweep takes front selections that handle packets too: their F1
-    along depth modelled as a flat selection's, their cost at each depth the GP's posterior mean (it
-    grows with depth), so a deeper depth is worth less than the same F1 where it costs nothing more."""
-    from cato.search.samplers import candidates
-    model = ModelSpec("dt", 1, 8)
-    wide = SearchSpace(FEATS, 50)
-    per_packet = ("orig_size_mean",)
-    history = [(Config(("orig_pkts",), 1, model), {"f1": 0.3, "cpu": 10.0}),
-               (Config(("orig_pkts",), 20, model), {"f1": 0.35, "cpu": 10.0}),
-               (Config(per_packet, 5, model), {"f1": 0.5, "cpu": 50.0}),
-               (Config(per_packet, 10, model), {"f1": 0.55, "cpu": 60.0})]
-    found = candidates.depth_sweep(wide, ("f1", "cpu"), history, per_packet=True)
-    assert {c.depth for c, _, _ in found if c.features == per_packet} == set(range(1, 51)) - {5, 10}
-    assert {c.features for c, _, _ in candidates.depth_sweep(wide, ("f1", "cpu"), history)} == {("orig_pkts",)}
-    priced: list[Config] = []
-
-    def cost_grows(configs):  # a stand-in for the GP's mean: 6 µs per packet of depth
-        priced.extend(configs)
-        return [{"f1": 0.0, "cpu": 30.0 + 6.0 * c.depth} for c in configs]
-
-    on = BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=4, sweep_per_packet=True)
-    swept, gain = on._depth_sweep(history, predicted=cost_grows)
-    assert priced and all(wide.handles_packets(c.features) for c in priced)  # flat ones keep their measured cost
-    assert gain > 0 and swept is not None
-    # Where every depth costs more, the line promises less.
-    _, dearer = on._depth_sweep(history, predicted=lambda cs: [{"f1": 0.0, "cpu": 30.0 + 60.0 * c.depth} for c in cs])
-    assert dearer < gain
-    off = BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=4)
-    assert off._depth_sweep(history, predicted=cost_grows)[0].features == ("orig_pkts",)
-    assert BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=4, sweep_per_packet=True).ask(history, 4)[1][
-        "source"].startswith(("depth sweep", "qLogNEHVI"))
-
-
 def test_one_hypervolume_exact_in_two_objectives_and_shifted_by_its_reference():
     """The one hypervolume (the sampler's and the reports'): the two-objective sweep agrees with BoTorch's
     box decomposition, and a reference away from the origin is the same as moving the points."""

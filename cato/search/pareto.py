@@ -32,11 +32,6 @@ def to_max_space(values: Sequence[Mapping[str, float]], objectives: Sequence[str
     return out
 
 
-def from_max_space(row: Sequence[float], objectives: Sequence[str]) -> dict[str, float]:
-    """The objective values of one row of :func:`to_max_space` (reference 1)."""
-    return {name: float(v) if OBJECTIVES[name] == "max" else float(10.0 ** -v) for name, v in zip(objectives, row)}
-
-
 def pareto_mask(y: np.ndarray) -> np.ndarray:
     """Non-dominated rows of ``y`` (all maximised)."""
     n = len(y)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cato.search.pareto import dominated_hypervolume, from_max_space, pareto_mask, to_max_space
+from cato.search.pareto import dominated_hypervolume, pareto_mask, to_max_space
 from cato.search.samplers import candidates
 from cato.search.samplers.base import History, trial_rng
 from cato.search.space import Config, SearchSpace
@@ -71,14 +71,12 @@ def widened(bounds: np.ndarray) -> np.ndarray:
 
 
 def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Sequence[Config] = (),
-             warm: WarmStart = (None, None)) -> tuple[np.ndarray, str, float, Callable[[dict], float], WarmStart,
-                                                      Callable[[Sequence[Config]], list[dict]]]:
+             warm: WarmStart = (None, None)) -> tuple[np.ndarray, str, float, Callable[[dict], float], WarmStart]:
     """The candidate that maximises the acquisition, where it came from (a pool mechanism, "+ hill
     climb" when single moves improved it; the optimizer's name with ``alternating``), the hypervolume
     improvement it is expected to bring, the function that gives the improvement a measured point would
-    bring, the warm start for the next call, and the GP's posterior mean of each objective for any
-    configurations (the depth sweep prices a per-packet selection's cost with it). ``pending``:
-    configurations being evaluated, encoded as the training inputs are (``X_pending``, m x d)."""
+    bring, and the warm start for the next call. ``pending``: configurations being evaluated, encoded as
+    the training inputs are (``X_pending``, m x d)."""
     import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
     from botorch.sampling import SobolQMCNormalSampler
@@ -133,16 +131,9 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
         warnings.simplefilter("ignore")
         inputs = encoded([space.decode(x)]) if local else x[None, :]
         expected = float(gain(torch.tensor(inputs, dtype=torch.double).unsqueeze(1)).exp())
-
-    def predicted(configs: Sequence[Config]) -> list[dict]:
-        if not configs:
-            return []
-        with torch.no_grad():
-            mean = model.posterior(torch.tensor(encoded(configs), dtype=torch.double)).mean.numpy()
-        return [from_max_space(row, s.objectives) for row in mean]
-
     return x, origin, expected, hypervolume_gain(train_y[own].numpy(), s.objectives, ref_points, weights_hv,
-                                                 box), warm, predicted
+                                                 box), warm
+
 
 
 def warm_started_gp(train_x, train_y, input_bounds, keys: Sequence[str], warm: WarmStart, seed: int,

@@ -167,11 +167,10 @@ SweepCandidate = tuple[Config, float, float]
 
 
 def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: History,
-                seen: set[str] = frozenset(), per_packet: bool = False) -> list[SweepCandidate]:
-    """Every unmeasured depth (not in ``seen`` either) of each packet-free front selection (with
-    ``per_packet``, of every front selection), with the predictive mean and standard deviation of the
-    F1 a measurement there would give; none with time-to-decision an objective, or before any such
-    selection has two measured depths.
+                seen: set[str] = frozenset()) -> list[SweepCandidate]:
+    """Every unmeasured depth (not in ``seen`` either) of each packet-free front selection, with the
+    predictive mean and standard deviation of the F1 a measurement there would give; none with
+    time-to-decision an objective, or before any such selection has two measured depths.
 
     Such a script reads Zeek's connection record once, whatever the depth, so its CPU does not move
     with depth and the depth is a choice of F1 alone. F1 along depth is jagged (small trees, grouped
@@ -190,7 +189,7 @@ def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: Histor
         return []
     y = to_max_space([v for _, v in history], objectives)
     flat = {c.key(): c for (c, _), keep in zip(history, pareto_mask(y))
-            if keep and (per_packet or not space.handles_packets(c.features))}
+            if keep and not space.handles_packets(c.features)}
     lines = []
     for c in flat.values():
         measured = {h.depth: v["f1"] for h, v in history

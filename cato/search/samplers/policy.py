@@ -100,9 +100,6 @@ class BoTorchSampler:
     rankings: list[list[str]] = field(default_factory=list)
     #: Mechanism 3, the depth sweep (``candidates.depth_sweep``). Default True.
     depth_sweep: bool = True
-    #: The depth sweep also takes front selections that handle packets, their cost at a depth priced by
-    #: the GP's posterior mean (the packet-free ones' is flat). Default False.
-    sweep_per_packet: bool = False
     #: ``acq_optimizer="local"``: each front selection at every depth (and deadline) in the pool
     #: (``candidates.depth_lines``). Default True.
     depth_lines: bool = True
@@ -182,10 +179,10 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history] if self.model_baselines else list(history)
         seen |= {c.key() for c, _ in self.known}
-        x, origin, expected, value_of, predicted = self._optimize(data, iteration, pending)
+        x, origin, expected, value_of = self._optimize(data, iteration, pending)
         # 3. A depth sweep goes first when one of its depths expects more hypervolume than the GP's best
         # candidate: F1 along depth is jagged, and the sweep models it where the GP cannot see.
-        swept, sweep_gain = self._depth_sweep(data, value_of, seen, predicted) if self.depth_sweep else (None, 0.0)
+        swept, sweep_gain = self._depth_sweep(data, value_of, seen) if self.depth_sweep else (None, 0.0)
         if swept is not None and sweep_gain > expected:
             return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
         proposed = self.space.decode(x)  # 4.
@@ -194,36 +191,30 @@ class BoTorchSampler:
         return config, {**info, "bo_overhead_s": time.perf_counter() - t0}
 
     def _optimize(self, history: History, iteration: int, pending: Sequence[Config] = ()
-                  ) -> tuple[np.ndarray, str, float, Callable[[dict], float], Callable[[Sequence[Config]], list[dict]]]:
+                  ) -> tuple[np.ndarray, str, float, Callable[[dict], float]]:
         """``acquisition.maximise`` with this sampler's settings; it keeps the GP warm start."""
-        x, origin, expected, value_of, self._cold_fit, predicted = acquisition.maximise(
-            self, history, iteration, pending, self._cold_fit)
-        return x, origin, expected, value_of, predicted
+        x, origin, expected, value_of, self._cold_fit = acquisition.maximise(self, history, iteration, pending,
+                                                                             self._cold_fit)
+        return x, origin, expected, value_of
 
     def _depth_sweep(self, history: History, value_of: Callable[[dict], float] | None = None,
-                     seen: set[str] = frozenset(),
-                     predicted: Callable[[Sequence[Config]], list[dict]] | None = None) -> tuple[Config | None, float]:
+                     seen: set[str] = frozenset()) -> tuple[Config | None, float]:
         """The sweep's candidate of highest expected gain (``value_of``: the acquisition's units; by
-        default the hypervolume gain over ``history``), and that gain; (None, 0.0) when there is none.
-        ``predicted``: the GP's posterior means, which price a per-packet selection's cost at a depth
-        (without it, only packet-free selections are swept)."""
-        found = candidates.depth_sweep(self.space, self.objectives, history, seen,
-                                       per_packet=self.sweep_per_packet and predicted is not None)
+        default the hypervolume gain over ``history``), and that gain; (None, 0.0) when there is none."""
+        found = candidates.depth_sweep(self.space, self.objectives, history, seen)
         if not found:
             return None, 0.0
         if value_of is None:
             value_of = acquisition.measured_gain(self, history)
         # A packet-free script's cost barely moves with depth: each candidate takes its selection's
-        # nearest measured depth's. A per-packet one's grows with depth: the GP's mean prices it.
+        # nearest measured depth's.
         measured: dict[tuple, list[tuple[int, dict]]] = {}
         for c, v in history:
             measured.setdefault((c.features, c.model), []).append((c.depth, v))
-        costly = [config for config, _, _ in found if self.space.handles_packets(config.features)]
-        priced = dict(zip((c.key() for c in costly), predicted(costly))) if costly else {}
         best, best_gain = None, 0.0
         for config, mean, sd in found:
-            cost = priced.get(config.key()) or min(measured[(config.features, config.model)],
-                                                   key=lambda dv, d=config.depth: abs(np.log(dv[0] / d)))[1]
+            cost = min(measured[(config.features, config.model)],
+                       key=lambda dv, d=config.depth: abs(np.log(dv[0] / d)))[1]
             gain = acquisition.expected_gain(value_of, {**cost, "f1": mean}, sd)
             if gain > best_gain:
                 best, best_gain = config, gain
