@@ -19,6 +19,13 @@ Each variant is cato's search with one mechanism off, or one added ("+"), by a s
     python benchmarks/ablation.py --summarize-only          # the table from what ran
     python benchmarks/ablation.py --table                   # the whole table, per task, from the JSON
     python benchmarks/ablation.py --part change --change footholds --tasks ... --seeds 0,1,2 --budget 20
+
+A comparison measured again side by side (both variants now, on the full search's initial design of
+another directory: costs measured on another day, or under another catalog, do not compare):
+
+    python benchmarks/ablation.py --part tasks --variants full --studies NEW --fork-from OLD ...
+    python benchmarks/ablation.py --part tasks --variants "+ front without baselines" --studies NEW --fork-from OLD ...
+    python benchmarks/ablation.py --part change --change "front without baselines" --studies NEW ...
 """
 
 from __future__ import annotations
@@ -84,7 +91,7 @@ def slug(variant: str, params: dict) -> str:
 
 
 def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True,
-             params: dict | None = None):
+             params: dict | None = None, fork_from: Path | None = None):
     from cato.cache import default_cache_dir
     from cato.dataset import load_dataset
     from cato.study import Study, StudySettings, run_study
@@ -98,9 +105,8 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     directory = studies / name
     if not run and not (directory / "study.db").exists():
         return None
-    full = studies / f"{task}-s{seed}-full"
-    if run and variant != "full" and "footholds" not in params and not directory.exists() \
-            and (full / "study.db").exists():
+    full = (fork_from or studies) / f"{task}-s{seed}-full"
+    if run and "footholds" not in params and not directory.exists() and (full / "study.db").exists():
         fork(full, directory, params)
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     if run and len(study.trials("search")) < budget:
@@ -273,7 +279,8 @@ def changes_summary(changes: dict) -> str:
         before, after = (CHANGES[change][side][0] for side in ("before", "after"))
         entries = list(c["scores"].values())
         moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
-        lines.append(f"| {change} | {c['commit']} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
+        measured = ", ".join(dict.fromkeys(c.get("commits", {}).values())) or c["commit"]
+        lines.append(f"| {change} | {measured} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
                      f"{_spread(moved)} | "
                      f"{sum(bool(e[before]['above']) for e in entries)} / "
                      f"{sum(bool(e[after]['above']) for e in entries)} |")
@@ -333,6 +340,9 @@ def main() -> None:
                     "(the first results for every variant come soonest); scored at the last.")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--studies", type=Path, default=ROOT / "studies" / "ablation")
+    ap.add_argument("--fork-from", type=Path, help="Start each new study (the full search's too) from the "
+                    "baselines and initial design of this directory's full search: a comparison measured "
+                    "again, side by side, on the same initial design.")
     ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / RESULTS_FILE)
     ap.add_argument("--summarize-only", action="store_true")
@@ -362,16 +372,21 @@ def main() -> None:
             for task in tasks:
                 for seed in seeds:
                     for variant in [v for v in args.variants.split(",") if v]:
-                        run_task(task, seed, variant, budget, args.studies, args.corpora)
+                        run_task(task, seed, variant, budget, args.studies, args.corpora,
+                                 fork_from=args.fork_from)
     if "change" in args.part:
         stamp, c = provenance.stamp(), CHANGES[args.change]
-        kept = result.get("changes", {}).get(args.change, {}).get("scores", {})  # other budgets' scores
-        scores = {**kept, **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
-                                        dict([c["before"], c["after"]]), require_all=True)}
+        previous_change = result.get("changes", {}).get(args.change, {})
+        kept = previous_change.get("scores", {})  # other tasks' and budgets' scores, each with its commit
+        fresh = score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
+                            dict([c["before"], c["after"]]), require_all=True)
+        commits = {**{k: previous_change.get("commits", {}).get(k, previous_change.get("commit")) for k in kept},
+                   **{k: stamp["commit"] for k in fresh}}
+        scores = {**kept, **fresh}
         result.setdefault("changes", {})[args.change] = {
             "date": stamp["date"], "commit": stamp["commit"], "command": stamp["command"],
             "budgets": sorted({int(k.split("@")[1]) for k in scores}), "before_commit": c["commit"],
-            "scores": scores}
+            "commits": commits, "scores": scores}
     if "tasks" in args.part or args.summarize_only:
         result["tasks"] = {**previous.get("tasks", {}),
                            **score_tasks(tasks, seeds, budgets[-1], args.studies, args.corpora,
