@@ -8,7 +8,9 @@ import io
 import json
 import math
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -33,30 +35,33 @@ row = st.fixed_dictionaries({"pcap": st.sampled_from(CAPTURES + HOSTILE_PATHS) |
                              "group": cell | st.just("")})
 
 
-def _corpus_dir() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="cato-prop-"))
-    for name in CAPTURES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(b"")
-    return root
+@contextmanager
+def _corpus_dir() -> Iterator[Path]:
+    """A folder holding the empty CAPTURES, removed after the example (hypothesis runs many)."""
+    with tempfile.TemporaryDirectory(prefix="cato-prop-") as tmp:
+        root = Path(tmp)
+        for name in CAPTURES:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(b"")
+        yield root
 
 
 @QUICK
 @given(rows=st.lists(row, max_size=12), columns=st.sampled_from([("pcap", "label"), ("pcap", "label", "group"),
                                                                   ("label",), ("pcap",), ("pcap", "label", "proto")]))
 def test_labels_reader_keeps_only_rows_it_can_trust(rows, columns):
-    root = _corpus_dir()
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    (root / "labels.csv").write_text(buf.getvalue(), encoding="utf-8")
-    try:
-        corpus = load_corpus(root)
-    except CorpusError as e:
-        assert str(root) in str(e)
-        return
-    _assert_trusted(corpus, root)
+    with _corpus_dir() as root:
+        (root / "labels.csv").write_text(buf.getvalue(), encoding="utf-8")
+        try:
+            corpus = load_corpus(root)
+        except CorpusError as e:
+            assert str(root) in str(e)
+            return
+        _assert_trusted(corpus, root)
 
 
 def _assert_trusted(corpus, root: Path) -> None:
@@ -72,15 +77,15 @@ def _assert_trusted(corpus, root: Path) -> None:
 @QUICK
 @given(raw=st.binary(max_size=300))
 def test_labels_reader_on_arbitrary_bytes(raw):
-    root = _corpus_dir()
-    (root / "labels.csv").write_bytes(raw)
-    try:
-        corpus = load_corpus(root)
-    except CorpusError as e:
-        assert str(root) in str(e)
-        return
-    assert b"pcap" in raw and b"label" in raw, "a corpus needs its two columns"
-    _assert_trusted(corpus, root)
+    with _corpus_dir() as root:
+        (root / "labels.csv").write_bytes(raw)
+        try:
+            corpus = load_corpus(root)
+        except CorpusError as e:
+            assert str(root) in str(e)
+            return
+        assert b"pcap" in raw and b"label" in raw, "a corpus needs its two columns"
+        _assert_trusted(corpus, root)
 
 
 # Zeek ASCII logs ---------------------------------------------------------------------------------
