@@ -57,3 +57,25 @@ def test_blocks_and_renderers_must_name_the_same_tables(tables):
     with pytest.raises(results.ResultsError, match="no block in RESULTS.md for tune-protocol"):
         results.render(results.RESULTS_MD.read_text().replace("<!-- table: tune-protocol -->", "<!-- x -->", 1),
                        tables)
+
+
+def test_an_ablation_variant_forks_the_full_searchs_baselines_and_initial_design(tmp_path):
+    """``ablation.py --fork-from``: a variant's study starts with the full search's baselines and first
+    ``initial`` search trials (their measurements as they were), nothing after, and its own sampler
+    parameters; a later trial of the full search is not carried over."""
+    import ablation
+    from cato.study import Study, StudySettings
+
+    full = Study.open(tmp_path / "full", StudySettings("/nowhere", initial=2, sampler_params={"depth_sweep": True}))
+    config = {"features": ["orig_pkts"], "depth": 3, "model": {"family": "dt", "n_trees": 1, "tree_depth": 8}}
+    for kind, name, f1 in [("baseline", "all@50", 0.6), ("search", None, 0.4), ("search", None, 0.5),
+                           ("search", None, 0.7)]:
+        number = full.storage.start_trial(kind, config, name)
+        full.storage.finish_trial(number, {"f1": f1, "cpu": 10.0}, {"source": kind})
+    full.storage.close()
+    ablation.fork(tmp_path / "full", tmp_path / "variant", {"front_with_baselines": False})
+    variant = Study.open(tmp_path / "variant")
+    assert [t.values["f1"] for t in variant.trials("baseline")] == [0.6]
+    assert [t.values["f1"] for t in variant.trials("search")] == [0.4, 0.5]
+    assert variant.settings.sampler_params == {"front_with_baselines": False}
+    assert len(Study.open(tmp_path / "full").trials("search")) == 3
