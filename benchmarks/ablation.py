@@ -67,7 +67,10 @@ RESULTS_FILE = "ablation.json"
 #: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
 #:   (``candidates.depth_sweep``);
 #: * front without baselines: the front a trial improves on with the baselines (before), or the
-#:   search's own trials only (``front_with_baselines``).
+#:   search's own trials only (``front_with_baselines``);
+#: * accurate end weighted 10: the weighted hypervolume's accurate end counted 1 + 1 (before) or
+#:   1 + 10 times (``target_weight``): does a heavier accurate end find the cheaper points within the
+#:   F1 noise of ALL@max that ``accurate_end.py`` finds?
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -79,6 +82,9 @@ CHANGES = {
     "front without baselines": {"before": ("full", {}),
                                 "after": ("+ front without baselines", {"front_with_baselines": False}),
                                 "commit": None},
+    "accurate end weighted 10": {"before": ("full", {}),
+                                 "after": ("+ target weighted 10", {"target_weight": 10.0}),
+                                 "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
