@@ -277,6 +277,11 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _measured_at(change: dict) -> str:
+    """The commits a change's comparisons were measured at (each task-seed-budget keeps its own)."""
+    return ", ".join(dict.fromkeys(change.get("commits", {}).values())) or change["commit"]
+
+
 def changes_summary(changes: dict) -> str:
     """RESULTS.md's form of the changes' comparisons: one row per change (``--table`` prints each per task)."""
     lines = ["| change | measured (before) | task-seed-budgets | HV change: median (range) | "
@@ -285,8 +290,7 @@ def changes_summary(changes: dict) -> str:
         before, after = (CHANGES[change][side][0] for side in ("before", "after"))
         entries = list(c["scores"].values())
         moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
-        measured = ", ".join(dict.fromkeys(c.get("commits", {}).values())) or c["commit"]
-        lines.append(f"| {change} | {measured} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
+        lines.append(f"| {change} | {_measured_at(c)} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
                      f"{_spread(moved)} | "
                      f"{sum(bool(e[before]['above']) for e in entries)} / "
                      f"{sum(bool(e[after]['above']) for e in entries)} |")
@@ -358,7 +362,7 @@ def main() -> None:
     if args.table:
         print(table(previous))
         for change, c in previous.get("changes", {}).items():
-            print(f"\n{change} (commit {c['commit']}, before: {c['before_commit'] or 'the same commit'}):\n")
+            print(f"\n{change} (commit {_measured_at(c)}, before: {c['before_commit'] or 'the same commit'}):\n")
             print(change_table(change, c["scores"]))
         return
     budgets = [int(b) for b in args.budget.split(",")]
