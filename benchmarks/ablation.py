@@ -71,6 +71,9 @@ RESULTS_FILE = "ablation.json"
 #: * accurate end weighted 10: the weighted hypervolume's accurate end counted 1 + 1 (before) or
 #:   1 + 10 times (``target_weight``): does a heavier accurate end find the cheaper points within the
 #:   F1 noise of ALL@max that ``accurate_end.py`` finds?
+#: * footholds at the F1 noise: the footholds' depth where ALL comes within the report's 0.01 of
+#:   ALL@max (before) or within the study's own F1 noise (``foothold_tolerance``; both sides share the
+#:   baselines, each measures its own initial design).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -85,10 +88,15 @@ CHANGES = {
     "accurate end weighted 10": {"before": ("full", {}),
                                  "after": ("+ target weighted 10", {"target_weight": 10.0}),
                                  "commit": None},
+    "footholds at the F1 noise": {"before": ("+ footholds at 0.01", {"foothold_tolerance": 0.01}),
+                                  "after": ("+ footholds at the F1 noise", {"foothold_tolerance": None}),
+                                  "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
 GT_CHECKPOINTS = ("25", "50")
+#: Sampler parameters that change the initial design: a variant setting one forks the baselines alone.
+DESIGN_PARAMS = {"footholds", "foothold_tolerance"}
 
 
 def slug(variant: str, params: dict) -> str:
@@ -112,8 +120,8 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     if not run and not (directory / "study.db").exists():
         return None
     full = (fork_from or studies) / f"{task}-s{seed}-full"
-    if run and "footholds" not in params and not directory.exists() and (full / "study.db").exists():
-        fork(full, directory, params)
+    if run and not directory.exists() and (full / "study.db").exists():
+        fork(full, directory, params, design=not DESIGN_PARAMS & set(params))
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     if run and len(study.trials("search")) < budget:
         corpus = study.settings.load_corpus()
@@ -124,11 +132,13 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     return study
 
 
-def fork(source: Path, directory: Path, params: dict) -> None:
-    """A new study in ``directory`` holding ``source``'s baselines and initial design (its first
-    ``--initial`` search trials), measurements included, with ``params`` as its sampler parameters: the
-    variant then differs from the full search only in what BO proposes (a code change since the full
-    search ran would otherwise have the initial design's costs measured again, with their noise)."""
+def fork(source: Path, directory: Path, params: dict, design: bool = True) -> None:
+    """A new study in ``directory`` holding ``source``'s baselines and (with ``design``) its initial
+    design (its first ``--initial`` search trials), measurements included, with ``params`` as its
+    sampler parameters: the variant then differs from the full search only in what BO proposes (a code
+    change since the full search ran would otherwise have the initial design's costs measured again,
+    with their noise). Without ``design``, for variants that change the initial design: the baselines
+    alone, shared by both sides of a comparison."""
     import sqlite3
     directory.mkdir(parents=True)
     src, dst = sqlite3.connect(source / "study.db"), sqlite3.connect(directory / "study.db")
@@ -136,10 +146,10 @@ def fork(source: Path, directory: Path, params: dict) -> None:
         src.backup(dst)
     src.close()
     settings = json.loads(dst.execute("SELECT value FROM study WHERE key = 'settings'").fetchone()[0])
-    design = [n for (n,) in dst.execute("SELECT number FROM trials WHERE kind = 'search' AND state = 'complete' "
-                                        "ORDER BY number LIMIT ?", (settings["initial"],))]
+    kept = [n for (n,) in dst.execute("SELECT number FROM trials WHERE kind = 'search' AND state = 'complete' "
+                                      "ORDER BY number LIMIT ?", (settings["initial"],))] if design else []
     with dst:
-        dst.execute("DELETE FROM trials WHERE kind = 'search' AND number > ?", (max(design, default=0),))
+        dst.execute("DELETE FROM trials WHERE kind = 'search' AND number > ?", (max(kept, default=-1),))
         dst.execute("UPDATE study SET value = ? WHERE key = 'settings'",
                     (json.dumps({**settings, "sampler_params": params}),))
     dst.close()

@@ -17,11 +17,25 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+from typing import Iterable, Sequence
+
 OBJECTIVES = {"f1": "max", "cpu": "min", "latency": "min"}
 #: Macro-F1 differences below this are cross-validation noise: "as accurate as" a reference (the
 #: report's point near ALL@max) means within it.
 F1_TOLERANCE = 0.01
 UNITS = {"f1": "macro-F1", "cpu": "Zeek CPU µs/conn", "latency": "time-to-decision ms"}
+
+
+def f1_noise(seed_scores: Iterable[Sequence[float]]) -> float | None:
+    """The F1 difference two measurements of one study can show by chance: 2√2 standard errors of one
+    measured F1 (a difference of two measurements, two standard deviations), the standard error pooled
+    over ``seed_scores`` (each measurement's model seeds' F1s; its F1 is their mean). A study's
+    measurements share its folds, so the seeds' spread is what separates two of them by chance. None
+    when no measurement has two seeds (one model seed, or a family that takes none)."""
+    variances = [statistics.variance(s) / len(s) for s in seed_scores if len(s) > 1]
+    return 2 * math.sqrt(2) * math.sqrt(statistics.mean(variances)) if variances else None
 
 
 class ObjectiveError(ValueError):

@@ -23,7 +23,7 @@ from cato.features import FEATURES_BY_NAME
 from cato.model import DEFAULT_MODEL_SEEDS, FAMILIES, ModelSpec, cross_val_f1, grouped_folds
 from cato.search.importance import MI_EPSILON, mutual_information, rfe_ranking, top_k
 from cato.search.evaluator import Evaluator
-from cato.search.objectives import F1_TOLERANCE
+from cato.search.objectives import F1_TOLERANCE, f1_noise
 from cato.search.pareto import COST_FLOOR, pareto_mask, to_max_space
 from cato.search.samplers import SearchContext, make_sampler
 from cato.search.space import Config, SearchSpace
@@ -327,7 +327,8 @@ def search_context(study: Study, importance: dict, space: SearchSpace) -> Search
         use_prior=study.settings.use_prior, n_initial=study.settings.initial,
         reference_f1=all_at_max.values["f1"] if all_at_max else None,
         measured=tuple(_in_space(space, t) for t in study.trials("baseline")
-                       if set(t.config.features) & set(space.features)))
+                       if set(t.config.features) & set(space.features)),
+        f1_noise=f1_noise(t.details.get("f1_seeds", ()) for t in study.trials("baseline")))
 
 
 def run_study(study: Study, dataset: Dataset, evaluator: Evaluator, budget: int,

@@ -26,14 +26,16 @@ def default_model(family: str) -> ModelSpec:
     return ModelSpec(family, 50 if family != "dt" else 1, 16)
 
 
-def target_depth(space: SearchSpace, measured: Sequence[tuple[Config, dict]]) -> tuple[int, float] | None:
+def target_depth(space: SearchSpace, measured: Sequence[tuple[Config, dict]],
+                 tolerance: float = F1_TOLERANCE) -> tuple[int, float] | None:
     """From the study's ALL baselines (every feature at several depths): the target F1, ALL's at the
-    deepest depth measured less the report's tolerance, and the shallowest depth whose ALL reaches it.
-    Beyond that depth this corpus's packets buy no F1, only cost. None when no ALL was measured."""
+    deepest depth measured less ``tolerance``, and the shallowest depth whose ALL reaches it. Beyond
+    that depth this corpus's packets buy no F1 that its measurements can tell from noise, only cost.
+    None when no ALL was measured."""
     f1_at = {c.depth: v["f1"] for c, v in measured if len(c.features) == space.n_features and "f1" in v}
     if not f1_at:
         return None
-    target = f1_at[max(f1_at)] - F1_TOLERANCE
+    target = f1_at[max(f1_at)] - tolerance
     return min(d for d, f1 in f1_at.items() if f1 >= target), target
 
 
@@ -64,13 +66,14 @@ def bisection_size(rankings: Sequence[Sequence[str]], space: SearchSpace, measur
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
                    ks: Sequence[int] = (5, 10, 20), measured: Sequence[tuple[Config, dict]] = (),
-                   footholds: bool = True) -> list[Config]:
+                   footholds: bool = True, tolerance: float = F1_TOLERANCE) -> list[Config]:
     """MI-top-k and RFE-top-k selections, each at a different depth and model family, and (unless
     ``footholds`` is False) two footholds at the ends of the front, placed from the study's own
     measurements (its baselines, ``measured``) where it has them:
 
-    * the depth of both: the shallowest at which the study's ALL baseline reaches the target F1
-      (``target_depth``); without ALL measured, the geometric middle of the depths.
+    * the depth of both: the shallowest at which the study's ALL baseline comes within ``tolerance``
+      F1 of ALL at the deepest depth measured (``target_depth``; the study passes its own F1 noise);
+      without ALL measured, the geometric middle of the depths.
     * the high-F1 end, in a space much larger than the largest k (a search starting from top-k
       selections pays for every feature it adds and may never reach the accurate end): one step of
       bisection along the ranking whose measured top-k came closest to the target, between the sizes
@@ -99,7 +102,7 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         return designs
     family = next((f for f in space.families if f != "dt"), space.families[0])
     model = space.model or default_model(family)
-    found = target_depth(space, measured)
+    found = target_depth(space, measured, tolerance)
     depth = found[0] if found else max(round(np.sqrt(space.max_depth)), 1)
     per_packet = dict(zip(space.features, space.per_packet))
     cheap = [f for f in mi_rank if f in per_packet and not per_packet[f]][:min(ks, default=1)]

@@ -39,6 +39,9 @@ class SearchContext:
     reference_f1: float | None = None
     #: (config, objective values) the study measured before its search (the baselines), in the space.
     measured: tuple = ()
+    #: The F1 difference two of the study's measurements show by chance (``objectives.f1_noise`` of its
+    #: baselines); None when they have one model seed each.
+    f1_noise: float | None = None
 
     @property
     def mi_ranking(self) -> list[str]:
@@ -64,10 +67,19 @@ def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
         initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed, measured=ctx.measured,
-                               footholds=params.get("footholds", True)),
+                               footholds=params.get("footholds", True),
+                               tolerance=_foothold_tolerance(ctx, params.get("foothold_tolerance"))),
         n_initial=ctx.n_initial,
         known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking],
         target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, **params)
+
+
+def _foothold_tolerance(ctx: SearchContext, setting: float | None) -> float:
+    """The F1 below ALL@max at which the footholds count a depth as reached: the setting when given,
+    else the study's own F1 noise, else (one model seed) the report's tolerance."""
+    if setting is not None:
+        return float(setting)
+    return ctx.f1_noise if ctx.f1_noise is not None else F1_TOLERANCE
 
 
 _FACTORIES = {"botorch": (BoTorchSampler, _botorch_from_context), "tpe": (TPESampler, _tpe_from_context),

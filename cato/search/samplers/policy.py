@@ -116,6 +116,11 @@ class BoTorchSampler:
     #: The initial design's two footholds (``design.initial_design``); the study's context reads it
     #: when it builds ``initial``. Default True.
     footholds: bool = True
+    #: The F1 below ALL@max's at which the footholds count a depth's ALL as reaching it (their depth is
+    #: the shallowest that does, ``design.target_depth``). None: the study's own F1 noise
+    #: (``objectives.f1_noise`` of its baselines' model seeds), or the report's 0.01 with one model
+    #: seed. Default None.
+    foothold_tolerance: float | None = None
     #: The sampler's name, as ``--sampler`` spells it.
     name: str = "botorch"
     #: The GP warm start (see ``acquisition.warm_started_gp``): a cache, rebuilt from the history when missing.
@@ -125,6 +130,8 @@ class BoTorchSampler:
         if self.acq_optimizer not in ACQ_OPTIMIZERS:
             raise SamplerError(f"acq_optimizer must be one of {', '.join(ACQ_OPTIMIZERS)}, "
                                f"not {self.acq_optimizer!r}")
+        if self.foothold_tolerance is not None and self.foothold_tolerance < 0:
+            raise SamplerError(f"foothold_tolerance must be at least 0, not {self.foothold_tolerance!r}")
         for name in ("ref_f1_fraction",):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise SamplerError(f"{name} must be in (0, 1], not {getattr(self, name)!r}")
