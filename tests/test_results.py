@@ -62,7 +62,8 @@ def test_blocks_and_renderers_must_name_the_same_tables(tables):
 def test_an_ablation_variant_forks_the_full_searchs_baselines_and_initial_design(tmp_path):
     """``ablation.py --fork-from``: a variant's study starts with the full search's baselines and first
     ``initial`` search trials (their measurements as they were), nothing after, and its own sampler
-    parameters; a later trial of the full search is not carried over."""
+    parameters; a later trial of the full search is not carried over. A variant of the initial design
+    takes the baselines alone."""
     import ablation
     from cato.study import Study, StudySettings
 
@@ -79,3 +80,7 @@ def test_an_ablation_variant_forks_the_full_searchs_baselines_and_initial_design
     assert [t.values["f1"] for t in variant.trials("search")] == [0.4, 0.5]
     assert variant.settings.sampler_params == {"front_with_baselines": False}
     assert len(Study.open(tmp_path / "full").trials("search")) == 3
+    # A variant that changes the initial design shares the baselines alone.
+    ablation.fork(tmp_path / "full", tmp_path / "design", {"foothold_tolerance": 0.01}, design=False)
+    other = Study.open(tmp_path / "design")
+    assert [t.values["f1"] for t in other.trials("baseline")] == [0.6] and other.trials("search") == []

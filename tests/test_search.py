@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import time
 
@@ -226,6 +227,9 @@ def test_initial_design_holds_mi_and_rfe_selections():
     shallow = initial_design(SPACE, mi, rfe, seed=0, ks=(2,), measured=[
         every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])
     assert shallow[2].features == (rfe[0],) and shallow[2].depth == 3 == shallow[3].depth
+    # A tolerance below ALL@3's gap to ALL@20 (the study's F1 noise, when its seeds agree) keeps both at 20.
+    assert initial_design(SPACE, mi, rfe, seed=0, ks=(2,), tolerance=0.002, measured=[
+        every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])[2].depth == 20
     small = initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))
     assert len(small) == 3 and small[2].features == ("orig_pkts", "resp_pkts")
     # A space of one cost class has no separate cheap end.
@@ -435,6 +439,16 @@ def test_one_hypervolume_exact_in_two_objectives_and_shifted_by_its_reference():
             assert dominated_hypervolume(y - ref) == pytest.approx(botorch, abs=1e-9)
 
 
+def test_f1_noise_is_the_chance_difference_of_two_measurements():
+    from cato.search.objectives import f1_noise
+    # Seeds [0.70, 0.72, 0.74]: variance 4e-4, standard error of their mean sqrt(4e-4 / 3).
+    assert f1_noise([[0.70, 0.72, 0.74]]) == pytest.approx(2 * math.sqrt(2) * math.sqrt(4e-4 / 3))
+    # Pooled over measurements (variances averaged); one-seed measurements say nothing of it.
+    assert f1_noise([[0.70, 0.72, 0.74], [0.5, 0.5, 0.5], [0.9]]) == pytest.approx(
+        2 * math.sqrt(2) * math.sqrt(2e-4 / 3))
+    assert f1_noise([[0.7], []]) is None and f1_noise([]) is None
+
+
 def test_make_sampler_checks_its_parameters():
     from cato.search.samplers import SamplerError, SearchContext, make_sampler, sampler_parameters
     ctx = SearchContext(SPACE, ("f1", "cpu"), seed=0, mi=[0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
@@ -457,6 +471,15 @@ def test_make_sampler_checks_its_parameters():
         make_sampler("botorch", ctx, ref_f1_fraction=1.5)
     with pytest.raises(SamplerError, match="unknown sampler"):
         make_sampler("cmaes", ctx)
+    # The footholds' depth: where ALL comes within the study's F1 noise of ALL@max, or the setting's.
+    every = lambda d, f1: (SPACE.config(list(SPACE.features), d, ModelSpec("rf", 50, 16)), {"f1": f1, "cpu": 9.0})  # noqa: E731,E501
+    measured = {"measured": (every(3, 0.795), every(20, 0.8)), "reference_f1": 0.8}
+    depth = lambda c, **p: make_sampler("botorch", c, **p).initial[2].depth  # the cheap end's  # noqa: E731
+    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": 0.002})) == 20
+    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": None})) == 3  # one seed: 0.01
+    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": 0.002}), foothold_tolerance=0.01) == 3
+    with pytest.raises(SamplerError, match="foothold_tolerance"):
+        make_sampler("botorch", ctx, foothold_tolerance=-0.1)
     assert "acq_optimizer" in sampler_parameters("botorch") and "rankings" not in sampler_parameters("botorch")
     assert make_sampler("tpe", ctx).objectives == ("f1", "cpu")
 
