@@ -63,7 +63,7 @@ RESULTS_FILE = "ablation.json"
 #: ``before`` runs from a checkout of ``commit`` (the code before the change), ``after`` from today's.
 #: Each side's sampler parameters hold the defaults of its code: they only name its studies apart.
 #: * footholds: at fixed depths and sizes (before commit db07237), or from the study's own baselines
-#:   (``design.target_depth``, ``design.bisection_size``);
+#:   (``design.foothold_depths``, ``design.bisection_size``);
 #: * depth sweep: the Lipschitz bound's best case (before), or the Wiener model's expected gain
 #:   (``candidates.depth_sweep``);
 #: * front without baselines: the front a trial improves on with the baselines (before), or the
@@ -71,9 +71,12 @@ RESULTS_FILE = "ablation.json"
 #: * accurate end weighted 10: the weighted hypervolume's accurate end counted 1 + 1 (before) or
 #:   1 + 10 times (``target_weight``): does a heavier accurate end find the cheaper points within the
 #:   F1 noise of ALL@max that ``accurate_end.py`` finds?
-#: * footholds at the F1 noise: the footholds' depth where ALL comes within the report's 0.01 of
-#:   ALL@max (before) or within the study's own F1 noise (``foothold_tolerance``; both sides share the
-#:   baselines, each measures its own initial design).
+#: * footholds at the F1 noise (commit 45938f8's code, since replaced): both footholds at the
+#:   shallowest depth where ALL comes within the report's 0.01 of ALL@max (before) or within the
+#:   study's own F1 noise (after); both sides share the baselines, each measures its own design;
+#: * a foothold at each ALL depth: a high-F1 foothold at each depth whose ALL beats every shallower ALL
+#:   by more than 0.01 (before: the design above's "before") or by more than the study's own F1 noise
+#:   (``design.foothold_depths``, ``foothold_tolerance``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -91,6 +94,10 @@ CHANGES = {
     "footholds at the F1 noise": {"before": ("+ footholds at 0.01", {"foothold_tolerance": 0.01}),
                                   "after": ("+ footholds at the F1 noise", {"foothold_tolerance": None}),
                                   "commit": None},
+    "a foothold at each ALL depth": {"before": ("+ footholds at 0.01", {"foothold_tolerance": 0.01}),
+                                     "after": ("+ a foothold at each ALL depth",
+                                               {"foothold_tolerance": None, "footholds": True}),
+                                     "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

@@ -208,28 +208,31 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # The cheap end: the MI-top-k of the features read from the connection record (no per-packet events).
     assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
     assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
-    # The study's ALL baselines set both footholds' depth: the shallowest whose ALL reaches ALL@deepest's
-    # F1 less 0.01 (here 20: ALL@3 is 0.05 short). With no top-k measured, the RFE ranking's top half.
+    # The study's ALL baselines set the footholds' depths: a high-F1 one at each depth whose ALL beats
+    # every shallower ALL by more than the tolerance (0.01 here: 3 and 20, deepest first), the cheap
+    # end at the shallowest. With no top-k measured there, the RFE ranking's top half.
     rfe = list(reversed(SPACE.features))
     every = lambda d, f1: (SPACE.config(list(SPACE.features), d, init[2].model), {"f1": f1, "cpu": 9.0})  # noqa: E731
     top = lambda rank, k, d, f1: (SPACE.config(rank[:k], d, init[2].model), {"f1": f1, "cpu": 3.0})  # noqa: E731
     known = initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,), measured=[every(3, 0.75), every(20, 0.8)])
-    assert set(known[2].features) == set(rfe[:SPACE.n_features // 2]) and known[2].depth == 20 == known[3].depth
-    assert [c.key() for i, c in enumerate(known) if i not in (2, 3)] == [
+    half = set(rfe[:SPACE.n_features // 2])
+    assert [(set(c.features), c.depth) for c in known[2:4]] == [(half, 20), (half, 3)] and known[4].depth == 3
+    assert [c.key() for i, c in enumerate(known) if i not in (2, 3, 4)] == [
         c.key() for i, c in enumerate(initial_design(SPACE, list(SPACE.features), rfe, seed=0, ks=(2,))) if i not in (2, 3)]
     # With a ranking's top-k measured there: bisection on log(size) between the best ranking's top-k
-    # below the target (2) and ALL (6): round(sqrt(12)) = 3.
+    # below the depth's target (2) and ALL (6): round(sqrt(12)) = 3.
     mi = list(SPACE.features)
     stepped = initial_design(SPACE, mi, rfe, seed=0, ks=(2,), measured=[
         every(3, 0.75), every(20, 0.8), top(rfe, 2, 20, 0.78), top(mi, 2, 20, 0.6), top(rfe, 2, 3, 0.79)])
     assert stepped[2].features == tuple(sorted(rfe[:3], key=SPACE.features.index)) and stepped[2].depth == 20
-    # ALL reaching the target at depth 3 moves both there; a top-k reaching it there: bisect from 1 to it.
+    # ALL@20 within the tolerance of ALL@3: one foothold, at 3; a top-k reaching it there: bisect from 1.
     shallow = initial_design(SPACE, mi, rfe, seed=0, ks=(2,), measured=[
         every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])
     assert shallow[2].features == (rfe[0],) and shallow[2].depth == 3 == shallow[3].depth
-    # A tolerance below ALL@3's gap to ALL@20 (the study's F1 noise, when its seeds agree) keeps both at 20.
-    assert initial_design(SPACE, mi, rfe, seed=0, ks=(2,), tolerance=0.002, measured=[
-        every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])[2].depth == 20
+    assert len(shallow) == 4  # one high-F1 foothold, the cheap end
+    # A tolerance below ALL@3's gap to ALL@20 (the study's F1 noise, when its seeds agree) gives 20 one too.
+    assert [c.depth for c in initial_design(SPACE, mi, rfe, seed=0, ks=(2,), tolerance=0.002, measured=[
+        every(3, 0.795), every(20, 0.8), top(rfe, 2, 3, 0.79), top(mi, 2, 3, 0.6)])[2:5]] == [20, 3, 3]
     small = initial_design(SPACE, list(FEATS), list(FEATS), seed=0, ks=(3,))
     assert len(small) == 3 and small[2].features == ("orig_pkts", "resp_pkts")
     # A space of one cost class has no separate cheap end.
@@ -471,13 +474,11 @@ def test_make_sampler_checks_its_parameters():
         make_sampler("botorch", ctx, ref_f1_fraction=1.5)
     with pytest.raises(SamplerError, match="unknown sampler"):
         make_sampler("cmaes", ctx)
-    # The footholds' depth: where ALL comes within the study's F1 noise of ALL@max, or the setting's.
-    every = lambda d, f1: (SPACE.config(list(SPACE.features), d, ModelSpec("rf", 50, 16)), {"f1": f1, "cpu": 9.0})  # noqa: E731,E501
-    measured = {"measured": (every(3, 0.795), every(20, 0.8)), "reference_f1": 0.8}
-    depth = lambda c, **p: make_sampler("botorch", c, **p).initial[2].depth  # the cheap end's  # noqa: E731
-    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": 0.002})) == 20
-    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": None})) == 3  # one seed: 0.01
-    assert depth(SearchContext(**{**ctx.__dict__, **measured, "f1_noise": 0.002}), foothold_tolerance=0.01) == 3
+    # The footholds' tolerance: the setting's, else the study's F1 noise, else (one model seed) 0.01.
+    from cato.search.samplers.factory import _foothold_tolerance
+    noisy = SearchContext(**{**ctx.__dict__, "f1_noise": 0.002})
+    assert _foothold_tolerance(noisy, None) == 0.002 and _foothold_tolerance(noisy, 0.01) == 0.01
+    assert _foothold_tolerance(ctx, None) == 0.01
     with pytest.raises(SamplerError, match="foothold_tolerance"):
         make_sampler("botorch", ctx, foothold_tolerance=-0.1)
     assert "acq_optimizer" in sampler_parameters("botorch") and "rankings" not in sampler_parameters("botorch")

@@ -26,17 +26,20 @@ def default_model(family: str) -> ModelSpec:
     return ModelSpec(family, 50 if family != "dt" else 1, 16)
 
 
-def target_depth(space: SearchSpace, measured: Sequence[tuple[Config, dict]],
-                 tolerance: float = F1_TOLERANCE) -> tuple[int, float] | None:
-    """From the study's ALL baselines (every feature at several depths): the target F1, ALL's at the
-    deepest depth measured less ``tolerance``, and the shallowest depth whose ALL reaches it. Beyond
-    that depth this corpus's packets buy no F1 that its measurements can tell from noise, only cost.
-    None when no ALL was measured."""
-    f1_at = {c.depth: v["f1"] for c, v in measured if len(c.features) == space.n_features and "f1" in v}
-    if not f1_at:
-        return None
-    target = f1_at[max(f1_at)] - tolerance
-    return min(d for d, f1 in f1_at.items() if f1 >= target), target
+def foothold_depths(space: SearchSpace, measured: Sequence[tuple[Config, dict]],
+                    tolerance: float = F1_TOLERANCE) -> list[tuple[int, float]]:
+    """From the study's ALL baselines (every feature at several depths), shallowest first: each depth
+    whose ALL beats ALL at every shallower depth by more than ``tolerance`` (the shallowest always),
+    with its target F1, that ALL's less ``tolerance``. Between two such depths this corpus's packets
+    buy F1 its measurements can tell from noise; past the last, only cost. Each is a point of the
+    baselines' front a search must match. Empty when no ALL was measured."""
+    f1_at = sorted((c.depth, v["f1"]) for c, v in measured if len(c.features) == space.n_features and "f1" in v)
+    depths, best = [], -math.inf
+    for depth, f1 in f1_at:
+        if f1 - tolerance > best:
+            depths.append((depth, f1 - tolerance))
+        best = max(best, f1)
+    return depths
 
 
 def bisection_size(rankings: Sequence[Sequence[str]], space: SearchSpace, measured: Sequence[tuple[Config, dict]],
@@ -68,24 +71,24 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
                    ks: Sequence[int] = (5, 10, 20), measured: Sequence[tuple[Config, dict]] = (),
                    footholds: bool = True, tolerance: float = F1_TOLERANCE) -> list[Config]:
     """MI-top-k and RFE-top-k selections, each at a different depth and model family, and (unless
-    ``footholds`` is False) two footholds at the ends of the front, placed from the study's own
+    ``footholds`` is False) footholds at the ends of the front, placed from the study's own
     measurements (its baselines, ``measured``) where it has them:
 
-    * the depth of both: the shallowest at which the study's ALL baseline comes within ``tolerance``
-      F1 of ALL at the deepest depth measured (``target_depth``; the study passes its own F1 noise);
-      without ALL measured, the geometric middle of the depths.
     * the high-F1 end, in a space much larger than the largest k (a search starting from top-k
-      selections pays for every feature it adds and may never reach the accurate end): one step of
-      bisection along the ranking whose measured top-k came closest to the target, between the sizes
-      measured below and above it (``bisection_size``); with ALL measured but no top-k, the RFE
-      ranking's top half; with nothing measured, every feature.
+      selections pays for every feature it adds and may never reach the accurate end): one foothold
+      at each depth ``foothold_depths`` finds (where ALL beats every shallower ALL by more than
+      ``tolerance``; the study passes its own F1 noise), deepest first: one step of bisection along
+      the ranking whose measured top-k there came closest to that depth's target, between the sizes
+      measured below and above it (``bisection_size``); with ALL measured but no top-k there, the RFE
+      ranking's top half. With no ALL measured: every feature at the geometric middle of the depths.
     * the cheap end: the MI-top-k (smallest k) of the features that need no per-packet events, when the
-      space mixes both kinds. Such scripts cost a fraction of any that handles packets (see
-      ``acquisition.gp_inputs``), so the front's cheap end is theirs; a search starting from top-k
-      selections, nearly all per-packet, may never try one.
+      space mixes both kinds, at the shallowest of those depths (the geometric middle without ALL).
+      Such scripts cost a fraction of any that handles packets (see ``acquisition.gp_inputs``), so the
+      front's cheap end is theirs; a search starting from top-k selections, nearly all per-packet, may
+      never try one.
 
-    Order: MI-top-k and RFE-top-k alternating, k ascending, with the footholds (high-F1 end first) in
-    third and fourth place.
+    Order: MI-top-k and RFE-top-k alternating, k ascending, with the footholds (high-F1 end first) from
+    third place on.
     """
     rng = trial_rng(seed, 2**31)
     designs = []
@@ -102,17 +105,21 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         return designs
     family = next((f for f in space.families if f != "dt"), space.families[0])
     model = space.model or default_model(family)
-    found = target_depth(space, measured, tolerance)
-    depth = found[0] if found else max(round(np.sqrt(space.max_depth)), 1)
+    found = foothold_depths(space, measured, tolerance)
+    middle = max(round(np.sqrt(space.max_depth)), 1)
+    feet = []
+    if space.n_features > 2 * max(ks, default=0):
+        for depth, target in reversed(found):
+            step = bisection_size((mi_rank, rfe_rank), space, measured, depth, target)
+            # ALL itself is measured: without a top-k there, bisect the RFE ranking from its top half.
+            high = step[0][:step[1]] if step is not None else \
+                [f for f in rfe_rank if f in space.features][:space.n_features // 2]
+            feet.append(space.config(high, depth, model))
+        if not found:
+            feet.append(space.config(list(space.features), middle, model))
     per_packet = dict(zip(space.features, space.per_packet))
     cheap = [f for f in mi_rank if f in per_packet and not per_packet[f]][:min(ks, default=1)]
     if cheap and len(cheap) < space.n_features and any(per_packet.values()):
-        designs.insert(min(2, len(designs)), space.config(cheap, depth, model))
-    if space.n_features > 2 * max(ks, default=0):
-        step = bisection_size((mi_rank, rfe_rank), space, measured, depth, found[1]) if found else None
-        if step is not None:
-            high = step[0][:step[1]]
-        else:  # ALL itself is measured: bisect the RFE ranking instead of measuring it again
-            high = [f for f in rfe_rank if f in space.features][:space.n_features // 2] if found else list(space.features)
-        designs.insert(min(2, len(designs)), space.config(high, depth, model))
-    return designs
+        feet.append(space.config(cheap, found[0][0] if found else middle, model))
+    at = min(2, len(designs))
+    return designs[:at] + feet + designs[at:]

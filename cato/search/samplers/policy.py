@@ -113,13 +113,12 @@ class BoTorchSampler:
     #: baselines (``known``) too; False: only the search's own trials, so that matching a baseline's
     #: point earns what it covers (the baselines stay in the GP's data). Default True.
     front_with_baselines: bool = True
-    #: The initial design's two footholds (``design.initial_design``); the study's context reads it
+    #: The initial design's footholds (``design.initial_design``); the study's context reads it
     #: when it builds ``initial``. Default True.
     footholds: bool = True
-    #: The F1 below ALL@max's at which the footholds count a depth's ALL as reaching it (their depth is
-    #: the shallowest that does, ``design.target_depth``). None: the study's own F1 noise
-    #: (``objectives.f1_noise`` of its baselines' model seeds), or the report's 0.01 with one model
-    #: seed. Default None.
+    #: The F1 by which ALL at a depth must beat ALL at every shallower depth to get a high-F1 foothold
+    #: of its own (``design.foothold_depths``). None: the study's own F1 noise (``objectives.f1_noise``
+    #: of its baselines' model seeds), or the report's 0.01 with one model seed. Default None.
     foothold_tolerance: float | None = None
     #: The sampler's name, as ``--sampler`` spells it.
     name: str = "botorch"
