@@ -302,13 +302,15 @@ def _measured_at(change: dict) -> str:
 def changes_summary(changes: dict) -> str:
     """RESULTS.md's form of the changes' comparisons: one row per change (``--table`` prints each per task)."""
     lines = ["| change | measured (before) | task-seed-budgets | HV change: median (range) | "
-             "with a baseline above: before / after |", "|---|---|---|---|---|"]
+             "best F1 of the search, mean: before → after | with a baseline above: before / after |",
+             "|---|---|---|---|---|---|"]
     for change, c in changes.items():
         before, after = (CHANGES[change][side][0] for side in ("before", "after"))
         entries = list(c["scores"].values())
         moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
+        best = [float(np.mean([e[side]["best_f1"] for e in entries])) for side in (before, after)]
         lines.append(f"| {change} | {_measured_at(c)} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
-                     f"{_spread(moved)} | "
+                     f"{_spread(moved)} | {best[0]:.3f} → {best[1]:.3f} | "
                      f"{sum(bool(e[before]['above']) for e in entries)} / "
                      f"{sum(bool(e[after]['above']) for e in entries)} |")
     return "\n".join(lines)
