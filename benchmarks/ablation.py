@@ -11,8 +11,8 @@ Each variant is cato's search with one mechanism off, or one added ("+"), by a s
   initial design shared (each variant's study starts as a copy of the full search's baselines and
   initial design, ``fork``: the variants differ only in what BO proposes), scored as
   tune_protocol.py scores cato's search: hypervolume of the search trials (one reference per task and
-  seed), baselines above the search's own front (and by how much F1), and a point within 0.01 F1 of
-  ALL@50 at >= 2x lower CPU.
+  seed), baselines above the search's own front (and by how much F1; and those above beyond the
+  measurements' noise, ``above_beyond_noise``), and a point within 0.01 F1 of ALL@50 at >= 2x lower CPU.
 
     python benchmarks/ablation.py --part ground-truth --seeds 4
     python benchmarks/ablation.py --part tasks --tasks iot-label,ndpi-app --seeds 0 --budget 20,30
@@ -162,11 +162,30 @@ def fork(source: Path, directory: Path, params: dict, design: bool = True) -> No
     dst.close()
 
 
+#: Relative spread of one script's CPU between measurements of a day (`cato profile`, one run per
+#: trial: 10-15%, RESULTS' "What the figures depend on"): a baseline this much dearer than a search
+#: point is not above it by its cost alone.
+COST_NOISE = 0.15
+
+
+def above_beyond_noise(baselines: list, search: list[dict], f1_noise: float) -> dict:
+    """The baselines above the search's trials beyond the measurements' noise, and by how much F1: each
+    baseline whose F1 exceeds, by more than ``f1_noise`` (the study's, ``objectives.f1_noise``), that of
+    every search trial costing at most ``COST_NOISE`` more."""
+    out = {}
+    for t in baselines:
+        best = max((p["f1"] for p in search if p["cpu"] <= t.values["cpu"] * (1 + COST_NOISE)), default=0.0)
+        if t.values["f1"] - best > f1_noise:
+            out[t.name] = round(t.values["f1"] - best, 4)
+    return out
+
+
 def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path,
                 variants: dict, require_all: bool = False) -> dict:
     """Per task and seed, each variant's score (see the module's docstring); ``variants``: name -> the
     sampler parameters it ran with. A task-seed is scored when the full search ran it (or, with
     ``require_all``, every variant)."""
+    from cato.search.objectives import f1_noise
     from cato.search.pareto import hypervolume, reference
 
     out: dict = {}
@@ -190,7 +209,9 @@ def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, 
                                                                  default=0.0), 0.0), 4)
                          for t in baselines if not dominated_by(t.values, search)}
                 close = close_to(search, all_max)
+                noise = f1_noise(t.details.get("f1_seeds", ()) for t in study.trials("baseline")) or 0.0
                 entry[v] = {"hv": hypervolume(search, OBJECTIVES, ref), "above": above,
+                            "above_beyond_noise": above_beyond_noise(baselines, search, noise),
                             "best_f1": max(p["f1"] for p in search),
                             "within_001_at_2x": close is not None and all_max["cpu"] >= 2.0 * close["cpu"],
                             "sources": [t.details.get("source") for t in study.trials("search")][:budget]}
@@ -302,17 +323,20 @@ def _measured_at(change: dict) -> str:
 def changes_summary(changes: dict) -> str:
     """RESULTS.md's form of the changes' comparisons: one row per change (``--table`` prints each per task)."""
     lines = ["| change | measured (before) | task-seed-budgets | HV change: median (range) | "
-             "best F1 of the search, mean: before → after | with a baseline above: before / after |",
-             "|---|---|---|---|---|---|"]
+             "best F1 of the search, mean: before → after | with a baseline above: before / after | "
+             "beyond the F1 and cost noise |", "|---|---|---|---|---|---|---|"]
     for change, c in changes.items():
         before, after = (CHANGES[change][side][0] for side in ("before", "after"))
         entries = list(c["scores"].values())
         moved = [e[after]["hv"] / e[before]["hv"] - 1 for e in entries]
         best = [float(np.mean([e[side]["best_f1"] for e in entries])) for side in (before, after)]
+        beyond = " / ".join(str(sum(bool(e[side]["above_beyond_noise"]) for e in entries))
+                            if all("above_beyond_noise" in e[side] for e in entries) else "–"
+                            for side in (before, after))
         lines.append(f"| {change} | {_measured_at(c)} ({c['before_commit'] or 'the same commit'}) | {len(entries)} | "
                      f"{_spread(moved)} | {best[0]:.3f} → {best[1]:.3f} | "
                      f"{sum(bool(e[before]['above']) for e in entries)} / "
-                     f"{sum(bool(e[after]['above']) for e in entries)} |")
+                     f"{sum(bool(e[after]['above']) for e in entries)} | {beyond} |")
     return "\n".join(lines)
 
 
