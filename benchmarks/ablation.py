@@ -112,7 +112,7 @@ def slug(variant: str, params: dict) -> str:
 
 
 def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, corpora: Path, run: bool = True,
-             params: dict | None = None, fork_from: Path | None = None):
+             params: dict | None = None, fork_from: Path | None = None, profile_repeat: int = 1):
     from cato.cache import default_cache_dir
     from cato.dataset import load_dataset
     from cato.study import Study, StudySettings, run_study
@@ -122,7 +122,7 @@ def run_task(task: str, seed: int, variant: str, budget: int, studies: Path, cor
     params = NAMED[variant] if params is None else params
     name = f"{task}-s{seed}-{slug(variant, params)}"
     settings = StudySettings(str(corpus_path.resolve()), column, objectives=OBJECTIVES, seed=seed,
-                             min_class_size=min_class, sampler_params=dict(params))
+                             min_class_size=min_class, sampler_params=dict(params), profile_repeat=profile_repeat)
     directory = studies / name
     if not run and not (directory / "study.db").exists():
         return None
@@ -397,6 +397,8 @@ def main() -> None:
                     "baselines and initial design of this directory's full search: a comparison measured "
                     "again, side by side, on the same initial design.")
     ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
+    ap.add_argument("--profile-repeat", type=int, default=1, help="New studies measure each cost as the median "
+                    "of this many Zeek runs (``cato tune --profile-repeat``); give them a --studies of their own.")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / RESULTS_FILE)
     ap.add_argument("--summarize-only", action="store_true")
     ap.add_argument("--table", action="store_true", help="Print the whole table (every task) of --out and stop.")
@@ -426,7 +428,7 @@ def main() -> None:
                 for seed in seeds:
                     for variant in [v for v in args.variants.split(",") if v]:
                         run_task(task, seed, variant, budget, args.studies, args.corpora,
-                                 fork_from=args.fork_from)
+                                 fork_from=args.fork_from, profile_repeat=args.profile_repeat)
     if "change" in args.part:
         stamp, c = provenance.stamp(), CHANGES[args.change]
         previous_change = result.get("changes", {}).get(args.change, {})

@@ -409,6 +409,10 @@ def tune(
     profile_sample_mb: float = typer.Option(64.0, "--profile-sample-mb", min=0,
                                             help="Measure costs on whole captures drawn at random up to this many "
                                             "MiB when the corpus is larger (0: the whole corpus)."),
+    profile_repeat: int = typer.Option(1, "--profile-repeat", min=1,
+                                       help="Zeek runs per cost measurement, their median taken (one run's CPU "
+                                       "spreads by 10-15%; each run adds about a Zeek pass over the profiling "
+                                       "sample to every trial)."),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP + " Extraction "
                                               "batches and search trials are Ray tasks (one CPU each)."),
     ray_trials: Optional[int] = typer.Option(None, "--ray-trials", min=1, show_default=False,
@@ -449,7 +453,8 @@ def tune(
                              **({"model_seeds": model_seeds} if model_seeds else {}), engine=_engine(engine),
                              deadline_search="latency" in objs if deadline_search is None else deadline_search,
                              min_class_size=min_class_size, cv_sample=cv_sample,
-                             profile_sample_mb=profile_sample_mb, deployment=_deployment(deployment),
+                             profile_sample_mb=profile_sample_mb, profile_repeat=profile_repeat,
+                             deployment=_deployment(deployment),
                              sampler_params=params)
     try:
         study = Study.open(study_dir, settings, resume=resume)

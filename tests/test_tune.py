@@ -122,7 +122,7 @@ def _complete(db: Path) -> list[tuple]:
 def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     study = tmp_path / "study"
     args = ["tune", mini_corpus, "--study", study, "--budget", 6, "--max-depth", 5, "--folds", 3,
-            "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2,
+            "--models", "dt,rf", "--initial", 3, "--seed", 1, "--model-seeds", 2, "--profile-repeat", 2,
             "--deployment", "bare",  # what is tested is the resume (tests/test_deployment.py: default)
             "--sampler-param", "depth_sweep=false"]  # kept by the study: the resumed search proposes as it began
     proc = subprocess.Popen([sys.executable, "-m", "cato", *map(str, args)], env=_env(cache),
@@ -153,7 +153,10 @@ def test_tune_survives_kill_9_and_resumes(zeek, mini_corpus, cache, tmp_path):
     rep = _cato("report", study, "--json", cache=cache)
     assert rep.returncode == 0, rep.stderr
     data = json.loads(rep.stdout)
-    assert data["objectives"] == ["f1", "cpu"] and data["model_seeds"] == 2
+    assert data["objectives"] == ["f1", "cpu"] and data["model_seeds"] == 2 and data["profile_repeat"] == 2
+    # Each cost is the median of two Zeek runs.
+    from cato.study import load_study
+    assert {len(t.details["cpu_s_runs"]) for t in load_study(study).trials()} == {2}
     from cato.study import Study
     assert Study.open(study).settings.sampler_params == {"depth_sweep": False}
     # Off a terminal (a pipe here) the tables are whole, not cut at 80 columns, and a point of many

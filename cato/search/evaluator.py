@@ -75,7 +75,8 @@ class Evaluator:
         extraction_ms = max(cost.marginal_cpu_us_per_conn, 0.0) / 1000.0
         details.update(profile_s=time.perf_counter() - t1, profile_cached=cost.cached,
                        script_sha256=cost.script_sha256, strategy=cost.strategy, zam=cost.zam,
-                       cpu_s=cost.cpu_s, baseline_cpu_s=cost.baseline_cpu_s, cpu_ratio=cost.cpu_ratio,
+                       cpu_s=cost.cpu_s, cpu_s_runs=cost.cpu_s_runs, baseline_cpu_s=cost.baseline_cpu_s,
+                       cpu_ratio=cost.cpu_ratio,
                        streams=cost.streams, startup_cpu_s=cost.startup_cpu_s,
                        baseline_steady_cpu_us_per_conn=cost.baseline_steady_cpu_us_per_conn,
                        marginal_cpu_us_per_conn=cost.marginal_cpu_us_per_conn,

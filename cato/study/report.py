@@ -48,6 +48,7 @@ def study_report(study: Study) -> dict:
     data: dict = {
         "study": str(study.directory), "corpus": study.settings.corpus, "sampler": study.settings.sampler,
         "prior": study.settings.use_prior, "model_seeds": study.settings.model_seeds,
+        "profile_repeat": study.settings.profile_repeat,
         "objectives": objs, "units": {o: UNITS[o] for o in objs},
         "directions": {o: OBJECTIVES[o] for o in objs}, "trials": len(search),
         "failed": len(study.storage.trials("search", TrialState.FAILED)), "reference_point": ref,
@@ -225,7 +226,8 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;font-size:90%;text-align:left}}</
 <p>Corpus <code>{html.escape(data['corpus'])}</code>; sampler {html.escape(data['sampler'])}
 (MI prior {'on' if data['prior'] else 'off'}); {data['trials']} search trials, {data['failed']} failed;
 objectives: {', '.join(html.escape(UNITS[o]) for o in objs)}. Models: {html.escape(families)}; F1 of a
-random forest or decision tree is the mean of {data['model_seeds']} seeds.</p>
+random forest or decision tree is the mean of {data['model_seeds']} seeds; a cost is the median of
+{data['profile_repeat']} Zeek run(s).</p>
 {"".join(f"<p>{html.escape(line)}.</p>" for line in sample_lines(data))}
 <img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="Pareto front">
 {versus}
