@@ -84,3 +84,17 @@ def test_an_ablation_variant_forks_the_full_searchs_baselines_and_initial_design
     ablation.fork(tmp_path / "full", tmp_path / "design", {"foothold_tolerance": 0.01}, design=False)
     other = Study.open(tmp_path / "design")
     assert [t.values["f1"] for t in other.trials("baseline")] == [0.6] and other.trials("search") == []
+
+
+def test_a_baseline_is_above_beyond_the_noise_only_past_both_noises():
+    """``ablation.above_beyond_noise``: a baseline counts as above the search only when its F1 beats, by
+    more than the study's F1 noise, every search point costing at most ``COST_NOISE`` more."""
+    import ablation
+    from types import SimpleNamespace
+    base = lambda name, f1, cpu: SimpleNamespace(name=name, values={"f1": f1, "cpu": cpu})  # noqa: E731
+    search = [{"f1": 0.634, "cpu": 165.0}, {"f1": 0.50, "cpu": 20.0}]
+    # ALL@10 is above the search's own front (cheaper at the same F1), but only by its cost's noise.
+    assert ablation.above_beyond_noise([base("all@10", 0.635, 148.0)], search, 0.004) == {}
+    # 30% cheaper is beyond the cost noise; a margin under the F1 noise is not above.
+    assert ablation.above_beyond_noise([base("all@10", 0.635, 120.0)], search, 0.004) == {"all@10": 0.135}
+    assert ablation.above_beyond_noise([base("rfe10@10", 0.503, 21.0)], search, 0.004) == {}
