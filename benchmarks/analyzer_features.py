@@ -246,8 +246,7 @@ def results_tables(results: Path) -> dict[str, str]:
     """RESULTS.md's tables of the analyzer features (coverage lives in HISTORY.md), from ``analyzer_features.json``."""
     source = f"Measured {provenance.measured('analyzer_features.json', results=results)}."
     made = tables(provenance.load("analyzer_features.json", results))
-    return {"analyzers-fronts": f"{source}\n\n{made['fronts-summary']}", "analyzers-fixed": made["fixed"],
-            "analyzers-costs": made["costs"]}
+    return {"analyzers-fronts": f"{source}\n\n{made['fronts-summary']}", "analyzers-fixed": made["fixed"]}
 
 
 

@@ -306,9 +306,7 @@ def results_tables(results: Path) -> dict[str, str]:
     def measured(name: str) -> str:
         return f"Measured {provenance.measured(name, results=results)}."
 
-    return {"deadline-mechanism": f"{measured(MECHANISM_OUT.name)}\n\n"
-                                  f"{mechanism_table(provenance.load(MECHANISM_OUT.name, results))}",
-            "deadline-search": f"{measured(OUT.name)}\n\n{summary(provenance.load(OUT.name, results))}"}
+    return {"deadline-search": f"{measured(OUT.name)}\n\n{summary(provenance.load(OUT.name, results))}"}
 
 
 def main() -> None:

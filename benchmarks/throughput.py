@@ -496,8 +496,7 @@ def markdown(runs: list[dict]) -> str:
 
 
 #: RESULTS.md's tables of this benchmark: block name -> results file (``--json``).
-RESULTS_BLOCKS = {"throughput": OUT.name, "throughput-bare": "throughput_bare.json",
-                  "throughput-ndpi-bare": "throughput_ndpi_bare.json"}
+RESULTS_BLOCKS = {"throughput": OUT.name}
 
 
 def results_tables(results: Path) -> dict[str, str]:
