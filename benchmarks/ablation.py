@@ -78,7 +78,9 @@ REPEAT_FILE = "ablation_profile_repeat3.json"
 #:   study's own F1 noise (after); both sides share the baselines, each measures its own design;
 #: * a foothold at each ALL depth: a high-F1 foothold at each depth whose ALL beats every shallower ALL
 #:   by more than 0.01 (before: the design above's "before") or by more than the study's own F1 noise
-#:   (``design.foothold_depths``, ``foothold_tolerance``).
+#:   (``design.foothold_depths``, ``foothold_tolerance``);
+#: * accurate-end bisection: BO from the same design without (before) or with the footholds' bisection
+#:   carried on while a baseline ALL lies above every search trial (``design.accurate_end_step``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -100,6 +102,9 @@ CHANGES = {
                                      "after": ("+ a foothold at each ALL depth",
                                                {"foothold_tolerance": None, "footholds": True}),
                                      "commit": None},
+    "accurate-end bisection": {"before": ("no accurate-end bisection", {"accurate_end_bisection": False}),
+                               "after": ("+ accurate-end bisection", {"accurate_end_bisection": True}),
+                               "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

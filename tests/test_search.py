@@ -678,3 +678,38 @@ def test_a_study_keeps_its_sampler_parameters(tmp_path):
     Study.open(tmp_path / "s", settings)
     assert Study.open(tmp_path / "s", StudySettings("/nowhere"), resume=True).settings.sampler_params == {
         "depth_sweep": False}
+
+
+def test_the_accurate_end_bisection_carries_the_foothold_on_until_a_trial_matches_all():
+    """Issue #31: while ALL lies above every search trial, BO's first move is the high-F1 foothold's next
+    bisection step along the ranking; it stops once a trial matches ALL or the bracket closes."""
+    from cato.search.samplers import design
+    from cato.search.samplers.policy import ACCURATE_END
+    model = design.foothold_model(SPACE)
+    rfe = list(reversed(FEATS))
+    top = lambda k, f1, cpu=3.0: (SPACE.config(rfe[:k], 20, model), {"f1": f1, "cpu": cpu})  # noqa: E731
+    known = [(SPACE.config(list(FEATS), 20, model), {"f1": 0.8, "cpu": 9.0}), top(2, 0.7)]
+    weak = [(SPACE.config([f], 2, ModelSpec("dt", 1, 8)), {"f1": 0.3, "cpu": 1.0}) for f in FEATS[:3]]
+
+    def step(history: list) -> Config | None:
+        seen = {c.key() for c, _ in [*known, *history]}
+        return design.accurate_end_step(SPACE, ("f1", "cpu"), [list(FEATS), rfe], known, history, 0.01, seen)
+
+    # Between RFE's top 2 (below ALL's 0.8 less 0.01) and ALL (6): round(sqrt(12)) = 3, then 4.
+    assert step(weak) == top(3, 0)[0]
+    assert step([*weak, top(3, 0.75)]) == top(4, 0)[0]
+    # A trial within the tolerance of ALL at no more CPU matches it: no step.
+    assert step([*weak, top(3, 0.75), top(4, 0.795)]) is None
+    # As accurate but dearer than ALL: not a match; the bracket (3 below, 4 above) has closed.
+    assert step([*weak, top(3, 0.75), top(4, 0.795, cpu=10.0)]) is None
+    # Trials of another model are not the ranking's top-k: the bisection ignores them.
+    other = (SPACE.config(rfe[:3], 20, ModelSpec("gbt", 50, 16)), {"f1": 0.75, "cpu": 3.0})
+    assert step([*weak, other]) == top(3, 0)[0]
+
+    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, initial=[c for c, _ in weak], n_initial=3,
+                             known=known, rankings=[list(FEATS), rfe], foothold_tolerance=0.01)
+    config, info = sampler.ask(weak, 3)
+    assert config == top(3, 0)[0] and info["source"] == ACCURATE_END and info["bo_overhead_s"] >= 0
+    off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, initial=[c for c, _ in weak], n_initial=3, known=known,
+                         rankings=[list(FEATS), rfe], accurate_end_bisection=False, raw_samples=64)
+    assert off.ask(weak, 3)[1]["source"] != ACCURATE_END

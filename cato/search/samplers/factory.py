@@ -63,13 +63,13 @@ def _tpe_from_context(ctx: SearchContext, **params) -> TPESampler:
 def _botorch_from_context(ctx: SearchContext, **params) -> BoTorchSampler:
     """cato's search policy: the MI prior (unless turned off), the ranked initial design, the rankings as
     moves, and what the study measured before the search."""
+    tolerance = _foothold_tolerance(ctx, params.pop("foothold_tolerance", None))
     return BoTorchSampler(
         ctx.space, ctx.objectives, ctx.seed,
         prior=inclusion_prior(np.asarray(ctx.mi, dtype=float)) if ctx.use_prior else None,
         initial=initial_design(ctx.space, ctx.mi_ranking, ctx.rfe_ranking, ctx.seed, measured=ctx.measured,
-                               footholds=params.get("footholds", True),
-                               tolerance=_foothold_tolerance(ctx, params.get("foothold_tolerance"))),
-        n_initial=ctx.n_initial,
+                               footholds=params.get("footholds", True), tolerance=tolerance),
+        n_initial=ctx.n_initial, foothold_tolerance=tolerance,
         known=list(ctx.measured), rankings=[ctx.mi_ranking, ctx.rfe_ranking],
         target_f1=ctx.reference_f1 - F1_TOLERANCE if ctx.reference_f1 is not None else None, **params)
 

@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cato.search.samplers import acquisition, candidates
+from cato.search.objectives import F1_TOLERANCE
+from cato.search.samplers import acquisition, candidates, design
 from cato.search.samplers.base import History, SamplerError, labelled, trial_rng, unseen
 from cato.search.space import Config, SearchSpace
 
@@ -28,9 +29,9 @@ ACQ_OPTIMIZERS = acquisition.ACQ_OPTIMIZERS
 #: A proposal's ``source``, one per mechanism, in order of precedence (see :meth:`BoTorchSampler.ask`).
 #: ``ACQUISITION`` gains " + MI prior" when the prior weights it, and any label but ``DEPTH_SWEEP`` gains
 #: :data:`~cato.search.samplers.base.MOVED` when its proposal had been measured and was moved.
-INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, ACQUISITION = (
-    "initial design", "prior draw", "random draw", "depth sweep", "qLogNEHVI")
-LABELS = (INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, DEPTH_SWEEP, ACQUISITION)
+INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, ACCURATE_END, DEPTH_SWEEP, ACQUISITION = (
+    "initial design", "prior draw", "random draw", "accurate-end bisection", "depth sweep", "qLogNEHVI")
+LABELS = (INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, ACCURATE_END, DEPTH_SWEEP, ACQUISITION)
 
 
 @dataclass
@@ -98,7 +99,10 @@ class BoTorchSampler:
     #: Feature rankings the study computed (MI, RFE); their top-k selections are candidates every
     #: iteration (see ``candidates.ranking_moves``). Default: none.
     rankings: list[list[str]] = field(default_factory=list)
-    #: Mechanism 3, the depth sweep (``candidates.depth_sweep``). Default True.
+    #: Mechanism 3, the footholds' bisection carried on while a baseline ALL lies above every search
+    #: trial (``design.accurate_end_step``). Default True.
+    accurate_end_bisection: bool = True
+    #: Mechanism 4, the depth sweep (``candidates.depth_sweep``). Default True.
     depth_sweep: bool = True
     #: ``acq_optimizer="local"``: each front selection at every depth (and deadline) in the pool
     #: (``candidates.depth_lines``). Default True.
@@ -117,8 +121,9 @@ class BoTorchSampler:
     #: when it builds ``initial``. Default True.
     footholds: bool = True
     #: The F1 by which ALL at a depth must beat ALL at every shallower depth to get a high-F1 foothold
-    #: of its own (``design.foothold_depths``). None: the study's own F1 noise (``objectives.f1_noise``
-    #: of its baselines' model seeds), or the report's 0.01 with one model seed. Default None.
+    #: of its own (``design.foothold_depths``), and within which a search trial matches that ALL
+    #: (``design.accurate_end_step``). None: the study's own F1 noise (``objectives.f1_noise`` of its
+    #: baselines' model seeds), or the report's 0.01 with one model seed. Default None.
     foothold_tolerance: float | None = None
     #: The sampler's name, as ``--sampler`` spells it.
     name: str = "botorch"
@@ -157,18 +162,22 @@ class BoTorchSampler:
            next place (finished plus running trials), as long as ``initial`` has one.
         2. "prior draw": in that phase once ``initial`` has run out, a draw from the MI prior with a
            log-uniform depth ("random draw" without a prior: each feature in with probability 1/2).
-        3. "depth sweep": from then on (BO iteration t = finished search trials - ``n_initial`` + 1),
-           the unmeasured depth of a packet-free front selection whose expected hypervolume gain, under
+        3. "accurate-end bisection": from then on (BO iteration t = finished search trials -
+           ``n_initial`` + 1), while a baseline ALL at a foothold depth lies above every search trial
+           (none within ``foothold_tolerance`` of its F1 at no more cost), the next step of the high-F1
+           foothold's bisection along a ranking at that depth, until its bracket closes
+           (``design.accurate_end_step``; ``accurate_end_bisection``). No model is fitted for it.
+        4. "depth sweep": otherwise the unmeasured depth of a packet-free front selection whose expected hypervolume gain, under
            the sweep's own model of F1 along depth (``candidates.depth_sweep``), is the highest, when it
            exceeds the gain the GP expects of the acquisition's best. Never with ``latency`` an
            objective (``depth_sweep``).
-        4. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
+        5. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
            followed by the candidate mechanism that made it, e.g. "qLogNEHVI + MI prior (ranking move +
            hill climb)" (``candidates``: neighbour, depth line or ranking move).
 
-        Then one repair, not a mechanism: a proposal of 1, 2 or 4 equal to a search trial finished or
-        running (in 4, to one of ``known`` too) is moved to an unseen neighbour by random feature flips,
-        and its label says so (``base.MOVED``). The sweep of 3 is never one of those.
+        Then one repair, not a mechanism: a proposal of 1, 2 or 5 equal to a search trial finished or
+        running (in 5, to one of ``known`` too) is moved to an unseen neighbour by random feature flips,
+        and its label says so (``base.MOVED``). The steps of 3 and 4 are never one of those.
         """
         rng = trial_rng(self.seed, number)
         seen = {c.key() for c, _ in history} | {c.key() for c in pending}
@@ -185,16 +194,24 @@ class BoTorchSampler:
         # The model and the moves learn from everything measured, the study's baselines too.
         data = [*self.known, *history] if self.model_baselines else list(history)
         seen |= {c.key() for c, _ in self.known}
+        if self.accurate_end_bisection:  # 3.
+            step = design.accurate_end_step(self.space, self.objectives, self.rankings, self.known, history,
+                                            self._tolerance(), seen)
+            if step is not None:
+                return step, {"source": ACCURATE_END, "bo_overhead_s": time.perf_counter() - t0}
         x, origin, expected, value_of = self._optimize(data, iteration, pending)
-        # 3. A depth sweep goes first when one of its depths expects more hypervolume than the GP's best
+        # 4. A depth sweep goes first when one of its depths expects more hypervolume than the GP's best
         # candidate: F1 along depth is jagged, and the sweep models it where the GP cannot see.
         swept, sweep_gain = self._depth_sweep(data, value_of, seen) if self.depth_sweep else (None, 0.0)
         if swept is not None and sweep_gain > expected:
             return swept, {"source": DEPTH_SWEEP, "bo_overhead_s": time.perf_counter() - t0}
-        proposed = self.space.decode(x)  # 4.
+        proposed = self.space.decode(x)  # 5.
         config, info = labelled(proposed, unseen(self.space, proposed, seen, rng),
                                 ACQUISITION + (" + MI prior" if self.prior is not None else "") + f" ({origin})")
         return config, {**info, "bo_overhead_s": time.perf_counter() - t0}
+
+    def _tolerance(self) -> float:
+        return self.foothold_tolerance if self.foothold_tolerance is not None else F1_TOLERANCE
 
     def _optimize(self, history: History, iteration: int, pending: Sequence[Config] = ()
                   ) -> tuple[np.ndarray, str, float, Callable[[dict], float]]:
