@@ -702,6 +702,8 @@ def test_the_accurate_end_bisection_carries_the_foothold_on_until_a_trial_matche
     assert step([*weak, top(3, 0.75), top(4, 0.795)]) is None
     # As accurate but dearer than ALL: not a match; the bracket (3 below, 4 above) has closed.
     assert step([*weak, top(3, 0.75), top(4, 0.795, cpu=10.0)]) is None
+    # The bracket's lower end (top 3, below the target) costing as much as ALL: no step can match it for less.
+    assert step([*weak, top(3, 0.75, cpu=9.0)]) is None
     # Trials of another model are not the ranking's top-k: the bisection ignores them.
     other = (SPACE.config(rfe[:3], 20, ModelSpec("gbt", 50, 16)), {"f1": 0.75, "cpu": 3.0})
     assert step([*weak, other]) == top(3, 0)[0]

@@ -140,13 +140,15 @@ def accurate_end_step(space: SearchSpace, objectives: Sequence[str], rankings: S
     baselines, ``known``) whose ALL no search trial of ``history`` matches yet (F1 at least that depth's
     target, every cost objective at most ALL's), the next step of ``bisection_size`` along a ranking,
     from the baselines and the search's trials of the footholds' model. None when every such ALL is
-    matched, or each unmatched one's next step was measured (``seen``: its bracket has closed).
+    matched, or for each unmatched one the bracket's lower end (the largest top-k below the target)
+    costs as much as ALL already, or the next step was measured (``seen``: the bracket has closed).
 
     The design's foothold is one step of that bisection. On a corpus where F1 keeps growing with the
     number of features up to ALL (IoT Sentinel: RFE's top 30 of 96 at depth 50 is 0.004-0.016 F1 below
     ALL, its top 40 within 0.002 at 1.6x lower CPU), one step leaves ALL above every search trial, and
     the acquisition, whose gains there are a sliver of the front's area, rarely climbs to it. Bisection
-    on log(size) needs a few steps at most, and stops once a trial matches ALL."""
+    on log(size) needs a few steps, and stops once a trial matches ALL or the selections left to try
+    would cost as much as ALL (without that stop, up to 9 of 10 BO trials near ALL on IoT Sentinel)."""
     costs = [o for o in objectives if o != "f1"]
     alls = {c.depth: v for c, v in known if len(c.features) == space.n_features and "f1" in v}
     model = foothold_model(space)
@@ -157,9 +159,17 @@ def accurate_end_step(space: SearchSpace, objectives: Sequence[str], rankings: S
                for _, v in history):
             continue
         step = bisection_size(rankings, space, measured, depth, target)
-        if step is not None:
-            ranking, k = step
-            config = space.config(ranking[:k], depth, model)
-            if config.key() not in seen:
-                return config
+        if step is None:
+            continue
+        ranking, k = step
+        # The bracket's lower end (the largest top-k below the target) costing as much as ALL already: a
+        # larger top-k would too, so no step can match ALL for less.
+        lower = max(((c, v) for c, v in measured if c.depth == depth and len(c.features) < k and v.get("f1", math.inf) < target
+                     and set(c.features) == set(ranking[:len(c.features)])),
+                    key=lambda cv: len(cv[0].features), default=None)
+        if lower is not None and all(lower[1].get(o, -math.inf) >= ceiling.get(o, math.inf) for o in costs):
+            continue
+        config = space.config(ranking[:k], depth, model)
+        if config.key() not in seen:
+            return config
     return None
