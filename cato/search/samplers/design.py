@@ -164,8 +164,8 @@ def accurate_end_step(space: SearchSpace, objectives: Sequence[str], rankings: S
         ranking, k = step
         # The bracket's lower end (the largest top-k below the target) costing as much as ALL already: a
         # larger top-k would too, so no step can match ALL for less.
-        lower = max(((c, v) for c, v in measured if c.depth == depth and len(c.features) < k and v.get("f1", math.inf) < target
-                     and set(c.features) == set(ranking[:len(c.features)])),
+        lower = max(((c, v) for c, v in measured if c.depth == depth and len(c.features) < k
+                     and v.get("f1", math.inf) < target and set(c.features) == set(ranking[:len(c.features)])),
                     key=lambda cv: len(cv[0].features), default=None)
         if lower is not None and all(lower[1].get(o, -math.inf) >= ceiling.get(o, math.inf) for o in costs):
             continue

@@ -165,10 +165,11 @@ class BoTorchSampler:
         3. "accurate-end bisection": from then on (BO iteration t = finished search trials -
            ``n_initial`` + 1), while a baseline ALL at a foothold depth lies above every search trial
            (none within ``foothold_tolerance`` of its F1 at no more cost), the next step of the high-F1
-           foothold's bisection along a ranking at that depth, until its bracket closes
-           (``design.accurate_end_step``; ``accurate_end_bisection``). No model is fitted for it.
-        4. "depth sweep": otherwise the unmeasured depth of a packet-free front selection whose expected hypervolume gain, under
-           the sweep's own model of F1 along depth (``candidates.depth_sweep``), is the highest, when it
+           foothold's bisection along a ranking at that depth, until a trial matches ALL or no step
+           can for less (``design.accurate_end_step``; ``accurate_end_bisection``). No model is
+           fitted for it.
+        4. "depth sweep": otherwise the unmeasured depth of a packet-free front selection whose
+           expected hypervolume gain, under the sweep's own model of F1 along depth (``candidates.depth_sweep``), is the highest, when it
            exceeds the gain the GP expects of the acquisition's best. Never with ``latency`` an
            objective (``depth_sweep``).
         5. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
