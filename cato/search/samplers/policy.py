@@ -169,9 +169,9 @@ class BoTorchSampler:
            can for less (``design.accurate_end_step``; ``accurate_end_bisection``). No model is
            fitted for it.
         4. "depth sweep": otherwise the unmeasured depth of a packet-free front selection whose
-           expected hypervolume gain, under the sweep's own model of F1 along depth (``candidates.depth_sweep``), is the highest, when it
-           exceeds the gain the GP expects of the acquisition's best. Never with ``latency`` an
-           objective (``depth_sweep``).
+           expected hypervolume gain, under the sweep's own model of F1 along depth
+           (``candidates.depth_sweep``), is the highest, when it exceeds the gain the GP expects of the
+           acquisition's best. Never with ``latency`` an objective (``depth_sweep``).
         5. "qLogNEHVI" (" + MI prior" with a prior): otherwise the acquisition's maximiser, its label
            followed by the candidate mechanism that made it, e.g. "qLogNEHVI + MI prior (ranking move +
            hill climb)" (``candidates``: neighbour, depth line or ranking move).
