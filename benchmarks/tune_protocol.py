@@ -202,10 +202,20 @@ def overview(results: dict) -> str:
     return "\n".join(rows)
 
 
+def measured_per_task(result: dict) -> str:
+    """When and at which commit each task's studies were summarized (a task run again carries its own
+    stamp; the others the file's)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for task, r in result.items():
+        if task in TASKS:
+            groups.setdefault((r.get("date", result["date"]), r.get("commit", result["commit"])), []).append(task)
+    return "; ".join(f"{date}, commit {commit} ({', '.join(tasks)})" for (date, commit), tasks in groups.items())
+
+
 def results_tables(results: Path) -> dict[str, str]:
     """RESULTS.md's overview of the protocol, from ``tune_protocol.json``."""
-    return {"tune-protocol": f"Measured {provenance.measured('tune_protocol.json', results=results)}.\n\n"
-                             + overview(provenance.load("tune_protocol.json", results))}
+    result = provenance.load("tune_protocol.json", results)
+    return {"tune-protocol": f"Measured {measured_per_task(result)}: `tune_protocol.json`.\n\n" + overview(result)}
 
 
 def main() -> None:
@@ -230,9 +240,13 @@ def main() -> None:
                             min_class_size=min_class)
     results = {task: summarize(task, seeds_run(task, args.studies, args.corpora), ["botorch", "tpe", "random"],
                                args.studies, args.corpora) for task in tasks}
-    results = {k: v for k, v in results.items() if v}
+    stamp = provenance.stamp()
+    # Each task summarized now carries this run's date and commit: tasks not run again keep theirs.
+    results = {k: {**v, "date": stamp["date"], "commit": stamp["commit"]} for k, v in results.items() if v}
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    args.out.write_text(json.dumps({**previous, **results, **provenance.stamp()}, indent=1, default=str))
+    stamped = {k: {"date": previous["date"], "commit": previous["commit"], **v} if k in TASKS and "commit" in previous
+               else v for k, v in previous.items()}
+    args.out.write_text(json.dumps({**stamped, **results, **stamp}, indent=1, default=str))
     for task, result in results.items():
         print(f"\n### {task}\n\n{table(result)}")
     print(f"\n### Every task\n\n{overview(results)}")
