@@ -274,6 +274,12 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 		continue_processing();
 	started = T;
 	}}
+global logged = 0;
+hook Log::log_stream_policy(rec: any, id: Log::ID)
+	{{  # every connection's verdict logged: the test may stop Zeek, however slow the machine
+	if ( id == Cato::VERDICT_LOG && ++logged == {n} )
+		system("touch {tmp_path / 'zeek' / 'answered'}");
+	}}
 """, package))
     out = tmp_path / "zeek"
     out.mkdir()
@@ -284,7 +290,9 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
     try:
         _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
         worker = _serve(package, port, tmp_path / "worker.log", "--json")
-        time.sleep(1.5)
+        # The worker first (its connection starts the traffic), however long its start-up takes.
+        _wait_for(lambda: "connected to Zeek" in (tmp_path / "worker.log").read_text() or worker.poll() is not None,
+                  60, "the worker to connect")
         # Raw garbage, an HTTP request that is no WebSocket upgrade, and a handshake followed by junk frames.
         for payload in (b"\x00\xff" * 5000, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                         b"GET /v1/messages/json HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -308,7 +316,8 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 
         forged = asyncio.run(asyncio.wait_for(forge(), 30))
         assert forged > 0
-        time.sleep(seconds - 1.5 + 1)
+        _wait_for(lambda: (out / "answered").exists() or zeek_proc.poll() is not None or worker.poll() is not None,
+                  120 + seconds, "a verdict for every connection")
         assert zeek_proc.poll() is None and worker.poll() is None, "garbage stopped Zeek or the worker"
         stats = _stop(zeek_proc, worker)
     finally:
