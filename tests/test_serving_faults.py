@@ -284,8 +284,15 @@ event Cluster::websocket_client_added(endpoint: Cluster::EndpointInfo, subscript
 	{{ continue_processing(); }}
 event Cato::vector_ready(info: Info) &priority=-10
 	{{ most_waiting = |published| > most_waiting ? |published| : most_waiting; }}
+global seen = 0;
+event new_connection(c: connection)
+	{{ ++seen; }}
 event Cato::verdicts(model_schema: string, batch: vector of VerdictMessage) &priority=-10
-	{{ answered += |batch|; }}
+	{{
+	answered += |batch|;
+	if ( seen == {n} && |published| == 0 )  # the traffic's end, every vector answered or shed
+		system("touch {tmp_path / 'zeek' / 'drained'}");
+	}}
 event zeek_done()
 	{{ print fmt("vectors %d published %d answered %d shed %d waiting %d most %d", vectors_published + unanswered[SHED],
 	             vectors_published, answered, unanswered[SHED], |published|, most_waiting); }}
@@ -299,11 +306,14 @@ event zeek_done()
     try:
         _wait_for(lambda: _listening(port, zeek_proc), 30, "Zeek to listen")
         worker = _serve(package, port, tmp_path / "worker.log", "--json")
+        _wait_for(lambda: "connected to Zeek" in (tmp_path / "worker.log").read_text() or worker.poll() is not None,
+                  60, "the worker to connect")
         time.sleep(2)
         worker.send_signal(signal.SIGSTOP)  # stuck: reads nothing, answers nothing
         time.sleep(3)
         worker.send_signal(signal.SIGCONT)
-        time.sleep(seconds - 5 + 2)
+        _wait_for(lambda: (out / "drained").exists() or zeek_proc.poll() is not None, 120 + seconds,
+                  "the traffic's end with every vector answered or shed")
         stats = _stop(zeek_proc, worker)
     finally:
         _kill(zeek_proc, worker)
