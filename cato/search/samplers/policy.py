@@ -27,8 +27,8 @@ from cato.search.space import Config, SearchSpace
 ACQ_OPTIMIZERS = acquisition.ACQ_OPTIMIZERS
 
 #: A proposal's ``source``, one per mechanism, in order of precedence (see :meth:`BoTorchSampler.ask`).
-#: ``ACQUISITION`` gains " + MI prior" when the prior weights it, and any label but ``DEPTH_SWEEP`` gains
-#: :data:`~cato.search.samplers.base.MOVED` when its proposal had been measured and was moved.
+#: ``ACQUISITION`` gains " + MI prior" when the prior weights it, and any label but ``ACCURATE_END`` and
+#: ``DEPTH_SWEEP`` gains :data:`~cato.search.samplers.base.MOVED` when its proposal had been measured and was moved.
 INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, ACCURATE_END, DEPTH_SWEEP, ACQUISITION = (
     "initial design", "prior draw", "random draw", "accurate-end bisection", "depth sweep", "qLogNEHVI")
 LABELS = (INITIAL_DESIGN, PRIOR_DRAW, RANDOM_DRAW, ACCURATE_END, DEPTH_SWEEP, ACQUISITION)
