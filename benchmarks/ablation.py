@@ -59,8 +59,6 @@ VARIANTS = {
 #: Variants that change nothing on the ground truth (no baselines, so no target; 6 features: no footholds).
 TASK_ONLY = {"baselines in the model", "footholds", "the accurate end's term"}
 RESULTS_FILE = "ablation.json"
-#: Comparisons run again with every cost the median of 3 Zeek runs (``--profile-repeat 3 --out``).
-REPEAT_FILE = "ablation_profile_repeat3.json"
 #: Before/after comparisons of one change each (``--part change --change NAME``), on every task and seed:
 #: ``before`` runs from a checkout of ``commit`` (the code before the change), ``after`` from today's.
 #: Each side's sampler parameters hold the defaults of its code: they only name its studies apart.
@@ -385,9 +383,6 @@ def results_tables(results: Path) -> dict[str, str]:
     if result.get("changes"):
         tables["ablation-changes"] = f"Measured: `{RESULTS_FILE}`, each change at its commit.\n\n" \
             + changes_summary(result["changes"])
-    if (results / REPEAT_FILE).exists():  # the same comparisons, each cost the median of 3 Zeek runs
-        tables["ablation-profile-repeat"] = f"Measured: `{REPEAT_FILE}`, each change at its commit.\n\n" \
-            + changes_summary(provenance.load(REPEAT_FILE, results)["changes"])
     return tables
 
 
