@@ -298,9 +298,9 @@ def _spread(changes: list[float]) -> str:
 
 
 def summary_table(result: dict) -> str:
-    """RESULTS.md's form of ``table``: one row per variant measured anywhere, its ground-truth HVI, the
+    """``table`` summarized (``--table`` prints both): one row per variant measured anywhere, its ground-truth HVI, the
     median and range of its hypervolume change over the task-seed-budgets it ran, and how many of them
-    have a baseline above the search's front (``--table`` prints the whole table, per task)."""
+    have a baseline above the search's front."""
     gt = result.get("ground_truth", {}).get("variants", {})
     tasks = result.get("tasks", {})
     lines = ["| mechanism off (or added: +) | ground truth HVI @25 / @50 (min @50) | task-seed-budgets | "
@@ -376,14 +376,9 @@ def change_table(change: str, scores: dict) -> str:
 
 def results_tables(results: Path) -> dict[str, str]:
     """This benchmark's RESULTS.md tables, from its results file under ``results``."""
-    result = provenance.load(RESULTS_FILE, results)
-    measured = provenance.measured(RESULTS_FILE, results=results)
-    tables = {"ablation": f"Measured {measured}. Ground truth: {result['ground_truth']['seeds']} seeds at budget "
-                          f"50, HVI mean (min); tasks: issue 20's at budgets 20 and 50.\n\n{summary_table(result)}"}
-    if result.get("changes"):
-        tables["ablation-changes"] = f"Measured: `{RESULTS_FILE}`, each change at its commit.\n\n" \
-            + changes_summary(result["changes"])
-    return tables
+    changes = provenance.load(RESULTS_FILE, results).get("changes")
+    return {"ablation-changes": f"Measured: `{RESULTS_FILE}`, each change at its commit.\n\n"
+                                + changes_summary(changes)} if changes else {}
 
 
 def main() -> None:
@@ -410,7 +405,7 @@ def main() -> None:
     args = ap.parse_args()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.table:
-        print(table(previous))
+        print(summary_table(previous) + "\n\n" + table(previous))
         for change, c in previous.get("changes", {}).items():
             print(f"\n{change} (commit {_measured_at(c)}, before: {c['before_commit'] or 'the same commit'}):\n")
             print(change_table(change, c["scores"]))
