@@ -14,7 +14,7 @@ foothold's next bisection step, or None; the policy decides when it is asked.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -51,29 +51,38 @@ def foothold_depths(space: SearchSpace, measured: Sequence[tuple[Config, dict]],
     return depths
 
 
+class Bisection(NamedTuple):
+    """One bisection step along a ranking: its features (in the space), the size to try next, and the
+    measured values of the bracket's lower end (the largest top-k below the target; None: none)."""
+    ranking: list[str]
+    size: int
+    below: dict | None
+
+
 def bisection_size(rankings: Sequence[Sequence[str]], space: SearchSpace, measured: Sequence[tuple[Config, dict]],
-                   depth: int, target: float) -> tuple[list[str], int] | None:
+                   depth: int, target: float) -> Bisection | None:
     """The ranking and the number of its top features to try next for the fewest that reach ``target``
     F1 at ``depth``: one step of bisection on log(size) between the largest top-k the study measured
     there below the target and the smallest that reaches it (every feature, ALL, at worst); from one
     feature when a measured top-k already reaches it. Bisection assumes nothing of how F1 grows with
     size (it saturates early on some corpora, late on others). The ranking is the one whose measured
     top-k came closest to the target. None when no top-k of a ranking was measured at ``depth``."""
-    sizes = [(len(c.features), v["f1"], rank) for c, v in measured for rank in rankings
+    sizes = [(len(c.features), v, rank) for c, v in measured for rank in rankings
              if c.depth == depth and "f1" in v and 0 < len(c.features) < space.n_features
              and set(c.features) == set([f for f in rank if f in space.features][:len(c.features)])]
-    f1_all = next((v["f1"] for c, v in measured if len(c.features) == space.n_features and c.depth == depth), None)
-    if f1_all is None or not sizes:
+    every = next((v for c, v in measured if len(c.features) == space.n_features and c.depth == depth), None)
+    if every is None or not sizes:
         return None
-    rank = max(sizes, key=lambda s: (s[1], -s[0]))[2]
-    sizes = [(k, f1) for k, f1, r in sizes if r is rank] + [(space.n_features, f1_all)]
-    above = min(k for k, f1 in sizes if f1 >= target or k == space.n_features)
-    below = max((k for k, f1 in sizes if f1 < target and k < above), default=0)
+    rank = max(sizes, key=lambda s: (s[1]["f1"], -s[0]))[2]
+    sizes = [(k, v) for k, v, r in sizes if r is rank] + [(space.n_features, every)]
+    above = min(k for k, v in sizes if v["f1"] >= target or k == space.n_features)
+    below, below_values = max(((k, v) for k, v in sizes if v["f1"] < target and k < above),
+                              key=lambda kv: kv[0], default=(0, None))
     low = max(below, 1)
     k = min(max(round(math.sqrt(low * above)), 1), space.n_features - 1)
     if k in (below, above) and above - low > 1:  # rounding landed on a measured end
         k = low + 1 if k == below else above - 1
-    return [f for f in rank if f in space.features], k
+    return Bisection([f for f in rank if f in space.features], k, below_values)
 
 
 def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequence[str], seed: int,
@@ -120,7 +129,7 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
         for depth, target in reversed(found):
             step = bisection_size((mi_rank, rfe_rank), space, measured, depth, target)
             # ALL itself is measured: without a top-k there, bisect the RFE ranking from its top half.
-            high = step[0][:step[1]] if step is not None else \
+            high = step.ranking[:step.size] if step is not None else \
                 [f for f in rfe_rank if f in space.features][:space.n_features // 2]
             feet.append(space.config(high, depth, model))
         if not found:
@@ -159,17 +168,12 @@ def accurate_end_step(space: SearchSpace, objectives: Sequence[str], rankings: S
                for _, v in history):
             continue
         step = bisection_size(rankings, space, measured, depth, target)
-        if step is None:
+        # The bracket's lower end costing as much as ALL already: a larger top-k would too, so no step
+        # can match ALL for less.
+        if step is None or step.below is not None and all(step.below.get(o, -math.inf) >= ceiling.get(o, math.inf)
+                                                          for o in costs):
             continue
-        ranking, k = step
-        # The bracket's lower end (the largest top-k below the target) costing as much as ALL already: a
-        # larger top-k would too, so no step can match ALL for less.
-        lower = max(((c, v) for c, v in measured if c.depth == depth and len(c.features) < k
-                     and v.get("f1", math.inf) < target and set(c.features) == set(ranking[:len(c.features)])),
-                    key=lambda cv: len(cv[0].features), default=None)
-        if lower is not None and all(lower[1].get(o, -math.inf) >= ceiling.get(o, math.inf) for o in costs):
-            continue
-        config = space.config(ranking[:k], depth, model)
+        config = space.config(step.ranking[:step.size], depth, model)
         if config.key() not in seen:
             return config
     return None
