@@ -78,7 +78,9 @@ RESULTS_FILE = "ablation.json"
 #:   by more than 0.01 (before: the design above's "before") or by more than the study's own F1 noise
 #:   (``design.foothold_depths``, ``foothold_tolerance``);
 #: * accurate-end bisection: BO from the same design without (before) or with the footholds' bisection
-#:   carried on while a baseline ALL lies above every search trial (``design.accurate_end_step``).
+#:   carried on while a baseline ALL lies above every search trial (``design.accurate_end_step``);
+#: * split length-scale prior: the GP's length-scale prior scaled to every input (BoTorch's, before) or
+#:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -103,6 +105,9 @@ CHANGES = {
     "accurate-end bisection": {"before": ("no accurate-end bisection", {"accurate_end_bisection": False}),
                                "after": ("+ accurate-end bisection", {"accurate_end_bisection": True}),
                                "commit": None},
+    "split length-scale prior": {"before": ("one length-scale prior", {"summary_lengthscales": False}),
+                                 "after": ("+ split length-scale prior", {"summary_lengthscales": True}),
+                                 "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

@@ -84,6 +84,10 @@ class BoTorchSampler:
     gp_refit_every: int = 5
     #: L-BFGS iterations of a warm-started GP fit. Default 60.
     warm_maxiter: int = 60
+    #: The GP's length-scale prior scaled apart for the mask's bits (to every input) and the other inputs
+    #: (depth, model, deadline, the mask's summaries: to their own number), ``acquisition.split_scale_kernel``;
+    #: False: BoTorch's, one prior scaled to every input. Default True.
+    summary_lengthscales: bool = True
     #: Candidates scored per acquisition call (1024 measured slower than 256). Default 256.
     score_batch: int = 256
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
