@@ -715,36 +715,3 @@ def test_the_accurate_end_bisection_carries_the_foothold_on_until_a_trial_matche
     off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, initial=[c for c, _ in weak], n_initial=3, known=known,
                          rankings=[list(FEATS), rfe], accurate_end_bisection=False, raw_samples=64)
     assert off.ask(weak, 3)[1]["source"] != ACCURATE_END
-
-
-def test_the_top_k_bisection_looks_for_fewer_features_as_accurate_as_a_top_k_baseline():
-    """With ``top_k``, a top-k baseline on the baselines' front that no search trial matches is a target
-    too, after ALL: the bisection looks below its k along its ranking for the fewest as accurate."""
-    from cato.search.samplers import design
-    model = design.foothold_model(SPACE)
-    rfe = list(reversed(FEATS))
-    top = lambda k, f1, cpu: (SPACE.config(rfe[:k], 20, model), {"f1": f1, "cpu": cpu})  # noqa: E731
-    every, top5 = (SPACE.config(list(FEATS), 20, model), {"f1": 0.8, "cpu": 9.0}), top(5, 0.75, 5.0)
-    dominated = (SPACE.config(FEATS[:1], 10, model), {"f1": 0.4, "cpu": 9.5})  # dearer than ALL, less accurate
-    known = [every, top5, dominated]
-    matched_all = [top(6, 0, 0)[0], {"f1": 0.8, "cpu": 9.0}]  # ALL's twin: ALL is matched
-
-    def step(history: list, top_k: bool = True) -> Config | None:
-        seen = {c.key() for c, _ in [*known, *history]}
-        return design.accurate_end_step(SPACE, ("f1", "cpu"), [list(FEATS), rfe], known, history, 0.01, seen,
-                                        top_k)
-
-    targets = design.bisection_targets(SPACE, ("f1", "cpu"), known, 0.01, top_k=True)
-    assert [(d, round(t, 3)) for d, t, _ in targets] == [(20, 0.79), (20, 0.74)]  # ALL, then the top 5
-    assert step([tuple(matched_all)], top_k=False) is None
-    # Between nothing below (1) and the top 5: round(sqrt(5)) = 2, then 3 (top 2 short of 0.74), then 4.
-    assert step([tuple(matched_all)]) == top(2, 0, 0)[0]
-    assert step([tuple(matched_all), top(2, 0.6, 2.0)]) == top(3, 0, 0)[0]
-    assert step([tuple(matched_all), top(2, 0.6, 2.0), top(3, 0.7, 3.0)]) == top(4, 0, 0)[0]
-    # The top 3 within the tolerance of the top 5 for less: matched, no step.
-    assert step([tuple(matched_all), top(2, 0.6, 2.0), top(3, 0.745, 3.0)]) is None
-    from cato.search.samplers.policy import ACCURATE_END
-    history = [tuple(matched_all)]
-    sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, initial=[history[0][0]], n_initial=1, known=known,
-                             rankings=[list(FEATS), rfe], foothold_tolerance=0.01, top_k_bisection=True)
-    assert sampler.ask(history, 1)[0] == top(2, 0, 0)[0] and sampler.ask(history, 1)[1]["source"] == ACCURATE_END

@@ -142,58 +142,34 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
     return designs[:at] + feet + designs[at:]
 
 
-def bisection_targets(space: SearchSpace, objectives: Sequence[str], known: Sequence[tuple[Config, dict]],
-                      tolerance: float = F1_TOLERANCE, top_k: bool = False) -> list[tuple[int, float, dict]]:
-    """The baselines a search's own trials should match, as (depth, target F1, the baseline's values),
-    in the order the bisection takes them: ALL at each of ``foothold_depths``, deepest first; then,
-    with ``top_k``, each top-k baseline (some but not every feature) on the baselines' own front,
-    deepest first. A target is that baseline's F1 less ``tolerance``."""
-    alls = {c.depth: v for c, v in known if len(c.features) == space.n_features and "f1" in v}
-    targets = [(depth, target, alls[depth]) for depth, target in reversed(foothold_depths(space, known, tolerance))]
-    if top_k:
-        costs = [o for o in objectives if o != "f1"]
-        measured = [(c, v) for c, v in known if "f1" in v]
-
-        def dominated(v: dict) -> bool:
-            return any(w["f1"] >= v["f1"] and all(w.get(o, math.inf) <= v.get(o, math.inf) for o in costs)
-                       and w != v for _, w in measured)
-        targets += sorted(((c.depth, v["f1"] - tolerance, v) for c, v in measured
-                           if 0 < len(c.features) < space.n_features and not dominated(v)),
-                          key=lambda t: -t[0])
-    return targets
-
-
 def accurate_end_step(space: SearchSpace, objectives: Sequence[str], rankings: Sequence[Sequence[str]],
                       known: Sequence[tuple[Config, dict]], history: Sequence[tuple[Config, dict]],
-                      tolerance: float = F1_TOLERANCE, seen: set[str] = frozenset(),
-                      top_k: bool = False) -> Config | None:
-    """The high-F1 footholds' bisection carried on: at the first of ``bisection_targets`` (from the
-    baselines, ``known``: ALL at each foothold depth, deepest first; with ``top_k``, the top-k baselines
-    on the baselines' front after them) that no search trial of ``history`` matches yet (F1 at least
-    the target, every cost objective at most the baseline's), the next step of ``bisection_size`` along
-    a ranking at its depth, from the baselines and the search's trials of the footholds' model. None
-    when every target is matched, or for each unmatched one the bracket's lower end (the largest top-k
-    below the target) costs as much as the baseline already, or the next step was measured (``seen``:
-    the bracket has closed).
+                      tolerance: float = F1_TOLERANCE, seen: set[str] = frozenset()) -> Config | None:
+    """The high-F1 footholds' bisection carried on: at the deepest of ``foothold_depths`` (from the
+    baselines, ``known``) whose ALL no search trial of ``history`` matches yet (F1 at least that depth's
+    target, every cost objective at most ALL's), the next step of ``bisection_size`` along a ranking,
+    from the baselines and the search's trials of the footholds' model. None when every such ALL is
+    matched, or for each unmatched one the bracket's lower end (the largest top-k below the target)
+    costs as much as ALL already, or the next step was measured (``seen``: the bracket has closed).
 
     The design's foothold is one step of that bisection. On a corpus where F1 keeps growing with the
     number of features up to ALL (IoT Sentinel: RFE's top 30 of 96 at depth 50 is 0.004-0.016 F1 below
     ALL, its top 40 within 0.002 at 1.6x lower CPU), one step leaves ALL above every search trial, and
     the acquisition, whose gains there are a sliver of the front's area, rarely climbs to it. Bisection
     on log(size) needs a few steps, and stops once a trial matches ALL or the selections left to try
-    would cost as much as ALL (without that stop, up to 9 of 10 BO trials near ALL on IoT Sentinel).
-    A top-k baseline is the same bisection from below: the fewest of a ranking's features as accurate
-    as its top k."""
+    would cost as much as ALL (without that stop, up to 9 of 10 BO trials near ALL on IoT Sentinel)."""
     costs = [o for o in objectives if o != "f1"]
+    alls = {c.depth: v for c, v in known if len(c.features) == space.n_features and "f1" in v}
     model = foothold_model(space)
     measured = [*known, *((c, v) for c, v in history if c.model == model)]
-    for depth, target, ceiling in bisection_targets(space, objectives, known, tolerance, top_k):
+    for depth, target in reversed(foothold_depths(space, known, tolerance)):
+        ceiling = alls[depth]
         if any(v.get("f1", -math.inf) >= target and all(v.get(o, math.inf) <= ceiling.get(o, math.inf) for o in costs)
                for _, v in history):
             continue
         step = bisection_size(rankings, space, measured, depth, target)
-        # The bracket's lower end costing as much as the baseline already: a larger top-k would too, so
-        # no step can match it for less.
+        # The bracket's lower end costing as much as ALL already: a larger top-k would too, so no step
+        # can match ALL for less.
         if step is None or step.below is not None and all(step.below.get(o, -math.inf) >= ceiling.get(o, math.inf)
                                                           for o in costs):
             continue

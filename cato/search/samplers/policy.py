@@ -106,10 +106,6 @@ class BoTorchSampler:
     #: Mechanism 3, the footholds' bisection carried on while a baseline ALL lies above every search
     #: trial (``design.accurate_end_step``). Default True.
     accurate_end_bisection: bool = True
-    #: Mechanism 3 takes the top-k baselines on the baselines' front as targets too, after every ALL
-    #: (``design.bisection_targets``): the fewest of a ranking's features as accurate as its top k.
-    #: Default False.
-    top_k_bisection: bool = False
     #: Mechanism 4, the depth sweep (``candidates.depth_sweep``). Default True.
     depth_sweep: bool = True
     #: ``acq_optimizer="local"``: each front selection at every depth (and deadline) in the pool
@@ -205,7 +201,7 @@ class BoTorchSampler:
         seen |= {c.key() for c, _ in self.known}
         if self.accurate_end_bisection:  # 3.
             step = design.accurate_end_step(self.space, self.objectives, self.rankings, self.known, history,
-                                            self._tolerance(), seen, self.top_k_bisection)
+                                            self._tolerance(), seen)
             if step is not None:
                 return step, {"source": ACCURATE_END, "bo_overhead_s": time.perf_counter() - t0}
         x, origin, expected, value_of = self._optimize(data, iteration, pending)
