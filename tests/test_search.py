@@ -715,3 +715,31 @@ def test_the_accurate_end_bisection_carries_the_foothold_on_until_a_trial_matche
     off = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, initial=[c for c, _ in weak], n_initial=3, known=known,
                          rankings=[list(FEATS), rfe], accurate_end_bisection=False, raw_samples=64)
     assert off.ask(weak, 3)[1]["source"] != ACCURATE_END
+
+
+def test_the_gp_length_scale_prior_is_scaled_apart_for_the_mask_and_the_summaries():
+    """BoTorch's dimension-scaled prior, d counted apart for the mask's bits and for the summaries: the
+    summaries' length-scales start shorter, and a fit learns a short one where F1 follows the size."""
+    import math
+
+    import torch
+
+    from cato.search.samplers.acquisition import split_scale_kernel, warm_started_gp
+    kernel = split_scale_kernel(10, 6, 2)
+    loc = kernel.lengthscale_prior.loc
+    assert loc.shape == (2, 1, 10)
+    assert torch.allclose(loc[..., :6], torch.tensor(math.sqrt(2) + math.log(10) / 2, dtype=torch.double))
+    assert torch.allclose(loc[..., 6:], torch.tensor(math.sqrt(2) + math.log(4) / 2, dtype=torch.double))
+    assert (kernel.lengthscale[..., 6:] < kernel.lengthscale[..., :6].min()).all()
+    # F1 follows the size (the 7th input), not the bits.
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.integers(0, 2, (24, 10)).astype(float))
+    x[:, 6] = x[:, :6].sum(1)
+    y = torch.stack([0.1 * x[:, 6] + 0.01 * torch.tensor(rng.normal(size=24)), -x[:, 6]], -1)
+    bounds = torch.tensor([[0.0] * 10, [1.0] * 6 + [6.0] + [1.0] * 3], dtype=torch.double)
+    keys = [str(i) for i in range(24)]
+    split, _ = warm_started_gp(x, y, bounds, keys, (None, None), 0, 1, 5, 60, n_mask=6)
+    one, _ = warm_started_gp(x, y, bounds, keys, (None, None), 0, 1, 5, 60)
+    assert split.covar_module.lengthscale[0, 0, 6] < split.covar_module.lengthscale[0, 0, :6].min()
+    # Without n_mask: BoTorch's kernel, one prior scaled to all 10 inputs.
+    assert float(one.covar_module.lengthscale_prior.loc) == pytest.approx(math.sqrt(2) + math.log(10) / 2)
