@@ -80,8 +80,7 @@ RESULTS_FILE = "ablation.json"
 #: * accurate-end bisection: BO from the same design without (before) or with the footholds' bisection
 #:   carried on while a baseline ALL lies above every search trial (``design.accurate_end_step``);
 #: * split length-scale prior: the GP's length-scale prior scaled to every input (BoTorch's, before) or
-#:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``);
-#: * log size: the GP sees a selection's size (before) or log(1 + size) (``acquisition.gp_inputs``).
+#:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -109,8 +108,6 @@ CHANGES = {
     "split length-scale prior": {"before": ("one length-scale prior", {"summary_lengthscales": False}),
                                  "after": ("+ split length-scale prior", {"summary_lengthscales": True}),
                                  "commit": None},
-    "log size": {"before": ("the size", {"log_size": False}), "after": ("+ log size", {"log_size": True}),
-                 "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

@@ -41,32 +41,27 @@ HV_FLOOR = 1e-9
 WarmStart = tuple
 
 
-def gp_inputs(space: SearchSpace, weights: np.ndarray, configs: Sequence[Config],
-              log_size: bool = True) -> np.ndarray:
-    """The encoding plus three summaries of the mask: how many features (``log_size``: log(1 + that)),
-    their summed prior, and whether any needs per-packet events (the catalog's declaration).
+def gp_inputs(space: SearchSpace, weights: np.ndarray, configs: Sequence[Config]) -> np.ndarray:
+    """The encoding plus three summaries of the mask: how many features, their summed prior, and
+    whether any needs per-packet events (the catalog's declaration).
 
     F1 and cost both follow the size and informativeness of a selection far more than any one of
     ~100 mask bits; with tens of trials a GP learns that from these inputs, not from the bits. Cost
     jumps when a script starts handling packets, whichever per-packet feature it is (on IoT Sentinel
     Zeek's script profiler charges a script without one about 30 µs per connection, any with one
-    100 or more): one input says so. On a linear scale of up to ~100 features, 1, 2 and 5 features lie
-    within 0.05 of each other once normalised, where F1 changes most; log(1 + size) spreads them as
-    it does 25, 50 and 100."""
+    100 or more): one input says so."""
     x = np.array([space.encode(c) for c in configs])
     x[:, space.depth_dim] = np.log(x[:, space.depth_dim])
     mask = x[:, :space.n_features]
-    size = mask.sum(1, keepdims=True)
-    return np.hstack([x, np.log1p(size) if log_size else size, (mask @ weights)[:, None],
+    return np.hstack([x, mask.sum(1, keepdims=True), (mask @ weights)[:, None],
                       (mask @ space.per_packet > 0)[:, None]])
 
 
-def gp_bounds(space: SearchSpace, weights: np.ndarray, log_size: bool = True) -> np.ndarray:
+def gp_bounds(space: SearchSpace, weights: np.ndarray) -> np.ndarray:
     """The bounds of :func:`gp_inputs`."""
     lo, hi = space.bounds()
     lo[space.depth_dim], hi[space.depth_dim] = 0.0, np.log(space.max_depth)
-    size = np.log1p(space.n_features) if log_size else space.n_features
-    return widened(np.array([[*lo, 0.0, 0.0, 0.0], [*hi, size, weights.sum(), 1.0]]))
+    return widened(np.array([[*lo, 0.0, 0.0, 0.0], [*hi, space.n_features, weights.sum(), 1.0]]))
 
 
 def widened(bounds: np.ndarray) -> np.ndarray:
@@ -96,10 +91,10 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     weights = candidates.feature_weights(space, s.prior)
 
     def encoded(configs: Sequence[Config]) -> np.ndarray:
-        return gp_inputs(space, weights, configs, s.log_size) if local else np.array([space.encode(c) for c in configs])
+        return gp_inputs(space, weights, configs) if local else np.array([space.encode(c) for c in configs])
 
     bounds = torch.tensor(space.bounds(), dtype=torch.double)
-    input_bounds = torch.tensor(gp_bounds(space, weights, s.log_size) if local else widened(space.bounds()),
+    input_bounds = torch.tensor(gp_bounds(space, weights) if local else widened(space.bounds()),
                                 dtype=torch.double)
     configs = [c for c, _ in history]
     train_x = torch.tensor(encoded(configs), dtype=torch.double)

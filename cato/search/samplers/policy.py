@@ -88,9 +88,6 @@ class BoTorchSampler:
     #: (depth, model, deadline, the mask's summaries: to their own number), ``acquisition.split_scale_kernel``;
     #: False: BoTorch's, one prior scaled to every input. Default True.
     summary_lengthscales: bool = True
-    #: ``acq_optimizer="local"``: the GP sees a selection's size as log(1 + size) (``acquisition.gp_inputs``);
-    #: False: the size itself. Default True.
-    log_size: bool = True
     #: Candidates scored per acquisition call (1024 measured slower than 256). Default 256.
     score_batch: int = 256
     #: The acquisition's reference F1, as a fraction of the best F1 seen: configurations below it
@@ -256,10 +253,10 @@ class BoTorchSampler:
         return candidates.feature_weights(self.space, self.prior)
 
     def _gp_inputs(self, configs: Sequence[Config]) -> np.ndarray:
-        return acquisition.gp_inputs(self.space, self._weights(), configs, self.log_size)
+        return acquisition.gp_inputs(self.space, self._weights(), configs)
 
     def _gp_bounds(self) -> np.ndarray:
-        return acquisition.gp_bounds(self.space, self._weights(), self.log_size)
+        return acquisition.gp_bounds(self.space, self._weights())
 
     def _depth_lines(self, front: Sequence[Config]) -> list[Config]:
         return candidates.depth_lines(self.space, front)
