@@ -80,7 +80,9 @@ RESULTS_FILE = "ablation.json"
 #: * accurate-end bisection: BO from the same design without (before) or with the footholds' bisection
 #:   carried on while a baseline ALL lies above every search trial (``design.accurate_end_step``);
 #: * split length-scale prior: the GP's length-scale prior scaled to every input (BoTorch's, before) or
-#:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``).
+#:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``);
+#: * πBO weight, again: today's search with (before) and without (after) the πBO weight, from the same
+#:   baselines and design (the ablation measured it before the footholds and the GP's split prior).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -108,6 +110,8 @@ CHANGES = {
     "split length-scale prior": {"before": ("one length-scale prior", {"summary_lengthscales": False}),
                                  "after": ("+ split length-scale prior", {"summary_lengthscales": True}),
                                  "commit": None},
+    "πBO weight, again": {"before": ("full", {}), "after": ("πBO weight", {"prior_strength": 0.0}),
+                          "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}
