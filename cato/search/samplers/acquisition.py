@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 #: The ways :func:`maximise` can maximise the acquisition (``BoTorchSampler.acq_optimizer``).
 ACQ_OPTIMIZERS = ("local", "alternating")
-#: What the πBO weight's decay counts (``BoTorchSampler.prior_decay``).
-PRIOR_DECAYS = ("iteration", "evaluations")
 
 #: The least side of a hypervolume box (a reference at the best seen would make it empty).
 HV_FLOOR = 1e-9
@@ -119,9 +117,7 @@ def maximise(s: BoTorchSampler, history: History, iteration: int, pending: Seque
     # The MI prior (as in πBO) is a belief about small informative selections: it guides the front,
     # not the climb to every feature's accuracy, which needs the features it ranks low.
     prior = FeaturePrior(s.prior, space.n_features) if s.prior is not None else None
-    # πBO's decay: β/n after n evaluations (every point the model sees), or β/t at BO iteration t.
-    decay_count = len(history) if s.prior_decay == "evaluations" else iteration
-    acqf = gain = RelativeGain(ehvis, weights_hv, box, prior, s.prior_strength / decay_count)
+    acqf = gain = RelativeGain(ehvis, weights_hv, box, prior, s.prior_strength / iteration)
     if not local:
         x = optimize_alternating(acqf, space, bounds, s.num_restarts, s.raw_samples, s.maxiter_alternating)
         origin = "mixed alternating optimizer"

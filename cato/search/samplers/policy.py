@@ -25,7 +25,6 @@ from cato.search.samplers.base import History, SamplerError, labelled, trial_rng
 from cato.search.space import Config, SearchSpace
 
 ACQ_OPTIMIZERS = acquisition.ACQ_OPTIMIZERS
-PRIOR_DECAYS = acquisition.PRIOR_DECAYS
 
 #: A proposal's ``source``, one per mechanism, in order of precedence (see :meth:`BoTorchSampler.ask`).
 #: ``ACQUISITION`` gains " + MI prior" when the prior weights it, and any label but ``ACCURATE_END`` and
@@ -60,13 +59,9 @@ class BoTorchSampler:
     #: Search trials in the initial phase (``initial`` then prior draws) before BO begins; the baselines
     #: do not count. Default 10 (``--initial``).
     n_initial: int = 10
-    #: πBO weight β: the front's term is multiplied by (π(x) / π(mode))^(β / n) (see ``prior_decay``).
+    #: πBO weight β: the front's term is multiplied by (π(x) / π(mode))^(β / t) at BO iteration t.
     #: Default 2.0; 0: no πBO weight (the prior still shapes the draws, the pool and the GP's inputs).
     prior_strength: float = 2.0
-    #: What n counts in the πBO weight's exponent β / n: ``"evaluations"``, every point in the model's
-    #: data (baselines, design and BO trials: πBO's n), or ``"iteration"``, BO iterations from 1.
-    #: Default ``"iteration"``.
-    prior_decay: str = "iteration"
     #: ``acq_optimizer="alternating"`` only: restarts of BoTorch's mixed optimizer. Default 2.
     num_restarts: int = 2
     #: ``acq_optimizer="alternating"`` only: raw samples its restarts are picked from. Default 128.
@@ -143,8 +138,6 @@ class BoTorchSampler:
         if self.acq_optimizer not in ACQ_OPTIMIZERS:
             raise SamplerError(f"acq_optimizer must be one of {', '.join(ACQ_OPTIMIZERS)}, "
                                f"not {self.acq_optimizer!r}")
-        if self.prior_decay not in PRIOR_DECAYS:
-            raise SamplerError(f"prior_decay must be one of {', '.join(PRIOR_DECAYS)}, not {self.prior_decay!r}")
         if self.foothold_tolerance is not None and self.foothold_tolerance < 0:
             raise SamplerError(f"foothold_tolerance must be at least 0, not {self.foothold_tolerance!r}")
         for name in ("ref_f1_fraction",):
