@@ -401,7 +401,7 @@ def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the
                (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
                (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
     wide = SearchSpace(FEATS, 50)
-    found = {c.depth: (mean, sd) for c, mean, sd in candidates.depth_sweep(wide, ("f1", "cpu"), history)}
+    found = {c.depth: (mean, sd) for c, mean, sd, _ in candidates.depth_sweep(wide, ("f1", "cpu"), history)}
     assert set(found) == set(range(2, 20)) | set(range(21, 51))  # orig_pkts only
     # One jump (0.05 over ln 20), all of it drift: the bridge is linear in log depth, widest between;
     # past the last depth the Wiener process widens.
@@ -415,8 +415,8 @@ def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the
     noisy = [(Config(("orig_pkts",), d, model), {"f1": 0.35 + 0.01 * (-1) ** d, "cpu": 10.0})
              for d in range(1, 21)]
     found = candidates.depth_sweep(wide, ("f1", "cpu"), noisy)
-    assert {c.depth for c, _, _ in found} == set(range(21, 51))
-    assert all(sd == pytest.approx(0.02, rel=0.05) for _, _, sd in found)
+    assert {c.depth for c, *_ in found} == set(range(21, 51))
+    assert all(sd == pytest.approx(0.02, rel=0.05) for _, _, sd, _ in found)
     sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
     everywhere = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
     assert sampler._depth_sweep([*everywhere, *history[2:]])[0] is None
