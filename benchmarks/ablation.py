@@ -82,9 +82,7 @@ RESULTS_FILE = "ablation.json"
 #: * split length-scale prior: the GP's length-scale prior scaled to every input (BoTorch's, before) or
 #:   apart for the mask's bits and the summaries (``acquisition.split_scale_kernel``);
 #: * πBO weight, again: today's search with (before) and without (after) the πBO weight, from the same
-#:   baselines and design (the ablation measured it before the footholds and the GP's split prior);
-#: * sweep per-packet selections: the depth sweep over packet-free front selections (before) or over
-#:   per-packet ones too, their costs interpolated along depth (after).
+#:   baselines and design (the ablation measured it before the footholds and the GP's split prior).
 CHANGES = {
     "footholds": {"before": ("+ footholds fixed", {"target_weight": 1.0}),
                   "after": ("+ footholds from the baselines", {"target_weight": 1.0, "footholds": True}),
@@ -114,9 +112,6 @@ CHANGES = {
                                  "commit": None},
     "πBO weight, again": {"before": ("full", {}), "after": ("πBO weight", {"prior_strength": 0.0}),
                           "commit": None},
-    "sweep per-packet selections": {"before": ("+ sweep of packet-free selections", {"sweep_per_packet": False}),
-                                    "after": ("+ sweep of per-packet selections", {"sweep_per_packet": True}),
-                                    "commit": None},
 }
 #: Every variant ``--variants`` can name: the ablation's, and both sides of each change.
 NAMED = {**VARIANTS, **{name: params for c in CHANGES.values() for name, params in (c["before"], c["after"])}}

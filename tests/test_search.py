@@ -401,7 +401,7 @@ def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the
                (Config(("orig_size_mean",), 5, model), {"f1": 0.5, "cpu": 50.0, "latency": 200.0}),
                (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 80.0, "latency": 400.0})]
     wide = SearchSpace(FEATS, 50)
-    found = {c.depth: (mean, sd) for c, mean, sd, _ in candidates.depth_sweep(wide, ("f1", "cpu"), history)}
+    found = {c.depth: (mean, sd) for c, mean, sd in candidates.depth_sweep(wide, ("f1", "cpu"), history)}
     assert set(found) == set(range(2, 20)) | set(range(21, 51))  # orig_pkts only
     # One jump (0.05 over ln 20), all of it drift: the bridge is linear in log depth, widest between;
     # past the last depth the Wiener process widens.
@@ -415,42 +415,13 @@ def test_depth_sweeps_model_a_flat_selections_f1_along_depth_and_price_it_as_the
     noisy = [(Config(("orig_pkts",), d, model), {"f1": 0.35 + 0.01 * (-1) ** d, "cpu": 10.0})
              for d in range(1, 21)]
     found = candidates.depth_sweep(wide, ("f1", "cpu"), noisy)
-    assert {c.depth for c, *_ in found} == set(range(21, 51))
-    assert all(sd == pytest.approx(0.02, rel=0.05) for _, _, sd, _ in found)
+    assert {c.depth for c, _, _ in found} == set(range(21, 51))
+    assert all(sd == pytest.approx(0.02, rel=0.05) for _, _, sd in found)
     sampler = BoTorchSampler(SPACE, ("f1", "cpu"), seed=0, n_initial=4)
     everywhere = [(Config(("orig_pkts",), d, model), {"f1": 0.35, "cpu": 10.0}) for d in range(1, 21)]
     assert sampler._depth_sweep([*everywhere, *history[2:]])[0] is None
     assert candidates.depth_sweep(SPACE, ("f1", "cpu", "latency"), history) == []
     assert sampler.ask(history, 4)[1]["source"].startswith(("depth sweep", "qLogNEHVI"))
-
-
-def test_the_depth_sweep_prices_a_per_packet_selection_along_depth():
-    """With ``per_packet``, a per-packet front selection measured at two depths is swept too: its CPU grows
-    with the packets handled, so a depth's cost is interpolated linearly between measured depths and
-    extrapolated along the end segment, never falling with depth; measured at one depth, it is not swept."""
-    from cato.search.samplers import candidates
-    model = ModelSpec("dt", 1, 8)
-    wide = SearchSpace(FEATS, 50)
-    per_packet = ("orig_size_mean",)
-    history = [(Config(per_packet, 5, model), {"f1": 0.5, "cpu": 50.0}),
-               (Config(per_packet, 10, model), {"f1": 0.55, "cpu": 80.0}),
-               (Config(("orig_size_mean", "tcp_rtt"), 9, model), {"f1": 0.6, "cpu": 200.0})]
-    assert candidates.depth_sweep(wide, ("f1", "cpu"), history) == []  # packet-free selections only
-    found = {c.depth: (mean, cost["cpu"]) for c, mean, _, cost
-             in candidates.depth_sweep(wide, ("f1", "cpu"), history, per_packet=True)}
-    assert set(found) == set(range(1, 51)) - {5, 10}  # the 2-feature selection has one depth: not swept
-    assert found[7][1] == pytest.approx(62.0) and found[20][1] == pytest.approx(140.0)
-    assert found[2][1] == pytest.approx(32.0) and found[1][1] == pytest.approx(26.0)
-    assert found[7][0] == pytest.approx(0.5 + 0.05 * np.log(7 / 5) / np.log(2))
-    # A measured fall in cost (noise) is not extrapolated: beyond the ends the cost stays flat.
-    noisy = [(Config(per_packet, 5, model), {"f1": 0.5, "cpu": 80.0}),
-             (Config(per_packet, 10, model), {"f1": 0.55, "cpu": 70.0})]
-    found = {c.depth: cost["cpu"] for c, _, _, cost in candidates.depth_sweep(wide, ("f1", "cpu"), noisy, per_packet=True)}
-    assert found[30] == pytest.approx(70.0) and found[1] == pytest.approx(80.0)
-    assert found[6] == pytest.approx(78.0)
-    on = BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=2, sweep_per_packet=True)
-    off = BoTorchSampler(wide, ("f1", "cpu"), seed=0, n_initial=2)
-    assert on._depth_sweep(history)[0] is not None and off._depth_sweep(history)[0] is None
 
 
 def test_one_hypervolume_exact_in_two_objectives_and_shifted_by_its_reference():

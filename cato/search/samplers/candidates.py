@@ -10,7 +10,7 @@ the acquisition's best.
 * :func:`pool`: the local optimizer's pool, from :func:`neighbour`, :func:`depth_lines` and
   :func:`ranking_moves`.
 * :func:`single_moves`: every configuration one move away, the hill-climb's steps.
-* :func:`depth_sweep`: the unmeasured depths of front selections, with their F1's and costs' prediction.
+* :func:`depth_sweep`: the unmeasured depths of packet-free front selections, with their F1's prediction.
 """
 
 from __future__ import annotations
@@ -161,29 +161,24 @@ def single_moves(space: SearchSpace, config: Config) -> list[Config]:
     return out
 
 
-#: One unmeasured depth of a front selection: the configuration, the mean and standard deviation of the
-#: F1 a measurement there would give, and the costs predicted there (see :func:`depth_sweep`).
-SweepCandidate = tuple[Config, float, float, dict]
+#: One unmeasured depth of a packet-free front selection: the configuration, and the mean and standard
+#: deviation of the F1 a measurement there would give (see :func:`depth_sweep`).
+SweepCandidate = tuple[Config, float, float]
 
 
 def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: History,
-                seen: set[str] = frozenset(), per_packet: bool = False) -> list[SweepCandidate]:
-    """Every unmeasured depth (not in ``seen`` either) of each packet-free front selection (with
-    ``per_packet``, of each per-packet one measured at two depths or more too), with the predictive
-    mean and standard deviation of the F1 a measurement there would give and the costs predicted
-    there; none with time-to-decision an objective, or before any such selection has two measured
-    depths.
+                seen: set[str] = frozenset()) -> list[SweepCandidate]:
+    """Every unmeasured depth (not in ``seen`` either) of each packet-free front selection, with the
+    predictive mean and standard deviation of the F1 a measurement there would give; none with
+    time-to-decision an objective, or before any such selection has two measured depths.
 
-    A packet-free script reads Zeek's connection record once, whatever the depth, so its CPU does not
-    move with depth (each depth takes its nearest measured depth's costs) and the depth is a choice
-    of F1 alone. A per-packet script's CPU grows with the packets it handles, at most the depth: its
-    costs are interpolated linearly in depth between measured depths and extrapolated along the end
-    segment, never falling with depth. F1 along depth is jagged (small trees, grouped folds: on the
-    ground truth orig_ip_bytes alone reaches 0.379 at depth 20, 0.355 at 21, 0.334 at 13), more than
-    the GP over every dimension resolves, and the search is scored on the F1 it measures, jags
-    included. So F1 along log depth is modelled on its own, as in Kushner's (1964) one-dimensional
-    Bayesian optimization: a Wiener process (variance ``drift`` per unit of log depth) plus
-    independent measurement noise (variance ``noise``), both fitted to the squared differences
+    Such a script reads Zeek's connection record once, whatever the depth, so its CPU does not move
+    with depth and the depth is a choice of F1 alone. F1 along depth is jagged (small trees, grouped
+    folds: on the ground truth orig_ip_bytes alone reaches 0.379 at depth 20, 0.355 at 21, 0.334 at
+    13), more than the GP over every dimension resolves, and the search is scored on the F1 it
+    measures, jags included. So F1 along log depth is modelled on its own, as in Kushner's (1964)
+    one-dimensional Bayesian optimization: a Wiener process (variance ``drift`` per unit of log depth)
+    plus independent measurement noise (variance ``noise``), both fitted to the squared differences
     between neighbouring measured depths of every such selection, E[(f(a) - f(b))^2] = drift |a - b| +
     2 noise. Between two measured depths the prediction is the Brownian bridge's, beyond the last the
     Wiener process's; a new measurement adds its own noise. The policy weighs each candidate's expected
@@ -192,17 +187,15 @@ def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: Histor
     and the sweep took 26-32 of 40 BO trials on the ground truth."""
     if "latency" in objectives:  # with time-to-decision an objective, depth is never free
         return []
-    costs = [o for o in objectives if o != "f1"]
     y = to_max_space([v for _, v in history], objectives)
+    flat = {c.key(): c for (c, _), keep in zip(history, pareto_mask(y))
+            if keep and not space.handles_packets(c.features)}
     lines = []
-    for c in {c.key(): c for (c, _), keep in zip(history, pareto_mask(y)) if keep}.values():
-        measured = {h.depth: v for h, v in history
+    for c in flat.values():
+        measured = {h.depth: v["f1"] for h, v in history
                     if h.features == c.features and h.model == c.model and h.deadline == c.deadline}
-        packets = space.handles_packets(c.features)
-        if packets and (not per_packet or len(measured) < 2):
-            continue
         depths = np.array(sorted(measured))
-        lines.append((c, packets, measured, np.log(depths), np.array([measured[d]["f1"] for d in depths])))
+        lines.append((c, set(measured), np.log(depths), np.array([measured[d] for d in depths])))
     if not lines:
         return []
     gaps = np.concatenate([np.diff(x) for *_, x, _ in lines])
@@ -211,31 +204,15 @@ def depth_sweep(space: SearchSpace, objectives: tuple[str, ...], history: Histor
         return []
     drift, noise = _wiener_fit(gaps, jumps)
     out = []
-    for c, packets, measured, x, f in lines:
-        for d in range(1, space.max_depth + 1):
-            config = space.config(c.features, d, c.model, c.deadline)
-            if d in measured or config.key() in seen:
+    all_depths = np.arange(1, space.max_depth + 1)
+    for c, measured, x, f in lines:
+        for d in all_depths:
+            config = space.config(c.features, int(d), c.model, c.deadline)
+            if int(d) in measured or config.key() in seen:
                 continue
             mean, var = _bridge(np.log(d), x, f, drift, noise)
-            cost = {o: _cost_along_depth(measured, o, d, packets) for o in costs}
-            out.append((config, mean, float(np.sqrt(var)), cost))
+            out.append((config, mean, float(np.sqrt(var))))
     return out
-
-
-def _cost_along_depth(measured: dict[int, dict], objective: str, depth: int, packets: bool) -> float:
-    """``objective``'s cost at ``depth`` from a selection's measured depths: the nearest one's (in log
-    depth) for a packet-free script; for a per-packet one, linear in depth between measured depths and
-    along the end segment beyond them, with a slope of at least 0 (more packets never cost less)."""
-    depths = sorted(measured)
-    values = [measured[d][objective] for d in depths]
-    if not packets:
-        return values[int(np.argmin([abs(np.log(d / depth)) for d in depths]))]
-    j = min(max(int(np.searchsorted(depths, depth)), 1), len(depths) - 1)
-    slope = max((values[j] - values[j - 1]) / (depths[j] - depths[j - 1]), 0.0)
-    if depths[0] <= depth <= depths[-1]:
-        return float(np.interp(depth, depths, values))
-    return max(values[j] + slope * (depth - depths[j]) if depth > depths[-1]
-               else values[j - 1] - slope * (depths[j - 1] - depth), 0.0)
 
 
 def _wiener_fit(gaps: np.ndarray, jumps: np.ndarray) -> tuple[float, float]:

@@ -108,9 +108,6 @@ class BoTorchSampler:
     accurate_end_bisection: bool = True
     #: Mechanism 4, the depth sweep (``candidates.depth_sweep``). Default True.
     depth_sweep: bool = True
-    #: The depth sweep over per-packet front selections too (measured at two depths or more), their
-    #: costs interpolated along depth. Default False.
-    sweep_per_packet: bool = False
     #: ``acq_optimizer="local"``: each front selection at every depth (and deadline) in the pool
     #: (``candidates.depth_lines``). Default True.
     depth_lines: bool = True
@@ -232,13 +229,20 @@ class BoTorchSampler:
                      seen: set[str] = frozenset()) -> tuple[Config | None, float]:
         """The sweep's candidate of highest expected gain (``value_of``: the acquisition's units; by
         default the hypervolume gain over ``history``), and that gain; (None, 0.0) when there is none."""
-        found = candidates.depth_sweep(self.space, self.objectives, history, seen, self.sweep_per_packet)
+        found = candidates.depth_sweep(self.space, self.objectives, history, seen)
         if not found:
             return None, 0.0
         if value_of is None:
             value_of = acquisition.measured_gain(self, history)
+        # A packet-free script's cost barely moves with depth: each candidate takes its selection's
+        # nearest measured depth's.
+        measured: dict[tuple, list[tuple[int, dict]]] = {}
+        for c, v in history:
+            measured.setdefault((c.features, c.model), []).append((c.depth, v))
         best, best_gain = None, 0.0
-        for config, mean, sd, cost in found:
+        for config, mean, sd in found:
+            cost = min(measured[(config.features, config.model)],
+                       key=lambda dv, d=config.depth: abs(np.log(dv[0] / d)))[1]
             gain = acquisition.expected_gain(value_of, {**cost, "f1": mean}, sd)
             if gain > best_gain:
                 best, best_gain = config, gain
