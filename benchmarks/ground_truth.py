@@ -13,9 +13,10 @@ configurations' costs stand apart from the noise (see RESULTS.md). --passes N me
 (median), each pass in a new shuffled order, and keeps how often the script's event handlers ran per
 connection (exact); --table fitted fits each selection's costs through those counts (fitted_costs).
 
-Then each search (cato's BoTorch sampler with and without the MI prior, Optuna's MO-TPE, random) runs
+Then each search (cato's BoTorch sampler as a study runs it, its baselines ALL@10 and ALL@50 looked up
+first; the same without baselines, with and without the MI prior; Optuna's MO-TPE; random) runs
 --budget evaluations per seed on the same space, looking its evaluations up in the table, and we report
-HVI: its hypervolume over the exhaustive front's, after 10, 25 and 50 evaluations.
+HVI: the hypervolume of its own evaluations over the exhaustive front's, after 10, 25 and 50.
 
     python benchmarks/ground_truth.py --corpus ../shared/corpora/iot-sentinel [--seeds 3]
     python benchmarks/ground_truth.py --corpus ../shared/corpora/iot-sentinel --cost profiler --passes 2 --workers 2
