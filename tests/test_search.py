@@ -205,9 +205,12 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # Every feature, at a middle depth: a foothold at the front's high-F1 end, in a space much larger
     # than the largest k; in a small one the top-k selections already reach it.
     assert set(init[2].features) == set(SPACE.features) and 1 < init[2].depth < SPACE.max_depth
-    # The cheap end: the MI-top-k of the features read from the connection record (no per-packet events).
+    # The cheap end: every feature read from the connection record (no per-packet events), however
+    # few the top-k selections hold.
     assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
     assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
+    one = initial_design(SPACE, ["resp_pkts", "tcp_rtt", "orig_pkts"], list(FEATS), seed=0, ks=(1,))
+    assert one[3].features == ("orig_pkts", "resp_pkts")
     # The study's ALL baselines set the footholds' depths: a high-F1 one at each depth whose ALL beats
     # every shallower ALL by more than the tolerance (0.01 here: 3 and 20, deepest first), the cheap
     # end at the shallowest. With no top-k measured there, the RFE ranking's top half.
