@@ -139,7 +139,11 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
     per_packet = dict(zip(space.features, space.per_packet))
     cheap = [f for f in space.features if not per_packet[f]]
     if cheap and len(cheap) < space.n_features:
-        feet.append(space.config(cheap, found[0][0] if found else middle, model))
+        depth = found[0][0] if found else middle
+        feet.append(space.config(cheap, depth, model))
+        fewest = [f for f in mi_rank if f in cheap][:min(ks, default=1)]
+        if len(fewest) < len(cheap):
+            feet.append(space.config(fewest, depth, model))
     at = min(2, len(designs))
     return designs[:at] + feet + designs[at:]
 
