@@ -205,12 +205,14 @@ def test_initial_design_holds_mi_and_rfe_selections():
     # Every feature, at a middle depth: a foothold at the front's high-F1 end, in a space much larger
     # than the largest k; in a small one the top-k selections already reach it.
     assert set(init[2].features) == set(SPACE.features) and 1 < init[2].depth < SPACE.max_depth
-    # The cheap end: every feature read from the connection record (no per-packet events), however
-    # few the top-k selections hold.
+    # The cheap end: every feature read from the connection record (no per-packet events), and MI's
+    # top-k of them (the smallest k) when that is fewer: both ends of the packet-free segment.
     assert init[3].features == ("orig_pkts", "resp_pkts") and init[3].depth == init[2].depth
     assert not SPACE.per_packet[[SPACE.features.index(f) for f in init[3].features]].any()
+    assert len(init) == 4  # MI's top 2 of the two packet-free features is all of them: one foothold
     one = initial_design(SPACE, ["resp_pkts", "tcp_rtt", "orig_pkts"], list(FEATS), seed=0, ks=(1,))
-    assert one[3].features == ("orig_pkts", "resp_pkts")
+    assert [c.features for c in one[3:5]] == [("orig_pkts", "resp_pkts"), ("resp_pkts",)]
+    assert one[3].depth == one[4].depth == one[2].depth and len(one) == 5
     # The study's ALL baselines set the footholds' depths: a high-F1 one at each depth whose ALL beats
     # every shallower ALL by more than the tolerance (0.01 here: 3 and 20, deepest first), the cheap
     # end at the shallowest. With no top-k measured there, the RFE ranking's top half.

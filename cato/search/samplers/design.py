@@ -99,13 +99,14 @@ def initial_design(space: SearchSpace, mi_rank: Sequence[str], rfe_rank: Sequenc
       the ranking whose measured top-k there came closest to that depth's target, between the sizes
       measured below and above it (``bisection_size``); with ALL measured but no top-k there, the RFE
       ranking's top half. With no ALL measured: every feature at the geometric middle of the depths.
-    * the cheap end: every feature that needs no per-packet events, when the space mixes both kinds,
-      at the shallowest of those depths (the geometric middle without ALL). Such scripts cost a
-      fraction of any that handles packets (see ``acquisition.gp_inputs``), so the front's cheap end is
-      theirs; a search starting from top-k selections, nearly all per-packet, may never try one. And
-      their cost barely grows with how many they read (IoT Sentinel: 12 cost 1.6 µs per connection more
-      than 5 in Zeek's profiler, against 85 for RFE's per-packet top 10), so the most accurate of them,
-      all together, is the cheap end's foothold; the search drops features from there.
+    * the cheap end, when the space mixes features that need per-packet events with features that
+      need none, at the shallowest of those depths (the geometric middle without ALL): a foothold at
+      each end of the packet-free segment, every packet-free feature (its most accurate point) and
+      the MI-top-k (smallest k) of them (its cheapest). Such scripts cost a fraction of any that
+      handles packets (see ``acquisition.gp_inputs``), so the front's cheap end is theirs; a search
+      starting from top-k selections, nearly all per-packet, may never try one. Their cost grows
+      little with how many they read (IoT Sentinel: 12 cost a few µs per connection more than 5,
+      RFE's per-packet top 10 85), so neither end is reached from the other in a few moves.
 
     Order: MI-top-k and RFE-top-k alternating, k ascending, with the footholds (high-F1 end first) from
     third place on.
