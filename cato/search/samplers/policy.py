@@ -50,8 +50,9 @@ class BoTorchSampler:
     #: Per-feature inclusion probability from mutual information (``inclusion_prior``); None turns the
     #: prior off: no πBO weight, uniform draws. Default None; the study's context sets it unless ``--no-prior``.
     prior: np.ndarray | None = None
-    #: Configurations tried first, in order (``initial_design``: MI-top-k and RFE-top-k selections and two
-    #: footholds); the initial phase continues with prior draws once they run out. Default: none.
+    #: Configurations tried first, in order (``initial_design``: MI-top-k and RFE-top-k selections and the
+    #: footholds at both ends of the front); the initial phase continues with prior draws once they run
+    #: out. Default: none.
     initial: list[Config] = field(default_factory=list)
     #: What the study measured before the search (its baselines): from the first BO iteration on, in the
     #: model's data and the moves' anchors, and never proposed. Default: none.
