@@ -442,16 +442,28 @@ def test_the_worker_reconnects_when_zeek_restarts(package, zeek, tmp_path):
 
 def test_cato_serve_reports_its_counts_on_sigusr1_and_on_exit(package, tmp_path):
     import signal
+    import threading
     import time
 
     from cato.deploy.replay import free_port
     proc = subprocess.Popen([sys.executable, "-m", "cato", "serve", str(package.path), "--url",
                              f"ws://127.0.0.1:{free_port()}"], stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # no Zeek there: the worker keeps trying to connect
+    # No Zeek there: the worker keeps trying to connect. Its first "reconnecting" says its loop, and
+    # with it the signal handlers, is running (a signal before that, on a busy machine, kills it).
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("reconnecting" in line for line in list(lines)) and time.monotonic() < deadline:
+        assert proc.poll() is None, "".join(lines)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGUSR1)
-    time.sleep(0.5)
+    while sum("received 0, scored 0, dropped 0" in line for line in list(lines)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert err.count("received 0, scored 0, dropped 0") == 2 and "reconnecting" in err
 
