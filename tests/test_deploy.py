@@ -454,12 +454,15 @@ def test_cato_serve_reports_its_counts_on_sigusr1_and_on_exit(package, tmp_path)
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
     deadline = time.monotonic() + 120
-    while not any("reconnecting" in line for line in list(lines)) and time.monotonic() < deadline:
-        assert proc.poll() is None, "".join(lines)
-        time.sleep(0.1)
+
+    def wait_for(text: str) -> None:
+        while not any(text in line for line in list(lines)) and time.monotonic() < deadline:
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.1)
+
+    wait_for("reconnecting")
     proc.send_signal(signal.SIGUSR1)
-    while sum("received 0, scored 0, dropped 0" in line for line in list(lines)) < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for("received 0, scored 0, dropped 0")
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     reader.join(timeout=30)
