@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import provenance  # noqa: E402
 from tune_compare import OBJECTIVES, ROOT  # noqa: E402
-from tune_protocol import TASKS, close_to, dominated_by, front_values  # noqa: E402
+from tune_protocol import TASKS, close_to, dominated_by, front_values, margins_within_cost_noise  # noqa: E402
 
 #: variant -> the sampler parameters that turn its mechanism off (the full search: none). Mechanisms
 #: retired since keep their rows in the results file, with the parameters they ran with.
@@ -176,22 +176,12 @@ def fork(source: Path, directory: Path, params: dict, design: bool = True) -> No
     dst.close()
 
 
-#: Relative spread of one script's CPU between measurements of a day (`cato profile`, one run per
-#: trial: 10-15%, RESULTS' "What the figures depend on"): a baseline this much dearer than a search
-#: point is not above it by its cost alone.
-COST_NOISE = 0.15
-
-
 def above_beyond_noise(baselines: list, search: list[dict], f1_noise: float) -> dict:
     """The baselines above the search's trials beyond the measurements' noise, and by how much F1: each
     baseline whose F1 exceeds, by more than ``f1_noise`` (the study's, ``objectives.f1_noise``), that of
     every search trial costing at most ``COST_NOISE`` more."""
-    out = {}
-    for t in baselines:
-        best = max((p["f1"] for p in search if p["cpu"] <= t.values["cpu"] * (1 + COST_NOISE)), default=0.0)
-        if t.values["f1"] - best > f1_noise:
-            out[t.name] = round(t.values["f1"] - best, 4)
-    return out
+    margins = margins_within_cost_noise({t.name: t.values for t in baselines}, search)
+    return {name: round(m, 4) for name, m in margins.items() if m > f1_noise}
 
 
 def score_tasks(tasks: list[str], seeds: list[int], budget: int, studies: Path, corpora: Path,

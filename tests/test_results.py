@@ -98,3 +98,15 @@ def test_a_baseline_is_above_beyond_the_noise_only_past_both_noises():
     # 30% cheaper is beyond the cost noise; a margin under the F1 noise is not above.
     assert ablation.above_beyond_noise([base("all@10", 0.635, 120.0)], search, 0.004) == {"all@10": 0.135}
     assert ablation.above_beyond_noise([base("rfe10@10", 0.503, 21.0)], search, 0.004) == {}
+
+
+def test_the_protocol_counts_a_baseline_above_only_past_the_cost_noise():
+    """``tune_protocol.margins_within_cost_noise``: a search trial up to ``COST_NOISE`` dearer than a
+    baseline still counts against it; a baseline below every such trial has no margin at all."""
+    import tune_protocol
+    search = [{"f1": 0.146, "cpu": 72.4}, {"f1": 0.111, "cpu": 61.0}]
+    # nDPI `label` s3: RFE's top 10 above the search's front at 68.5 µs, but 4 µs cheaper than a better trial.
+    assert tune_protocol.margins_within_cost_noise({"rfe10@10": {"f1": 0.139, "cpu": 68.5}}, search) == {}
+    margins = tune_protocol.margins_within_cost_noise({"rfe10@10": {"f1": 0.139, "cpu": 60.0},
+                                                       "all@10": {"f1": 0.087, "cpu": 245.7}}, search)
+    assert margins.keys() == {"rfe10@10"} and margins["rfe10@10"] == pytest.approx(0.139 - 0.111)
