@@ -200,9 +200,8 @@ def overview(results: dict) -> str:
             # Margins beyond the noise of two measurements (see f1_noise).
             noise = 2 * math.sqrt(2) * (result.get("f1_noise_sd") or 0.0)
             clear = sum(all(m <= noise for m in r["above_by_f1"].values()) for r in seeds.values())
-            # Summaries written before the cost-noise margins: "–".
-            costed = f"{sum(all(m <= noise for m in r['above_by_f1_within_cost_noise'].values()) for r in seeds.values())}" \
-                f" of {len(seeds)}" if all("above_by_f1_within_cost_noise" in r for r in seeds.values()) else "–"
+            margins = [r.get("above_by_f1_within_cost_noise") for r in seeds.values()]  # None: an older summary
+            costed = "–" if None in margins else f"{sum(all(m <= noise for m in c.values()) for c in margins)} of {len(seeds)}"
             hv = {n: [r["hypervolume"][n] for r in seeds.values() if r["hypervolume"].get(n) is not None]
                   for n in ("botorch", "tpe", "random")}
             # Every (seed, other sampler) pair that ran: cato's search against it at the same budget.
