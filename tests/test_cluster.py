@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -153,7 +154,10 @@ def _last_state(stdout: Path) -> dict[str, str]:
     return dict(kv.split("=") for kv in lines[-1].split()) if lines else {}
 
 
-def _wait(what: str, ok, procs: dict[str, subprocess.Popen], timeout: float = 120.0) -> None:
+def _wait(what: str, ok, procs: dict[str, subprocess.Popen], timeout: float = 120.0,
+          explain: Callable[[], str] | None = None) -> None:
+    """Wait until ``ok()``, failing when a process of ``procs`` exits; a timeout's message ends with
+    ``explain()``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in procs.items():
@@ -162,7 +166,11 @@ def _wait(what: str, ok, procs: dict[str, subprocess.Popen], timeout: float = 12
         if ok():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f"; {explain()}" if explain else ""))
+
+
+def _tail(path: Path, lines: int = 8) -> list[str]:
+    return path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -215,7 +223,11 @@ def test_a_package_on_a_live_cluster_answers_each_connection_once(backend, packa
         _wait("every connection of the replay ended and answered",
               lambda: all(_last_state(tmp_path / w / "stdout").get("open") == "0" and
                           _last_state(tmp_path / w / "stdout").get("awaiting") == "0" and
-                          _last_state(tmp_path / w / "stdout").get("replayed", "0") != "0" for w in WORKERS), procs)
+                          _last_state(tmp_path / w / "stdout").get("replayed", "0") != "0" for w in WORKERS),
+              {**procs, **{f"cato serve --zeek-node {w}": p for w, p in serving.items()}},
+              explain=lambda: repr({**{w: _last_state(tmp_path / w / "stdout") for w in WORKERS},
+                                    **{f"{w} stderr": _tail(tmp_path / w / "stderr") for w in (*WORKERS, "manager")},
+                                    **{f"serve {w}": _tail(tmp_path / f"serve-{w}.log") for w in WORKERS}}))
         served = {}
         for name, worker in serving.items():
             worker.send_signal(signal.SIGTERM)
