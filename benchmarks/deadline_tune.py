@@ -9,6 +9,9 @@ as the study does) its mean and p95 time-to-decision and its CPU against ALL@max
 Then a sweep that tells what limits it: ALL@max's own features, depth and model at deadlines from
 10 s down to 1 ms (F1 from the derived vectors, time-to-decision and CPU measured in Zeek).
 
+``--task`` takes one of issue 20's protocol's tasks instead (``iot-device_type``, ``ndpi-protocol``, ...,
+under ``--corpora``): a corpus with another label column, or only its classes of enough connections.
+
 Studies live in --studies (resumable: run the script again after an interruption).
 
     python benchmarks/deadline_tune.py --corpus ../shared/corpora/iot-sentinel --corpus ../shared/corpora/ndpi \
@@ -43,6 +46,7 @@ from cato.study import Study, StudySettings, best_within, run_study
 from cato.zeek.profiling import profile
 
 import provenance
+from tune_protocol import TASKS
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "deadline_tune.json"
@@ -60,10 +64,21 @@ SWEEP_S = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001)
 SHORTEST_REMOVAL_S = 5.0
 
 
-def run_one(corpus_path: Path, seed: int, deadline_search: bool, budget: int, studies: Path) -> tuple[Study, float]:
-    name = f"{corpus_path.resolve().name}-{'deadline' if deadline_search else 'depth'}-s{seed}"
-    settings = StudySettings(str(corpus_path.resolve()), objectives=OBJECTIVES, seed=seed,
-                             deadline_search=deadline_search)
+def task_key(corpus_path: Path, label_column: str = "label", min_class_size: int = 1) -> str:
+    """A task's name in the results file: the corpus folder for its ``label``, else as issue 20's protocol
+    names it (``ndpi-protocol``)."""
+    corpus = corpus_path.resolve().name
+    if (label_column, min_class_size) == ("label", 1):
+        return corpus
+    named = (task for task, spec in TASKS.items() if spec == (corpus, label_column, min_class_size))
+    return next(named, f"{corpus}-{label_column}-min{min_class_size}")
+
+
+def run_one(corpus_path: Path, seed: int, deadline_search: bool, budget: int, studies: Path,
+            label_column: str = "label", min_class_size: int = 1) -> tuple[Study, float]:
+    name = f"{task_key(corpus_path, label_column, min_class_size)}-{'deadline' if deadline_search else 'depth'}-s{seed}"
+    settings = StudySettings(str(corpus_path.resolve()), label_column, objectives=OBJECTIVES, seed=seed,
+                             deadline_search=deadline_search, min_class_size=min_class_size)
     directory = studies / name
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     if len(study.trials("search")) >= budget:
@@ -195,8 +210,9 @@ def tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-#: RESULTS.md's columns, by corpus folder: nDPI, which meets the target, first.
-CORPUS_NAMES = {"ndpi": "nDPI", "iot-sentinel": "IoT Sentinel"}
+#: RESULTS.md's columns, by task (``task_key``): nDPI, which meets the target, first.
+CORPUS_NAMES = {"ndpi": "nDPI `label`", "ndpi-protocol": "nDPI `protocol`", "ndpi-app": "nDPI `app`",
+                "iot-sentinel": "IoT Sentinel `label`", "iot-device_type": "IoT Sentinel `device_type`"}
 #: RESULTS.md's summary: the most accurate search point within this mean time-to-decision, ms, and
 #: ALL@max's features at these deadlines, s, of the sweep (None: no deadline).
 SUMMARY_WAIT_MS = 300
@@ -311,7 +327,10 @@ def results_tables(results: Path) -> dict[str, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, action="append", required=True)
+    ap.add_argument("--corpus", type=Path, action="append", default=[], help="A corpus, by its label column.")
+    ap.add_argument("--task", action="append", default=[], choices=list(TASKS),
+                    help="A task of issue 20's protocol (corpus, label column, least class size), under --corpora.")
+    ap.add_argument("--corpora", type=Path, default=ROOT.parent.parent / "shared" / "corpora")
     ap.add_argument("--seed", type=int, action="append")
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--studies", type=Path, default=Path("deadline-studies"))
@@ -321,14 +340,17 @@ def main() -> None:
     ap.add_argument("--mechanism", action="store_true",
                     help=f"Profile the mechanism over the (first) corpus into {MECHANISM_OUT} instead of searching.")
     args = ap.parse_args()
-    if args.mechanism:
-        results = {**provenance.stamp(), "corpus": str(args.corpus[0]), "profiles": mechanism(args.corpus[0])}
-        MECHANISM_OUT.write_text(json.dumps(results, indent=1) + "\n")
-        print(mechanism_table(results))
-        return
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.tables:
         print(f"{summary(results)}\n\n{tables(results)}")
+        return
+    tasks = [(c, "label", 1) for c in args.corpus] + [(args.corpora / TASKS[t][0], *TASKS[t][1:]) for t in args.task]
+    if not tasks:
+        ap.error("name a --corpus or a --task")
+    if args.mechanism:
+        results = {**provenance.stamp(), "corpus": str(tasks[0][0]), "profiles": mechanism(tasks[0][0])}
+        MECHANISM_OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(mechanism_table(results))
         return
     corpora = results.setdefault("corpora", {})
 
@@ -336,14 +358,13 @@ def main() -> None:
         # Stamped at every write: the file holds what this run measured and what earlier runs left in it.
         args.out.write_text(json.dumps({**provenance.stamp(), "corpora": corpora}, indent=1))
 
-    for corpus in args.corpus:
-        name = corpus.resolve().name
-        entry = corpora.setdefault(name, {"tolerance": F1_TOLERANCE, "runs": {}})
+    for corpus, column, min_class in tasks:
+        entry = corpora.setdefault(task_key(corpus, column, min_class), {"tolerance": F1_TOLERANCE, "runs": {}})
         for seed in args.seed or [0]:
             studies = {}
             for searched in (True, False):
                 search = "deadline" if searched else "depth"
-                study, elapsed = run_one(corpus, seed, searched, args.budget, args.studies)
+                study, elapsed = run_one(corpus, seed, searched, args.budget, args.studies, column, min_class)
                 studies[search] = study
                 entry["runs"][f"{search}-s{seed}"] = summarize(study, elapsed)
                 save()
