@@ -83,7 +83,7 @@ def run_one(corpus_path: Path, seed: int, deadline_search: bool, budget: int, st
     study = Study.open(directory, settings, resume=(directory / "study.db").exists())
     if len(study.trials("search")) >= budget:
         return study, sum(t.details.get("eval_s", 0) + t.details.get("bo_overhead_s", 0) for t in study.trials())
-    corpus = load_corpus(corpus_path)
+    corpus = study.settings.load_corpus()  # its label column and least class size
     dataset = load_dataset(corpus, study.settings.max_depth, default_cache_dir())
     t0 = time.perf_counter()
     run_study(study, dataset, study.evaluator(corpus, dataset), budget,
