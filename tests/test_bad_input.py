@@ -196,6 +196,25 @@ def test_a_study_refuses_its_corpus_changed_from_python_too(tmp_path):
         Study.open(tmp_path / "study").check_corpus(load_corpus(corpus))
 
 
+def test_a_study_refuses_its_corpus_loaded_by_another_task(tmp_path):
+    """A corpus loaded by another label column or least class size than the study's settings would be
+    recorded as the study's own and score every trial on another task: refused, naming both."""
+    from cato.study import Study, StudyError, StudySettings
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(TRACES / "small.pcap", corpus / "a.pcap")
+    shutil.copy(TRACES / "small.pcap", corpus / "b.pcap")
+    (corpus / "labels.csv").write_text("pcap,label,device_type\na.pcap,web,hub\nb.pcap,mail,hub\n")
+    study = Study.open(tmp_path / "study", StudySettings(str(corpus), "device_type", max_depth=1))
+    with pytest.raises(StudyError, match="label column 'label'.*classifies by 'device_type'"):
+        study.check_corpus(load_corpus(corpus))
+    with pytest.raises(StudyError, match="at least 2 row.*at least 1"):
+        study.check_corpus(load_corpus(corpus, "device_type", min_class_size=2))
+    assert study.storage.get("corpus_hash") is None, "a refused corpus is not recorded"
+    study.check_corpus(study.settings.load_corpus())
+    assert study.corpus().label_column == "device_type"
+
+
 def test_a_study_resumes_only_on_its_own_unchanged_corpus(bad_study, tmp_path):
     import sqlite3
     study, cache, r = bad_study

@@ -36,6 +36,8 @@ class Corpus:
     problems: list[str] = field(default_factory=list)
     #: The content hash of the corpus this one is a sample of (``sample_captures``); None: not a sample.
     sample_of: str | None = None
+    #: Classes of ``label_column`` with fewer rows were left out (``load_corpus``).
+    min_class_size: int = 1
     _hash: str | None = field(default=None, repr=False)
 
     @property
@@ -74,7 +76,7 @@ class Corpus:
                 taken += sizes[members[i]]
         labels = self.labels[self.labels["pcap"].isin(chosen)].reset_index(drop=True)
         return Corpus(self.root, labels, self.label_column, self.flow_level, list(self.problems),
-                      sample_of=self.sample_of or self.content_hash())
+                      sample_of=self.sample_of or self.content_hash(), min_class_size=self.min_class_size)
 
     def content_hash(self) -> str:
         """Hash of the labels and every capture's bytes: a cache key for anything computed on it."""
@@ -208,7 +210,7 @@ def load_corpus(root: str | Path, label_column: str = "label", min_class_size: i
     if out.empty:
         raise CorpusError(f"{csv}: no usable labelled rows"
                           + (f" (no class has {min_class_size} rows)" if min_class_size > 1 else ""))
-    return Corpus(root, out, label_column, flow_level, problems)
+    return Corpus(root, out, label_column, flow_level, problems, min_class_size=min_class_size)
 
 
 def link_subset(root: str | Path, captures: Iterable[str], dest: str | Path) -> Path:

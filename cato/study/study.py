@@ -163,7 +163,15 @@ class Study:
     def check_corpus(self, corpus: Corpus) -> None:
         """Trials measured on two versions of a corpus do not belong on one Pareto front: the first
         corpus a study runs on is recorded (its content hash), and any other is refused. A sample of a
-        corpus (the profiling sample) stands for the corpus it was drawn from."""
+        corpus (the profiling sample) stands for the corpus it was drawn from. A corpus loaded by another
+        label column or least class size than the study's is refused too: recorded first, it would score
+        every trial on another task."""
+        st = self.settings
+        if (corpus.label_column, corpus.min_class_size) != (st.label_column, st.min_class_size):
+            raise StudyError(f"{corpus.root}: loaded with label column '{corpus.label_column}' and classes of at "
+                             f"least {corpus.min_class_size} row(s), but the study in {self.directory} classifies by "
+                             f"'{st.label_column}' (at least {st.min_class_size}): load it with the study's "
+                             "settings (study.settings.load_corpus())")
         recorded = self.storage.get("corpus_hash")
         current = corpus.sample_of or corpus.content_hash()
         if recorded is None:
